@@ -1,0 +1,1 @@
+//! Messages between the host agent and the control plane's agent communication service.

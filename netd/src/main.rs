@@ -1,0 +1,3 @@
+//! Host network daemon: per-task ENIs, IPAM, security groups (nftables), NAT.
+
+fn main() {}
