@@ -106,7 +106,9 @@ impl GuestConnection {
 
     /// Sends the task to run (once, right after the handshake).
     pub fn run_task(&mut self, task: &TaskSpec) -> Result<(), ProtoError> {
-        self.chan.send(&HostMessage::RunTask { task: Box::new(task.clone()) })
+        self.chan.send(&HostMessage::RunTask {
+            task: Box::new(task.clone()),
+        })
     }
 
     /// Asks the guest to stop the task.

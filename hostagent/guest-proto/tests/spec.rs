@@ -26,6 +26,8 @@ fn good() -> TaskSpec {
     serde_json::from_str(GOOD).unwrap()
 }
 
+type Mutation = Box<dyn Fn(&mut TaskSpec)>;
+
 fn invalid(t: &TaskSpec) -> String {
     validate_task(t).expect_err("should be rejected").0
 }
@@ -85,7 +87,7 @@ fn rejects_bad_references_and_cycles() {
 
 #[test]
 fn rejects_bad_values() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut TaskSpec)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         ("essential", Box::new(|t| t.containers[0].essential = false)),
         ("containers", Box::new(|t| t.containers.clear())),
         (
