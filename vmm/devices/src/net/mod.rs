@@ -1,0 +1,1 @@
+//! virtio-net on a tap device.

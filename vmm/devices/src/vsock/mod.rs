@@ -1,0 +1,1 @@
+//! virtio-vsock with the host side on Unix sockets.
