@@ -1,3 +1,10 @@
-//! The microVM monitor: KVM VM, vCPUs, Linux boot, legacy devices and the Firecracker API.
+//! The `vmm` binary.
 
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    let cli = vmm::cli::Cli::parse();
+    let code = vmm::run::run(cli);
+    // vCPU threads may still be inside KVM_RUN: end the process without joining them.
+    std::process::exit(code);
+}

@@ -1,0 +1,109 @@
+//! The Firecracker-compatible API: HTTP on a Unix socket, served by an API thread; requests
+//! run on the event-loop thread, which owns the controller.
+
+pub mod http;
+pub mod routes;
+
+use crate::controller::Controller;
+use crate::metrics::METRICS;
+use event_manager::{EventOps, Events, MutEventSubscriber};
+use http::Response;
+use routes::ApiRequest;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::eventfd::EventFd;
+
+type Job = (ApiRequest, Sender<Response>);
+
+/// Runs one request against the controller.
+pub fn execute(c: &mut Controller, req: ApiRequest) -> Response {
+    let r = match req {
+        ApiRequest::GetInfo => return Response::json(&c.info()),
+        ApiRequest::GetVersion => {
+            return Response::json(&serde_json::json!({
+                "firecracker_version": env!("CARGO_PKG_VERSION")
+            }))
+        }
+        ApiRequest::GetMachineConfig => return Response::json(c.machine_config()),
+        ApiRequest::PutMachineConfig(m) => c.put_machine_config(m),
+        ApiRequest::PatchMachineConfig(m) => c.patch_machine_config(m),
+        ApiRequest::PutBootSource(b) => c.put_boot_source(b),
+        ApiRequest::PutLogger(l) => c.put_logger(l),
+        ApiRequest::PutMetrics(m) => c.put_metrics(m),
+        ApiRequest::Action(a) => c.action(a.action_type),
+    };
+    match r {
+        Ok(()) => Response::no_content(),
+        Err(f) => Response::fault(400, &f.0),
+    }
+}
+
+/// Event-loop side of the API: executes jobs the API thread queued.
+pub struct ApiHandler {
+    rx: Receiver<Job>,
+    evt: EventFd,
+    controller: Arc<Mutex<Controller>>,
+}
+
+impl MutEventSubscriber for ApiHandler {
+    fn process(&mut self, _events: Events, _ops: &mut EventOps) {
+        let _ = self.evt.read();
+        while let Ok((req, reply)) = self.rx.try_recv() {
+            let mut c = self.controller.lock().unwrap_or_else(|e| e.into_inner());
+            let resp = execute(&mut c, req);
+            let _ = reply.send(resp);
+        }
+    }
+
+    fn init(&mut self, ops: &mut EventOps) {
+        if let Err(e) = ops.add(Events::new(&self.evt, EventSet::IN)) {
+            tracing::error!("cannot watch the API eventfd: {e:?}");
+        }
+    }
+}
+
+/// Binds `path` and starts the API thread; returns the event-loop handler.
+pub fn start(path: &Path, controller: Arc<Mutex<Controller>>) -> std::io::Result<ApiHandler> {
+    let listener = UnixListener::bind(path)?;
+    let evt = EventFd::new(libc::EFD_NONBLOCK)?;
+    let wake = evt.try_clone()?;
+    let (tx, rx) = channel::<Job>();
+    std::thread::Builder::new()
+        .name("api".into())
+        .stack_size(256 << 10)
+        .spawn(move || {
+            http::serve(listener, |method, path, body| {
+                METRICS.api_requests.fetch_add(1, Ordering::Relaxed);
+                let resp = match routes::parse(method, path, body) {
+                    Ok(req) => dispatch(&tx, &wake, req),
+                    Err(msg) => Response::fault(400, &msg),
+                };
+                if resp.status >= 400 {
+                    METRICS.api_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        "API {method} {path}: {}",
+                        resp.body.as_deref().unwrap_or("")
+                    );
+                }
+                resp
+            })
+        })?;
+    Ok(ApiHandler {
+        rx,
+        evt,
+        controller,
+    })
+}
+
+fn dispatch(tx: &Sender<Job>, wake: &EventFd, req: ApiRequest) -> Response {
+    let (rtx, rrx) = channel();
+    if tx.send((req, rtx)).is_err() || wake.write(1).is_err() {
+        return Response::fault(500, "the vmm event loop is gone");
+    }
+    rrx.recv()
+        .unwrap_or_else(|_| Response::fault(500, "the vmm event loop dropped the request"))
+}

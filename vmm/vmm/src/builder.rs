@@ -1,0 +1,128 @@
+//! Builds and starts a microVM: memory, KVM VM, devices, boot structures, vCPU threads.
+
+use crate::boot::{self, BootSpec};
+use crate::devices::boot_timer::BootTimer;
+use crate::devices::i8042::I8042;
+use crate::devices::serial::{SerialDevice, SerialOut};
+use crate::devices::{DeviceError, DeviceManager};
+use crate::vstate::exit::{ExitNotifier, UnhandledLog};
+use crate::vstate::memory::{create_guest_memory, GuestMemory, MemoryError};
+use crate::vstate::vcpu::{supported_cpuid, Buses, Vcpu};
+use crate::vstate::vm::{Vm, VmError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use vmm_sys_util::eventfd::EventFd;
+
+/// Errors building the microVM.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Guest memory.
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    /// KVM.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// Devices.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// Boot.
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    /// Thread spawn or eventfd.
+    #[error("cannot start vCPU: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the builder needs.
+pub struct VmSpec {
+    /// vCPUs.
+    pub vcpus: u8,
+    /// MiB of RAM.
+    pub mem_mib: usize,
+    /// Kernel and command line.
+    pub boot: BootSpec,
+}
+
+/// A started microVM.
+pub struct RunningVm {
+    /// KVM VM.
+    pub vm: Vm,
+    /// Guest memory.
+    pub mem: GuestMemory,
+    /// The UART (shared with the stdin subscriber).
+    pub serial: Arc<Mutex<SerialDevice>>,
+    /// vCPU threads.
+    pub vcpu_threads: Vec<JoinHandle<()>>,
+    /// Subscribers to add to the event loop (device queues, ...).
+    pub subscribers: Vec<crate::devices::Subscriber>,
+}
+
+/// Hook for adding devices (virtio-mmio) between VM creation and boot.
+pub type DeviceHook<'a> =
+    &'a mut dyn FnMut(&Vm, &GuestMemory, &mut DeviceManager) -> Result<(), DeviceError>;
+
+/// Creates the VM and starts its vCPUs. `start` is the InstanceStart time (for the boot
+/// timer); `entry_override` skips Linux loading and enters at that address (tests with
+/// hand-assembled guests that already wrote their code into memory through `prepare_mem`).
+pub fn build_and_start(
+    spec: &VmSpec,
+    serial_out: SerialOut,
+    exit: &ExitNotifier,
+    start: Instant,
+    add_devices: DeviceHook,
+) -> Result<RunningVm, BuildError> {
+    let mem = create_guest_memory(spec.mem_mib)?;
+    let vm = Vm::new(spec.vcpus)?;
+    vm.register_memory(&mem)?;
+    let mut dm = DeviceManager::new();
+    let serial_irq = EventFd::new(libc::EFD_NONBLOCK)?;
+    let serial = Arc::new(Mutex::new(SerialDevice::new(
+        serial_irq.try_clone()?,
+        serial_out,
+    )));
+    dm.add_legacy(
+        &vm.fd,
+        serial.clone(),
+        &serial_irq,
+        I8042::new(exit.clone()),
+        BootTimer::new(start),
+    )?;
+    add_devices(&vm, &mem, &mut dm)?;
+    let mut boot = spec.boot.clone();
+    boot.extra_cmdline.extend(dm.cmdline.iter().cloned());
+    let entry = boot::prepare(&mem, &boot, spec.vcpus)?;
+    let vcpu_threads = start_vcpus(&vm, &mem, spec.vcpus, entry, &dm, exit)?;
+    Ok(RunningVm {
+        vm,
+        mem,
+        serial,
+        vcpu_threads,
+        subscribers: dm.subscribers,
+    })
+}
+
+/// Creates `count` vCPUs entering at `entry` and starts their threads.
+pub fn start_vcpus(
+    vm: &Vm,
+    mem: &GuestMemory,
+    count: u8,
+    entry: u64,
+    dm: &DeviceManager,
+    exit: &ExitNotifier,
+) -> Result<Vec<JoinHandle<()>>, BuildError> {
+    let supported = supported_cpuid(vm)?;
+    let vcpus = (0..count)
+        .map(|i| Vcpu::new(vm, &supported, i, count, entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let buses = Buses {
+        pio: Arc::new(dm.pio.clone()),
+        mmio: Arc::new(dm.mmio.clone()),
+    };
+    let log = Arc::new(UnhandledLog::default());
+    let mut threads = Vec::new();
+    for v in vcpus {
+        threads.push(v.start(buses.clone(), exit.clone(), log.clone(), mem.clone())?);
+    }
+    Ok(threads)
+}

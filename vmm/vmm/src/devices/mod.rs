@@ -1,0 +1,157 @@
+//! Devices the vmm core owns (serial, i8042, boot timer), the buses, and the registration
+//! interface for virtio-mmio devices from `vmm-devices`.
+
+pub mod boot_timer;
+pub mod bus;
+pub mod i8042;
+pub mod serial;
+
+use crate::vstate::layout::{
+    BOOT_TIMER_ADDR, I8042_PORT, SERIAL_IRQ, SERIAL_PORT, VIRTIO_IRQ_FIRST, VIRTIO_IRQ_LAST,
+    VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
+};
+use bus::{Bus, BusError, SharedDevice};
+use event_manager::MutEventSubscriber;
+use kvm_ioctls::{IoEventAddress, NoDatamatch, VmFd};
+use std::sync::{Arc, Mutex};
+use vmm_sys_util::eventfd::EventFd;
+
+/// An event-loop subscriber shared with the event manager.
+pub type Subscriber = Arc<Mutex<dyn MutEventSubscriber + Send>>;
+
+/// Errors registering devices.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Bus insertion.
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    /// No more virtio-mmio slots/IRQs (GSIs 5..=23).
+    #[error("no free virtio-mmio slot: at most {} devices", VIRTIO_IRQ_LAST - VIRTIO_IRQ_FIRST + 1)]
+    NoSlot,
+    /// eventfd creation.
+    #[error("cannot create eventfd: {0}")]
+    EventFd(std::io::Error),
+    /// irqfd/ioeventfd registration.
+    #[error("KVM {what} failed: {source}")]
+    Kvm {
+        /// The operation.
+        what: &'static str,
+        /// The error.
+        source: kvm_ioctls::Error,
+    },
+}
+
+/// Where a virtio-mmio device was placed.
+pub struct MmioSlot {
+    /// Guest physical base of its 4 KiB register window.
+    pub base: u64,
+    /// Its GSI.
+    pub irq: u32,
+    /// Writing 1 to this eventfd raises the device's interrupt (it is a KVM irqfd).
+    pub irq_evt: EventFd,
+}
+
+/// Offset of the QueueNotify register in a virtio-mmio register window.
+pub const VIRTIO_MMIO_QUEUE_NOTIFY: u64 = 0x50;
+
+impl MmioSlot {
+    /// Makes a guest write of `queue` to QueueNotify signal `evt` inside KVM (no vCPU exit).
+    pub fn register_queue_notify(
+        &self,
+        vm: &VmFd,
+        evt: &EventFd,
+        queue: u32,
+    ) -> Result<(), DeviceError> {
+        let addr = IoEventAddress::Mmio(self.base + VIRTIO_MMIO_QUEUE_NOTIFY);
+        vm.register_ioevent(evt, &addr, queue)
+            .map_err(|source| DeviceError::Kvm {
+                what: "IOEVENTFD",
+                source,
+            })
+    }
+
+    /// Like [`Self::register_queue_notify`] for any value written (single-queue devices).
+    pub fn register_any_notify(&self, vm: &VmFd, evt: &EventFd) -> Result<(), DeviceError> {
+        let addr = IoEventAddress::Mmio(self.base + VIRTIO_MMIO_QUEUE_NOTIFY);
+        vm.register_ioevent(evt, &addr, NoDatamatch)
+            .map_err(|source| DeviceError::Kvm {
+                what: "IOEVENTFD",
+                source,
+            })
+    }
+}
+
+/// The buses, the kernel command-line additions and the event-loop subscribers of a VM
+/// being built.
+#[derive(Default)]
+pub struct DeviceManager {
+    /// Port-I/O bus.
+    pub pio: Bus,
+    /// MMIO bus.
+    pub mmio: Bus,
+    /// Command-line entries announcing devices.
+    pub cmdline: Vec<String>,
+    /// Subscribers to add to the event manager when the VM starts.
+    pub subscribers: Vec<Subscriber>,
+    next_virtio: u32,
+}
+
+impl DeviceManager {
+    /// An empty device manager.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Places a virtio-mmio transport: next 4 KiB slot from 0xC000_1000 and next GSI from 5,
+    /// an irqfd for that GSI, the `virtio_mmio.device=` command-line entry, and its
+    /// event-loop subscriber (queue and backend fds). The device's queue-notify ioeventfds
+    /// are registered by the caller through the returned slot (`register_queue_notify`).
+    pub fn register_mmio_device(
+        &mut self,
+        vm: &VmFd,
+        device: SharedDevice,
+        subscriber: Option<Subscriber>,
+    ) -> Result<MmioSlot, DeviceError> {
+        let irq = VIRTIO_IRQ_FIRST + self.next_virtio;
+        if irq > VIRTIO_IRQ_LAST {
+            return Err(DeviceError::NoSlot);
+        }
+        let base = VIRTIO_MMIO_START + u64::from(self.next_virtio) * VIRTIO_MMIO_SIZE;
+        let irq_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
+        vm.register_irqfd(&irq_evt, irq)
+            .map_err(|source| DeviceError::Kvm {
+                what: "IRQFD",
+                source,
+            })?;
+        self.mmio.insert(device, base, VIRTIO_MMIO_SIZE)?;
+        self.cmdline
+            .push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
+        if let Some(s) = subscriber {
+            self.subscribers.push(s);
+        }
+        self.next_virtio += 1;
+        Ok(MmioSlot { base, irq, irq_evt })
+    }
+
+    /// Adds the legacy devices: serial (COM1, IRQ 4, irqfd), i8042 and the boot timer.
+    pub fn add_legacy(
+        &mut self,
+        vm: &VmFd,
+        serial: Arc<Mutex<serial::SerialDevice>>,
+        serial_irq: &EventFd,
+        i8042: i8042::I8042,
+        boot_timer: boot_timer::BootTimer,
+    ) -> Result<(), DeviceError> {
+        vm.register_irqfd(serial_irq, SERIAL_IRQ)
+            .map_err(|source| DeviceError::Kvm {
+                what: "IRQFD",
+                source,
+            })?;
+        self.pio.insert(serial, u64::from(SERIAL_PORT), 8)?;
+        self.pio
+            .insert(Arc::new(Mutex::new(i8042)), u64::from(I8042_PORT), 5)?;
+        self.mmio
+            .insert(Arc::new(Mutex::new(boot_timer)), BOOT_TIMER_ADDR, 0x1000)?;
+        Ok(())
+    }
+}

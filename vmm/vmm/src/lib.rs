@@ -1,0 +1,19 @@
+//! The microVM monitor: KVM VM, vCPUs, Linux boot, legacy devices and the Firecracker API.
+//!
+//! Module map: [`cli`] flags; [`run`] process and event loop; [`api`] HTTP server and routes;
+//! [`config`] Firecracker JSON types; [`controller`] state machine; [`builder`] VM assembly;
+//! [`vstate`] KVM VM, vCPUs, CPUID, registers, memory layout; [`boot`] Linux loading, zero
+//! page, MP table; [`devices`] serial, i8042, boot timer, buses, virtio-mmio registration;
+//! [`logger`] and [`metrics`].
+
+pub mod api;
+pub mod boot;
+pub mod builder;
+pub mod cli;
+pub mod config;
+pub mod controller;
+pub mod devices;
+pub mod logger;
+pub mod metrics;
+pub mod run;
+pub mod vstate;

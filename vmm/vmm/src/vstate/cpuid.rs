@@ -1,0 +1,122 @@
+//! CPUID for each vCPU, derived from KVM's supported set: APIC IDs, topology (one thread per
+//! core, all vCPUs in one socket), the hypervisor bit and the vCPU count.
+
+use kvm_bindings::{kvm_cpuid_entry2, CpuId};
+
+const HYPERVISOR_BIT: u32 = 1 << 31;
+const HTT_BIT: u32 = 1 << 28;
+
+/// Number of bits needed to number `n` items (ceil(log2(n))).
+fn bits_for(n: u32) -> u32 {
+    if n <= 1 {
+        0
+    } else {
+        32 - (n - 1).leading_zeros()
+    }
+}
+
+fn patch_entry(e: &mut kvm_cpuid_entry2, cpu: u32, count: u32) {
+    match e.function {
+        0x1 => {
+            // EBX[31:24] initial APIC ID, [23:16] logical processors, [15:8] CLFLUSH size/8.
+            e.ebx = (cpu << 24) | ((count & 0xff) << 16) | (8 << 8) | (e.ebx & 0xff);
+            e.ecx |= HYPERVISOR_BIT;
+            if count > 1 {
+                e.edx |= HTT_BIT;
+            } else {
+                e.edx &= !HTT_BIT;
+            }
+        }
+        0x4 => {
+            // Deterministic cache parameters: EAX[31:26] cores per package - 1,
+            // EAX[25:14] logical processors sharing this cache - 1 (only L3 is shared).
+            let level = (e.eax >> 5) & 0x7;
+            let sharing = if level >= 3 { count - 1 } else { 0 };
+            e.eax = (e.eax & 0x3fff) | ((sharing & 0xfff) << 14) | (((count - 1) & 0x3f) << 26);
+        }
+        0xb | 0x1f => {
+            // Extended topology: level 0 = SMT (1 thread), level 1 = core (all vCPUs).
+            e.edx = cpu;
+            match e.index {
+                0 => {
+                    e.eax = 0;
+                    e.ebx = 1;
+                    e.ecx = (1 << 8) | e.index;
+                }
+                1 => {
+                    e.eax = bits_for(count);
+                    e.ebx = count;
+                    e.ecx = (2 << 8) | e.index;
+                }
+                _ => {
+                    e.eax = 0;
+                    e.ebx = 0;
+                    e.ecx = e.index;
+                }
+            }
+        }
+        0x8000_0008 => {
+            // AMD: ECX[15:12] APIC ID size, ECX[7:0] number of cores - 1.
+            e.ecx = (e.ecx & !0xf0ff) | (bits_for(count) << 12) | ((count - 1) & 0xff);
+        }
+        _ => {}
+    }
+}
+
+/// The CPUID table for vCPU `cpu` (its APIC ID) of `count` vCPUs.
+pub fn vcpu_cpuid(supported: &CpuId, cpu: u8, count: u8) -> CpuId {
+    let mut cpuid = supported.clone();
+    let count = u32::from(count.max(1));
+    for e in cpuid.as_mut_slice() {
+        patch_entry(e, u32::from(cpu), count);
+    }
+    cpuid
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(function: u32, index: u32) -> kvm_cpuid_entry2 {
+        kvm_cpuid_entry2 {
+            function,
+            index,
+            ..Default::default()
+        }
+    }
+
+    fn find(c: &CpuId, f: u32, i: u32) -> kvm_cpuid_entry2 {
+        *c.as_slice()
+            .iter()
+            .find(|e| e.function == f && e.index == i)
+            .unwrap()
+    }
+
+    #[test]
+    fn apic_id_count_and_hypervisor_bit() {
+        let sup = CpuId::from_entries(&[entry(1, 0), entry(0xb, 0), entry(0xb, 1)]).unwrap();
+        let c = vcpu_cpuid(&sup, 5, 8);
+        let l1 = find(&c, 1, 0);
+        assert_eq!(l1.ebx >> 24, 5);
+        assert_eq!((l1.ebx >> 16) & 0xff, 8);
+        assert_ne!(l1.ecx & HYPERVISOR_BIT, 0);
+        assert_ne!(l1.edx & HTT_BIT, 0);
+        let smt = find(&c, 0xb, 0);
+        assert_eq!((smt.ebx, smt.edx), (1, 5));
+        let core = find(&c, 0xb, 1);
+        assert_eq!((core.eax, core.ebx, core.edx), (3, 8, 5));
+    }
+
+    #[test]
+    fn single_vcpu_has_no_htt() {
+        let mut e = entry(1, 0);
+        e.edx = HTT_BIT;
+        let c = vcpu_cpuid(&CpuId::from_entries(&[e]).unwrap(), 0, 1);
+        assert_eq!(find(&c, 1, 0).edx & HTT_BIT, 0);
+    }
+
+    #[test]
+    fn bits_for_counts() {
+        assert_eq!([1, 2, 3, 4, 5, 32].map(bits_for), [0, 1, 2, 2, 3, 5]);
+    }
+}
