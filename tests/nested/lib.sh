@@ -8,7 +8,7 @@ nested_log() { printf 'nested: %s\n' "$*" >&2; }
 
 # Installs the packages the nested host needs when one is missing.
 nested_deps() {
-    local pkgs=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs cpio kmod nftables iproute2)
+    local pkgs=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs cpio kmod lz4 nftables iproute2 curl socat)
     local missing=() p
     for p in "${pkgs[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
