@@ -1,0 +1,3 @@
+//! The host agent: turns control-plane launches into running microVM tasks.
+
+fn main() {}
