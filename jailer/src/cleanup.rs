@@ -91,7 +91,11 @@ fn ensure_stopped(
         let pid_file = dir.join("root").join(format!("{name}.pid"));
         if let Ok(pid) = std::fs::read_to_string(&pid_file) {
             let exe = std::fs::read_link(format!("/proc/{}/exe", pid.trim()));
-            if exe.is_ok_and(|p| p == Path::new("/").join(name)) {
+            // Seen from the host, the jailed binary is `/<name>` (outside the reader's
+            // mount tree) or its full host path.
+            let jailed =
+                |p: &Path| p == Path::new("/").join(name) || p == dir.join("root").join(name);
+            if exe.is_ok_and(|p| jailed(&p)) {
                 return Err(Error::new(
                     Step::Cleanup,
                     pid_file.display(),

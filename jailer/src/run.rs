@@ -179,11 +179,39 @@ fn child(s: ChildSetup) -> Result<Infallible> {
             return Err(Error::new(Step::Exec, "jailer", "the jailer exited"));
         }
     }
+    reset_signals();
     fds::cloexec_all_but_stdio()?;
     let env: [CString; 0] = [];
     let path = s.argv[0].clone();
     let e = execve(&path, &s.argv, &env).unwrap_err();
-    Err(Error::new(Step::Exec, path.to_string_lossy(), e))
+    let shown = path.to_string_lossy();
+    if e == Errno::ENOENT && std::path::Path::new(shown.as_ref()).exists() {
+        return Err(Error::new(
+            Step::Exec,
+            shown,
+            format!(
+                "{e} (its ELF interpreter or libraries are not in the jail: use a static binary)"
+            ),
+        ));
+    }
+    Err(Error::new(Step::Exec, shown, e))
+}
+
+/// The vmm starts with every signal at its default action and none blocked (ignored
+/// signals would otherwise be inherited across exec, e.g. the SIGPIPE Rust ignores).
+fn reset_signals() {
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: restoring the default action; signals the C library reserves for
+            // itself are refused with EINVAL, which is fine.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::empty()),
+        None,
+    );
 }
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
