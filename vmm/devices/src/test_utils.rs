@@ -1,5 +1,5 @@
-//! Test helpers: guest memory, a driver that lays out descriptor chains with virtio-queue's
-//! mock split queue, and a helper that brings a transport to DRIVER_OK like Linux does.
+//! Test helpers: guest memory, a driver that lays out split-queue descriptor chains in it,
+//! and a helper that brings a transport to DRIVER_OK like Linux does.
 
 use std::sync::{Arc, Mutex};
 
@@ -9,8 +9,7 @@ use virtio_bindings::virtio_config::{
 };
 use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
-use virtio_queue::mock::MockSplitQueue;
-use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::bus::BusDevice;
 use crate::transport::{MmioTransport, VirtioDevice};
@@ -29,22 +28,63 @@ pub fn memory() -> GuestMemoryMmap {
 /// A descriptor for [`Driver::push`]: address, length, device-writable.
 pub type Desc = (u64, u32, bool);
 
-/// Plays the guest driver for one queue.
+/// Plays the guest driver for one split queue laid out at `base`: descriptor table, then
+/// the available ring, then the used ring (4-byte aligned).
+///
+/// (virtio-queue 0.18's `MockSplitQueue` places its used ring only `len` bytes after the
+/// available ring's entries, so more than `len / 2` available entries overwrite the used
+/// ring; this driver computes the layout itself.)
 pub struct Driver<'a> {
-    /// The mock queue in guest memory.
-    pub vq: MockSplitQueue<'a, GuestMemoryMmap>,
+    mem: &'a GuestMemoryMmap,
+    desc: u64,
+    avail: u64,
+    used: u64,
     next_desc: u16,
+    avail_idx: u16,
     size: u16,
 }
 
 impl<'a> Driver<'a> {
     /// A queue of `size` entries at `base`.
     pub fn new(mem: &'a GuestMemoryMmap, base: u64, size: u16) -> Self {
+        let desc = base;
+        let avail = desc + 16 * u64::from(size);
+        let used = (avail + 6 + 2 * u64::from(size) + 3) & !3;
+        let end = used + 6 + 8 * u64::from(size);
+        write_mem(mem, base, &vec![0u8; (end - base) as usize]);
         Driver {
-            vq: MockSplitQueue::create(mem, GuestAddress(base), size),
+            mem,
+            desc,
+            avail,
+            used,
             next_desc: 0,
+            avail_idx: 0,
             size,
         }
+    }
+
+    /// Descriptor table address.
+    pub fn desc_addr(&self) -> GuestAddress {
+        GuestAddress(self.desc)
+    }
+
+    /// Available ring address.
+    pub fn avail_addr(&self) -> GuestAddress {
+        GuestAddress(self.avail)
+    }
+
+    /// Used ring address.
+    pub fn used_addr(&self) -> GuestAddress {
+        GuestAddress(self.used)
+    }
+
+    fn make_available(&mut self, head: u16) {
+        let slot = self.avail + 4 + 2 * u64::from(self.avail_idx % self.size);
+        self.mem.write_obj(head, GuestAddress(slot)).unwrap();
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.mem
+            .write_obj(self.avail_idx, GuestAddress(self.avail + 2))
+            .unwrap();
     }
 
     /// Makes a chain of `descs` available; returns its head index.
@@ -53,45 +93,47 @@ impl<'a> Driver<'a> {
         if usize::from(head) + descs.len() > usize::from(self.size) {
             head = 0;
         }
-        let raw: Vec<RawDescriptor> = descs
-            .iter()
-            .enumerate()
-            .map(|(i, &(addr, len, write))| {
-                let mut flags = if write { VRING_DESC_F_WRITE as u16 } else { 0 };
-                let mut next = 0;
-                if i + 1 < descs.len() {
-                    flags |= VRING_DESC_F_NEXT as u16;
-                    next = (head + i as u16 + 1) % self.size;
-                }
-                RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
-            })
-            .collect();
-        self.vq.add_desc_chains(&raw, head).unwrap();
+        for (i, &(addr, len, write)) in descs.iter().enumerate() {
+            let mut flags = if write { VRING_DESC_F_WRITE as u16 } else { 0 };
+            let mut next = 0;
+            if i + 1 < descs.len() {
+                flags |= VRING_DESC_F_NEXT as u16;
+                next = head + i as u16 + 1;
+            }
+            let d = RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next));
+            self.store(head + i as u16, d);
+        }
         self.next_desc = (head + descs.len() as u16) % self.size;
+        self.make_available(head);
         head
     }
 
-    /// Makes raw descriptors available as given (for hostile chains); `head` is where they go.
+    fn store(&self, index: u16, d: RawDescriptor) {
+        let addr = GuestAddress(self.desc + 16 * u64::from(index));
+        self.mem.write_obj(d, addr).unwrap();
+    }
+
+    /// Stores raw descriptors as given from table index `head` (for hostile chains) and
+    /// makes `head` available.
     pub fn push_raw(&mut self, descs: &[RawDescriptor], head: u16) {
-        self.vq.add_desc_chains(descs, head).unwrap();
+        for (i, d) in descs.iter().enumerate() {
+            self.store(head + i as u16, *d);
+        }
         self.next_desc = (head + descs.len() as u16) % self.size;
+        self.make_available(head);
     }
 
     /// Number of used entries so far.
     pub fn used_idx(&self) -> u16 {
-        self.vq.used().idx().load()
+        self.mem.read_obj(GuestAddress(self.used + 2)).unwrap()
     }
 
     /// Used entry `i`: (head id, length).
     pub fn used(&self, i: u16) -> (u32, u32) {
-        let e = self
-            .vq
-            .used()
-            .ring()
-            .ref_at(usize::from(i % self.size))
-            .unwrap()
-            .load();
-        (e.id(), e.len())
+        let e = self.used + 4 + 8 * u64::from(i % self.size);
+        let id: u32 = self.mem.read_obj(GuestAddress(e)).unwrap();
+        let len: u32 = self.mem.read_obj(GuestAddress(e + 4)).unwrap();
+        (id, len)
     }
 }
 
@@ -129,13 +171,13 @@ pub fn activate<D: VirtioDevice + 'static>(
         w32(&mut t, 0x30, i as u32);
         w32(&mut t, 0x38, u32::from(d.size));
         let split = |a: GuestAddress| (a.0 as u32, (a.0 >> 32) as u32);
-        let (lo, hi) = split(d.vq.desc_table_addr());
+        let (lo, hi) = split(d.desc_addr());
         w32(&mut t, 0x80, lo);
         w32(&mut t, 0x84, hi);
-        let (lo, hi) = split(d.vq.avail_addr());
+        let (lo, hi) = split(d.avail_addr());
         w32(&mut t, 0x90, lo);
         w32(&mut t, 0x94, hi);
-        let (lo, hi) = split(d.vq.used_addr());
+        let (lo, hi) = split(d.used_addr());
         w32(&mut t, 0xa0, lo);
         w32(&mut t, 0xa4, hi);
         w32(&mut t, 0x44, 1);
@@ -149,7 +191,6 @@ pub fn activate<D: VirtioDevice + 'static>(
 
 /// Reads `len` bytes of guest memory.
 pub fn read_mem(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
-    use vm_memory::Bytes;
     let mut v = vec![0u8; len];
     mem.read_slice(&mut v, GuestAddress(addr)).unwrap();
     v
@@ -157,7 +198,6 @@ pub fn read_mem(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
 
 /// Writes bytes into guest memory.
 pub fn write_mem(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) {
-    use vm_memory::Bytes;
     assert!(mem.check_range(GuestAddress(addr), data.len()));
     mem.write_slice(data, GuestAddress(addr)).unwrap();
 }
