@@ -107,8 +107,20 @@ fn start(plan: &Plan, undo: &mut Undo) -> Result<Pid> {
         // Only children are placed in the new namespace: the forked child is its pid 1.
         unshare(CloneFlags::CLONE_NEWPID).at(Step::PidNs, "unshare(CLONE_NEWPID)")?;
     }
+    // Termination signals wait until the jailer can forward them to the child.
+    let forwarded = forwarded_signals();
+    forwarded.thread_block().at(Step::Fork, "sigprocmask")?;
     // SAFETY: the jailer is single-threaded, so the child may allocate and run any code.
-    match unsafe { fork() }.at(Step::Fork, plan.root.display())? {
+    let forked = unsafe { fork() };
+    if let Ok(ForkResult::Parent { child }) = forked {
+        if let Err(e) = install_forwarding(child) {
+            let _ = kill(child, Signal::SIGKILL);
+            let _ = waitpid(child, None);
+            return Err(e);
+        }
+    }
+    forwarded.thread_unblock().at(Step::Fork, "sigprocmask")?;
+    match forked.at(Step::Fork, plan.root.display())? {
         ForkResult::Child => {
             drop(rd);
             let Err(e) = child(setup);
@@ -224,14 +236,8 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-/// Forwards termination signals to the vmm and waits for it.
-fn supervise(child: Pid) -> Result<Outcome> {
-    CHILD.store(child.as_raw(), Ordering::Relaxed);
-    let action = SigAction::new(
-        SigHandler::Handler(forward),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
+fn forwarded_signals() -> SigSet {
+    let mut set = SigSet::empty();
     for sig in [
         Signal::SIGTERM,
         Signal::SIGINT,
@@ -240,9 +246,28 @@ fn supervise(child: Pid) -> Result<Outcome> {
         Signal::SIGUSR1,
         Signal::SIGUSR2,
     ] {
-        // SAFETY: the handler only reads an atomic and calls kill (async-signal-safe).
-        unsafe { sigaction(sig, &action) }.at(Step::Wait, format!("sigaction({sig})"))?;
+        set.add(sig);
     }
+    set
+}
+
+/// From now on termination signals sent to the jailer go to `child`.
+fn install_forwarding(child: Pid) -> Result<()> {
+    CHILD.store(child.as_raw(), Ordering::Relaxed);
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in forwarded_signals().iter() {
+        // SAFETY: the handler only reads an atomic and calls kill (async-signal-safe).
+        unsafe { sigaction(sig, &action) }.at(Step::Fork, format!("sigaction({sig})"))?;
+    }
+    Ok(())
+}
+
+/// Waits for the vmm (signals are being forwarded to it).
+fn supervise(child: Pid) -> Result<Outcome> {
     loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(Outcome::Exited(code)),

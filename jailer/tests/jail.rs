@@ -364,3 +364,56 @@ fn cgroup_v2_hierarchy_is_joined() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!dir.exists());
 }
+
+fn spawn_waiting_for_signal(jail: &TestJail, extra: &[&str]) -> std::process::Child {
+    use std::io::BufRead;
+    let mut child = jail
+        .command(probe(), extra, &["wait-signal"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "ready\n");
+    child
+}
+
+#[test]
+fn sigterm_to_the_jailer_reaches_the_vmm() {
+    for pidns in [false, true] {
+        let jail = TestJail::new("term");
+        let extra: &[&str] = if pidns { &["--new-pid-ns"] } else { &[] };
+        let mut child = spawn_waiting_for_signal(&jail, extra);
+        // SAFETY: sending SIGTERM to the jailer this test started.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(42),
+            "pidns={pidns}: the vmm's handler ran"
+        );
+    }
+}
+
+#[test]
+fn the_vmm_dies_with_its_jailer() {
+    for pidns in [false, true] {
+        let jail = TestJail::new("orphan");
+        let extra: &[&str] = if pidns { &["--new-pid-ns"] } else { &[] };
+        let mut child = spawn_waiting_for_signal(&jail, extra);
+        let vmm = jail.vmm_pid();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let gone = (0..100).any(|_| {
+            let st = std::fs::read_to_string(format!("/proc/{vmm}/status")).unwrap_or_default();
+            let dead = st.is_empty() || st.contains("State:\tZ");
+            if !dead {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            dead
+        });
+        assert!(gone, "pidns={pidns}: vmm {vmm} survived its jailer");
+    }
+}

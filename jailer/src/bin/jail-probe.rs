@@ -9,6 +9,7 @@
 //!   alloc MIB                                     allocate and touch MIB MiB
 //!   write-file PATH BYTES                         write BYTES bytes to PATH
 //!   exit CODE                                     exit with CODE
+//!   wait-signal                                   print `ready`, exit 42 on SIGTERM
 
 use std::io::{Read, Write};
 
@@ -40,6 +41,14 @@ extern "C" {
     fn prctl(option: i32, ...) -> i32;
     fn syscall(num: i64, ...) -> i64;
     fn getrlimit(resource: i32, rlim: *mut [u64; 2]) -> i32;
+    fn signal(sig: i32, handler: usize) -> usize;
+    fn pause() -> i32;
+    fn _exit(code: i32) -> !;
+}
+
+extern "C" fn on_sigterm(_sig: i32) {
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { _exit(42) }
 }
 
 const F_GETFD: i32 = 1;
@@ -290,6 +299,16 @@ fn main() {
                 written += n as u64;
             }
             println!("written={written}");
+        }
+        Some("wait-signal") => {
+            // SAFETY: installs a handler that only calls _exit.
+            unsafe { signal(15, on_sigterm as extern "C" fn(i32) as usize) };
+            println!("ready");
+            let _ = std::io::stdout().flush();
+            loop {
+                // SAFETY: pause only waits for a signal.
+                unsafe { pause() };
+            }
         }
         Some("exit") => std::process::exit(arg(&args, 2)),
         _ => {
