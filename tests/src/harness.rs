@@ -1,0 +1,198 @@
+//! The harness shared by all tests of one test binary: the payload, and either this
+//! machine (direct KVM) or one nested KVM host, set up on first use.
+
+use crate::environment::{self, Environment};
+use crate::nested::NestedHost;
+use crate::payload;
+use std::fs::{self, File};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What a scenario did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The script's exit status (128 + signal number when killed).
+    pub status: i32,
+    /// Its standard output and standard error, interleaved.
+    pub output: String,
+}
+
+/// The KVM host the scenarios of this test binary run on.
+pub struct Harness {
+    environment: Environment,
+    /// The payload as the scenarios see it (`/payload` inside the nested host).
+    payload: PathBuf,
+    /// The payload directory on this machine.
+    local_payload: PathBuf,
+    work: PathBuf,
+    host: Option<NestedHost>,
+    next_scratch: AtomicU64,
+}
+
+/// The harness of this test binary, set up by the first caller (payload build and, on
+/// machines without hardware virtualization, the nested host boot).
+pub fn harness() -> Result<&'static Harness, String> {
+    static HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
+    HARNESS
+        .get_or_init(Harness::start)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// Runs `script` on the KVM host (see [`Harness::run`]). Panics if the harness cannot
+/// be set up: the failing test then reports why.
+pub fn run(script: &str, timeout: Duration) -> Outcome {
+    match harness() {
+        Ok(h) => h.run(script, timeout),
+        Err(e) => panic!("no KVM host for the test: {e}"),
+    }
+}
+
+impl Harness {
+    fn start() -> Result<Harness, String> {
+        let started = Instant::now();
+        let environment = environment::detect();
+        let work = payload::work_dir()?;
+        let local_payload = work.join("payload");
+        payload::build(&local_payload)?;
+        let (payload, host) = match environment {
+            Environment::Direct => (local_payload.clone(), None),
+            Environment::Nested => {
+                let image = work.join("payload.ext4");
+                payload::ext4_image(&local_payload, &image)?;
+                let host = NestedHost::boot(&work, &image)?;
+                (PathBuf::from("/payload"), Some(host))
+            }
+        };
+        eprintln!(
+            "kvm-tests: {environment}; payload {} ({}); ready in {:.1}s",
+            local_payload.display(),
+            fs::read_to_string(local_payload.join("guest/kernel-origin"))
+                .unwrap_or_default()
+                .trim(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(Harness {
+            environment,
+            payload,
+            local_payload,
+            work,
+            host,
+            next_scratch: AtomicU64::new(1),
+        })
+    }
+
+    /// Direct KVM or nested host.
+    pub fn environment(&self) -> Environment {
+        self.environment
+    }
+
+    /// The payload directory as scenarios see it (`$PAYLOAD`).
+    pub fn payload(&self) -> &Path {
+        &self.payload
+    }
+
+    /// The payload directory on this machine (to read what the scenarios will find).
+    pub fn local_payload(&self) -> &Path {
+        &self.local_payload
+    }
+
+    /// Which guest kernel the payload has: "kernel-config", "debian-cloud" or "env".
+    pub fn kernel_origin(&self) -> String {
+        fs::read_to_string(self.local_payload.join("guest/kernel-origin"))
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    /// Runs `script` with `sh` on the KVM host, in a fresh scratch directory (`$SCRATCH`,
+    /// the working directory), with `$PAYLOAD` set, `$PAYLOAD/bin` first on `PATH` and
+    /// `$PAYLOAD/lib` on `LD_LIBRARY_PATH`. After `timeout` the script's process group is
+    /// killed. Errors of the harness itself (host gone, no answer) panic with the host's
+    /// console.
+    pub fn run(&self, script: &str, timeout: Duration) -> Outcome {
+        let result = match &self.host {
+            Some(host) => host.run(script, timeout),
+            None => self.run_direct(script, timeout),
+        };
+        match result {
+            Ok(outcome) => outcome,
+            Err(e) => panic!("the harness could not run the scenario: {e}"),
+        }
+    }
+
+    fn run_direct(&self, script: &str, timeout: Duration) -> Result<Outcome, String> {
+        let n = self.next_scratch.fetch_add(1, Ordering::Relaxed);
+        let scratch = self.work.join(format!("scratch.{n}"));
+        fs::create_dir_all(&scratch).map_err(|e| format!("cannot create scratch: {e}"))?;
+        let out_path = scratch.with_extension("out");
+        let out = File::create(&out_path).map_err(|e| format!("cannot create output: {e}"))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| format!("cannot dup output: {e}"))?;
+        let path = format!(
+            "{}:{}",
+            self.payload.join("bin").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(&scratch)
+            .env("PAYLOAD", &self.payload)
+            .env("SCRATCH", &scratch)
+            .env("PATH", path)
+            .env("LD_LIBRARY_PATH", self.payload.join("lib"))
+            .env("NESTED", "0")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot run sh: {e}"))?;
+        let pgid = child.id() as i32;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() > deadline => {
+                    kill_group(pgid);
+                    let _ = child.wait();
+                    let mut output = fs::read_to_string(&out_path).unwrap_or_default();
+                    output.push_str(&format!("kvm-tests: timed out after {timeout:?}\n"));
+                    return Ok(Outcome {
+                        status: 137,
+                        output,
+                    });
+                }
+                Ok(None) => thread::sleep(Duration::from_millis(50)),
+                Err(e) => return Err(format!("cannot wait for sh: {e}")),
+            }
+        };
+        // Whatever the scenario left running in its group goes too.
+        kill_group(pgid);
+        let output = fs::read_to_string(&out_path).unwrap_or_default();
+        let _ = fs::remove_dir_all(&scratch);
+        let _ = fs::remove_file(&out_path);
+        use std::os::unix::process::ExitStatusExt;
+        let code = status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        Ok(Outcome {
+            status: code,
+            output,
+        })
+    }
+}
+
+fn kill_group(pgid: i32) {
+    // SAFETY: kill(2) on our own child's process group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, libc::SIGKILL);
+    }
+}

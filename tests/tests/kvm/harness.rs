@@ -1,0 +1,56 @@
+//! The harness itself: scenarios run on a KVM host and report status and output.
+
+use super::common::{expect, harness, run};
+use kvm_tests::Environment;
+use std::time::Instant;
+
+#[test]
+fn scenario_status_and_output_come_back() {
+    let o = run("echo to-stdout; echo to-stderr >&2; exit 3", 60);
+    assert_eq!(o.status, 3, "exit status: {o:?}");
+    expect(&o, "to-stdout");
+    expect(&o, "to-stderr");
+}
+
+#[test]
+fn scenarios_get_kvm_the_payload_and_a_scratch_directory() {
+    let o = run(
+        "set -e\n\
+         test -c /dev/kvm && echo kvm-ok\n\
+         test -s \"$PAYLOAD/guest/vmlinux\" && echo kernel-ok\n\
+         test \"$(pwd)\" = \"$SCRATCH\" && echo scratch-ok\n\
+         touch \"$SCRATCH/file\" && echo writable-ok\n",
+        60,
+    );
+    assert_eq!(o.status, 0, "{o:?}");
+    for what in ["kvm-ok", "kernel-ok", "scratch-ok", "writable-ok"] {
+        expect(&o, what);
+    }
+    if harness().environment() == Environment::Nested {
+        let o = run(
+            "grep -w kvm_amd /proc/modules && cat /sys/module/kvm_amd/parameters/nested",
+            60,
+        );
+        assert_eq!(
+            o.status, 0,
+            "kvm_amd is not loaded in the nested host: {o:?}"
+        );
+        assert!(
+            o.output.trim_end().ends_with('1'),
+            "nested SVM is off: {o:?}"
+        );
+    }
+}
+
+#[test]
+fn a_scenario_that_overruns_its_timeout_is_killed() {
+    let started = Instant::now();
+    let o = run("echo started; sleep 600; echo not-reached", 5);
+    assert_ne!(o.status, 0, "{o:?}");
+    expect(&o, "started");
+    assert!(!o.output.contains("not-reached"), "{o:?}");
+    assert!(
+        started.elapsed().as_secs() < 120,
+        "the scenario was not killed at its timeout"
+    );
+}
