@@ -1,3 +1,233 @@
 //! PID 1 inside every task microVM: runs the task's containers.
+//!
+//! - As PID 1 (or `guest-init boot`): mounts, connects to the host over vsock, receives the
+//!   task, configures the guest, runs the containers, reports, powers off.
+//! - `guest-init run ...`: the same session on a host, with paths given as flags (tests).
+//! - `guest-init __shim CONFIG`: internal, the per-container shim.
 
-fn main() {}
+mod boot;
+mod control;
+mod net;
+mod runtime;
+mod session;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use control::Endpoint;
+use guest_proto::validate::parse_hex;
+use guest_proto::{TaskSpec, CONTROL_PORT, HOST_CID};
+use runtime::RuntimeConfig;
+use session::{Host, Outcome};
+
+#[derive(Parser)]
+#[command(
+    name = "guest-init",
+    about = "PID 1 of a task microVM: runs the task's containers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot as the VM's init (what PID 1 does without arguments).
+    Boot {
+        /// Control endpoint: vsock:CID:PORT or unix:PATH.
+        #[arg(long, default_value_t = format!("vsock:{HOST_CID}:{CONTROL_PORT}"))]
+        connect: String,
+    },
+    /// Run one task session outside a VM (tests): paths instead of devices.
+    Run {
+        /// Control endpoint: vsock:CID:PORT or unix:PATH.
+        #[arg(long)]
+        connect: String,
+        /// Per-container state (upper/work layers); must suit overlayfs (see --tmpfs-state).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Mount a tmpfs on --state-dir first (only inside a private mount namespace).
+        #[arg(long)]
+        tmpfs_state: bool,
+        /// Volume directories (default: <state-dir>/volumes).
+        #[arg(long)]
+        volumes_dir: Option<PathBuf>,
+        /// cgroup2 directory under which the task cgroup is created (default: none).
+        #[arg(long)]
+        cgroup_root: Option<PathBuf>,
+        /// Configure the spec's network interfaces (only inside a private network namespace).
+        #[arg(long)]
+        configure_network: bool,
+        /// Binary that runs `__shim` (default: this one).
+        #[arg(long)]
+        shim_exe: Option<PathBuf>,
+    },
+}
+
+fn self_exe() -> PathBuf {
+    std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
+}
+
+/// The VM's guest-wide setup.
+struct Vm;
+
+impl Host for Vm {
+    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), String> {
+        if let Some(ms) = task.host_time_ms {
+            boot::set_clock(ms)?;
+        }
+        let hostname = task.hostname.clone().unwrap_or_else(|| "localhost".into());
+        nix::unistd::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
+        cfg.default_hostname = hostname.clone();
+        if let Some(s) = &task.entropy_seed {
+            boot::seed_entropy(&parse_hex(s).map_err(|e| e.to_string())?)?;
+        }
+        net::configure(&task.interfaces)?;
+        let resolv = net::resolv_conf(&task.dns);
+        let hosts = net::hosts(&hostname);
+        let _ = std::fs::create_dir_all("/etc");
+        std::fs::write("/etc/resolv.conf", &resolv)
+            .map_err(|e| format!("/etc/resolv.conf: {e}"))?;
+        std::fs::write("/etc/hosts", &hosts).map_err(|e| format!("/etc/hosts: {e}"))?;
+        cfg.etc_files = vec![
+            ("resolv.conf".into(), resolv),
+            ("hosts".into(), hosts),
+            ("hostname".into(), format!("{hostname}\n")),
+        ];
+        boot::mount_storage(task.scratch_device.as_deref(), &cfg.state_dir)?;
+        boot::mount_storage(task.volume_device.as_deref(), &cfg.volumes_dir)?;
+        make_volumes(task, cfg)
+    }
+
+    fn first_container_started(&mut self) -> Box<dyn FnOnce()> {
+        Box::new(boot::boot_marker)
+    }
+}
+
+fn make_volumes(task: &TaskSpec, cfg: &RuntimeConfig) -> Result<(), String> {
+    for v in &task.volumes {
+        let d = cfg.volumes_dir.join(&v.name);
+        std::fs::create_dir_all(&d).map_err(|e| format!("volume {}: {e}", d.display()))?;
+    }
+    Ok(())
+}
+
+/// Host-side (test) setup: only what the flags allow.
+struct Local {
+    configure_network: bool,
+}
+
+impl Host for Local {
+    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), String> {
+        if self.configure_network {
+            net::configure(&task.interfaces)?;
+        }
+        if !task.dns.nameservers.is_empty() {
+            cfg.etc_files
+                .push(("resolv.conf".into(), net::resolv_conf(&task.dns)));
+        }
+        make_volumes(task, cfg)
+    }
+
+    fn first_container_started(&mut self) -> Box<dyn FnOnce()> {
+        Box::new(|| {})
+    }
+}
+
+/// PID 1: never returns.
+fn boot_main(connect: &str) -> ! {
+    std::panic::set_hook(Box::new(|p| {
+        eprintln!("guest-init: panic: {p}");
+        boot::power_off();
+    }));
+    if let Err(e) = boot::early_mounts() {
+        eprintln!("guest-init: {e}");
+        boot::power_off();
+    }
+    let outcome = match connect.parse::<Endpoint>() {
+        Err(e) => Outcome::Failed(e),
+        Ok(ep) => match control::connect_retry(&ep, Duration::from_secs(10)) {
+            Err(e) => Outcome::Failed(format!("connecting to the host at {connect}: {e}")),
+            Ok(conn) => {
+                let cfg = RuntimeConfig {
+                    state_dir: "/run/containers".into(),
+                    volumes_dir: "/run/volumes".into(),
+                    cgroup_root: Some("/sys/fs/cgroup".into()),
+                    shim_exe: self_exe(),
+                    default_hostname: "localhost".into(),
+                    etc_files: vec![],
+                };
+                session::run(conn, cfg, &mut Vm)
+            }
+        },
+    };
+    eprintln!("guest-init: {outcome:?}; powering off");
+    boot::power_off();
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("__shim") {
+        let Some(cfg) = args.get(2) else {
+            return ExitCode::from(127);
+        };
+        return ExitCode::from(runtime::shim::main(std::path::Path::new(cfg)).clamp(0, 255) as u8);
+    }
+    if std::process::id() == 1 {
+        boot_main(&format!("vsock:{HOST_CID}:{CONTROL_PORT}"));
+    }
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Boot { connect } => boot_main(&connect),
+        Cmd::Run {
+            connect,
+            state_dir,
+            tmpfs_state,
+            volumes_dir,
+            cgroup_root,
+            configure_network,
+            shim_exe,
+        } => {
+            let ep: Endpoint = match connect.parse() {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("guest-init: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if tmpfs_state {
+                if let Err(e) = boot::mount_storage(None, &state_dir) {
+                    eprintln!("guest-init: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let cfg = RuntimeConfig {
+                volumes_dir: volumes_dir.unwrap_or_else(|| state_dir.join("volumes")),
+                state_dir,
+                cgroup_root,
+                shim_exe: shim_exe.unwrap_or_else(self_exe),
+                default_hostname: "localhost".into(),
+                etc_files: vec![],
+            };
+            let conn = match control::connect_retry(&ep, Duration::from_secs(5)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("guest-init: connecting to {connect}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match session::run(conn, cfg, &mut Local { configure_network }) {
+                Outcome::Stopped(r) => {
+                    eprintln!("guest-init: task stopped: {r}");
+                    ExitCode::SUCCESS
+                }
+                Outcome::Failed(e) => {
+                    eprintln!("guest-init: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

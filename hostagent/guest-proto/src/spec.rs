@@ -22,6 +22,10 @@ pub struct TaskSpec {
     pub interfaces: Vec<NetInterface>,
     #[serde(default)]
     pub dns: Dns,
+    /// Host wall-clock time (ms since the Unix epoch) when the spec was sent; the guest sets
+    /// its clock from it (a microVM has no RTC), so log timestamps are meaningful.
+    #[serde(default)]
+    pub host_time_ms: Option<u64>,
     /// Hex-encoded random bytes credited to the guest's entropy pool at boot.
     #[serde(default)]
     pub entropy_seed: Option<String>,

@@ -1,0 +1,192 @@
+//! PID 1 duties inside the microVM: early mounts, clock, hostname, entropy, task storage,
+//! the boot marker, power-off.
+
+use std::fs;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+
+/// Guest-physical address of the vmm's boot-timer device: a write marks "first container
+/// process started" for the boot benchmark.
+pub const BOOT_TIMER_ADDR: u64 = 0xc000_0000;
+
+fn log(msg: &str) {
+    eprintln!("guest-init: {msg}");
+}
+
+fn try_mount(
+    src: &str,
+    target: &str,
+    fstype: &str,
+    flags: MsFlags,
+    data: Option<&str>,
+) -> Result<(), String> {
+    fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
+    match mount(Some(src), target, Some(fstype), flags, data) {
+        Ok(()) => Ok(()),
+        // Already mounted (e.g. devtmpfs by CONFIG_DEVTMPFS_MOUNT).
+        Err(nix::errno::Errno::EBUSY) => Ok(()),
+        Err(e) => Err(format!("mount {fstype} on {target}: {e}")),
+    }
+}
+
+/// Mounts the pseudo file systems PID 1 needs. /proc, /sys, /dev and /run are required;
+/// the rest is logged on failure.
+pub fn early_mounts() -> Result<(), String> {
+    let ns = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    try_mount("proc", "/proc", "proc", ns, None)?;
+    try_mount("sysfs", "/sys", "sysfs", ns, None)?;
+    try_mount(
+        "devtmpfs",
+        "/dev",
+        "devtmpfs",
+        MsFlags::MS_NOSUID,
+        Some("mode=0755"),
+    )?;
+    try_mount(
+        "tmpfs",
+        "/run",
+        "tmpfs",
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+    )?;
+    for (src, target, fstype, flags, data) in [
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=0620,ptmxmode=0666"),
+        ),
+        (
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=1777"),
+        ),
+        (
+            "tmpfs",
+            "/tmp",
+            "tmpfs",
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=1777"),
+        ),
+        ("cgroup2", "/sys/fs/cgroup", "cgroup2", ns, None),
+    ] {
+        if let Err(e) = try_mount(src, target, fstype, flags, data) {
+            log(&e);
+        }
+    }
+    Ok(())
+}
+
+/// Sets the wall clock (a microVM has no battery-backed clock).
+pub fn set_clock(ms: u64) -> Result<(), String> {
+    let ts = nix::sys::time::TimeSpec::new((ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64);
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
+        .map_err(|e| format!("clock_settime: {e}"))
+}
+
+/// Credits `seed` to the kernel's entropy pool (RNDADDENTROPY), so getrandom() does not
+/// block early even without virtio-rng.
+pub fn seed_entropy(seed: &[u8]) -> Result<(), String> {
+    if seed.is_empty() {
+        return Ok(());
+    }
+    // struct rand_pool_info { int entropy_count; int buf_size; __u32 buf[]; }
+    let mut info = Vec::with_capacity(8 + seed.len() + 3);
+    info.extend_from_slice(&((seed.len() * 8) as i32).to_ne_bytes());
+    info.extend_from_slice(&(seed.len() as i32).to_ne_bytes());
+    info.extend_from_slice(seed);
+    info.resize(8 + seed.len().div_ceil(4) * 4, 0);
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/urandom")
+        .map_err(|e| format!("/dev/urandom: {e}"))?;
+    const RNDADDENTROPY: libc::c_ulong = 0x4008_5203; // _IOW('R', 0x03, int[2])
+                                                      // SAFETY: the buffer holds a complete rand_pool_info with buf_size bytes of payload.
+    let r = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            RNDADDENTROPY as _,
+            info.as_ptr(),
+        )
+    };
+    if r != 0 {
+        return Err(format!(
+            "RNDADDENTROPY: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Mounts a task block device (ext4) at `target`, or a tmpfs there when there is none.
+pub fn mount_storage(device: Option<&str>, target: &Path) -> Result<(), String> {
+    fs::create_dir_all(target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+    match device {
+        Some(d) => mount(
+            Some(d),
+            target,
+            Some("ext4"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            None::<&str>,
+        )
+        .map_err(|e| format!("mount {d} on {}: {e}", target.display())),
+        None => mount(
+            Some("tmpfs"),
+            target,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=0755"),
+        )
+        .map_err(|e| format!("tmpfs on {}: {e}", target.display())),
+    }
+}
+
+/// Writes to the boot-timer device through /dev/mem (best effort: needs CONFIG_DEVMEM).
+pub fn boot_marker() {
+    let Ok(f) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/mem")
+    else {
+        log("boot marker: /dev/mem unavailable");
+        return;
+    };
+    // SAFETY: maps one page of the device at its fixed physical address; the mapping is
+    // used for a single volatile byte write and unmapped.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            BOOT_TIMER_ADDR as libc::off_t,
+        );
+        if p == libc::MAP_FAILED {
+            log(&format!(
+                "boot marker: mmap: {}",
+                std::io::Error::last_os_error()
+            ));
+            return;
+        }
+        std::ptr::write_volatile(p.cast::<u8>(), 1);
+        libc::munmap(p, 4096);
+    }
+}
+
+/// Flushes file systems and resets the VM. We use RB_AUTOBOOT, not RB_POWER_OFF: a microVM
+/// has no ACPI to power off through, so a power-off would just halt the vCPUs, while a
+/// reboot (with `reboot=k` on the kernel command line) resets through the i8042 controller,
+/// which makes the vmm exit cleanly.
+pub fn power_off() -> ! {
+    nix::unistd::sync();
+    let e = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
+    log(&format!("reboot failed: {e:?}"));
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}

@@ -1,0 +1,441 @@
+//! Runs real tasks of busybox containers on this host, without a VM: the guest init's
+//! `run` mode in its own mount and network namespaces (`unshare -m -n`), talking to this test
+//! (the host side) over a Unix socket with the real protocol. Needs root; skipped otherwise.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use guest_proto::host::HostListener;
+use guest_proto::*;
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A busybox image root: /bin/busybox plus applet links, /etc/passwd and /etc/group.
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("image");
+    for d in ["bin", "etc", "tmp", "www"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();
+    for applet in [
+        "sh", "echo", "cat", "sleep", "httpd", "wget", "id", "pwd", "hostname", "ls", "true",
+        "false",
+    ] {
+        symlink("busybox", root.join("bin").join(applet)).unwrap();
+    }
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+    std::fs::write(root.join("etc/image-marker"), "from-the-image\n").unwrap();
+    root
+}
+
+struct Guest {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    listener: HostListener,
+    child: Child,
+    cgroup: Option<PathBuf>,
+}
+
+fn cgroup2_root() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    let mp = mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })?;
+    let dir = mp.join(format!(
+        "guest-init-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir(&dir).ok()?;
+    Some(dir)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+}
+
+/// Starts `guest-init run` in new mount + network namespaces, connected back to us.
+fn start_guest() -> Guest {
+    let dir = tempfile::tempdir().unwrap();
+    let root = busybox_rootfs(dir.path());
+    let listener = HostListener::bind_path(&dir.path().join("control.sock")).unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let cgroup = cgroup2_root();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--net", "--propagation", "private", "--"])
+        .arg(env!("CARGO_BIN_EXE_guest-init"))
+        .arg("run")
+        .arg(format!("--connect=unix:{}", listener.path().display()))
+        .arg(format!("--state-dir={}", state.display()))
+        .args(["--tmpfs-state", "--configure-network"])
+        .stdin(Stdio::null());
+    if let Some(cg) = &cgroup {
+        cmd.arg(format!("--cgroup-root={}", cg.display()));
+    }
+    let child = cmd.spawn().expect("unshare guest-init");
+    Guest {
+        _dir: dir,
+        root,
+        listener,
+        child,
+        cgroup,
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(cg) = &self.cgroup {
+            let _ = std::fs::remove_dir(cg);
+        }
+    }
+}
+
+fn container(name: &str, root: &Path, cmd: &[&str]) -> ContainerSpec {
+    ContainerSpec {
+        name: name.into(),
+        root_device: root.display().to_string(),
+        command: cmd.iter().map(|s| s.to_string()).collect(),
+        essential: false,
+        ..Default::default()
+    }
+}
+
+fn dep(name: &str, condition: Condition) -> Vec<Dependency> {
+    vec![Dependency {
+        container_name: name.into(),
+        condition,
+    }]
+}
+
+fn lo() -> Vec<NetInterface> {
+    vec![NetInterface {
+        name: Some("lo".into()),
+        addresses: vec!["127.0.0.1/8".into()],
+        ..Default::default()
+    }]
+}
+
+/// Everything the guest said, in order, until it closed the connection.
+fn run_task(
+    g: &mut Guest,
+    task: &TaskSpec,
+    stop_after: Option<(&str, Duration)>,
+) -> Vec<GuestMessage> {
+    let mut conn = g
+        .listener
+        .accept(Duration::from_secs(30))
+        .expect("guest connects");
+    conn.run_task(task).unwrap();
+    conn.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut msgs = Vec::new();
+    let start = Instant::now();
+    let mut stop_sent = false;
+    loop {
+        // Safety net only (a hung guest), not a performance assertion.
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "task did not finish; got {msgs:#?}"
+        );
+        if let Some((marker, after)) = stop_after {
+            let seen = msgs
+                .iter()
+                .any(|m| matches!(m, GuestMessage::Log { line, .. } if line == marker));
+            if seen && !stop_sent && start.elapsed() >= after {
+                conn.stop_task("test says stop", false).unwrap();
+                stop_sent = true;
+            }
+        }
+        match conn.recv() {
+            Ok(m) => msgs.push(m),
+            Err(ProtoError::Closed) => break,
+            Err(ProtoError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("channel error {e}; got {msgs:#?}"),
+        }
+    }
+    let st = g.child.wait().unwrap();
+    assert!(st.success(), "guest-init exited with {st}");
+    msgs
+}
+
+fn logs(msgs: &[GuestMessage], container: &str, stream: LogStream) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            GuestMessage::Log {
+                container: c,
+                stream: s,
+                line,
+                ..
+            } if c == container && *s == stream => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Index of the message where `container` reached `status`.
+fn when(msgs: &[GuestMessage], container: &str, status: ContainerStatus) -> usize {
+    msgs.iter()
+        .position(|m| matches!(m, GuestMessage::ContainerStateChange { container: c, status: s, .. } if c == container && *s == status))
+        .unwrap_or_else(|| panic!("{container} never reached {status:?}: {msgs:#?}"))
+}
+
+fn final_states(msgs: &[GuestMessage]) -> (String, Vec<ContainerState>) {
+    match msgs.last() {
+        Some(GuestMessage::TaskStopped { reason, containers }) => {
+            (reason.clone(), containers.clone())
+        }
+        other => panic!("last message is not TaskStopped: {other:?}\n{msgs:#?}"),
+    }
+}
+
+fn exit_of(states: &[ContainerState], name: &str) -> Option<i32> {
+    states
+        .iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no {name}"))
+        .exit_code
+}
+
+#[test]
+fn http_server_shared_volume_dependencies_health_and_essential_exit() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+        return;
+    }
+    let mut g = start_guest();
+    let r = g.root.clone();
+    let mut writer = container("writer", &r, &["sh", "-c", "echo hello-from-writer > /data/index.html && echo wrote && echo oops >&2 && cat /etc/image-marker"]);
+    writer.mount_points = vec![MountPoint {
+        source_volume: "shared".into(),
+        container_path: "/data".into(),
+        read_only: false,
+    }];
+    let mut web = container(
+        "web",
+        &r,
+        &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/www"],
+    );
+    web.essential = true;
+    web.stop_timeout = Some(2); // httpd has no SIGTERM handler as PID 1: it gets SIGKILL
+    web.depends_on = dep("writer", Condition::Success);
+    web.mount_points = vec![MountPoint {
+        source_volume: "shared".into(),
+        container_path: "/www".into(),
+        read_only: true,
+    }];
+    web.health_check = Some(HealthCheck {
+        command: vec![
+            "CMD-SHELL".into(),
+            "wget -q -O /dev/null http://127.0.0.1:8080/index.html".into(),
+        ],
+        interval: Some(5),
+        retries: Some(3),
+        ..Default::default()
+    });
+    web.cpu = 256;
+    web.memory_reservation = Some(64);
+    let mut client = container("client", &r, &["sh", "-c", "wget -q -O - http://127.0.0.1:8080/index.html; id -u; pwd; echo $GREETING; hostname; touch /www/x 2>/dev/null || echo volume-is-read-only"]);
+    client.depends_on = dep("web", Condition::Healthy);
+    client.user = Some("nobody".into());
+    client.working_directory = Some("/tmp".into());
+    client
+        .environment
+        .insert("GREETING".into(), "hi-there".into());
+    client.mount_points = vec![MountPoint {
+        source_volume: "shared".into(),
+        container_path: "/www".into(),
+        read_only: true,
+    }];
+    let mut trapper = container(
+        "trapper",
+        &r,
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
+    );
+    trapper.depends_on = dep("writer", Condition::Start);
+    let mut last = container("last", &r, &["sh", "-c", "echo bye; exit 7"]);
+    last.essential = true;
+    last.depends_on = dep("client", Condition::Complete);
+    let task = TaskSpec {
+        task_arn: "arn:aws:ecs:local:1:task/test/one".into(),
+        hostname: Some("task-host".into()),
+        interfaces: lo(),
+        volumes: vec![Volume {
+            name: "shared".into(),
+        }],
+        containers: vec![web, client, trapper, last, writer],
+        ..Default::default()
+    };
+    let msgs = run_task(&mut g, &task, None);
+
+    assert!(matches!(msgs[0], GuestMessage::TaskAccepted { .. }));
+    // Logs with the right stream.
+    assert_eq!(
+        logs(&msgs, "writer", LogStream::Stdout),
+        vec!["wrote", "from-the-image"]
+    );
+    assert_eq!(logs(&msgs, "writer", LogStream::Stderr), vec!["oops"]);
+    // The client read the writer's file through the web server; user, cwd, env, hostname.
+    assert_eq!(
+        logs(&msgs, "client", LogStream::Stdout),
+        vec![
+            "hello-from-writer",
+            "65534",
+            "/tmp",
+            "hi-there",
+            "task-host",
+            "volume-is-read-only"
+        ]
+    );
+    assert_eq!(
+        logs(&msgs, "trapper", LogStream::Stdout),
+        vec!["ready", "got-term"]
+    );
+    assert_eq!(logs(&msgs, "last", LogStream::Stdout), vec!["bye"]);
+    // dependsOn order.
+    assert!(
+        when(&msgs, "writer", ContainerStatus::Stopped)
+            < when(&msgs, "web", ContainerStatus::Running)
+    );
+    let healthy = msgs
+        .iter()
+        .position(|m| matches!(m, GuestMessage::HealthChange { container, status: HealthStatus::Healthy, .. } if container == "web"))
+        .expect("web became healthy");
+    assert!(healthy < when(&msgs, "client", ContainerStatus::Running));
+    assert!(
+        when(&msgs, "client", ContainerStatus::Stopped)
+            < when(&msgs, "last", ContainerStatus::Running)
+    );
+    assert!(
+        when(&msgs, "writer", ContainerStatus::Running)
+            < when(&msgs, "trapper", ContainerStatus::Running)
+    );
+    // The essential `last` exiting stopped the task: trapper handled SIGTERM, httpd was killed.
+    let (reason, states) = final_states(&msgs);
+    assert!(
+        reason.contains("Essential container in task exited: last"),
+        "{reason}"
+    );
+    assert_eq!(exit_of(&states, "writer"), Some(0));
+    assert_eq!(exit_of(&states, "client"), Some(0));
+    assert_eq!(exit_of(&states, "last"), Some(7));
+    assert_eq!(exit_of(&states, "trapper"), Some(3));
+    assert_eq!(exit_of(&states, "web"), Some(137));
+    assert!(states.iter().all(|s| s.status == ContainerStatus::Stopped));
+}
+
+#[test]
+fn host_stop_sigterm_start_failures_and_unmet_dependencies() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+        return;
+    }
+    let mut g = start_guest();
+    let r = g.root.clone();
+    let mut main = container("main", &r, &["sh", "-c", "trap 'echo term-received >&2; exit 0' TERM; echo running; while true; do sleep 0.1; done"]);
+    main.essential = true;
+    let failing = container("failing", &r, &["sh", "-c", "exit 1"]);
+    let mut never = container("never", &r, &["echo", "should-not-run"]);
+    never.depends_on = dep("failing", Condition::Success);
+    let missing = container("missing", &r, &["/no/such/binary"]);
+    let mut ghost = container("ghost", &r, &["true"]);
+    ghost.user = Some("ghost".into());
+    let task = TaskSpec {
+        task_arn: "t2".into(),
+        containers: vec![main, failing, never, missing, ghost],
+        ..Default::default()
+    };
+    let msgs = run_task(&mut g, &task, Some(("running", Duration::from_millis(500))));
+
+    let (reason, states) = final_states(&msgs);
+    assert_eq!(reason, "test says stop");
+    assert_eq!(exit_of(&states, "main"), Some(0), "{states:?}");
+    assert_eq!(
+        logs(&msgs, "main", LogStream::Stderr),
+        vec!["term-received"]
+    );
+    assert_eq!(exit_of(&states, "failing"), Some(1));
+    let reason_of = |n: &str| {
+        states
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap()
+            .reason
+            .clone()
+            .unwrap_or_default()
+    };
+    assert!(
+        reason_of("never").contains("DependencyConditionNotMet"),
+        "{states:?}"
+    );
+    assert!(logs(&msgs, "never", LogStream::Stdout).is_empty());
+    assert!(
+        reason_of("missing").contains("CannotStartContainerError")
+            && reason_of("missing").contains("/no/such/binary"),
+        "{states:?}"
+    );
+    assert!(
+        reason_of("ghost").contains("unable to find user ghost"),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn invalid_spec_is_reported_and_the_guest_ends_cleanly() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+        return;
+    }
+    let mut g = start_guest();
+    let r = g.root.clone();
+    let mut a = container("a", &r, &["true"]);
+    a.depends_on = dep("b", Condition::Start);
+    let mut b = container("b", &r, &["true"]);
+    b.depends_on = dep("a", Condition::Start);
+    b.essential = true;
+    let task = TaskSpec {
+        task_arn: "t3".into(),
+        containers: vec![a, b],
+        ..Default::default()
+    };
+    let mut conn = g.listener.accept(Duration::from_secs(30)).unwrap();
+    conn.run_task(&task).unwrap();
+    match conn.recv().unwrap() {
+        GuestMessage::Error {
+            message,
+            fatal: true,
+        } => assert!(message.contains("cycle"), "{message}"),
+        other => panic!("expected a fatal error, got {other:?}"),
+    }
+    assert!(matches!(
+        conn.recv().unwrap(),
+        GuestMessage::TaskStopped { .. }
+    ));
+    assert!(matches!(conn.recv(), Err(ProtoError::Closed)));
+    let st = g.child.wait().unwrap();
+    assert!(!st.success(), "a refused task is a failed session");
+}
