@@ -52,6 +52,8 @@ pub struct RunningVm {
     pub mem: GuestMemory,
     /// The UART (shared with the stdin subscriber).
     pub serial: Arc<Mutex<SerialDevice>>,
+    /// The keyboard controller (SendCtrlAltDel).
+    pub i8042: Arc<Mutex<I8042>>,
     /// vCPU threads.
     pub vcpu_threads: Vec<JoinHandle<()>>,
     /// Subscribers to add to the event loop (device queues, ...).
@@ -81,22 +83,27 @@ pub fn build_and_start(
         serial_irq.try_clone()?,
         serial_out,
     )));
+    let kbd_irq = EventFd::new(libc::EFD_NONBLOCK)?;
+    let i8042 = Arc::new(Mutex::new(I8042::new(kbd_irq.try_clone()?, exit.clone())));
     dm.add_legacy(
         &vm.fd,
         serial.clone(),
         &serial_irq,
-        I8042::new(exit.clone()),
+        i8042.clone(),
+        &kbd_irq,
         BootTimer::new(start),
     )?;
     add_devices(&vm, &mem, &mut dm)?;
     let mut boot = spec.boot.clone();
     boot.extra_cmdline.extend(dm.cmdline.iter().cloned());
     let entry = boot::prepare(&mem, &boot, spec.vcpus)?;
-    let vcpu_threads = start_vcpus(&vm, &mem, spec.vcpus, entry, &dm, exit)?;
+    let log = Arc::new(UnhandledLog::default());
+    let vcpu_threads = start_vcpus(&vm, &mem, spec.vcpus, entry, &dm, exit, log)?;
     Ok(RunningVm {
         vm,
         mem,
         serial,
+        i8042,
         vcpu_threads,
         subscribers: dm.subscribers,
     })
@@ -110,6 +117,7 @@ pub fn start_vcpus(
     entry: u64,
     dm: &DeviceManager,
     exit: &ExitNotifier,
+    log: Arc<UnhandledLog>,
 ) -> Result<Vec<JoinHandle<()>>, BuildError> {
     let supported = supported_cpuid(vm)?;
     let vcpus = (0..count)
@@ -119,7 +127,6 @@ pub fn start_vcpus(
         pio: Arc::new(dm.pio.clone()),
         mmio: Arc::new(dm.mmio.clone()),
     };
-    let log = Arc::new(UnhandledLog::default());
     let mut threads = Vec::new();
     for v in vcpus {
         threads.push(v.start(buses.clone(), exit.clone(), log.clone(), mem.clone())?);

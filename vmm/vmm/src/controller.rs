@@ -177,9 +177,18 @@ impl Controller {
                 }
                 Ok(())
             }
-            ActionType::SendCtrlAltDel => Err(Fault(
-                "SendCtrlAltDel is not supported by this vmm's i8042 yet".into(),
-            )),
+            ActionType::SendCtrlAltDel => match &self.running {
+                Some(vm) => {
+                    vm.i8042
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .send_ctrl_alt_del();
+                    Ok(())
+                }
+                None => Err(Fault(
+                    "SendCtrlAltDel needs a running microVM (InstanceStart first)".into(),
+                )),
+            },
         }
     }
 

@@ -7,8 +7,8 @@ pub mod i8042;
 pub mod serial;
 
 use crate::vstate::layout::{
-    BOOT_TIMER_ADDR, I8042_PORT, SERIAL_IRQ, SERIAL_PORT, VIRTIO_IRQ_FIRST, VIRTIO_IRQ_LAST,
-    VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
+    BOOT_TIMER_ADDR, I8042_IRQ, I8042_PORT, SERIAL_IRQ, SERIAL_PORT, VIRTIO_IRQ_FIRST,
+    VIRTIO_IRQ_LAST, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,
 };
 use bus::{Bus, BusError, SharedDevice};
 use event_manager::MutEventSubscriber;
@@ -133,23 +133,26 @@ impl DeviceManager {
         Ok(MmioSlot { base, irq, irq_evt })
     }
 
-    /// Adds the legacy devices: serial (COM1, IRQ 4, irqfd), i8042 and the boot timer.
+    /// Adds the legacy devices: serial (COM1, IRQ 4), i8042 (IRQ 1), both through irqfds,
+    /// and the boot timer.
     pub fn add_legacy(
         &mut self,
         vm: &VmFd,
         serial: Arc<Mutex<serial::SerialDevice>>,
         serial_irq: &EventFd,
-        i8042: i8042::I8042,
+        i8042: Arc<Mutex<i8042::I8042>>,
+        i8042_irq: &EventFd,
         boot_timer: boot_timer::BootTimer,
     ) -> Result<(), DeviceError> {
-        vm.register_irqfd(serial_irq, SERIAL_IRQ)
-            .map_err(|source| DeviceError::Kvm {
-                what: "IRQFD",
-                source,
-            })?;
+        for (evt, gsi) in [(serial_irq, SERIAL_IRQ), (i8042_irq, I8042_IRQ)] {
+            vm.register_irqfd(evt, gsi)
+                .map_err(|source| DeviceError::Kvm {
+                    what: "IRQFD",
+                    source,
+                })?;
+        }
         self.pio.insert(serial, u64::from(SERIAL_PORT), 8)?;
-        self.pio
-            .insert(Arc::new(Mutex::new(i8042)), u64::from(I8042_PORT), 5)?;
+        self.pio.insert(i8042, u64::from(I8042_PORT), 5)?;
         self.mmio
             .insert(Arc::new(Mutex::new(boot_timer)), BOOT_TIMER_ADDR, 0x1000)?;
         Ok(())

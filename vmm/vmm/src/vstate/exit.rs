@@ -49,16 +49,6 @@ impl ExitNotifier {
     }
 }
 
-impl vm_superio::Trigger for ExitNotifier {
-    type E = std::io::Error;
-    /// The i8042 "reset CPU" command: a clean exit.
-    fn trigger(&self) -> std::io::Result<()> {
-        tracing::info!("guest requested a reset through the i8042 controller");
-        self.notify(0);
-        Ok(())
-    }
-}
-
 const MAX_LOGGED: usize = 256;
 
 /// Remembers which unhandled exits were logged, so each is logged once.
@@ -80,6 +70,12 @@ impl UnhandledLog {
             tracing::warn!("{MAX_LOGGED} distinct unhandled exits logged; logging no more");
         }
         true
+    }
+
+    /// Whether an unhandled `kind` access at `addr` was seen (and logged).
+    pub fn seen(&self, kind: &str, addr: u64) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.contains(&(kind.to_string(), addr))
     }
 }
 
@@ -104,5 +100,6 @@ mod tests {
         assert!(l.once("port write", 0x80, 1));
         assert!(!l.once("port write", 0x80, 1));
         assert!(l.once("port read", 0x80, 1));
+        assert!(l.seen("port write", 0x80) && !l.seen("mmio write", 0x80));
     }
 }

@@ -12,7 +12,7 @@ pub const BOOT_STACK: u64 = 0x8ff0;
 pub const PML4: u64 = 0x9000;
 /// Page-directory-pointer table.
 pub const PDPTE: u64 = 0xa000;
-/// Page directory mapping the first GiB with 2 MiB pages.
+/// Four page directories (0xb000-0xefff) mapping the first 4 GiB with 2 MiB pages.
 pub const PDE: u64 = 0xb000;
 /// Kernel command line.
 pub const CMDLINE: u64 = 0x20000;
@@ -46,5 +46,7 @@ pub const SERIAL_PORT: u16 = 0x3f8;
 pub const SERIAL_IRQ: u32 = 4;
 /// i8042 data and command ports.
 pub const I8042_PORT: u16 = 0x60;
+/// IRQ line of the i8042 keyboard.
+pub const I8042_IRQ: u32 = 1;
 /// KVM's TSS (3 pages) and identity map page, placed just below the IOAPIC-free top of the gap.
 pub const KVM_TSS_ADDR: u64 = 0xFFFB_D000;

@@ -67,7 +67,8 @@ pub fn boot_gdt() -> [u64; 4] {
     ]
 }
 
-/// Writes the GDT, an empty IDT and identity page tables for the first GiB (2 MiB pages).
+/// Writes the GDT, an empty IDT and identity page tables for the first 4 GiB (2 MiB pages,
+/// so the MMIO gap is reachable before the kernel sets up its own tables).
 pub fn write_boot_tables(mem: &GuestMemory) -> Result<(), RegsError> {
     for (i, e) in boot_gdt().iter().enumerate() {
         mem.write_obj(*e, GuestAddress(BOOT_GDT + i as u64 * 8))
@@ -77,9 +78,11 @@ pub fn write_boot_tables(mem: &GuestMemory) -> Result<(), RegsError> {
         .map_err(|_| RegsError("IDT"))?;
     mem.write_obj(PDPTE | 0x03, GuestAddress(PML4))
         .map_err(|_| RegsError("PML4"))?;
-    mem.write_obj(PDE | 0x03, GuestAddress(PDPTE))
-        .map_err(|_| RegsError("PDPTE"))?;
-    for i in 0..512u64 {
+    for i in 0..4u64 {
+        mem.write_obj((PDE + i * 0x1000) | 0x03, GuestAddress(PDPTE + i * 8))
+            .map_err(|_| RegsError("PDPTE"))?;
+    }
+    for i in 0..2048u64 {
         mem.write_obj((i << 21) | 0x83, GuestAddress(PDE + i * 8))
             .map_err(|_| RegsError("PDE"))?;
     }
@@ -182,6 +185,10 @@ mod tests {
         assert_eq!(pml4, PDPTE | 3);
         let pde5: u64 = mem.read_obj(GuestAddress(PDE + 5 * 8)).unwrap();
         assert_eq!(pde5, (5 << 21) | 0x83);
+        let gap: u64 = mem.read_obj(GuestAddress(PDE + 1536 * 8)).unwrap();
+        assert_eq!(gap, 0xC000_0000 | 0x83);
+        let pdpte3: u64 = mem.read_obj(GuestAddress(PDPTE + 3 * 8)).unwrap();
+        assert_eq!(pdpte3, (PDE + 0x3000) | 3);
         let s = long_mode_sregs(kvm_sregs::default());
         assert_eq!(s.efer & (EFER_LME | EFER_LMA), EFER_LME | EFER_LMA);
         assert_eq!(s.cr3, PML4);
