@@ -39,11 +39,16 @@ const DEVICES: [Device; 3] = [
     },
 ];
 
-fn mkdir(path: &Path, mode: u32, step: Step) -> Result<()> {
-    std::fs::DirBuilder::new()
-        .mode(mode)
-        .create(path)
-        .at(step, path.display())?;
+/// Creates a directory with exactly `mode`, or accepts an existing one (a jail the host
+/// prepared). What it creates is recorded in `undo`.
+fn mkdir(path: &Path, mode: u32, step: Step, undo: &mut Undo) -> Result<()> {
+    match std::fs::DirBuilder::new().mode(mode).create(path) {
+        Ok(()) => undo.remove_tree(path.to_path_buf()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => {
+            return Ok(());
+        }
+        Err(e) => return Err(Error::new(step, path.display(), e)),
+    }
     // The umask may have cut bits off.
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).at(step, path.display())
 }
@@ -85,32 +90,32 @@ pub fn create(plan: &Plan, undo: &mut Undo) -> Result<String> {
         .parent()
         .ok_or_else(|| Error::new(Step::JailDir, plan.jail_dir.display(), "has no parent"))?;
     mkdir_parents(parent, undo)?;
-    match std::fs::DirBuilder::new()
-        .mode(0o755)
-        .create(&plan.jail_dir)
-    {
-        Ok(()) => undo.remove_tree(plan.jail_dir.clone()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+    // The jail directory may exist: the host may have put the guest's kernel, drives
+    // and config file there beforehand. A jail in use (or not cleaned) is refused.
+    mkdir(&plan.jail_dir, 0o755, Step::JailDir, undo)?;
+    mkdir(&plan.root, 0o755, Step::JailDir, undo)?;
+    let exec_dst = plan.root.join(&plan.exec_name);
+    let pid_file = plan.root.join(format!("{}.pid", plan.exec_name));
+    for ours in [&exec_dst, &pid_file] {
+        if ours.symlink_metadata().is_ok() {
             return Err(Error::new(
                 Step::JailDir,
-                plan.jail_dir.display(),
+                ours.display(),
                 "already exists (is the id in use? run jailer --cleanup)",
-            ))
+            ));
         }
-        Err(e) => return Err(Error::new(Step::JailDir, plan.jail_dir.display(), e)),
     }
-    mkdir(&plan.root, 0o755, Step::JailDir)?;
 
     // The binary: root-owned, not writable by the vmm.
-    let exec_dst = plan.root.join(&plan.exec_name);
+    undo.remove_file(exec_dst.clone());
     std::fs::copy(&plan.exec_src, &exec_dst).at(Step::CopyExec, exec_dst.display())?;
     std::fs::set_permissions(&exec_dst, std::fs::Permissions::from_mode(0o755))
         .at(Step::CopyExec, exec_dst.display())?;
 
     let uid = Some(Uid::from_raw(plan.uid));
     let gid = Some(Gid::from_raw(plan.gid));
-    mkdir(&plan.root.join("dev"), 0o755, Step::Devices)?;
-    mkdir(&plan.root.join("dev/net"), 0o755, Step::Devices)?;
+    mkdir(&plan.root.join("dev"), 0o755, Step::Devices, undo)?;
+    mkdir(&plan.root.join("dev/net"), 0o755, Step::Devices, undo)?;
     for dev in &DEVICES {
         let path = plan.root.join(dev.jail_path);
         let rdev = match std::fs::metadata(dev.host_path) {
@@ -122,10 +127,11 @@ pub fn create(plan: &Plan, undo: &mut Undo) -> Result<String> {
         };
         mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), rdev)
             .at(Step::Devices, path.display())?;
+        undo.remove_file(path.clone());
         chown(&path, uid, gid).at(Step::Devices, path.display())?;
     }
     let run = plan.root.join("run");
-    mkdir(&run, 0o700, Step::JailDir)?;
+    mkdir(&run, 0o700, Step::JailDir, undo)?;
     chown(&run, uid, gid).at(Step::JailDir, run.display())?;
     Ok(format!("/{}", plan.exec_name))
 }

@@ -66,7 +66,22 @@ pub fn run(plan: &Plan) -> Result<Outcome> {
     supervise(child)
 }
 
+/// Microseconds of `clock`, or `fixed` when given.
+fn clock_us(clock: libc::clockid_t, fixed: Option<u64>) -> u64 {
+    if let Some(v) = fixed {
+        return v;
+    }
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, valid for the call.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64) * 1_000_000 + (ts.tv_nsec as u64) / 1000
+}
+
 fn start(plan: &Plan, undo: &mut Undo) -> Result<Pid> {
+    let start_us = Some(clock_us(libc::CLOCK_MONOTONIC, None));
     let exec_path = jail::create(plan, undo)?;
     let cgroup_dirs = cgroups::create(
         plan.cgroup_version,
@@ -90,7 +105,20 @@ fn start(plan: &Plan, undo: &mut Undo) -> Result<Pid> {
     } else {
         None
     };
+    // As Firecracker's jailer: the vmm learns its id and when its start began.
+    let jailer_args = [
+        format!("--id={}", plan.id),
+        format!(
+            "--start-time-us={}",
+            clock_us(libc::CLOCK_MONOTONIC, start_us)
+        ),
+        format!(
+            "--start-time-cpu-us={}",
+            clock_us(libc::CLOCK_PROCESS_CPUTIME_ID, None)
+        ),
+    ];
     let argv = std::iter::once(exec_path.as_str())
+        .chain(jailer_args.iter().map(String::as_str))
         .chain(plan.vmm_args.iter().map(String::as_str))
         .map(|a| CString::new(a).at(Step::Validate, format!("vmm argument {a:?}")))
         .collect::<Result<Vec<_>>>()?;
@@ -130,14 +158,15 @@ fn start(plan: &Plan, undo: &mut Undo) -> Result<Pid> {
             // destructors (which must run only in the jailer).
             unsafe { libc::_exit(1) }
         }
-        ForkResult::Parent { child } => parent(plan, child, rd, wr),
+        ForkResult::Parent { child } => parent(plan, child, rd, wr, undo),
     }
 }
 
 /// Writes the pid file and waits for the child's exec (or its error).
-fn parent(plan: &Plan, child: Pid, rd: OwnedFd, wr: OwnedFd) -> Result<Pid> {
+fn parent(plan: &Plan, child: Pid, rd: OwnedFd, wr: OwnedFd, undo: &mut Undo) -> Result<Pid> {
     drop(wr);
     let pid_file = plan.root.join(format!("{}.pid", plan.exec_name));
+    undo.remove_file(pid_file.clone());
     if let Err(e) = std::fs::write(&pid_file, format!("{child}\n")) {
         let _ = kill(child, Signal::SIGKILL);
         let _ = waitpid(child, None);

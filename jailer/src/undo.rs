@@ -7,6 +7,8 @@ use std::path::PathBuf;
 enum Action {
     /// A directory tree the jailer created (the jail directory).
     RemoveTree(PathBuf),
+    /// A file the jailer created in a jail directory it did not create.
+    RemoveFile(PathBuf),
     /// A directory the jailer created (a cgroup, or a parent directory).
     /// `shared`: another jail may have started using it meanwhile; then it stays.
     Rmdir { path: PathBuf, shared: bool },
@@ -21,6 +23,10 @@ pub struct Undo {
 impl Undo {
     pub fn remove_tree(&mut self, path: PathBuf) {
         self.actions.push(Action::RemoveTree(path));
+    }
+
+    pub fn remove_file(&mut self, path: PathBuf) {
+        self.actions.push(Action::RemoveFile(path));
     }
 
     pub fn rmdir(&mut self, path: PathBuf) {
@@ -40,6 +46,11 @@ impl Undo {
         for action in self.actions.into_iter().rev() {
             match action {
                 Action::RemoveTree(path) => match std::fs::remove_dir_all(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == ErrorKind::NotFound => {}
+                    Err(e) => eprintln!("jailer: undo: cannot remove {}: {e}", path.display()),
+                },
+                Action::RemoveFile(path) => match std::fs::remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
                     Err(e) => eprintln!("jailer: undo: cannot remove {}: {e}", path.display()),

@@ -151,22 +151,44 @@ fn a_late_failure_names_its_step_and_undoes_everything() {
 }
 
 #[test]
-fn an_existing_jail_is_refused_and_left_alone() {
-    let jail = TestJail::new("exists");
-    let marker = jail.root().join("marker");
+fn a_prepared_jail_is_used_its_files_kept_and_a_jail_in_use_refused() {
+    // The host put a drive image into the jail beforehand (as Firecracker users do).
+    let jail = TestJail::new("prep");
+    let disk = jail.root().join("disk.img");
     std::fs::create_dir_all(jail.root()).unwrap();
-    std::fs::write(&marker, "keep").unwrap();
+    std::fs::write(&disk, "keep").unwrap();
+
+    // A late failure undoes only what the jailer made.
+    let not_a_netns = probe().display().to_string();
+    let out = jail.run(&["--netns", &not_a_netns], &["exit", "0"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let mut left: Vec<String> = std::fs::read_dir(jail.root())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, vec!["disk.img"], "only the host's file is left");
+
+    // It runs in the prepared jail.
+    let out = jail.run(&[], &["report"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let r = parse_report(&stdout(&out));
+    assert_eq!(r["root"], "dev,disk.img,jail-probe,jail-probe.pid,run");
+
+    // Once used (and not cleaned), the id is refused and nothing is touched.
     let out = jail.run(&[], &["exit", "0"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
+    let exec = jail.root().join(EXEC_NAME);
     assert!(
         err.contains(&format!(
             "create jail dir: {}: already exists",
-            jail.jail_dir().display()
+            exec.display()
         )),
         "{err}"
     );
-    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "keep");
+    assert_eq!(std::fs::read_to_string(&disk).unwrap(), "keep");
+    assert!(exec.exists() && jail.root().join("dev/kvm").exists());
 }
 
 #[test]

@@ -73,6 +73,15 @@ fn jailed_vmm_sees_only_its_jail_and_holds_nothing() {
     assert_eq!(r["pid"], "1", "pid 1 of a new pid namespace");
     assert_eq!(r["kill_host"], "ESRCH", "host processes are not visible");
     assert_eq!(r["nofile"], "2048", "default no-file limit");
+    let passed: Vec<&str> = r["jailer_args"].split(' ').collect();
+    assert_eq!(passed.len(), 3, "{passed:?}");
+    assert_eq!(passed[0], format!("--id={}", jail.id));
+    assert!(passed[1]
+        .strip_prefix("--start-time-us=")
+        .is_some_and(|v| v.parse::<u64>().is_ok()));
+    assert!(passed[2]
+        .strip_prefix("--start-time-cpu-us=")
+        .is_some_and(|v| v.parse::<u64>().is_ok()));
 
     // The same from the host's side.
     let pid = jail.vmm_pid();

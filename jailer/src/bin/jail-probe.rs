@@ -225,7 +225,16 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    // The jailer puts --id=ID --start-time-us=N --start-time-cpu-us=N first.
+    let all: Vec<String> = std::env::args().collect();
+    let jailer_args: Vec<String> = all[1..]
+        .iter()
+        .take_while(|a| a.starts_with("--"))
+        .cloned()
+        .collect();
+    let args: Vec<String> = std::iter::once(all[0].clone())
+        .chain(all[1 + jailer_args.len()..].iter().cloned())
+        .collect();
     match args.get(1).map(String::as_str) {
         Some("report") => {
             let mut host_pid = None;
@@ -250,7 +259,9 @@ fn main() {
                 }
                 i += 1;
             }
-            let text = report(host_pid).join("\n") + "\n";
+            let mut lines = vec![format!("jailer_args={}", jailer_args.join(" "))];
+            lines.extend(report(host_pid));
+            let text = lines.join("\n") + "\n";
             match out_path {
                 Some(p) => {
                     if let Err(e) = std::fs::write(&p, &text) {
