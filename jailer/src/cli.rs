@@ -61,8 +61,13 @@ pub struct Cli {
     #[arg(long)]
     pub new_pid_ns: bool,
 
+    /// Enter the jail by moving its mount over / and chroot instead of pivot_root
+    /// (automatic when / is an initramfs, which pivot_root refuses).
+    #[arg(long)]
+    pub no_pivot: bool,
+
     /// Remove the jail directory and cgroups of --id (after its vmm exited).
-    #[arg(long, conflicts_with_all = ["uid", "gid", "netns", "cgroups", "resource_limits", "daemonize", "new_pid_ns"])]
+    #[arg(long, conflicts_with_all = ["uid", "gid", "netns", "cgroups", "resource_limits", "daemonize", "new_pid_ns", "no_pivot"])]
     pub cleanup: bool,
 
     /// Arguments passed to the vmm (after `--`).

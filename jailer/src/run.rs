@@ -195,7 +195,7 @@ fn child(s: ChildSetup) -> Result<Infallible> {
         setns(ns, CloneFlags::CLONE_NEWNET).at(Step::Netns, path.display())?;
     }
     drop(s.netns);
-    mountns::enter(&plan.root)?;
+    mountns::enter(&plan.root, plan.no_pivot)?;
     if let Some(null) = &s.devnull {
         setsid().at(Step::Daemonize, "setsid")?;
         for (i, dup) in [dup2_stdin, dup2_stdout, dup2_stderr].iter().enumerate() {

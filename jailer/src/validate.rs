@@ -34,6 +34,7 @@ pub struct Plan {
     pub rlimits: Vec<Rlimit>,
     pub daemonize: bool,
     pub new_pid_ns: bool,
+    pub no_pivot: bool,
     pub vmm_args: Vec<String>,
 }
 
@@ -194,6 +195,7 @@ pub fn plan(cli: &Cli) -> Result<Plan> {
         rlimits,
         daemonize: cli.daemonize,
         new_pid_ns: cli.new_pid_ns,
+        no_pivot: cli.no_pivot,
         vmm_args: cli.vmm_args.clone(),
     })
 }

@@ -426,3 +426,16 @@ fn the_vmm_dies_with_its_jailer() {
         assert!(gone, "pidns={pidns}: vmm {vmm} survived its jailer");
     }
 }
+
+#[test]
+fn without_pivot_root_the_jail_is_moved_over_root() {
+    // The fallback used when / is an initramfs (the nested KVM host): same confinement.
+    let mut jail = TestJail::new("nopivot");
+    let r = jail.start_waiting(&["--no-pivot", "--new-pid-ns"]);
+    assert_confined(&r);
+    let pid = jail.vmm_pid();
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    let points: Vec<&str> = mounts.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    assert_eq!(points, vec!["/"], "only the jail is reachable: {mounts}");
+    assert_eq!(jail.finish().code(), Some(0));
+}

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Context, Error, Result, Step};
 use crate::undo::Undo;
 
-pub use mountinfo::{cgroup_v1_mounts, cgroup_v2_mount, CgroupMount};
+pub use mountinfo::{cgroup_v1_mounts, cgroup_v2_mount, mount_points, CgroupMount};
 
 /// Which cgroup hierarchy the jail uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -85,6 +85,11 @@ fn v2_from(text: &str) -> Option<CgroupMount> {
     })
 }
 
+/// Every mount point of this process's mount namespace, in mountinfo order.
+pub fn mount_points() -> Result<Vec<PathBuf>> {
+    Ok(parse(&read()?).into_iter().map(|(p, _, _)| p).collect())
+}
+
 /// The cgroup v1 hierarchies of this process's mount namespace.
 pub fn cgroup_v1_mounts() -> Result<Vec<CgroupMount>> {
     Ok(v1_from(&read()?))
