@@ -21,6 +21,8 @@ pub struct Metrics {
     pub vcpu_exits_mmio: AtomicU64,
     /// Other vCPU exits.
     pub vcpu_exits_other: AtomicU64,
+    /// vCPU exits no device handled (ignored).
+    pub vcpu_exits_unhandled: AtomicU64,
     /// Bytes the guest wrote to the serial port.
     pub serial_tx_bytes: AtomicU64,
     /// Bytes delivered to the guest's serial port.
@@ -38,6 +40,7 @@ pub static METRICS: Metrics = Metrics {
     vcpu_exits_io: AtomicU64::new(0),
     vcpu_exits_mmio: AtomicU64::new(0),
     vcpu_exits_other: AtomicU64::new(0),
+    vcpu_exits_unhandled: AtomicU64::new(0),
     serial_tx_bytes: AtomicU64::new(0),
     serial_rx_bytes: AtomicU64::new(0),
     boot_marker_ms: AtomicU64::new(0),
@@ -61,6 +64,7 @@ impl Metrics {
                 "exits_io": g(&self.vcpu_exits_io),
                 "exits_mmio": g(&self.vcpu_exits_mmio),
                 "exits_other": g(&self.vcpu_exits_other),
+                "exits_unhandled": g(&self.vcpu_exits_unhandled),
             },
             "serial": {"tx_bytes": g(&self.serial_tx_bytes), "rx_bytes": g(&self.serial_rx_bytes)},
             "boot_marker_ms": g(&self.boot_marker_ms),

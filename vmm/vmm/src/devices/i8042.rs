@@ -20,6 +20,8 @@ const CTR_XLATE: u8 = 0x40;
 const STATUS_OBF: u8 = 0x01;
 const STATUS_SYS: u8 = 0x04;
 const STATUS_CMD: u8 = 0x08;
+/// Keyboard not inhibited (the keylock is open).
+const STATUS_UNLOCKED: u8 = 0x10;
 const OUTBUF_MAX: usize = 16;
 
 /// Ctrl, Alt, Del presses and releases in scan-code set 1 (what a translating controller
@@ -149,7 +151,7 @@ impl BusDevice for I8042 {
             COMMAND_OFFSET => {
                 let obf = if self.out.is_empty() { 0 } else { STATUS_OBF };
                 let cmd = if self.last_was_cmd { STATUS_CMD } else { 0 };
-                *b = obf | STATUS_SYS | cmd;
+                *b = obf | STATUS_SYS | STATUS_UNLOCKED | cmd;
             }
             _ => {}
         }

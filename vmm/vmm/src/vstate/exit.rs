@@ -61,13 +61,16 @@ impl UnhandledLog {
     /// Logs an unhandled `kind` access at `addr` the first time it is seen; returns whether
     /// it was logged now.
     pub fn once(&self, kind: &str, addr: u64, len: usize) -> bool {
+        crate::metrics::METRICS
+            .vcpu_exits_unhandled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.len() >= MAX_LOGGED || !seen.insert((kind.to_string(), addr)) {
             return false;
         }
-        tracing::warn!("unhandled vCPU exit: {kind} at {addr:#x} ({len} bytes), ignored");
+        tracing::info!("unhandled vCPU exit: {kind} at {addr:#x} ({len} bytes), ignored");
         if seen.len() == MAX_LOGGED {
-            tracing::warn!("{MAX_LOGGED} distinct unhandled exits logged; logging no more");
+            tracing::info!("{MAX_LOGGED} distinct unhandled exits logged; logging no more");
         }
         true
     }
