@@ -70,6 +70,11 @@ fn rand_suffix() -> u128 {
 
 /// Starts `guest-init run` in new mount + network namespaces, connected back to us.
 fn start_guest() -> Guest {
+    start_guest_with("true")
+}
+
+/// Same, running `setup` (shell) in the new namespaces first.
+fn start_guest_with(setup: &str) -> Guest {
     let dir = tempfile::tempdir().unwrap();
     let root = busybox_rootfs(dir.path());
     let listener = HostListener::bind_path(&dir.path().join("control.sock")).unwrap();
@@ -77,13 +82,22 @@ fn start_guest() -> Guest {
     std::fs::create_dir_all(&state).unwrap();
     let cgroup = cgroup2_root();
     let mut cmd = Command::new("unshare");
-    cmd.args(["--mount", "--net", "--propagation", "private", "--"])
-        .arg(env!("CARGO_BIN_EXE_guest-init"))
-        .arg("run")
-        .arg(format!("--connect=unix:{}", listener.path().display()))
-        .arg(format!("--state-dir={}", state.display()))
-        .args(["--tmpfs-state", "--configure-network"])
-        .stdin(Stdio::null());
+    cmd.args([
+        "--mount",
+        "--net",
+        "--propagation",
+        "private",
+        "--",
+        "sh",
+        "-c",
+    ])
+    .arg(format!("{setup} && exec \"$0\" \"$@\""))
+    .arg(env!("CARGO_BIN_EXE_guest-init"))
+    .arg("run")
+    .arg(format!("--connect=unix:{}", listener.path().display()))
+    .arg(format!("--state-dir={}", state.display()))
+    .args(["--tmpfs-state", "--configure-network"])
+    .stdin(Stdio::null());
     if let Some(cg) = &cgroup {
         cmd.arg(format!("--cgroup-root={}", cg.display()));
     }
@@ -132,12 +146,11 @@ fn lo() -> Vec<NetInterface> {
     }]
 }
 
+type StopWhen = dyn Fn(&[GuestMessage]) -> bool;
+
 /// Everything the guest said, in order, until it closed the connection.
-fn run_task(
-    g: &mut Guest,
-    task: &TaskSpec,
-    stop_after: Option<(&str, Duration)>,
-) -> Vec<GuestMessage> {
+/// `stop_when`: the host sends StopTask once this holds for the messages so far.
+fn run_task(g: &mut Guest, task: &TaskSpec, stop_when: Option<&StopWhen>) -> Vec<GuestMessage> {
     let mut conn = g
         .listener
         .accept(Duration::from_secs(30))
@@ -154,11 +167,8 @@ fn run_task(
             start.elapsed() < Duration::from_secs(120),
             "task did not finish; got {msgs:#?}"
         );
-        if let Some((marker, after)) = stop_after {
-            let seen = msgs
-                .iter()
-                .any(|m| matches!(m, GuestMessage::Log { line, .. } if line == marker));
-            if seen && !stop_sent && start.elapsed() >= after {
+        if let Some(cond) = stop_when {
+            if !stop_sent && cond(&msgs) {
                 conn.stop_task("test says stop", false).unwrap();
                 stop_sent = true;
             }
@@ -255,7 +265,7 @@ fn http_server_shared_volume_dependencies_health_and_essential_exit() {
     });
     web.cpu = 256;
     web.memory_reservation = Some(64);
-    let mut client = container("client", &r, &["sh", "-c", "wget -q -O - http://127.0.0.1:8080/index.html; id -u; pwd; echo $GREETING; hostname; touch /www/x 2>/dev/null || echo volume-is-read-only"]);
+    let mut client = container("client", &r, &["sh", "-c", "wget -q -O - http://127.0.0.1:8080/index.html; id -u; pwd; echo $GREETING; hostname; touch /www/x 2>/dev/null || echo volume-is-read-only; grep ^0:: /proc/self/cgroup >&2"]);
     client.depends_on = dep("web", Condition::Healthy);
     client.user = Some("nobody".into());
     client.working_directory = Some("/tmp".into());
@@ -369,7 +379,17 @@ fn host_stop_sigterm_start_failures_and_unmet_dependencies() {
         containers: vec![main, failing, never, missing, ghost],
         ..Default::default()
     };
-    let msgs = run_task(&mut g, &task, Some(("running", Duration::from_millis(500))));
+    // Stop once main runs and every other container has settled.
+    let settled = |msgs: &[GuestMessage]| {
+        let stopped = |n: &str| {
+            msgs.iter().any(|m| matches!(m, GuestMessage::ContainerStateChange { container, status: ContainerStatus::Stopped, .. } if container == n))
+        };
+        logs(msgs, "main", LogStream::Stdout) == ["running"]
+            && ["failing", "never", "missing", "ghost"]
+                .iter()
+                .all(|n| stopped(n))
+    };
+    let msgs = run_task(&mut g, &task, Some(&settled));
 
     let (reason, states) = final_states(&msgs);
     assert_eq!(reason, "test says stop");
@@ -438,4 +458,101 @@ fn invalid_spec_is_reported_and_the_guest_ends_cleanly() {
     assert!(matches!(conn.recv(), Err(ProtoError::Closed)));
     let st = g.child.wait().unwrap();
     assert!(!st.success(), "a refused task is a failed session");
+}
+
+#[test]
+fn eni_addresses_routes_and_dns_from_the_spec() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+        return;
+    }
+    let mut g = start_guest_with("ip link add eni0 address 02:00:0a:00:01:05 type veth peer name peer0 && ip link set peer0 up");
+    let r = g.root.clone();
+    let mut show = container("show", &r, &["sh", "-c", "ip -4 addr show eni0; ip -6 addr show eni0; ip route; ip link show eni0; cat /etc/resolv.conf"]);
+    show.essential = true;
+    let task = TaskSpec {
+        task_arn: "t4".into(),
+        interfaces: vec![NetInterface {
+            mac: Some("02:00:0A:00:01:05".into()),
+            addresses: vec!["10.0.1.5/24".into(), "fd00:1::5/64".into()],
+            gateway: Some("10.0.1.1".into()),
+            routes: vec![
+                RouteSpec {
+                    destination: "169.254.170.2/32".into(),
+                    via: Some("10.0.1.1".into()),
+                },
+                RouteSpec {
+                    destination: "10.9.0.0/16".into(),
+                    via: None,
+                },
+            ],
+            mtu: Some(9000),
+            ..Default::default()
+        }],
+        dns: Dns {
+            nameservers: vec!["10.0.0.2".into()],
+            search: vec!["ec2.internal".into()],
+        },
+        containers: vec![show],
+        ..Default::default()
+    };
+    let msgs = run_task(&mut g, &task, None);
+    let out = logs(&msgs, "show", LogStream::Stdout).join("\n");
+    for want in [
+        "inet 10.0.1.5/24",
+        "inet6 fd00:1::5/64",
+        "default via 10.0.1.1 dev eni0",
+        "169.254.170.2 via 10.0.1.1 dev eni0",
+        "10.9.0.0/16 dev eni0",
+        "mtu 9000",
+        "nameserver 10.0.0.2",
+        "search ec2.internal",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert_eq!(exit_of(&final_states(&msgs).1, "show"), Some(0));
+}
+
+#[test]
+fn missing_interface_is_a_fatal_error() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+        return;
+    }
+    let mut g = start_guest();
+    let r = g.root.clone();
+    let mut c = container("c", &r, &["true"]);
+    c.essential = true;
+    let task = TaskSpec {
+        task_arn: "t5".into(),
+        interfaces: vec![NetInterface {
+            mac: Some("02:00:00:00:00:99".into()),
+            addresses: vec!["10.0.0.9/24".into()],
+            ..Default::default()
+        }],
+        containers: vec![c],
+        ..Default::default()
+    };
+    let msgs = run_task_expect_failure(&mut g, &task);
+    assert!(matches!(&msgs[0], GuestMessage::TaskAccepted { .. }));
+    assert!(
+        matches!(&msgs[1], GuestMessage::Error { message, fatal: true } if message.contains("no network interface with 02:00:00:00:00:99")),
+        "{msgs:?}"
+    );
+    assert!(matches!(&msgs[2], GuestMessage::TaskStopped { .. }));
+}
+
+fn run_task_expect_failure(g: &mut Guest, task: &TaskSpec) -> Vec<GuestMessage> {
+    let mut conn = g.listener.accept(Duration::from_secs(30)).unwrap();
+    conn.run_task(task).unwrap();
+    let mut msgs = Vec::new();
+    loop {
+        match conn.recv() {
+            Ok(m) => msgs.push(m),
+            Err(ProtoError::Closed) => break,
+            Err(e) => panic!("{e}: {msgs:?}"),
+        }
+    }
+    assert!(!g.child.wait().unwrap().success());
+    msgs
 }

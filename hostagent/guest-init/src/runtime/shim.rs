@@ -114,10 +114,13 @@ pub fn main(config: &Path) -> i32 {
             return 127;
         }
     };
-    if let Err(e) = prepare(&cfg) {
-        status(&format!("ERR {e}"));
-        return 127;
-    }
+    let cgroup = match prepare(&cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            status(&format!("ERR {e}"));
+            return 127;
+        }
+    };
     // SAFETY: the shim is single-threaded, so the child may allocate after fork.
     match unsafe { fork() } {
         Err(e) => {
@@ -126,7 +129,10 @@ pub fn main(config: &Path) -> i32 {
         }
         Ok(ForkResult::Child) => {
             set_pdeathsig();
-            let e = child(&cfg);
+            let e = match join(cgroup) {
+                Ok(()) => child(&cfg),
+                Err(e) => e,
+            };
             status(&format!("ERR {e}"));
             // SAFETY: terminate the child without running the parent's atexit handlers.
             unsafe { libc::_exit(127) }
@@ -149,13 +155,20 @@ pub fn main(config: &Path) -> i32 {
     }
 }
 
-/// Runs in the shim before fork: cgroup, namespaces.
-fn prepare(cfg: &ShimConfig) -> Result<(), String> {
-    if let Some(cg) = &cfg.cgroup {
-        ctx(fs::write(cg.join("cgroup.procs"), "0"), || {
-            format!("joining cgroup {}", cg.display())
-        })?;
-    }
+/// Runs in the shim before fork: opens the cgroup (joined by the child only, so that the
+/// shim itself stays out of the container's memory limit and OOM kills), namespaces.
+fn prepare(cfg: &ShimConfig) -> Result<Option<fs::File>, String> {
+    // The shim must outlive its child to report its exit: protect it from the OOM killer.
+    let _ = fs::write("/proc/self/oom_score_adj", "-1000");
+    let cgroup = match &cfg.cgroup {
+        Some(cg) => {
+            let p = cg.join("cgroup.procs");
+            Some(ctx(fs::OpenOptions::new().write(true).open(&p), || {
+                format!("opening {}", p.display())
+            })?)
+        }
+        None => None,
+    };
     match &cfg.mode {
         ShimMode::Run(_) => ctx(
             unshare(
@@ -165,7 +178,7 @@ fn prepare(cfg: &ShimConfig) -> Result<(), String> {
                     | CloneFlags::CLONE_NEWPID,
             ),
             || "unshare".into(),
-        ),
+        )?,
         ShimMode::Exec { pid } => {
             // Open every namespace first: after joining the mount namespace /proc is another.
             let mut fds = Vec::new();
@@ -181,9 +194,20 @@ fn prepare(cfg: &ShimConfig) -> Result<(), String> {
             for (f, flag) in &fds {
                 ctx(setns(f.as_fd(), *flag), || format!("setns {flag:?}"))?;
             }
-            Ok(())
         }
     }
+    Ok(cgroup)
+}
+
+/// First steps of the child: its cgroup, its normal OOM score.
+fn join(cgroup: Option<fs::File>) -> Result<(), String> {
+    use std::io::Write;
+    if let Some(mut f) = cgroup {
+        ctx(f.write_all(b"0"), || "joining the container cgroup".into())?;
+    }
+    ctx(fs::write("/proc/self/oom_score_adj", "0"), || {
+        "oom_score_adj".into()
+    })
 }
 
 /// Runs in the forked child; returns only on error.
