@@ -148,14 +148,32 @@ pub fn r32(t: &mut MmioTransport, off: u64) -> u32 {
     u32::from_le_bytes(b)
 }
 
+/// Rings of one queue for [`activate_at`]: descriptor table, available ring, used ring, size.
+pub type QueueLayout = (u64, u64, u64, u16);
+
 /// A transport over `dev`, brought to DRIVER_OK with one mock queue per driver, accepting
-/// every offered feature.
+/// every offered feature. Panics if the transport refuses (tests only).
 pub fn activate<D: VirtioDevice + 'static>(
     mem: &GuestMemoryMmap,
     dev: Arc<Mutex<D>>,
     drivers: &[&Driver],
 ) -> MmioTransport {
-    let mut t = MmioTransport::new(mem.clone(), dev).unwrap();
+    let layouts: Vec<QueueLayout> = drivers
+        .iter()
+        .map(|d| (d.desc, d.avail, d.used, d.size))
+        .collect();
+    let (t, ok) = activate_at(mem, dev, &layouts);
+    assert!(ok, "activation failed");
+    t
+}
+
+/// Like [`activate`], with queue addresses given; returns whether DRIVER_OK stuck.
+pub fn activate_at<D: VirtioDevice + 'static>(
+    mem: &GuestMemoryMmap,
+    dev: Arc<Mutex<D>>,
+    queues: &[QueueLayout],
+) -> (MmioTransport, bool) {
+    let mut t = MmioTransport::new(mem.clone(), dev).expect("transport");
     let mut status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
     w32(&mut t, 0x70, status);
     for sel in 0..2 {
@@ -166,27 +184,19 @@ pub fn activate<D: VirtioDevice + 'static>(
     }
     status |= VIRTIO_CONFIG_S_FEATURES_OK;
     w32(&mut t, 0x70, status);
-    assert_eq!(r32(&mut t, 0x70), status, "features refused");
-    for (i, d) in drivers.iter().enumerate() {
+    for (i, &(desc, avail, used, size)) in queues.iter().enumerate() {
         w32(&mut t, 0x30, i as u32);
-        w32(&mut t, 0x38, u32::from(d.size));
-        let split = |a: GuestAddress| (a.0 as u32, (a.0 >> 32) as u32);
-        let (lo, hi) = split(d.desc_addr());
-        w32(&mut t, 0x80, lo);
-        w32(&mut t, 0x84, hi);
-        let (lo, hi) = split(d.avail_addr());
-        w32(&mut t, 0x90, lo);
-        w32(&mut t, 0x94, hi);
-        let (lo, hi) = split(d.used_addr());
-        w32(&mut t, 0xa0, lo);
-        w32(&mut t, 0xa4, hi);
+        w32(&mut t, 0x38, u32::from(size));
+        for (reg, addr) in [(0x80, desc), (0x90, avail), (0xa0, used)] {
+            w32(&mut t, reg, addr as u32);
+            w32(&mut t, reg + 4, (addr >> 32) as u32);
+        }
         w32(&mut t, 0x44, 1);
-        assert_eq!(r32(&mut t, 0x44), 1, "queue {i} refused");
     }
     status |= VIRTIO_CONFIG_S_DRIVER_OK;
     w32(&mut t, 0x70, status);
-    assert_eq!(r32(&mut t, 0x70), status, "activation failed");
-    t
+    let ok = r32(&mut t, 0x70) == status;
+    (t, ok)
 }
 
 /// Reads `len` bytes of guest memory.
