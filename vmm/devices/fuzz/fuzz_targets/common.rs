@@ -1,8 +1,7 @@
 //! Shared set-up: the fuzz input becomes the first bytes of a small guest memory that holds
 //! the queues (descriptor tables, rings, avail indexes) and the buffers, so every field the
-#![allow(dead_code)]
-
 //! device reads comes from the fuzzer.
+#![allow(dead_code)]
 
 use vm_memory::{Bytes, GuestAddress};
 use vmm_devices::test_utils::QueueLayout;

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use event_manager::{EventOps, EventSet, Events, MutEventSubscriber};
-use virtio_bindings::virtio_blk::{VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_S_IOERR};
+use virtio_bindings::virtio_blk::{
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_S_IOERR,
+};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::Bytes;
@@ -23,6 +25,9 @@ use request::{parse, Disk, RequestType, SECTOR_SIZE};
 
 /// Queue size offered to the guest.
 pub const QUEUE_SIZE: u16 = 256;
+/// Most data segments per request the guest may use (VIRTIO_BLK_F_SEG_MAX); without it
+/// Linux sends one segment per request.
+pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
 const EV_QUEUE: u32 = 0;
 const EV_LIMITER: u32 = 1;
 
@@ -189,8 +194,12 @@ impl Block {
         }
     }
 
-    fn config_bytes(&self) -> [u8; 8] {
-        self.disk.sectors.to_le_bytes()
+    /// `struct virtio_blk_config` up to seg_max: capacity, size_max (unused), seg_max.
+    fn config_bytes(&self) -> [u8; 16] {
+        let mut c = [0u8; 16];
+        c[..8].copy_from_slice(&self.disk.sectors.to_le_bytes());
+        c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
+        c
     }
 }
 
@@ -205,7 +214,8 @@ impl VirtioDevice for Block {
         &self.queue_evts
     }
     fn avail_features(&self) -> u64 {
-        let mut f = (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_BLK_F_FLUSH);
+        let mut f =
+            (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_BLK_F_FLUSH) | (1 << VIRTIO_BLK_F_SEG_MAX);
         if self.disk.read_only {
             f |= 1 << VIRTIO_BLK_F_RO;
         }

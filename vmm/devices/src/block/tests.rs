@@ -84,6 +84,9 @@ fn read_sectors() {
     let mut cap = [0u8; 8];
     t.read(0x100, &mut cap);
     assert_eq!(u64::from_le_bytes(cap), 8);
+    let mut seg_max = [0u8; 4];
+    t.read(0x10c, &mut seg_max);
+    assert_eq!(u32::from_le_bytes(seg_max), SEG_MAX);
 }
 
 #[test]
