@@ -1,3 +1,54 @@
-//! The thin bundled control plane: ECS-compatible API, cells, placement, agent channel.
+//! `controlplane --listen 127.0.0.1:PORT --data-dir DIR --account ID:KEY:SECRET`
 
-fn main() {}
+use clap::Parser;
+use controlplane::config::{Args, Config};
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let level = args
+        .log_level
+        .parse::<tracing::Level>()
+        .unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("controlplane: {e}");
+            std::process::exit(2);
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(cfg.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("controlplane: listen on {}: {e}", cfg.listen);
+            std::process::exit(1);
+        }
+    };
+    tracing::info!(
+        "controlplane listening on {}",
+        listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    let shutdown = async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    if let Err(e) = controlplane::server::serve(cfg, listener, shutdown).await {
+        eprintln!("controlplane: {e}");
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,194 @@
+//! The long-lived WebSocket channel of one host. Every message is checked against
+//! the host identity the channel was authenticated with.
+
+use super::registry::authenticate;
+use crate::cells::{tables, AgentConn, Cell, CellState, HostRecord};
+use crate::lifecycle::{self, key_of_arn};
+use crate::model::TaskRecord;
+use crate::server::App;
+use crate::store::StoreExt;
+use agent_proto::{AgentMessage, ControlMessage};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::mpsc;
+
+/// Most task ARNs one heartbeat may list.
+pub const MAX_HEARTBEAT_TASKS: usize = 1024;
+
+/// `GET /agent/v1/channel` (WebSocket upgrade).
+pub async fn channel(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+    let (cell, host) = match authenticate(&app, auth) {
+        Ok(x) => x,
+        Err(r) => return *r,
+    };
+    ws.max_message_size(1 << 20)
+        .on_upgrade(move |socket| serve(app, cell, host, socket))
+}
+
+fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage> {
+    c.agents.insert(host.to_string(), conn);
+    c.heartbeats.insert(host.to_string(), Instant::now());
+    if let Ok(Some(mut rec)) = c.store.get_json::<HostRecord>(tables::HOST, host) {
+        if rec.status != "ACTIVE" {
+            rec.status = "ACTIVE".into();
+            let _ = c.store.put_json(tables::HOST, host, &rec);
+        }
+        c.placement
+            .add_host(host, &rec.availability_zone, rec.cpu, rec.memory);
+    }
+    c.placement.set_schedulable(host, true);
+    // Resync: everything assigned to the host that has not stopped.
+    let keys: Vec<String> = c
+        .host_tasks
+        .get(host)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    let mut out = vec![];
+    for k in keys {
+        if let Ok(Some(t)) = c.store.get_json::<TaskRecord>(tables::TASK, &k) {
+            out.push(if t.task.desired_status == "STOPPED" {
+                ControlMessage::StopTask {
+                    task_arn: t.task.task_arn.clone(),
+                    reason: t.task.stopped_reason.clone().unwrap_or_default(),
+                }
+            } else {
+                ControlMessage::LaunchTask { task: t.spec }
+            });
+        }
+    }
+    out
+}
+
+/// The task `arn` if it is assigned to `host`; otherwise why not.
+fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, String> {
+    let denied = || format!("task {arn} is not assigned to this host");
+    let key = key_of_arn(arn).ok_or_else(denied)?;
+    match c.store.get_json::<TaskRecord>(tables::TASK, &key) {
+        Ok(Some(t)) if t.host_id == host => Ok(t),
+        Ok(_) => Err(denied()),
+        Err(e) => Err(format!("state store error: {e}")),
+    }
+}
+
+/// Handles one agent message; returns the replies.
+pub fn handle(c: &mut CellState, host: &str, text: &str) -> Vec<ControlMessage> {
+    let err = |m: String| vec![ControlMessage::Error { message: m }];
+    let msg: AgentMessage = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(e) => return err(format!("malformed message: {e}")),
+    };
+    if !c.heartbeats.contains_key(host) {
+        return err("host is not active (declared lost); reconnect".into());
+    }
+    c.heartbeats.insert(host.to_string(), Instant::now());
+    match msg {
+        AgentMessage::Heartbeat { running_tasks } => {
+            if running_tasks.len() > MAX_HEARTBEAT_TASKS {
+                return err(format!("at most {MAX_HEARTBEAT_TASKS} tasks per heartbeat"));
+            }
+            let mut out = vec![];
+            for arn in running_tasks {
+                match own_task(c, host, &arn) {
+                    Ok(t)
+                        if t.task.desired_status == "STOPPED"
+                            || t.task.last_status == "STOPPED" =>
+                    {
+                        out.push(ControlMessage::StopTask {
+                            task_arn: arn,
+                            reason: t.task.stopped_reason.unwrap_or_default(),
+                        })
+                    }
+                    Ok(_) => {}
+                    Err(m) => out.push(ControlMessage::Error { message: m }),
+                }
+            }
+            out
+        }
+        AgentMessage::TaskStateChange {
+            task_arn,
+            last_status,
+            containers,
+            stopped_reason,
+            private_ipv4_address,
+        } => {
+            let mut rec = match own_task(c, host, &task_arn) {
+                Ok(t) => t,
+                Err(m) => return err(m),
+            };
+            if containers.len() > 10 || stopped_reason.as_ref().is_some_and(|r| r.len() > 1024) {
+                return err("too many containers or reason too long".into());
+            }
+            if let Some(ip) = &private_ipv4_address {
+                if ip.parse::<std::net::Ipv4Addr>().is_err() {
+                    return err(format!("invalid privateIpv4Address {ip}"));
+                }
+            }
+            match lifecycle::apply_report(
+                c,
+                &mut rec,
+                last_status,
+                &containers,
+                stopped_reason.as_deref(),
+                private_ipv4_address.as_deref(),
+            ) {
+                Ok(()) => vec![],
+                Err(m) => err(m),
+            }
+        }
+    }
+}
+
+async fn serve(app: Arc<App>, cell: Arc<Cell>, host: String, socket: WebSocket) {
+    let conn_id = app.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let resync = connect(&mut cell.lock(), &host, AgentConn { conn_id, tx });
+    tracing::info!(host = %host, cell = cell.id, "agent connected");
+    let (mut sink, mut stream) = socket.split();
+    let send =
+        |m: &ControlMessage| Message::Text(serde_json::to_string(m).unwrap_or_default().into());
+    for m in &resync {
+        if sink.send(send(m)).await.is_err() {
+            break;
+        }
+    }
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(m) => if sink.send(send(&m)).await.is_err() { break },
+                // Replaced by a newer connection, or the host was declared lost.
+                None => break,
+            },
+            frame = stream.next() => match frame {
+                Some(Ok(Message::Text(t))) => {
+                    let replies = handle(&mut cell.lock(), &host, t.as_str());
+                    for m in &replies {
+                        if sink.send(send(m)).await.is_err() { break }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let m = ControlMessage::Error { message: "binary frames are not accepted".into() };
+                    if sink.send(send(&m)).await.is_err() { break }
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let mut c = cell.lock();
+    if c.agents.get(&host).is_some_and(|a| a.conn_id == conn_id) {
+        c.agents.remove(&host);
+        c.placement.set_schedulable(&host, false);
+    }
+    tracing::info!(host = %host, "agent disconnected");
+}

@@ -1,0 +1,56 @@
+//! The heartbeat monitor: a host silent for longer than the timeout is declared
+//! lost; its tasks are STOPPED with a reason and it gets no new tasks.
+
+use crate::cells::{tables, CellState, HostRecord};
+use crate::lifecycle;
+use crate::model::TaskRecord;
+use crate::store::StoreExt;
+use std::time::{Duration, Instant};
+
+/// Declares lost every host of the cell whose last heartbeat is older than `timeout`.
+/// Returns the ids of the hosts declared lost.
+pub fn sweep(c: &mut CellState, timeout: Duration, now: Instant) -> Vec<String> {
+    let lost: Vec<String> = c
+        .heartbeats
+        .iter()
+        .filter(|(_, &t)| now.saturating_duration_since(t) > timeout)
+        .map(|(h, _)| h.clone())
+        .collect();
+    for h in &lost {
+        host_lost(c, h, timeout);
+    }
+    lost
+}
+
+fn host_lost(c: &mut CellState, host: &str, timeout: Duration) {
+    tracing::warn!(host, "host lost: no heartbeat for {:?}", timeout);
+    c.heartbeats.remove(host);
+    c.agents.remove(host);
+    c.placement.set_schedulable(host, false);
+    if let Ok(Some(mut rec)) = c.store.get_json::<HostRecord>(tables::HOST, host) {
+        rec.status = "INACTIVE".into();
+        if let Err(e) = c.store.put_json(tables::HOST, host, &rec) {
+            tracing::error!("host {host}: {e}");
+        }
+    }
+    let keys: Vec<String> = c
+        .host_tasks
+        .get(host)
+        .map(|s| s.iter().cloned().collect())
+        .unwrap_or_default();
+    let reason = format!(
+        "Host {host} was lost: no heartbeat for {} seconds",
+        timeout.as_secs()
+    );
+    for k in keys {
+        match c.store.get_json::<TaskRecord>(tables::TASK, &k) {
+            Ok(Some(mut t)) => {
+                if let Err(e) = lifecycle::mark_stopped(c, &mut t, "TerminationNotice", &reason) {
+                    tracing::error!("task {k}: {e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!("task {k}: {e}"),
+        }
+    }
+}

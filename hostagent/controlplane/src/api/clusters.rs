@@ -1,0 +1,185 @@
+//! CreateCluster, DescribeClusters, ListClusters, DeleteCluster.
+
+use super::{cluster_name, input, paginate, Ctx};
+use crate::cells::{tables, CellState};
+use crate::frontend::errors::ApiError;
+use crate::model::{Cluster, Failure, KeyValuePair, Service, Tag, TaskRecord};
+use crate::store::StoreExt;
+use crate::validate;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInput {
+    cluster_name: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    #[serde(default)]
+    settings: Vec<KeyValuePair>,
+    #[serde(default)]
+    capacity_providers: Vec<String>,
+}
+
+/// Fills the counters of `cl` from the cell's tasks and services.
+pub fn with_counts(ctx: &Ctx<'_>, c: &CellState, mut cl: Cluster) -> Result<Cluster, ApiError> {
+    let prefix = format!("{}/{}/", ctx.account, cl.cluster_name);
+    let (mut running, mut pending) = (0, 0);
+    let mut hosts = HashSet::new();
+    for (_, t) in c.store.scan_json::<TaskRecord>(tables::TASK, &prefix)? {
+        match t.task.last_status.as_str() {
+            "RUNNING" => running += 1,
+            "PROVISIONING" | "PENDING" => pending += 1,
+            _ => {}
+        }
+        if t.task.last_status != "STOPPED" {
+            hosts.insert(t.host_id);
+        }
+    }
+    cl.running_tasks_count = running;
+    cl.pending_tasks_count = pending;
+    cl.registered_container_instances_count = hosts.len() as u64;
+    cl.active_services_count = c
+        .store
+        .scan_json::<Service>(tables::SERVICE, &prefix)?
+        .iter()
+        .filter(|(_, s)| s.status == "ACTIVE")
+        .count() as u64;
+    Ok(cl)
+}
+
+/// CreateCluster (idempotent for an ACTIVE cluster of the same name).
+pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: CreateInput = input(v)?;
+    let name = inp.cluster_name.unwrap_or_else(|| "default".into());
+    if !validate::is_valid_name(&name) {
+        return Err(ApiError::invalid(
+            "Cluster name is invalid. Up to 255 letters (uppercase and lowercase), numbers, \
+             underscores, and hyphens are allowed.",
+        ));
+    }
+    let key = format!("{}/{}", ctx.account, name);
+    if let Some(cl) = c.store.get_json::<Cluster>(tables::CLUSTER, &key)? {
+        if cl.status == "ACTIVE" {
+            return Ok(json!({"cluster": with_counts(ctx, c, cl)?}));
+        }
+    }
+    let settings = if inp.settings.is_empty() {
+        vec![KeyValuePair {
+            name: "containerInsights".into(),
+            value: "disabled".into(),
+        }]
+    } else {
+        inp.settings
+    };
+    let cl = Cluster {
+        cluster_arn: ctx.arn(&format!("cluster/{name}")),
+        cluster_name: name,
+        status: "ACTIVE".into(),
+        registered_container_instances_count: 0,
+        running_tasks_count: 0,
+        pending_tasks_count: 0,
+        active_services_count: 0,
+        tags: inp.tags,
+        settings,
+        capacity_providers: inp.capacity_providers,
+        statistics: vec![],
+    };
+    c.store.put_json(tables::CLUSTER, &key, &cl)?;
+    Ok(json!({"cluster": cl}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeInput {
+    clusters: Option<Vec<String>>,
+}
+
+/// DescribeClusters.
+pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DescribeInput = input(v)?;
+    let names = inp.clusters.unwrap_or_else(|| vec!["default".into()]);
+    if names.len() > 100 {
+        return Err(ApiError::invalid(
+            "At most 100 clusters can be described at once.",
+        ));
+    }
+    let (mut clusters, mut failures) = (vec![], vec![]);
+    for n in names {
+        let found = match cluster_name(ctx, Some(&n)) {
+            Ok(name) => c
+                .store
+                .get_json::<Cluster>(tables::CLUSTER, &format!("{}/{}", ctx.account, name))?,
+            Err(_) => None,
+        };
+        match found {
+            Some(cl) => clusters.push(with_counts(ctx, c, cl)?),
+            None => failures.push(Failure {
+                arn: Some(if n.starts_with("arn:") {
+                    n
+                } else {
+                    ctx.arn(&format!("cluster/{n}"))
+                }),
+                reason: "MISSING".into(),
+            }),
+        }
+    }
+    Ok(json!({"clusters": clusters, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListInput {
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ListClusters (ACTIVE ones).
+pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: ListInput = input(v)?;
+    let items: Vec<(String, String)> = c
+        .store
+        .scan_json::<Cluster>(tables::CLUSTER, &format!("{}/", ctx.account))?
+        .into_iter()
+        .filter(|(_, cl)| cl.status == "ACTIVE")
+        .map(|(k, cl)| (k, cl.cluster_arn))
+        .collect();
+    let (arns, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 100)?;
+    Ok(json!({"clusterArns": arns, "nextToken": next}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteInput {
+    cluster: Option<String>,
+}
+
+/// DeleteCluster: refused while services are active or tasks not stopped.
+pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DeleteInput = input(v)?;
+    let s = inp
+        .cluster
+        .ok_or_else(|| ApiError::invalid("cluster is required."))?;
+    let cl = super::active_cluster(ctx, c, Some(&s))?;
+    let cl = with_counts(ctx, c, cl)?;
+    if cl.active_services_count > 0 {
+        return Err(ApiError::cluster_has_services());
+    }
+    let prefix = format!("{}/{}/", ctx.account, cl.cluster_name);
+    if c.store
+        .scan_json::<TaskRecord>(tables::TASK, &prefix)?
+        .iter()
+        .any(|(_, t)| t.task.last_status != "STOPPED")
+    {
+        return Err(ApiError::cluster_has_tasks());
+    }
+    let mut cl = cl;
+    cl.status = "INACTIVE".into();
+    c.store.put_json(
+        tables::CLUSTER,
+        &format!("{}/{}", ctx.account, cl.cluster_name),
+        &cl,
+    )?;
+    Ok(json!({"cluster": cl}))
+}

@@ -1,0 +1,142 @@
+//! ListContainerInstances, DescribeContainerInstances. With Fargate there are no
+//! customer instances; a cluster's container instances are the platform hosts that
+//! run at least one of its unstopped tasks, shown with that cluster's view only.
+
+use super::{active_cluster, input, paginate, Ctx};
+use crate::cells::{tables, CellState, HostRecord};
+use crate::frontend::errors::ApiError;
+use crate::model::{Failure, TaskRecord};
+use crate::store::StoreExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// The host id a `containerInstance` parameter (id or ARN) names in `cluster`.
+pub fn host_of(ctx: &Ctx<'_>, cluster: &str, s: &str) -> Option<String> {
+    let id = if s.starts_with("arn:") {
+        let r = ctx.own_resource(s)?.strip_prefix("container-instance/")?;
+        let (cl, id) = r.split_once('/')?;
+        if cl != cluster {
+            return None;
+        }
+        id
+    } else {
+        s
+    };
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .then(|| id.to_string())
+}
+
+/// Host id -> (running, pending) tasks of the cluster.
+fn hosts_of_cluster(
+    ctx: &Ctx<'_>,
+    c: &CellState,
+    cluster: &str,
+) -> Result<BTreeMap<String, (u64, u64)>, ApiError> {
+    let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (_, r) in c
+        .store
+        .scan_json::<TaskRecord>(tables::TASK, &format!("{}/{cluster}/", ctx.account))?
+    {
+        match r.task.last_status.as_str() {
+            "STOPPED" => {}
+            "RUNNING" => m.entry(r.host_id).or_default().0 += 1,
+            _ => m.entry(r.host_id).or_default().1 += 1,
+        }
+    }
+    Ok(m)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListInput {
+    cluster: Option<String>,
+    status: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ListContainerInstances.
+pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: ListInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    match inp.status.as_deref() {
+        None | Some("ACTIVE") => {}
+        Some("DRAINING" | "REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED") => {
+            return Ok(json!({"containerInstanceArns": []}))
+        }
+        Some(x) => return Err(ApiError::invalid(format!("Invalid status: {x}"))),
+    }
+    let items: Vec<(String, String)> = hosts_of_cluster(ctx, c, &cluster.cluster_name)?
+        .into_keys()
+        .map(|h| {
+            let arn = ctx.arn(&format!("container-instance/{}/{h}", cluster.cluster_name));
+            (h, arn)
+        })
+        .collect();
+    let (arns, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 100)?;
+    Ok(json!({"containerInstanceArns": arns, "nextToken": next}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeInput {
+    cluster: Option<String>,
+    container_instances: Option<Vec<String>>,
+}
+
+fn resources(cpu: u32, mem: u32) -> Value {
+    json!([
+        {"name": "CPU", "type": "INTEGER", "integerValue": cpu, "doubleValue": 0.0, "longValue": 0},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": mem, "doubleValue": 0.0, "longValue": 0}
+    ])
+}
+
+/// DescribeContainerInstances.
+pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DescribeInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let names = inp.container_instances.unwrap_or_default();
+    if names.is_empty() || names.len() > 100 {
+        return Err(ApiError::invalid(
+            "containerInstances must contain between 1 and 100 items.",
+        ));
+    }
+    let hosts = hosts_of_cluster(ctx, c, &cluster.cluster_name)?;
+    let (mut out, mut failures) = (vec![], vec![]);
+    for n in names {
+        let found = host_of(ctx, &cluster.cluster_name, &n)
+            .and_then(|h| hosts.get(&h).map(|cnt| (h, *cnt)));
+        let Some((h, (running, pending))) = found else {
+            failures.push(Failure {
+                arn: Some(n),
+                reason: "MISSING".into(),
+            });
+            continue;
+        };
+        let Some(rec) = c.store.get_json::<HostRecord>(tables::HOST, &h)? else {
+            failures.push(Failure {
+                arn: Some(n),
+                reason: "MISSING".into(),
+            });
+            continue;
+        };
+        let slot = c.placement.host(&h);
+        let (cf, mf) = slot.map(|s| (s.cpu_free, s.memory_free)).unwrap_or((0, 0));
+        out.push(json!({
+            "containerInstanceArn": ctx.arn(&format!("container-instance/{}/{h}", cluster.cluster_name)),
+            "ec2InstanceId": h,
+            "version": 1,
+            "status": rec.status,
+            "agentConnected": c.agents.contains_key(&h),
+            "runningTasksCount": running,
+            "pendingTasksCount": pending,
+            "registeredResources": resources(rec.cpu, rec.memory),
+            "remainingResources": resources(cf, mf),
+            "attributes": [{"name": "ecs.availability-zone", "value": rec.availability_zone}],
+            "registeredAt": rec.registered_at,
+            "versionInfo": {"agentVersion": env!("CARGO_PKG_VERSION")},
+        }));
+    }
+    Ok(json!({"containerInstances": out, "failures": failures}))
+}

@@ -1,0 +1,372 @@
+//! CreateService, UpdateService, DescribeServices, ListServices, DeleteService.
+//! The scheduler (crate::scheduler) does the work of keeping them running.
+
+use super::{active_cluster, input, paginate, tasks, Ctx};
+use crate::cells::{tables, CellState};
+use crate::frontend::errors::ApiError;
+use crate::model::{
+    now, Deployment, DeploymentConfiguration, Failure, NetworkConfiguration, Service, Tag,
+    TaskRecord,
+};
+use crate::store::StoreExt;
+use crate::validate;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The service name a `service` parameter (name or ARN) denotes.
+pub fn service_name(ctx: &Ctx<'_>, s: &str) -> String {
+    if let Some(r) = ctx.own_resource(s).and_then(|r| r.strip_prefix("service/")) {
+        return r.rsplit('/').next().unwrap_or(r).to_string();
+    }
+    s.to_string()
+}
+
+fn key(ctx: &Ctx<'_>, cluster: &str, name: &str) -> String {
+    format!("{}/{cluster}/{name}", ctx.account)
+}
+
+fn deployment_config(
+    d: Option<DeploymentConfiguration>,
+) -> Result<DeploymentConfiguration, ApiError> {
+    let d = d.unwrap_or_default();
+    if !(0..=100).contains(&d.minimum_healthy_percent) {
+        return Err(ApiError::invalid(
+            "minimumHealthyPercent must be between 0 and 100.",
+        ));
+    }
+    if d.maximum_percent < 100 {
+        return Err(ApiError::invalid("maximumPercent must be at least 100."));
+    }
+    if d.maximum_percent == 100 && d.minimum_healthy_percent == 100 {
+        return Err(ApiError::invalid(
+            "maximumPercent and minimumHealthyPercent cannot both be 100: a deployment could never replace a task.",
+        ));
+    }
+    Ok(d)
+}
+
+/// A new PRIMARY deployment.
+pub fn deployment(td: &str, desired: i64, net: &NetworkConfiguration) -> Deployment {
+    let t = now();
+    Deployment {
+        id: format!(
+            "ecs-svc/{}",
+            &uuid::Uuid::new_v4().as_u128().to_string()[..19]
+        ),
+        status: "PRIMARY".into(),
+        task_definition: td.to_string(),
+        desired_count: desired,
+        pending_count: 0,
+        running_count: 0,
+        failed_tasks: 0,
+        created_at: t,
+        updated_at: t,
+        launch_type: "FARGATE".into(),
+        rollout_state: "IN_PROGRESS".into(),
+        rollout_state_reason: "ECS deployment in progress.".into(),
+        network_configuration: Some(net.clone()),
+    }
+}
+
+/// Fills running/pending counts from the service's live tasks.
+pub fn with_counts(
+    c: &CellState,
+    account: &str,
+    cluster: &str,
+    mut s: Service,
+) -> Result<Service, ApiError> {
+    let (mut run, mut pend) = (0, 0);
+    let mut per_td: std::collections::HashMap<String, (i64, i64)> = Default::default();
+    for (_, r) in c
+        .store
+        .scan_json::<TaskRecord>(tables::TASK, &format!("{account}/{cluster}/"))?
+    {
+        if r.service.as_deref() != Some(s.service_name.as_str())
+            || r.task.desired_status != "RUNNING"
+        {
+            continue;
+        }
+        let e = per_td
+            .entry(r.task.task_definition_arn.clone())
+            .or_default();
+        match r.task.last_status.as_str() {
+            "RUNNING" => {
+                run += 1;
+                e.0 += 1
+            }
+            "PROVISIONING" | "PENDING" => {
+                pend += 1;
+                e.1 += 1
+            }
+            _ => {}
+        }
+    }
+    s.running_count = run;
+    s.pending_count = pend;
+    for d in &mut s.deployments {
+        let (r, p) = per_td.get(&d.task_definition).copied().unwrap_or((0, 0));
+        d.running_count = r;
+        d.pending_count = p;
+    }
+    Ok(s)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CreateInput {
+    service_name: Option<String>,
+    cluster: Option<String>,
+    task_definition: Option<String>,
+    desired_count: Option<i64>,
+    launch_type: Option<String>,
+    network_configuration: Option<NetworkConfiguration>,
+    deployment_configuration: Option<DeploymentConfiguration>,
+    scheduling_strategy: Option<String>,
+    #[serde(default)]
+    load_balancers: Vec<Value>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
+/// CreateService.
+pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: CreateInput = input(v)?;
+    let name = inp
+        .service_name
+        .ok_or_else(|| ApiError::invalid("serviceName can not be blank."))?;
+    if !validate::is_valid_name(&name) {
+        return Err(ApiError::invalid(
+            "Service name is invalid. Up to 255 letters (uppercase and lowercase), numbers, \
+             underscores, and hyphens are allowed.",
+        ));
+    }
+    tasks::launch_type(inp.launch_type.as_deref())?;
+    match inp.scheduling_strategy.as_deref() {
+        None | Some("REPLICA") => {}
+        Some("DAEMON") => {
+            return Err(ApiError::invalid(
+                "The DAEMON scheduling strategy is not supported with the FARGATE launch type.",
+            ))
+        }
+        Some(x) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid schedulingStrategy: {x}"
+            )))
+        }
+    }
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let desired = inp.desired_count.ok_or_else(|| {
+        ApiError::invalid("desiredCount must be specified for the REPLICA scheduling strategy.")
+    })?;
+    if !(0..=5000).contains(&desired) {
+        return Err(ApiError::invalid(
+            "desiredCount must be between 0 and 5000.",
+        ));
+    }
+    let td = tasks::runnable_td(ctx, c, inp.task_definition.as_deref())?;
+    tasks::network(inp.network_configuration.as_ref())?;
+    let net = inp.network_configuration.unwrap_or(NetworkConfiguration {
+        awsvpc_configuration: None,
+    });
+    let dc = deployment_config(inp.deployment_configuration)?;
+    let k = key(ctx, &cluster.cluster_name, &name);
+    if let Some(old) = c.store.get_json::<Service>(tables::SERVICE, &k)? {
+        if old.status != "INACTIVE" {
+            return Err(ApiError::invalid("Creation of service was not idempotent."));
+        }
+    }
+    let s = Service {
+        service_arn: ctx.arn(&format!("service/{}/{name}", cluster.cluster_name)),
+        service_name: name,
+        cluster_arn: cluster.cluster_arn.clone(),
+        status: "ACTIVE".into(),
+        desired_count: desired,
+        running_count: 0,
+        pending_count: 0,
+        launch_type: "FARGATE".into(),
+        platform_version: "LATEST".into(),
+        task_definition: td.task_definition_arn.clone(),
+        deployment_configuration: dc,
+        deployments: vec![deployment(&td.task_definition_arn, desired, &net)],
+        events: vec![],
+        created_at: now(),
+        network_configuration: net,
+        scheduling_strategy: "REPLICA".into(),
+        load_balancers: inp.load_balancers,
+        tags: inp.tags,
+    };
+    c.store.put_json(tables::SERVICE, &k, &s)?;
+    Ok(json!({"service": s}))
+}
+
+fn get_service(
+    ctx: &Ctx<'_>,
+    c: &CellState,
+    cluster: &str,
+    s: Option<&str>,
+) -> Result<(String, Service), ApiError> {
+    let s = s.ok_or_else(|| ApiError::invalid("service can not be blank."))?;
+    let k = key(ctx, cluster, &service_name(ctx, s));
+    let svc = c
+        .store
+        .get_json::<Service>(tables::SERVICE, &k)?
+        .ok_or_else(ApiError::service_not_found)?;
+    Ok((k, svc))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateInput {
+    cluster: Option<String>,
+    service: Option<String>,
+    desired_count: Option<i64>,
+    task_definition: Option<String>,
+    deployment_configuration: Option<DeploymentConfiguration>,
+    network_configuration: Option<NetworkConfiguration>,
+    #[serde(default)]
+    force_new_deployment: bool,
+}
+
+/// UpdateService.
+pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: UpdateInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let (k, mut s) = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
+    if s.status != "ACTIVE" {
+        return Err(ApiError::service_not_active());
+    }
+    if let Some(d) = inp.desired_count {
+        if !(0..=5000).contains(&d) {
+            return Err(ApiError::invalid(
+                "desiredCount must be between 0 and 5000.",
+            ));
+        }
+        s.desired_count = d;
+    }
+    if let Some(dc) = inp.deployment_configuration {
+        s.deployment_configuration = deployment_config(Some(dc))?;
+    }
+    let mut redeploy = inp.force_new_deployment;
+    if let Some(n) = inp.network_configuration {
+        tasks::network(Some(&n))?;
+        redeploy |= n != s.network_configuration;
+        s.network_configuration = n;
+    }
+    if let Some(t) = inp.task_definition.as_deref() {
+        let td = tasks::runnable_td(ctx, c, Some(t))?;
+        redeploy |= td.task_definition_arn != s.task_definition;
+        s.task_definition = td.task_definition_arn;
+    }
+    if redeploy {
+        for d in &mut s.deployments {
+            d.status = "ACTIVE".into();
+        }
+        s.deployments.insert(
+            0,
+            deployment(
+                &s.task_definition,
+                s.desired_count,
+                &s.network_configuration,
+            ),
+        );
+    }
+    if let Some(p) = s.deployments.first_mut() {
+        p.desired_count = s.desired_count;
+        p.updated_at = now();
+    }
+    c.store.put_json(tables::SERVICE, &k, &s)?;
+    let s = with_counts(c, ctx.account, &cluster.cluster_name, s)?;
+    Ok(json!({"service": s}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeInput {
+    cluster: Option<String>,
+    services: Option<Vec<String>>,
+}
+
+/// DescribeServices.
+pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DescribeInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let names = inp.services.unwrap_or_default();
+    if names.is_empty() || names.len() > 10 {
+        return Err(ApiError::invalid(
+            "services must contain between 1 and 10 items.",
+        ));
+    }
+    let (mut out, mut failures) = (vec![], vec![]);
+    for n in names {
+        match get_service(ctx, c, &cluster.cluster_name, Some(&n)) {
+            Ok((_, s)) => out.push(with_counts(c, ctx.account, &cluster.cluster_name, s)?),
+            Err(e) if e.kind == "ServiceNotFoundException" => failures.push(Failure {
+                arn: Some(if n.starts_with("arn:") {
+                    n
+                } else {
+                    ctx.arn(&format!("service/{}/{n}", cluster.cluster_name))
+                }),
+                reason: "MISSING".into(),
+            }),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(json!({"services": out, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListInput {
+    cluster: Option<String>,
+    launch_type: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ListServices.
+pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: ListInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    tasks::launch_type(inp.launch_type.as_deref())?;
+    let items: Vec<(String, String)> = c
+        .store
+        .scan_json::<Service>(
+            tables::SERVICE,
+            &format!("{}/{}/", ctx.account, cluster.cluster_name),
+        )?
+        .into_iter()
+        .filter(|(_, s)| s.status != "INACTIVE")
+        .map(|(k, s)| (k, s.service_arn))
+        .collect();
+    let (arns, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 10)?;
+    Ok(json!({"serviceArns": arns, "nextToken": next}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteInput {
+    cluster: Option<String>,
+    service: Option<String>,
+    #[serde(default)]
+    force: bool,
+}
+
+/// DeleteService: DRAINING until its tasks are stopped, then INACTIVE.
+pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DeleteInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let (k, mut s) = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
+    if s.status != "ACTIVE" {
+        return Err(ApiError::service_not_active());
+    }
+    if s.desired_count > 0 && !inp.force {
+        return Err(ApiError::invalid(
+            "The service cannot be stopped while it is scaled above 0.",
+        ));
+    }
+    s.desired_count = 0;
+    s.status = "DRAINING".into();
+    c.store.put_json(tables::SERVICE, &k, &s)?;
+    let s = with_counts(c, ctx.account, &cluster.cluster_name, s)?;
+    Ok(json!({"service": s}))
+}

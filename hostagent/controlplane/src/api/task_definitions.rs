@@ -1,0 +1,216 @@
+//! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions,
+//! ListTaskDefinitionFamilies, DeregisterTaskDefinition.
+
+use super::{input, paginate, Ctx};
+use crate::cells::{tables, CellState};
+use crate::frontend::errors::ApiError;
+use crate::model::{now, RegisterTaskDefinitionInput, TaskDefinition};
+use crate::store::{StoreExt, Write};
+use crate::validate;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+fn key(account: &str, family: &str, revision: u32) -> String {
+    format!("{account}/{family}/{revision:010}")
+}
+
+/// Splits `family`, `family:rev` or a task definition ARN into (family, revision).
+pub fn parse_ref(ctx: &Ctx<'_>, s: &str) -> Option<(String, Option<u32>)> {
+    let s = if s.starts_with("arn:") {
+        ctx.own_resource(s)?.strip_prefix("task-definition/")?
+    } else {
+        s
+    };
+    match s.split_once(':') {
+        None => Some((s.to_string(), None)),
+        Some((f, r)) => Some((f.to_string(), Some(r.parse().ok().filter(|&r| r > 0)?))),
+    }
+}
+
+/// The task definition `s` denotes; a bare family means its latest ACTIVE revision.
+pub fn resolve(ctx: &Ctx<'_>, c: &CellState, s: &str) -> Result<Option<TaskDefinition>, ApiError> {
+    let Some((family, rev)) = parse_ref(ctx, s) else {
+        return Ok(None);
+    };
+    if !validate::is_valid_name(&family) {
+        return Ok(None);
+    }
+    match rev {
+        Some(r) => Ok(c
+            .store
+            .get_json(tables::TASK_DEFINITION, &key(ctx.account, &family, r))?),
+        None => {
+            let all: Vec<(String, TaskDefinition)> = c.store.scan_json(
+                tables::TASK_DEFINITION,
+                &format!("{}/{}/", ctx.account, family),
+            )?;
+            Ok(all
+                .into_iter()
+                .rev()
+                .map(|(_, t)| t)
+                .find(|t| t.status == "ACTIVE"))
+        }
+    }
+}
+
+/// RegisterTaskDefinition.
+pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let mut inp: RegisterTaskDefinitionInput = input(v)?;
+    let size = validate::task_definition(&inp)?;
+    let fkey = format!("{}/{}", ctx.account, inp.family);
+    let revision = c.store.get_json::<u32>(tables::FAMILY, &fkey)?.unwrap_or(0) + 1;
+    inp.extra.remove("tags");
+    for c in &mut inp.container_definitions {
+        for p in &mut c.port_mappings {
+            p.host_port = p.host_port.or(p.container_port);
+        }
+    }
+    let td = TaskDefinition {
+        task_definition_arn: ctx.arn(&format!("task-definition/{}:{revision}", inp.family)),
+        family: inp.family.clone(),
+        revision,
+        status: "ACTIVE".into(),
+        container_definitions: inp.container_definitions,
+        cpu: size.cpu.to_string(),
+        memory: size.memory.to_string(),
+        network_mode: "awsvpc".into(),
+        requires_compatibilities: inp.requires_compatibilities,
+        compatibilities: vec!["EC2".into(), "FARGATE".into()],
+        registered_at: now(),
+        deregistered_at: None,
+        volumes: inp.volumes,
+        placement_constraints: inp.placement_constraints,
+        extra: inp.extra,
+    };
+    c.store.write(vec![
+        Write::put(tables::FAMILY, fkey, &revision)?,
+        Write::put(
+            tables::TASK_DEFINITION,
+            key(ctx.account, &td.family, revision),
+            &td,
+        )?,
+    ])?;
+    Ok(json!({"taskDefinition": td, "tags": inp.tags}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeInput {
+    task_definition: Option<String>,
+}
+
+/// DescribeTaskDefinition.
+pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DescribeInput = input(v)?;
+    let s = inp
+        .task_definition
+        .ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
+    let td = resolve(ctx, c, &s)?
+        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?;
+    Ok(json!({"taskDefinition": td, "tags": []}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListInput {
+    family_prefix: Option<String>,
+    status: Option<String>,
+    sort: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+fn status_filter(s: Option<&str>, allow_all: bool) -> Result<String, ApiError> {
+    match s.unwrap_or("ACTIVE") {
+        x @ ("ACTIVE" | "INACTIVE") => Ok(x.to_string()),
+        "ALL" if allow_all => Ok("ALL".into()),
+        x => Err(ApiError::invalid(format!("Invalid status: {x}"))),
+    }
+}
+
+/// ListTaskDefinitions.
+pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: ListInput = input(v)?;
+    let status = status_filter(inp.status.as_deref(), false)?;
+    let prefix = match &inp.family_prefix {
+        Some(f) => format!("{}/{}/", ctx.account, f),
+        None => format!("{}/", ctx.account),
+    };
+    let mut items: Vec<(String, String)> = c
+        .store
+        .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
+        .into_iter()
+        .filter(|(_, t)| t.status == status)
+        .map(|(k, t)| (k, t.task_definition_arn))
+        .collect();
+    match inp.sort.as_deref() {
+        None | Some("ASC") => {}
+        Some("DESC") => {
+            items.reverse();
+            // Keys must still ascend for the token: index them in the new order.
+            items = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, (_, a))| (format!("{i:012}"), a))
+                .collect();
+        }
+        Some(x) => return Err(ApiError::invalid(format!("Invalid sort: {x}"))),
+    }
+    let (arns, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 100)?;
+    Ok(json!({"taskDefinitionArns": arns, "nextToken": next}))
+}
+
+/// ListTaskDefinitionFamilies.
+pub fn list_families(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: ListInput = input(v)?;
+    let status = status_filter(inp.status.as_deref(), true)?;
+    let prefix = format!("{}/{}", ctx.account, inp.family_prefix.unwrap_or_default());
+    let mut fams: Vec<(String, String)> = Vec::new();
+    for (_, t) in c
+        .store
+        .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
+    {
+        let ok = status == "ALL" || t.status == status;
+        if ok && fams.last().is_none_or(|(f, _)| f != &t.family) {
+            fams.push((t.family.clone(), t.family));
+        }
+    }
+    // INACTIVE families are those with no ACTIVE revision left.
+    if status == "INACTIVE" {
+        let mut active = std::collections::HashSet::new();
+        for (_, t) in c
+            .store
+            .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
+        {
+            if t.status == "ACTIVE" {
+                active.insert(t.family);
+            }
+        }
+        fams.retain(|(f, _)| !active.contains(f));
+    }
+    let (families, next) = paginate(fams, inp.next_token.as_deref(), inp.max_results, 100)?;
+    Ok(json!({"families": families, "nextToken": next}))
+}
+
+/// DeregisterTaskDefinition.
+pub fn deregister(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DescribeInput = input(v)?;
+    let s = inp
+        .task_definition
+        .ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
+    let (family, rev) = parse_ref(ctx, &s)
+        .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
+    let rev =
+        rev.ok_or_else(|| ApiError::client(format!("Invalid revision number. Number: {s}")))?;
+    let k = key(ctx.account, &family, rev);
+    let mut td: TaskDefinition = c
+        .store
+        .get_json(tables::TASK_DEFINITION, &k)?
+        .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
+    if td.status == "ACTIVE" {
+        td.status = "INACTIVE".into();
+        td.deregistered_at = Some(now());
+        c.store.put_json(tables::TASK_DEFINITION, &k, &td)?;
+    }
+    Ok(json!({"taskDefinition": td}))
+}

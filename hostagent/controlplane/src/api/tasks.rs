@@ -1,0 +1,303 @@
+//! RunTask, StopTask, DescribeTasks, ListTasks.
+
+use super::{active_cluster, input, paginate, task_definitions, Ctx};
+use crate::cells::{tables, CellState};
+use crate::frontend::errors::ApiError;
+use crate::lifecycle::{self, Launch};
+use crate::model::{
+    AwsVpcConfiguration, Failure, NetworkConfiguration, Tag, TaskDefinition, TaskOverride,
+    TaskRecord,
+};
+use crate::store::StoreExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// Validates a `networkConfiguration` the way ECS does for awsvpc tasks.
+pub fn network(n: Option<&NetworkConfiguration>) -> Result<AwsVpcConfiguration, ApiError> {
+    let a = n
+        .and_then(|n| n.awsvpc_configuration.as_ref())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+            )
+        })?;
+    if a.subnets.is_empty() {
+        return Err(ApiError::invalid("subnets can not be empty."));
+    }
+    if a.subnets.len() > 16 {
+        return Err(ApiError::invalid("subnets can have at most 16 items."));
+    }
+    if a.security_groups.len() > 5 {
+        return Err(ApiError::invalid(
+            "securityGroups can have at most 5 items.",
+        ));
+    }
+    for s in &a.subnets {
+        if !s.starts_with("subnet-") || s.len() < 8 {
+            return Err(ApiError::invalid(format!(
+                "Error retrieving subnet information for [{s}]: The subnet ID '{s}' is malformed"
+            )));
+        }
+    }
+    for g in &a.security_groups {
+        if !g.starts_with("sg-") || g.len() < 4 {
+            return Err(ApiError::invalid(format!(
+                "Error retrieving security group information for [{g}]: The security group ID '{g}' is malformed"
+            )));
+        }
+    }
+    if a.assign_public_ip != "ENABLED" && a.assign_public_ip != "DISABLED" {
+        return Err(ApiError::invalid(format!(
+            "assignPublicIp must be ENABLED or DISABLED, not {}",
+            a.assign_public_ip
+        )));
+    }
+    Ok(a.clone())
+}
+
+/// Checks `launchType` (only FARGATE is served).
+pub fn launch_type(l: Option<&str>) -> Result<(), ApiError> {
+    match l {
+        None | Some("FARGATE") => Ok(()),
+        Some(x @ ("EC2" | "EXTERNAL")) => Err(ApiError::invalid(format!(
+            "launchType {x} is not supported: this control plane runs FARGATE tasks only."
+        ))),
+        Some(x) => Err(ApiError::invalid(format!("Invalid launchType: {x}"))),
+    }
+}
+
+/// The ACTIVE task definition a RunTask/CreateService names.
+pub fn runnable_td(
+    ctx: &Ctx<'_>,
+    c: &CellState,
+    s: Option<&str>,
+) -> Result<TaskDefinition, ApiError> {
+    let s = s
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("TaskDefinition can not be blank."))?;
+    let td = task_definitions::resolve(ctx, c, s)?
+        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?;
+    if td.status != "ACTIVE" {
+        return Err(ApiError::client("TaskDefinition is inactive"));
+    }
+    Ok(td)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunInput {
+    cluster: Option<String>,
+    task_definition: Option<String>,
+    count: Option<i64>,
+    launch_type: Option<String>,
+    network_configuration: Option<NetworkConfiguration>,
+    #[serde(default)]
+    overrides: Option<TaskOverride>,
+    started_by: Option<String>,
+    group: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
+/// RunTask.
+pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: RunInput = input(v)?;
+    let count = inp.count.unwrap_or(1);
+    if !(1..=10).contains(&count) {
+        return Err(ApiError::invalid("count must be between 1 and 10."));
+    }
+    launch_type(inp.launch_type.as_deref())?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let td = runnable_td(ctx, c, inp.task_definition.as_deref())?;
+    let net = network(inp.network_configuration.as_ref())?;
+    let overrides = inp.overrides.unwrap_or_default();
+    for o in &overrides.container_overrides {
+        if !td.container_definitions.iter().any(|d| d.name == o.name) {
+            return Err(ApiError::invalid(format!(
+                "Override for container named {} is not a container in the TaskDefinition.",
+                o.name
+            )));
+        }
+    }
+    if inp.started_by.as_ref().is_some_and(|s| s.len() > 128) {
+        return Err(ApiError::invalid(
+            "startedBy can be at most 128 characters.",
+        ));
+    }
+    let group = inp.group.unwrap_or_else(|| format!("family:{}", td.family));
+    let launch = Launch {
+        cluster: &cluster.cluster_name,
+        td: &td,
+        net: &net,
+        overrides,
+        started_by: inp.started_by,
+        group,
+        service: None,
+        spread: None,
+        tags: inp.tags,
+    };
+    let (mut tasks, mut failures) = (vec![], vec![]);
+    for _ in 0..count {
+        match lifecycle::launch(ctx, c, &launch)? {
+            Ok(rec) => tasks.push(rec.task),
+            Err(no) => failures.push(Failure {
+                arn: None,
+                reason: no.reason().into(),
+            }),
+        }
+    }
+    Ok(json!({"tasks": tasks, "failures": failures}))
+}
+
+/// The store key of a task named by id or ARN in `cluster`.
+fn task_key(ctx: &Ctx<'_>, cluster: &str, s: &str) -> Option<String> {
+    if s.starts_with("arn:") {
+        let k = lifecycle::key_of_arn(s)?;
+        let own = ctx.own_resource(s)?;
+        let rest = own.strip_prefix("task/")?;
+        let (cl, _) = rest.split_once('/')?;
+        (cl == cluster).then_some(k)
+    } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Some(format!("{}/{}/{}", ctx.account, cluster, s))
+    } else {
+        None
+    }
+}
+
+/// Reads a task of the caller.
+pub fn get(
+    ctx: &Ctx<'_>,
+    c: &CellState,
+    cluster: &str,
+    s: &str,
+) -> Result<Option<TaskRecord>, ApiError> {
+    match task_key(ctx, cluster, s) {
+        Some(k) => Ok(c.store.get_json(tables::TASK, &k)?),
+        None => Ok(None),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StopInput {
+    cluster: Option<String>,
+    task: Option<String>,
+    reason: Option<String>,
+}
+
+/// StopTask.
+pub fn stop(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: StopInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let t = inp
+        .task
+        .ok_or_else(|| ApiError::invalid("task can not be blank."))?;
+    let reason = inp.reason.unwrap_or_else(|| "Task stopped by user".into());
+    if reason.len() > 255 {
+        return Err(ApiError::invalid("reason can be at most 255 characters."));
+    }
+    let mut rec = get(ctx, c, &cluster.cluster_name, &t)?
+        .ok_or_else(|| ApiError::invalid("The referenced task was not found."))?;
+    lifecycle::request_stop(c, &mut rec, "UserInitiated", &reason)?;
+    Ok(json!({"task": rec.task}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeInput {
+    cluster: Option<String>,
+    tasks: Option<Vec<String>>,
+}
+
+/// DescribeTasks.
+pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DescribeInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let ids = inp.tasks.unwrap_or_default();
+    if ids.is_empty() {
+        return Err(ApiError::invalid("Tasks cannot be empty."));
+    }
+    if ids.len() > 100 {
+        return Err(ApiError::invalid(
+            "At most 100 tasks can be described at once.",
+        ));
+    }
+    let (mut tasks, mut failures) = (vec![], vec![]);
+    for s in ids {
+        match get(ctx, c, &cluster.cluster_name, &s)? {
+            Some(r) => tasks.push(r.task),
+            None => failures.push(Failure {
+                arn: Some(s),
+                reason: "MISSING".into(),
+            }),
+        }
+    }
+    Ok(json!({"tasks": tasks, "failures": failures}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListInput {
+    cluster: Option<String>,
+    container_instance: Option<String>,
+    family: Option<String>,
+    started_by: Option<String>,
+    service_name: Option<String>,
+    desired_status: Option<String>,
+    launch_type: Option<String>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// ListTasks.
+pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: ListInput = input(v)?;
+    let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    launch_type(inp.launch_type.as_deref())?;
+    let desired = inp.desired_status.as_deref().unwrap_or("RUNNING");
+    if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
+        return Err(ApiError::invalid(format!(
+            "Invalid desiredStatus: {desired}"
+        )));
+    }
+    let host = match &inp.container_instance {
+        None => None,
+        Some(s) => Some(
+            super::container_instances::host_of(ctx, &cluster.cluster_name, s)
+                .ok_or_else(|| ApiError::invalid("Invalid containerInstance."))?,
+        ),
+    };
+    let svc = inp
+        .service_name
+        .as_ref()
+        .map(|s| super::services::service_name(ctx, s));
+    let items: Vec<(String, String)> = c
+        .store
+        .scan_json::<TaskRecord>(
+            tables::TASK,
+            &format!("{}/{}/", ctx.account, cluster.cluster_name),
+        )?
+        .into_iter()
+        .filter(|(_, r)| {
+            let t = &r.task;
+            let status_ok = match desired {
+                "PENDING" => t.desired_status == "RUNNING" && t.last_status != "RUNNING",
+                d => t.desired_status == d,
+            };
+            status_ok
+                && host.as_ref().is_none_or(|h| &r.host_id == h)
+                && inp
+                    .started_by
+                    .as_ref()
+                    .is_none_or(|s| t.started_by.as_ref() == Some(s))
+                && inp.family.as_ref().is_none_or(|f| {
+                    t.task_definition_arn
+                        .contains(&format!("task-definition/{f}:"))
+                })
+                && svc.as_ref().is_none_or(|s| r.service.as_ref() == Some(s))
+        })
+        .map(|(k, r)| (k, r.task.task_arn))
+        .collect();
+    let (arns, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 100)?;
+    Ok(json!({"taskArns": arns, "nextToken": next}))
+}

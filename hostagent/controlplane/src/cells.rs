@@ -1,0 +1,230 @@
+//! Cells and the router. A cell is an independent copy of the control plane
+//! state: its own store, placement index and hosts. The router sticks each
+//! account to one cell on first use and persists the choice, so adding cells
+//! never moves an existing account.
+
+use crate::model::TaskRecord;
+use crate::placement::Placement;
+use crate::store::{Store, StoreError, StoreExt};
+use agent_proto::ControlMessage;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Store table names.
+pub mod tables {
+    /// `{account}/{family}/{revision:010}` -> TaskDefinition.
+    pub const TASK_DEFINITION: &str = "taskdef";
+    /// `{account}/{family}` -> last revision number (never reused).
+    pub const FAMILY: &str = "family";
+    /// `{account}/{name}` -> Cluster.
+    pub const CLUSTER: &str = "cluster";
+    /// `{account}/{cluster}/{id}` -> TaskRecord.
+    pub const TASK: &str = "task";
+    /// `{account}/{cluster}/{name}` -> Service.
+    pub const SERVICE: &str = "service";
+    /// `{host id}` -> HostRecord.
+    pub const HOST: &str = "host";
+    /// Router: `{account}` -> cell number.
+    pub const ACCOUNT_CELL: &str = "account_cell";
+}
+
+/// A registered host.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostRecord {
+    /// Identity.
+    pub host_id: String,
+    /// Name given at registration.
+    pub hostname: String,
+    /// AZ.
+    pub availability_zone: String,
+    /// CPU units offered.
+    pub cpu: u32,
+    /// Memory MiB offered.
+    pub memory: u32,
+    /// SHA-256 (hex) of the host credential.
+    pub credential_sha256: String,
+    /// Registration time.
+    pub registered_at: f64,
+    /// `ACTIVE` or `INACTIVE` (lost).
+    pub status: String,
+}
+
+/// A connected agent channel.
+pub struct AgentConn {
+    /// Distinguishes successive connections of one host.
+    pub conn_id: u64,
+    /// Messages to the agent.
+    pub tx: UnboundedSender<ControlMessage>,
+}
+
+/// The mutable state of a cell, behind the cell's lock.
+pub struct CellState {
+    /// Durable state.
+    pub store: Box<dyn Store>,
+    /// Placement index.
+    pub placement: Placement,
+    /// Connected agents.
+    pub agents: HashMap<String, AgentConn>,
+    /// Last heartbeat of each ACTIVE host.
+    pub heartbeats: HashMap<String, Instant>,
+    /// Host id -> store keys of its tasks that are not STOPPED.
+    pub host_tasks: HashMap<String, HashSet<String>>,
+    /// AWS region of ARNs.
+    pub region: String,
+}
+
+/// One cell.
+pub struct Cell {
+    /// Cell number.
+    pub id: u32,
+    state: Mutex<CellState>,
+}
+
+impl Cell {
+    /// Opens a cell over `store`, rebuilding placement from stored hosts and tasks.
+    pub fn open(id: u32, store: Box<dyn Store>, region: &str) -> Result<Cell, StoreError> {
+        let mut placement = Placement::new();
+        let mut heartbeats = HashMap::new();
+        let now = Instant::now();
+        for (_, h) in store.scan_json::<HostRecord>(tables::HOST, "")? {
+            placement.add_host(&h.host_id, &h.availability_zone, h.cpu, h.memory);
+            if h.status == "ACTIVE" {
+                // Hosts get one heartbeat timeout to reconnect after a restart.
+                heartbeats.insert(h.host_id.clone(), now);
+            }
+        }
+        let mut host_tasks: HashMap<String, HashSet<String>> = HashMap::new();
+        for (k, t) in store.scan_json::<TaskRecord>(tables::TASK, "")? {
+            if t.task.last_status != "STOPPED" {
+                placement.reserve(&t.host_id, t.spec.cpu, t.spec.memory);
+                host_tasks.entry(t.host_id).or_default().insert(k);
+            }
+        }
+        Ok(Cell {
+            id,
+            state: Mutex::new(CellState {
+                store,
+                placement,
+                agents: HashMap::new(),
+                heartbeats,
+                host_tasks,
+                region: region.to_string(),
+            }),
+        })
+    }
+
+    /// Locks the cell's state.
+    pub fn lock(&self) -> MutexGuard<'_, CellState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Maps accounts to cells.
+pub struct Router {
+    /// The cells, by number.
+    pub cells: Vec<Arc<Cell>>,
+    store: Box<dyn Store>,
+    map: RwLock<HashMap<String, u32>>,
+    assign: Mutex<()>,
+}
+
+impl Router {
+    /// A router over `cells`, remembering assignments in `store`.
+    pub fn new(cells: Vec<Arc<Cell>>, store: Box<dyn Store>) -> Result<Router, StoreError> {
+        let map = store
+            .scan_json::<u32>(tables::ACCOUNT_CELL, "")?
+            .into_iter()
+            .collect();
+        Ok(Router {
+            cells,
+            store,
+            map: RwLock::new(map),
+            assign: Mutex::new(()),
+        })
+    }
+
+    /// The cell of `account`, assigning the least-loaded cell on first use.
+    pub fn cell_of(&self, account: &str) -> Result<Arc<Cell>, StoreError> {
+        let known = self
+            .map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account)
+            .copied();
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let _g = self.assign.lock().unwrap_or_else(|e| e.into_inner());
+                let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+                if let Some(&id) = map.get(account) {
+                    id
+                } else {
+                    let mut load = vec![0usize; self.cells.len()];
+                    for &c in map.values() {
+                        if let Some(l) = load.get_mut(c as usize) {
+                            *l += 1;
+                        }
+                    }
+                    let id = (0..self.cells.len())
+                        .min_by_key(|&i| (load[i], i))
+                        .unwrap_or(0) as u32;
+                    self.store.put_json(tables::ACCOUNT_CELL, account, &id)?;
+                    map.insert(account.to_string(), id);
+                    id
+                }
+            }
+        };
+        // An account remembered in a cell that is no longer configured is served by
+        // the last cell rather than refused; cells are only ever added.
+        let idx = (id as usize).min(self.cells.len().saturating_sub(1));
+        Ok(self.cells[idx].clone())
+    }
+
+    /// The recorded cell number of `account`, if any.
+    pub fn assigned(&self, account: &str) -> Option<u32> {
+        self.map
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(account)
+            .copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    fn cells(dir: &std::path::Path, n: u32) -> Vec<Arc<Cell>> {
+        (0..n)
+            .map(|i| {
+                let s = SqliteStore::open(&dir.join(format!("cell-{i}.db"))).unwrap();
+                Arc::new(Cell::open(i, Box::new(s), "us-east-1").unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn accounts_stick_and_adding_cells_moves_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        let rs = || Box::new(SqliteStore::open(&dir.path().join("router.db")).unwrap());
+        let r = Router::new(cells(dir.path(), 2), rs()).unwrap();
+        let a = r.cell_of("111").unwrap().id;
+        let b = r.cell_of("222").unwrap().id;
+        assert_ne!(a, b, "least-loaded assignment spreads accounts");
+        assert_eq!(r.cell_of("111").unwrap().id, a);
+        drop(r);
+        let r = Router::new(cells(dir.path(), 3), rs()).unwrap();
+        assert_eq!(r.cell_of("111").unwrap().id, a);
+        assert_eq!(r.cell_of("222").unwrap().id, b);
+        assert_eq!(
+            r.cell_of("333").unwrap().id,
+            2,
+            "new account goes to the new cell"
+        );
+    }
+}

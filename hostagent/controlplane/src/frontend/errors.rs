@@ -1,0 +1,106 @@
+//! ECS error shapes: `{"__type": "...", "message": "..."}` with the HTTP status ECS uses.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// An error returned to an API caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct ApiError {
+    /// The ECS error type (`ClientException`, ...).
+    pub kind: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// HTTP status.
+    pub status: u16,
+}
+
+impl ApiError {
+    fn new(kind: &'static str, status: u16, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+            status,
+        }
+    }
+    /// `ClientException` (400).
+    pub fn client(m: impl Into<String>) -> Self {
+        Self::new("ClientException", 400, m)
+    }
+    /// `InvalidParameterException` (400).
+    pub fn invalid(m: impl Into<String>) -> Self {
+        Self::new("InvalidParameterException", 400, m)
+    }
+    /// `ClusterNotFoundException` (400).
+    pub fn cluster_not_found() -> Self {
+        Self::new("ClusterNotFoundException", 400, "Cluster not found.")
+    }
+    /// `ServiceNotFoundException` (400).
+    pub fn service_not_found() -> Self {
+        Self::new("ServiceNotFoundException", 400, "Service not found.")
+    }
+    /// `ServiceNotActiveException` (400).
+    pub fn service_not_active() -> Self {
+        Self::new("ServiceNotActiveException", 400, "Service was not ACTIVE.")
+    }
+    /// `ClusterContainsServicesException` (400).
+    pub fn cluster_has_services() -> Self {
+        Self::new(
+            "ClusterContainsServicesException",
+            400,
+            "The Cluster cannot be deleted while Services are active.",
+        )
+    }
+    /// `ClusterContainsTasksException` (400).
+    pub fn cluster_has_tasks() -> Self {
+        Self::new(
+            "ClusterContainsTasksException",
+            400,
+            "The Cluster cannot be deleted while Tasks are active.",
+        )
+    }
+    /// `ThrottlingException` (400).
+    pub fn throttled() -> Self {
+        Self::new("ThrottlingException", 400, "Rate exceeded")
+    }
+    /// `UnrecognizedClientException` (403): unsigned call or unknown access key.
+    pub fn unrecognized(m: impl Into<String>) -> Self {
+        Self::new("UnrecognizedClientException", 403, m)
+    }
+    /// `InvalidSignatureException` (403).
+    pub fn bad_signature(m: impl Into<String>) -> Self {
+        Self::new("InvalidSignatureException", 403, m)
+    }
+    /// `UnknownOperationException` (400).
+    pub fn unknown_operation() -> Self {
+        Self::new("UnknownOperationException", 400, "")
+    }
+    /// `SerializationException` (400): the body is not the JSON the operation takes.
+    pub fn serialization(m: impl Into<String>) -> Self {
+        Self::new("SerializationException", 400, m)
+    }
+    /// `ServerException` (500).
+    pub fn server(m: impl Into<String>) -> Self {
+        Self::new("ServerException", 500, m)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!("store error: {e}");
+        ApiError::server("Internal state store error.")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"__type": self.kind, "message": self.message}).to_string();
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (
+            status,
+            [("content-type", "application/x-amz-json-1.1")],
+            body,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,118 @@
+//! The front end: the ECS JSON 1.1 protocol over HTTP, SigV4 authentication,
+//! per-account throttles, ECS error shapes.
+
+pub mod errors;
+pub mod sigv4;
+pub mod throttle;
+
+use crate::api::{self, Ctx};
+use crate::server::App;
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use errors::ApiError;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// The `X-Amz-Target` prefix of ECS operations.
+pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Authenticates, throttles and decodes a call: returns (account, operation, input).
+fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, String, Value), ApiError> {
+    let req = sigv4::SignedRequest {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        headers: &parts.headers,
+        body,
+    };
+    let account = sigv4::verify(&req, &app.region, "ecs", now_unix(), |k| {
+        app.accounts.get(k).cloned()
+    })?;
+    let op = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
+        .filter(|op| api::is_known(op))
+        .ok_or_else(ApiError::unknown_operation)?
+        .to_string();
+    if !app.throttle.allow(&account, &op) {
+        return Err(ApiError::throttled());
+    }
+    let input: Value = if body.is_empty() {
+        Value::Object(Default::default())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::serialization(format!("Malformed JSON body: {e}")))?
+    };
+    if !input.is_object() {
+        return Err(ApiError::serialization(
+            "The request body must be a JSON object.",
+        ));
+    }
+    Ok((account, op, input))
+}
+
+fn strip_nulls(v: &mut Value) {
+    if let Value::Object(m) = v {
+        m.retain(|_, x| !x.is_null());
+    }
+}
+
+/// `POST /`: one ECS call.
+pub async fn ecs(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let (parts, body) = req.into_parts();
+    let result = match to_bytes(body, MAX_BODY).await {
+        Err(_) => Err(ApiError::serialization(
+            "Request body too large or unreadable.",
+        )),
+        Ok(body) => match admit(&app, &parts, &body) {
+            Err(e) => Err(e),
+            Ok((account, op, input)) => {
+                let app2 = app.clone();
+                let op2 = op.clone();
+                tokio::task::spawn_blocking(move || {
+                    let cell = app2.router.cell_of(&account)?;
+                    let ctx = Ctx {
+                        account: &account,
+                        region: &app2.region,
+                    };
+                    let mut c = cell.lock();
+                    api::dispatch(&op2, &ctx, &mut c, input)
+                })
+                .await
+                .unwrap_or_else(|e| Err(ApiError::server(format!("internal error: {e}"))))
+                .inspect_err(|e| tracing::debug!(op, "{e}"))
+            }
+        },
+    };
+    let mut resp = match result {
+        Ok(mut v) => {
+            strip_nulls(&mut v);
+            (
+                StatusCode::OK,
+                [("content-type", "application/x-amz-json-1.1")],
+                v.to_string(),
+            )
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    };
+    if let Ok(v) = request_id.parse() {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}

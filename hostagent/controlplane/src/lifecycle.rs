@@ -1,0 +1,424 @@
+//! Task lifecycle: launching onto a host, stop requests, state changes reported by
+//! hosts, and the terminal STOPPED transition (which frees the host's resources).
+
+use crate::api::{new_id, Ctx};
+use crate::cells::{tables, CellState};
+use crate::frontend::errors::ApiError;
+use crate::model::{
+    now, Attachment, AwsVpcConfiguration, Container, KeyValuePair, NetworkInterface, Task,
+    TaskDefinition, TaskOverride, TaskRecord,
+};
+use crate::placement::NoCapacity;
+use crate::store::StoreExt;
+use agent_proto::{
+    ContainerSpec, ControlMessage, EnvVar, NetworkSpec, PortMapping, Status, TaskSpec,
+};
+use std::collections::HashMap;
+
+/// Store key of a task ARN (`arn:aws:ecs:<r>:<account>:task/<cluster>/<id>`).
+pub fn key_of_arn(arn: &str) -> Option<String> {
+    let mut parts = arn.splitn(6, ':');
+    let (a, p, s, _region, account, res) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    if a != "arn" || p != "aws" || s != "ecs" {
+        return None;
+    }
+    let rest = res.strip_prefix("task/")?;
+    let (cluster, id) = rest.split_once('/')?;
+    if cluster.is_empty() || id.is_empty() || id.contains('/') || account.is_empty() {
+        return None;
+    }
+    Some(format!("{account}/{cluster}/{id}"))
+}
+
+/// Saves a task record.
+pub fn save(c: &CellState, rec: &TaskRecord) -> Result<(), ApiError> {
+    let key =
+        key_of_arn(&rec.task.task_arn).ok_or_else(|| ApiError::server("malformed task ARN"))?;
+    c.store.put_json(tables::TASK, &key, rec)?;
+    Ok(())
+}
+
+/// Sends `msg` to the host's agent if it is connected (otherwise the resync on
+/// its next connection delivers the equivalent).
+pub fn notify(c: &CellState, host: &str, msg: ControlMessage) {
+    if let Some(a) = c.agents.get(host) {
+        let _ = a.tx.send(msg);
+    }
+}
+
+/// What to launch.
+pub struct Launch<'a> {
+    /// Cluster name.
+    pub cluster: &'a str,
+    /// Task definition.
+    pub td: &'a TaskDefinition,
+    /// Network.
+    pub net: &'a AwsVpcConfiguration,
+    /// Overrides.
+    pub overrides: TaskOverride,
+    /// startedBy.
+    pub started_by: Option<String>,
+    /// group.
+    pub group: String,
+    /// Service that launches it.
+    pub service: Option<String>,
+    /// Tasks per AZ of the service, for spreading.
+    pub spread: Option<&'a HashMap<String, usize>>,
+    /// Tags.
+    pub tags: Vec<crate::model::Tag>,
+}
+
+fn spec_containers(td: &TaskDefinition, ov: &TaskOverride) -> Vec<ContainerSpec> {
+    td.container_definitions
+        .iter()
+        .map(|d| {
+            let o = ov.container_overrides.iter().find(|o| o.name == d.name);
+            let mut env: Vec<EnvVar> = d
+                .environment
+                .iter()
+                .map(|e| EnvVar {
+                    name: e.name.clone(),
+                    value: e.value.clone(),
+                })
+                .collect();
+            if let Some(o) = o {
+                for e in &o.environment {
+                    env.retain(|x| x.name != e.name);
+                    env.push(EnvVar {
+                        name: e.name.clone(),
+                        value: e.value.clone(),
+                    });
+                }
+            }
+            ContainerSpec {
+                name: d.name.clone(),
+                image: d.image.clone(),
+                cpu: d.cpu.max(0) as u32,
+                memory: d.memory.map(|m| m as u32),
+                memory_reservation: d.memory_reservation.map(|m| m as u32),
+                essential: d.essential,
+                entry_point: d.entry_point.clone(),
+                command: o
+                    .and_then(|o| o.command.clone())
+                    .unwrap_or_else(|| d.command.clone()),
+                environment: env,
+                port_mappings: d
+                    .port_mappings
+                    .iter()
+                    .map(|p| PortMapping {
+                        container_port: p.container_port.unwrap_or(0) as u16,
+                        protocol: p.protocol.clone(),
+                    })
+                    .collect(),
+                stop_timeout_secs: d.stop_timeout.unwrap_or(30).clamp(2, 120) as u32,
+            }
+        })
+        .collect()
+}
+
+/// Places and records one task, and sends it to its host.
+pub fn launch(
+    ctx: &Ctx<'_>,
+    c: &mut CellState,
+    l: &Launch<'_>,
+) -> Result<Result<TaskRecord, NoCapacity>, ApiError> {
+    let (cpu, memory) = (
+        l.td.cpu.parse::<u32>().unwrap_or(0),
+        l.td.memory.parse::<u32>().unwrap_or(0),
+    );
+    let host = match c.placement.place(cpu, memory, l.spread) {
+        Ok(h) => h,
+        Err(e) => return Ok(Err(e)),
+    };
+    let az = c
+        .placement
+        .host(&host)
+        .map(|h| h.az.clone())
+        .unwrap_or_default();
+    let id = new_id();
+    let task_arn = ctx.arn(&format!("task/{}/{id}", l.cluster));
+    let attachment_id = uuid::Uuid::new_v4().to_string();
+    let containers =
+        l.td.container_definitions
+            .iter()
+            .map(|d| Container {
+                container_arn: ctx.arn(&format!(
+                    "container/{}/{id}/{}",
+                    l.cluster,
+                    uuid::Uuid::new_v4()
+                )),
+                task_arn: task_arn.clone(),
+                name: d.name.clone(),
+                image: d.image.clone(),
+                last_status: "PENDING".into(),
+                exit_code: None,
+                reason: None,
+                network_bindings: vec![],
+                network_interfaces: vec![NetworkInterface {
+                    attachment_id: attachment_id.clone(),
+                    private_ipv4_address: None,
+                }],
+                health_status: "UNKNOWN".into(),
+                cpu: d.cpu.to_string(),
+                memory: d.memory.map(|m| m.to_string()),
+                memory_reservation: d.memory_reservation.map(|m| m.to_string()),
+            })
+            .collect();
+    let subnet = l.net.subnets.first().cloned().unwrap_or_default();
+    let eni = format!("eni-{}", &new_id()[..17]);
+    let spec = TaskSpec {
+        task_arn: task_arn.clone(),
+        account_id: ctx.account.to_string(),
+        task_definition_arn: l.td.task_definition_arn.clone(),
+        cpu,
+        memory,
+        containers: spec_containers(l.td, &l.overrides),
+        network: NetworkSpec {
+            subnets: l.net.subnets.clone(),
+            security_groups: l.net.security_groups.clone(),
+            assign_public_ip: l.net.assign_public_ip == "ENABLED",
+        },
+    };
+    let task = Task {
+        task_arn: task_arn.clone(),
+        cluster_arn: ctx.arn(&format!("cluster/{}", l.cluster)),
+        task_definition_arn: l.td.task_definition_arn.clone(),
+        container_instance_arn: ctx.arn(&format!("container-instance/{}/{host}", l.cluster)),
+        overrides: l.overrides.clone(),
+        last_status: "PROVISIONING".into(),
+        desired_status: "RUNNING".into(),
+        cpu: l.td.cpu.clone(),
+        memory: l.td.memory.clone(),
+        containers,
+        started_by: l.started_by.clone(),
+        group: l.group.clone(),
+        version: 1,
+        stop_code: None,
+        stopped_reason: None,
+        connectivity: None,
+        connectivity_at: None,
+        pull_started_at: None,
+        pull_stopped_at: None,
+        created_at: now(),
+        started_at: None,
+        stopping_at: None,
+        execution_stopped_at: None,
+        stopped_at: None,
+        launch_type: "FARGATE".into(),
+        platform_version: "1.4.0".into(),
+        availability_zone: az,
+        attachments: vec![Attachment {
+            id: attachment_id,
+            kind: "ElasticNetworkInterface".into(),
+            status: "PRECREATED".into(),
+            details: vec![
+                KeyValuePair {
+                    name: "subnetId".into(),
+                    value: subnet,
+                },
+                KeyValuePair {
+                    name: "networkInterfaceId".into(),
+                    value: eni,
+                },
+            ],
+        }],
+        health_status: "UNKNOWN".into(),
+        tags: l.tags.clone(),
+        enable_execute_command: false,
+    };
+    let rec = TaskRecord {
+        account: ctx.account.to_string(),
+        cluster: l.cluster.to_string(),
+        host_id: host.clone(),
+        service: l.service.clone(),
+        spec: spec.clone(),
+        task,
+    };
+    if let Err(e) = save(c, &rec) {
+        c.placement.release(&host, cpu, memory);
+        return Err(e);
+    }
+    if let Some(k) = key_of_arn(&task_arn) {
+        c.host_tasks.entry(host.clone()).or_default().insert(k);
+    }
+    notify(c, &host, ControlMessage::LaunchTask { task: spec });
+    Ok(Ok(rec))
+}
+
+/// Asks for a task to stop (desiredStatus STOPPED) and tells its host.
+pub fn request_stop(
+    c: &CellState,
+    rec: &mut TaskRecord,
+    code: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
+    if rec.task.desired_status == "STOPPED" {
+        return Ok(());
+    }
+    rec.task.desired_status = "STOPPED".into();
+    rec.task.stopping_at = Some(now());
+    rec.task.stop_code = Some(code.into());
+    rec.task.stopped_reason = Some(reason.into());
+    rec.task.version += 1;
+    save(c, rec)?;
+    notify(
+        c,
+        &rec.host_id,
+        ControlMessage::StopTask {
+            task_arn: rec.task.task_arn.clone(),
+            reason: reason.into(),
+        },
+    );
+    Ok(())
+}
+
+/// Moves a task to STOPPED (once) and frees its resources on the host.
+pub fn mark_stopped(
+    c: &mut CellState,
+    rec: &mut TaskRecord,
+    code: &str,
+    reason: &str,
+) -> Result<(), ApiError> {
+    if rec.task.last_status == "STOPPED" {
+        return Ok(());
+    }
+    let t = now();
+    let task = &mut rec.task;
+    task.last_status = "STOPPED".into();
+    task.desired_status = "STOPPED".into();
+    task.stopping_at.get_or_insert(t);
+    task.execution_stopped_at.get_or_insert(t);
+    task.stopped_at = Some(t);
+    if task.stop_code.is_none() {
+        task.stop_code = Some(code.into());
+        task.stopped_reason = Some(reason.into());
+    }
+    for ct in &mut task.containers {
+        ct.last_status = "STOPPED".into();
+    }
+    if let Some(a) = task.attachments.first_mut() {
+        a.status = "DELETED".into();
+    }
+    task.version += 1;
+    save(c, rec)?;
+    c.placement
+        .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
+    if let (Some(set), Some(k)) = (
+        c.host_tasks.get_mut(&rec.host_id),
+        key_of_arn(&rec.task.task_arn),
+    ) {
+        set.remove(&k);
+    }
+    Ok(())
+}
+
+/// Applies a state change reported by the task's host. The caller has checked
+/// that the task belongs to that host.
+pub fn apply_report(
+    c: &mut CellState,
+    rec: &mut TaskRecord,
+    status: Status,
+    containers: &[agent_proto::ContainerState],
+    stopped_reason: Option<&str>,
+    ip: Option<&str>,
+) -> Result<(), String> {
+    let current = Status::parse(&rec.task.last_status).unwrap_or(Status::Provisioning);
+    if current == Status::Stopped {
+        return Err(format!("task {} is already STOPPED", rec.task.task_arn));
+    }
+    if status < current {
+        return Err(format!(
+            "task {} cannot go from {} back to {}",
+            rec.task.task_arn,
+            current.as_str(),
+            status.as_str()
+        ));
+    }
+    for cs in containers {
+        if !rec.task.containers.iter().any(|x| x.name == cs.name) {
+            return Err(format!(
+                "task {} has no container {}",
+                rec.task.task_arn, cs.name
+            ));
+        }
+    }
+    let t = now();
+    for cs in containers {
+        if let Some(x) = rec.task.containers.iter_mut().find(|x| x.name == cs.name) {
+            x.last_status = cs.last_status.as_str().into();
+            if cs.exit_code.is_some() {
+                x.exit_code = cs.exit_code;
+            }
+            if cs.reason.is_some() {
+                x.reason = cs.reason.clone();
+            }
+        }
+    }
+    if let Some(ip) = ip {
+        for x in &mut rec.task.containers {
+            for n in &mut x.network_interfaces {
+                n.private_ipv4_address = Some(ip.to_string());
+            }
+        }
+        if let Some(a) = rec.task.attachments.first_mut() {
+            a.details.retain(|d| d.name != "privateIPv4Address");
+            a.details.push(KeyValuePair {
+                name: "privateIPv4Address".into(),
+                value: ip.to_string(),
+            });
+        }
+    }
+    let task = &mut rec.task;
+    if status >= Status::Pending {
+        task.connectivity = Some("CONNECTED".into());
+        task.connectivity_at.get_or_insert(t);
+        task.pull_started_at.get_or_insert(t);
+        if let Some(a) = task.attachments.first_mut() {
+            if a.status == "PRECREATED" {
+                a.status = "ATTACHED".into();
+            }
+        }
+    }
+    if status >= Status::Running {
+        task.pull_stopped_at.get_or_insert(t);
+        if status == Status::Running {
+            task.started_at.get_or_insert(t);
+        }
+    }
+    if status >= Status::Deprovisioning {
+        task.execution_stopped_at.get_or_insert(t);
+        task.stopping_at.get_or_insert(t);
+    }
+    if status == Status::Stopped {
+        let reason = stopped_reason.unwrap_or("Essential container in task exited");
+        mark_stopped(c, rec, "EssentialContainerExited", reason).map_err(|e| e.message)?;
+        return Ok(());
+    }
+    task.last_status = status.as_str().into();
+    task.version += 1;
+    save(c, rec).map_err(|e| e.message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_keys() {
+        assert_eq!(
+            key_of_arn("arn:aws:ecs:us-east-1:123:task/c1/abc").as_deref(),
+            Some("123/c1/abc")
+        );
+        assert_eq!(key_of_arn("arn:aws:ecs:us-east-1:123:task/abc"), None);
+        assert_eq!(key_of_arn("arn:aws:ecs:us-east-1:123:service/c/abc"), None);
+        assert_eq!(key_of_arn("nonsense"), None);
+        assert_eq!(key_of_arn("arn:aws:ecs:r:1:task/c/a/b"), None);
+    }
+}

@@ -1,0 +1,114 @@
+//! ECS resource types, with ECS's camelCase field names. Fields this control plane
+//! does not interpret are kept in `extra` and returned as given.
+
+pub mod service;
+pub mod task;
+pub mod task_definition;
+
+pub use service::*;
+pub use task::*;
+pub use task_definition::*;
+
+use serde::{Deserialize, Serialize};
+
+/// A tag.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tag {
+    /// Key.
+    pub key: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// `{"name": ..., "value": ...}` (environment variables, settings).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyValuePair {
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Value.
+    #[serde(default)]
+    pub value: String,
+}
+
+/// A `failures` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The resource concerned, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    /// `MISSING`, `RESOURCE:CPU`, ...
+    pub reason: String,
+}
+
+/// A cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cluster {
+    /// ARN.
+    pub cluster_arn: String,
+    /// Name.
+    pub cluster_name: String,
+    /// `ACTIVE` or `INACTIVE`.
+    pub status: String,
+    /// Counters (filled when described).
+    #[serde(default)]
+    pub registered_container_instances_count: u64,
+    /// Counter.
+    #[serde(default)]
+    pub running_tasks_count: u64,
+    /// Counter.
+    #[serde(default)]
+    pub pending_tasks_count: u64,
+    /// Counter.
+    #[serde(default)]
+    pub active_services_count: u64,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Settings (`containerInsights`).
+    #[serde(default)]
+    pub settings: Vec<KeyValuePair>,
+    /// Capacity providers.
+    #[serde(default)]
+    pub capacity_providers: Vec<String>,
+    /// Statistics.
+    #[serde(default)]
+    pub statistics: Vec<KeyValuePair>,
+}
+
+/// `awsvpcConfiguration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AwsVpcConfiguration {
+    /// Subnets.
+    #[serde(default)]
+    pub subnets: Vec<String>,
+    /// Security groups.
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// `ENABLED` or `DISABLED`.
+    #[serde(default = "disabled")]
+    pub assign_public_ip: String,
+}
+
+fn disabled() -> String {
+    "DISABLED".into()
+}
+
+/// `networkConfiguration`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkConfiguration {
+    /// The awsvpc configuration.
+    pub awsvpc_configuration: Option<AwsVpcConfiguration>,
+}
+
+/// Seconds since the epoch, as the ECS JSON protocol sends timestamps.
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,122 @@
+//! Services.
+
+use super::{NetworkConfiguration, Tag};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// `deploymentConfiguration`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentConfiguration {
+    /// Upper limit of tasks during a deployment, percent of desiredCount.
+    #[serde(default = "max_pct")]
+    pub maximum_percent: i64,
+    /// Lower limit of RUNNING tasks during a deployment, percent of desiredCount.
+    #[serde(default = "min_pct")]
+    pub minimum_healthy_percent: i64,
+}
+
+fn max_pct() -> i64 {
+    200
+}
+fn min_pct() -> i64 {
+    100
+}
+
+impl Default for DeploymentConfiguration {
+    fn default() -> Self {
+        DeploymentConfiguration {
+            maximum_percent: 200,
+            minimum_healthy_percent: 100,
+        }
+    }
+}
+
+/// A deployment of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Deployment {
+    /// `ecs-svc/<digits>`.
+    pub id: String,
+    /// `PRIMARY` (newest) or `ACTIVE` (being replaced).
+    pub status: String,
+    /// Task definition.
+    pub task_definition: String,
+    /// Desired.
+    pub desired_count: i64,
+    /// PROVISIONING/PENDING tasks.
+    pub pending_count: i64,
+    /// RUNNING tasks.
+    pub running_count: i64,
+    /// Failed tasks.
+    pub failed_tasks: i64,
+    /// Timestamp.
+    pub created_at: f64,
+    /// Timestamp.
+    pub updated_at: f64,
+    /// `FARGATE`.
+    pub launch_type: String,
+    /// `IN_PROGRESS` or `COMPLETED`.
+    pub rollout_state: String,
+    /// Why.
+    pub rollout_state_reason: String,
+    /// Network configuration.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<NetworkConfiguration>,
+}
+
+/// A service event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceEvent {
+    /// Id.
+    pub id: String,
+    /// Timestamp.
+    pub created_at: f64,
+    /// Text.
+    pub message: String,
+}
+
+/// A service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Service {
+    /// `arn:aws:ecs:<region>:<account>:service/<cluster>/<name>`.
+    pub service_arn: String,
+    /// Name.
+    pub service_name: String,
+    /// Cluster.
+    pub cluster_arn: String,
+    /// `ACTIVE`, `DRAINING`, `INACTIVE`.
+    pub status: String,
+    /// Desired.
+    pub desired_count: i64,
+    /// RUNNING tasks.
+    pub running_count: i64,
+    /// PROVISIONING/PENDING tasks.
+    pub pending_count: i64,
+    /// `FARGATE`.
+    pub launch_type: String,
+    /// Platform version.
+    pub platform_version: String,
+    /// Current task definition.
+    pub task_definition: String,
+    /// Deployment limits.
+    pub deployment_configuration: DeploymentConfiguration,
+    /// Deployments, newest first.
+    pub deployments: Vec<Deployment>,
+    /// Events, newest first.
+    pub events: Vec<ServiceEvent>,
+    /// Timestamp.
+    pub created_at: f64,
+    /// Network configuration.
+    pub network_configuration: NetworkConfiguration,
+    /// `REPLICA`.
+    pub scheduling_strategy: String,
+    /// Load balancers, kept as given.
+    #[serde(default)]
+    pub load_balancers: Vec<Value>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+}

@@ -1,0 +1,198 @@
+//! Tasks as ECS shows them, and the record the control plane stores.
+
+use super::{KeyValuePair, Tag};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// An ENI of a container (`networkInterfaces`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkInterface {
+    /// Attachment id.
+    pub attachment_id: String,
+    /// Private IPv4 address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_ipv4_address: Option<String>,
+}
+
+/// A container of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Container {
+    /// `arn:aws:ecs:<region>:<account>:container/<cluster>/<task id>/<uuid>`.
+    pub container_arn: String,
+    /// Task ARN.
+    pub task_arn: String,
+    /// Name.
+    pub name: String,
+    /// Image.
+    pub image: String,
+    /// Status.
+    pub last_status: String,
+    /// Exit code once stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Why it stopped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Network bindings.
+    #[serde(default)]
+    pub network_bindings: Vec<Value>,
+    /// ENIs.
+    #[serde(default)]
+    pub network_interfaces: Vec<NetworkInterface>,
+    /// Health.
+    pub health_status: String,
+    /// CPU units as a string, as ECS does.
+    pub cpu: String,
+    /// Memory limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Memory reservation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<String>,
+}
+
+/// An attachment (the task's ENI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attachment {
+    /// Id.
+    pub id: String,
+    /// `ElasticNetworkInterface`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `PRECREATED`, `ATTACHED`, `DELETED`.
+    pub status: String,
+    /// subnetId, networkInterfaceId, macAddress, privateIPv4Address.
+    pub details: Vec<KeyValuePair>,
+}
+
+/// A container override of RunTask.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerOverride {
+    /// Container name.
+    #[serde(default)]
+    pub name: String,
+    /// Command.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    /// Extra environment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<KeyValuePair>,
+    /// Other fields, kept as given.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// `overrides` of RunTask.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskOverride {
+    /// Per container.
+    #[serde(default)]
+    pub container_overrides: Vec<ContainerOverride>,
+    /// Other fields, kept as given.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
+}
+
+/// A task, as DescribeTasks returns it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Task {
+    /// `arn:aws:ecs:<region>:<account>:task/<cluster>/<id>`.
+    pub task_arn: String,
+    /// Cluster.
+    pub cluster_arn: String,
+    /// Task definition.
+    pub task_definition_arn: String,
+    /// The host, as a container instance of the cluster.
+    pub container_instance_arn: String,
+    /// Overrides.
+    pub overrides: TaskOverride,
+    /// Status.
+    pub last_status: String,
+    /// `RUNNING` or `STOPPED`.
+    pub desired_status: String,
+    /// CPU units.
+    pub cpu: String,
+    /// Memory MiB.
+    pub memory: String,
+    /// Containers.
+    pub containers: Vec<Container>,
+    /// startedBy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
+    /// Group (`family:<f>` or `service:<name>`).
+    pub group: String,
+    /// Version, bumped on every change.
+    pub version: u64,
+    /// Why it stopped (`UserInitiated`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_code: Option<String>,
+    /// Why it stopped, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_reason: Option<String>,
+    /// `CONNECTED` once the host has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectivity: Option<String>,
+    /// Timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connectivity_at: Option<f64>,
+    /// Timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_started_at: Option<f64>,
+    /// Timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pull_stopped_at: Option<f64>,
+    /// Timestamp.
+    pub created_at: f64,
+    /// Timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    /// Timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopping_at: Option<f64>,
+    /// Timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_stopped_at: Option<f64>,
+    /// Timestamp.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<f64>,
+    /// `FARGATE`.
+    pub launch_type: String,
+    /// Platform version.
+    pub platform_version: String,
+    /// The host's AZ.
+    pub availability_zone: String,
+    /// The ENI.
+    pub attachments: Vec<Attachment>,
+    /// Health.
+    pub health_status: String,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Always false here.
+    pub enable_execute_command: bool,
+}
+
+/// What the control plane stores for a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    /// Owner.
+    pub account: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// The host it is placed on.
+    pub host_id: String,
+    /// The service that started it, if any.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The launch sent to the host.
+    pub spec: agent_proto::TaskSpec,
+    /// The ECS view.
+    pub task: Task,
+}

@@ -1,0 +1,116 @@
+//! Wiring: the shared application state, the HTTP routes and the background loops
+//! (heartbeat monitor and service scheduler, one pair per cell).
+
+use crate::agent;
+use crate::cells::{Cell, Router};
+use crate::config::Config;
+use crate::frontend::{self, throttle::Throttle};
+use crate::store::sqlite::SqliteStore;
+use crate::store::StoreError;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Shared state of the control plane.
+pub struct App {
+    /// Region.
+    pub region: String,
+    /// access key -> (account, secret).
+    pub accounts: HashMap<String, (String, String)>,
+    /// Throttles.
+    pub throttle: Throttle,
+    /// Cells and the account router.
+    pub router: Router,
+    /// Host bootstrap token.
+    pub bootstrap_token: Option<String>,
+    /// Heartbeat interval told to agents.
+    pub heartbeat_interval: Duration,
+    /// Heartbeat timeout.
+    pub heartbeat_timeout: Duration,
+    /// Scheduler period.
+    pub scheduler_interval: Duration,
+    /// Connection counter.
+    pub next_conn: AtomicU64,
+}
+
+impl App {
+    /// Opens the state under `cfg.data_dir` (created if needed).
+    pub fn open(cfg: &Config) -> Result<App, StoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let mut cells = vec![];
+        for i in 0..cfg.cells {
+            let s = SqliteStore::open(&cfg.data_dir.join(format!("cell-{i}.db")))?;
+            cells.push(Arc::new(Cell::open(i, Box::new(s), &cfg.region)?));
+        }
+        let rs = SqliteStore::open(&cfg.data_dir.join("router.db"))?;
+        Ok(App {
+            region: cfg.region.clone(),
+            accounts: cfg.accounts.clone(),
+            throttle: Throttle::new(cfg.throttle.clone()),
+            router: Router::new(cells, Box::new(rs))?,
+            bootstrap_token: cfg.bootstrap_token.clone(),
+            heartbeat_interval: cfg.heartbeat_interval,
+            heartbeat_timeout: cfg.heartbeat_timeout,
+            scheduler_interval: cfg.scheduler_interval,
+            next_conn: AtomicU64::new(1),
+        })
+    }
+}
+
+/// The HTTP routes.
+pub fn routes(app: Arc<App>) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/", post(frontend::ecs))
+        .route(agent_proto::REGISTER_PATH, post(agent::register))
+        .route(agent_proto::CHANNEL_PATH, get(agent::channel))
+        .with_state(app)
+}
+
+/// Starts the per-cell background loops; they end when `stop` is set.
+pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    let mut handles = vec![];
+    for cell in &app.router.cells {
+        let (cell, stop, app) = (cell.clone(), stop.clone(), app.clone());
+        handles.push(std::thread::spawn(move || {
+            let tick = (app.heartbeat_timeout / 4)
+                .min(app.scheduler_interval)
+                .max(Duration::from_millis(20));
+            let mut last_sched = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(tick);
+                let mut c = cell.lock();
+                crate::agent::heartbeat::sweep(&mut c, app.heartbeat_timeout, Instant::now());
+                if last_sched.elapsed() >= app.scheduler_interval {
+                    last_sched = Instant::now();
+                    if let Err(e) = crate::scheduler::reconcile(&mut c) {
+                        tracing::error!(cell = cell.id, "scheduler: {e}");
+                    }
+                }
+            }
+        }));
+    }
+    handles
+}
+
+/// Serves until `shutdown` completes.
+pub async fn serve(
+    cfg: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let app = Arc::new(App::open(&cfg).map_err(|e| format!("opening state: {e}"))?);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loops = start_loops(&app, stop.clone());
+    let r = axum::serve(listener, routes(app))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string());
+    stop.store(true, Ordering::Relaxed);
+    for h in loops {
+        let _ = h.join();
+    }
+    r
+}
