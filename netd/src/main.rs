@@ -1,3 +1,76 @@
-//! Host network daemon: per-task ENIs, IPAM, security groups (nftables), NAT.
+//! netd binary: loads the config, reconciles, serves the API until SIGTERM/SIGINT.
 
-fn main() {}
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use clap::Parser;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info};
+
+use netd::{api, daemon::Netd, Config};
+
+/// Host network daemon: per-task ENIs, IPAM, security groups (nftables), NAT.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Config file (TOML).
+    #[arg(long, default_value = "/etc/netd/netd.toml")]
+    config: PathBuf,
+    /// Override the API socket path of the config file.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Validate the config file and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let mut cfg = Config::load(&args.config).map_err(|e| e.to_string())?;
+    if let Some(s) = args.socket {
+        cfg.socket = s;
+    }
+    if args.check_config {
+        println!("config ok: {} subnet(s)", cfg.subnets.len());
+        return Ok(());
+    }
+    let socket = cfg.socket.clone();
+    let d = Netd::start(cfg).await.map_err(|e| format!("start: {e}"))?;
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket)
+        .map_err(|e| format!("bind {}: {e}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
+        .map_err(|e| e.to_string())?;
+    info!(socket = %socket.display(), "netd listening");
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        info!("shutting down; ENIs and state stay for the running tasks");
+    };
+    axum::serve(listener, api::router(d))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()).await {
+        error!("{e}");
+        std::process::exit(1);
+    }
+}
