@@ -578,3 +578,103 @@ fn two_hundred_enis_leave_nothing_behind() {
     }
     assert_eq!(env.ruleset(), rules_empty, "rules left behind");
 }
+
+#[test]
+fn uplink_masquerade_public_ip_and_host_policy() {
+    // An "outside" namespace plays the uplink's far side; its addresses are a 10.x range
+    // private to this test, reachable only through the test's veth.
+    let mut env = Env::new(&["svc"], 24);
+    let outer = format!("{}.250", env.subnets[0].1.rsplit_once('.').unwrap().0);
+    let public = format!("{}.251.10", env.subnets[0].1.rsplit_once('.').unwrap().0);
+    let up = format!("{}uplnk", env.if_prefix);
+    let out_ns = format!("{}outside", env.guest_prefix);
+    sh(&["ip", "netns", "add", &out_ns]);
+    sh(&[
+        "ip", "link", "add", &up, "type", "veth", "peer", "name", "wan0", "netns", &out_ns,
+    ]);
+    sh(&["ip", "addr", "add", &format!("{outer}.1/24"), "dev", &up]);
+    sh(&["ip", "link", "set", &up, "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &out_ns,
+        "addr",
+        "add",
+        &format!("{outer}.2/24"),
+        "dev",
+        "wan0",
+    ]);
+    sh(&["ip", "-n", &out_ns, "link", "set", "wan0", "up"]);
+    sh(&["ip", "-n", &out_ns, "link", "set", "lo", "up"]);
+    sh(&[
+        "ip",
+        "-n",
+        &out_ns,
+        "route",
+        "add",
+        &format!("{public}/32"),
+        "via",
+        &format!("{outer}.1"),
+    ]);
+    let mut text = std::fs::read_to_string(&env.config).unwrap();
+    text = text.replacen("[[subnet]]", &format!("uplink = \"{up}\"\n[[subnet]]"), 1);
+    text += &format!(
+        "[host_input]\ninterfaces = [\"{up}\"]\nallow = [{{ protocol = \"tcp\", from_port = 23790, cidr = \"{outer}.0/24\" }}]\n"
+    );
+    std::fs::write(&env.config, text).unwrap();
+    env.start();
+    let rt = rt();
+    let c = env.client();
+    let t = rt.block_on(async {
+        let inn = vec![rule(
+            Protocol::Tcp,
+            Some((80, 80)),
+            Some(&format!("{outer}.0/24")),
+            None,
+        )];
+        put(&c, "pub", spec(inn, egress_all())).await;
+        let mut r = req(vec![eni("svc", &["pub"])]);
+        r.enis[0].public_ip = Some(public.parse().unwrap());
+        let p = c
+            .create_task("priv", &req(vec![eni("svc", &["pub"])]))
+            .await
+            .unwrap();
+        (c.create_task("web", &r).await.unwrap(), p)
+    });
+    let (t, private) = t;
+    let g = env.guest(&t);
+    let gp = env.guest(&private);
+    let _srv = serve(&g, 80);
+    let _out = serve(&out_ns, 8000);
+    // Outbound: masqueraded to the uplink address (the outside has no route to the subnet).
+    assert!(
+        tcp_ok(&g, format!("{outer}.2").parse().unwrap(), 8000),
+        "outbound through the uplink failed"
+    );
+    // A task without a public IP goes out masqueraded behind the uplink's address.
+    assert!(
+        tcp_ok(&gp, format!("{outer}.2").parse().unwrap(), 8000),
+        "masquerade failed"
+    );
+    let masq = format!("ip saddr {}.0/24 masquerade", env.subnets[0].1);
+    assert!(env.ruleset().contains(&masq), "{}", env.ruleset());
+    // Inbound: the public address is DNATed to the task, and the SG admits only port 80.
+    let pubip: Ipv4Addr = public.parse().unwrap();
+    assert!(
+        tcp_ok(&out_ns, pubip, 80),
+        "public IP not mapped to the task"
+    );
+    assert!(
+        !tcp_ok(&out_ns, pubip, 81),
+        "unlisted port reachable through the public IP"
+    );
+    // Host policy on the uplink: only tcp 23790 from the outside range gets to the host.
+    let host_ip: Ipv4Addr = format!("{outer}.1").parse().unwrap();
+    let l1 = std::net::TcpListener::bind(("0.0.0.0", 23790)).unwrap();
+    let l2 = std::net::TcpListener::bind(("0.0.0.0", 23791)).unwrap();
+    let ok1 = connect(&out_ns, host_ip, 23790).is_some();
+    let ok2 = connect(&out_ns, host_ip, 23791).is_some();
+    drop((l1, l2));
+    assert!(ok1, "allowed host port blocked");
+    assert!(!ok2, "host port not in host_input.allow reachable");
+}
