@@ -344,7 +344,7 @@ pub fn tcp_ok(ns: &str, ip: Ipv4Addr, port: u16) -> bool {
         .unwrap_or(false)
 }
 
-/// Does one ping from `ns` to `ip` get an answer?
+/// Does a ping from `ns` to `ip` get an answer (2 tries)?
 pub fn ping_ok(ns: &str, ip: Ipv4Addr) -> bool {
     sh_ok(&[
         "ip",
@@ -353,7 +353,9 @@ pub fn ping_ok(ns: &str, ip: Ipv4Addr) -> bool {
         ns,
         "ping",
         "-c",
-        "1",
+        "2",
+        "-i",
+        "0.2",
         "-W",
         "1",
         &ip.to_string(),
