@@ -1,0 +1,190 @@
+//! The layer cache: blobs stored by digest under `<root>/blobs/sha256/<hex>` (the OCI
+//! layout's blob naming), verified (size and sha256) every time before use. A blob is
+//! written to `<root>/tmp/` first, verified, then renamed into place, so readers never see
+//! a partial blob and concurrent pulls of one digest cannot corrupt it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+use tracing::{debug, warn};
+
+use super::digest::{hash_file, Digest};
+use super::error::{ErrorKind, Failure};
+
+static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Names a unique temporary path next to `base` (process id, counter and time).
+pub(crate) fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}.{}.{}.{nanos}",
+        std::process::id(),
+        TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Digest-addressed blob store.
+#[derive(Debug)]
+pub struct BlobCache {
+    root: PathBuf,
+    locks: Mutex<HashMap<Digest, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl BlobCache {
+    /// Opens (creating if needed) a cache rooted at `root`.
+    pub fn open(root: impl Into<PathBuf>) -> std::io::Result<BlobCache> {
+        let root = root.into();
+        std::fs::create_dir_all(root.join("blobs/sha256"))?;
+        std::fs::create_dir_all(root.join("tmp"))?;
+        Ok(BlobCache {
+            root,
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the blob with digest `d` lives once cached.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(d.hex())
+    }
+
+    /// A fresh temporary path inside the cache (same file system as the blobs).
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        self.root.join("tmp").join(unique_name(what))
+    }
+
+    /// Serialises work on one digest inside this process.
+    async fn lock(&self, d: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.retain(|_, w| w.strong_count() > 0);
+            match locks.get(d).and_then(Weak::upgrade) {
+                Some(m) => m,
+                None => {
+                    let m = Arc::new(tokio::sync::Mutex::new(()));
+                    locks.insert(d.clone(), Arc::downgrade(&m));
+                    m
+                }
+            }
+        };
+        m.lock_owned().await
+    }
+
+    /// Returns the cached blob's path if present and intact (size and digest match);
+    /// a corrupt copy is removed and `None` returned.
+    pub async fn verified(&self, d: &Digest, size: u64) -> Result<Option<PathBuf>, Failure> {
+        let path = self.blob_path(d);
+        if tokio::fs::symlink_metadata(&path).await.is_err() {
+            return Ok(None);
+        }
+        match check_blob(&path, d, size).await {
+            Ok(()) => Ok(Some(path)),
+            Err(why) => {
+                warn!(digest = %d, %why, "cached blob is corrupt; removing it");
+                match tokio::fs::remove_file(&path).await {
+                    Ok(()) => Ok(None),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Failure::io(format!("remove corrupt {}", path.display()), e)),
+                }
+            }
+        }
+    }
+
+    /// Returns a verified cached copy of blob `d`, calling `fetch(tmp)` to write it to a
+    /// temporary file first when it is missing or corrupt. The fetched file must match
+    /// `size` and `d`, or it is discarded and the fetch fails.
+    pub async fn ensure<F, Fut>(&self, d: &Digest, size: u64, fetch: F) -> Result<PathBuf, Failure>
+    where
+        F: FnOnce(PathBuf) -> Fut,
+        Fut: Future<Output = Result<(), Failure>>,
+    {
+        let _guard = self.lock(d).await;
+        if let Some(p) = self.verified(d, size).await? {
+            debug!(digest = %d, "blob cache hit");
+            return Ok(p);
+        }
+        let tmp = self.temp_path(d.hex());
+        let res = async {
+            fetch(tmp.clone()).await?;
+            check_blob(&tmp, d, size)
+                .await
+                .map_err(|why| Failure::new(ErrorKind::BadContent, why))?;
+            let dest = self.blob_path(d);
+            tokio::fs::rename(&tmp, &dest)
+                .await
+                .map_err(|e| Failure::io(format!("rename into {}", dest.display()), e))?;
+            Ok(dest)
+        }
+        .await;
+        if res.is_err() {
+            let _ = tokio::fs::remove_file(&tmp).await;
+        }
+        res
+    }
+}
+
+/// Checks a blob file's size and sha256.
+async fn check_blob(path: &Path, d: &Digest, size: u64) -> Result<(), String> {
+    let p = path.to_path_buf();
+    let (got, n) = tokio::task::spawn_blocking(move || hash_file(&p))
+        .await
+        .map_err(|e| format!("hash task failed: {e}"))?
+        .map_err(|e| format!("read {}: {e}", path.display()))?;
+    if n != size {
+        return Err(format!("size {n} does not match the descriptor's {size}"));
+    }
+    if &got != d {
+        return Err(format!("content digest {got} does not match {d}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stores_verifies_and_replaces_corrupt_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::open(dir.path()).unwrap();
+        let data = b"hello layer".to_vec();
+        let d = Digest::of_bytes(&data);
+        let size = data.len() as u64;
+        let write = |data: Vec<u8>| {
+            move |tmp: PathBuf| async move {
+                tokio::fs::write(&tmp, &data)
+                    .await
+                    .map_err(|e| Failure::io("write", e))
+            }
+        };
+        let p = cache.ensure(&d, size, write(data.clone())).await.unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), data);
+        // Corrupt it: the next ensure re-fetches.
+        std::fs::write(&p, b"hello LAYER").unwrap();
+        assert!(cache.verified(&d, size).await.unwrap().is_none());
+        std::fs::write(&p, b"hello LAYER").unwrap();
+        let p2 = cache.ensure(&d, size, write(data.clone())).await.unwrap();
+        assert_eq!(std::fs::read(&p2).unwrap(), data);
+        // A fetch that delivers the wrong bytes fails and leaves nothing behind.
+        let other = Digest::of_bytes(b"other");
+        let err = cache
+            .ensure(&other, 5, write(b"wrong".to_vec()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadContent);
+        assert!(!cache.blob_path(&other).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+}

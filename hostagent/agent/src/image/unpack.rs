@@ -1,0 +1,502 @@
+//! Unpacking layers into a root file system directory. Layer content is untrusted: every
+//! entry path is confined to the root (no `..`, and symlinks met while walking to an
+//! entry's parent are resolved as if the root were `/`, so they never lead outside it).
+//! OCI whiteouts are applied: `.wh.<name>` deletes `<name>` from lower layers,
+//! `.wh..wh..opq` empties the directory of everything lower layers put there.
+
+use std::collections::{HashSet, VecDeque};
+use std::ffi::{CString, OsStr, OsString};
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use tar::EntryType;
+use tracing::{debug, warn};
+
+use super::digest::{Digest, HashingReader};
+use super::error::{ErrorKind, Failure};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// Running totals of an unpack, checked against the layer storage budget.
+#[derive(Debug, Clone, Default)]
+pub struct UnpackStats {
+    /// Entries created (files, directories, links, nodes).
+    pub entries: u64,
+    /// Bytes of regular file content written.
+    pub bytes: u64,
+}
+
+/// Unpacks one layer blob (tar, tar+gzip or tar+zstd, detected by magic) into `root`.
+/// When `diff_id` is given, the uncompressed stream must hash to it.
+pub fn unpack_layer(
+    blob: &Path,
+    root: &Path,
+    diff_id: Option<&Digest>,
+    max_bytes: u64,
+    stats: &mut UnpackStats,
+) -> Result<(), Failure> {
+    let mut file = BufReader::new(
+        fs::File::open(blob).map_err(|e| Failure::io(format!("open {}", blob.display()), e))?,
+    );
+    let mut magic = [0u8; 4];
+    let n = read_full(&mut file, &mut magic)
+        .map_err(|e| Failure::io(format!("read {}", blob.display()), e))?;
+    let head = io::Cursor::new(magic[..n].to_vec());
+    let raw = head.chain(file);
+    let decoded: Box<dyn Read> = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(raw))
+    } else if n == 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        Box::new(
+            ruzstd::decoding::StreamingDecoder::new(raw)
+                .map_err(|e| Failure::new(ErrorKind::BadContent, format!("zstd: {e}")))?,
+        )
+    } else {
+        Box::new(raw)
+    };
+    let mut archive = tar::Archive::new(PadAtEof::new(HashingReader::new(decoded)));
+    let mut u = Unpacker {
+        root,
+        created: HashSet::new(),
+        is_root: nix_geteuid() == 0,
+        max_bytes,
+        stats,
+    };
+    let entries = archive.entries().map_err(bad_tar)?;
+    for entry in entries {
+        let mut entry = entry.map_err(bad_tar)?;
+        u.entry(&mut entry)?;
+    }
+    // Hash what follows the end-of-archive marker too, so the diff ID covers the stream.
+    let mut reader = archive.into_inner();
+    io::copy(&mut reader, &mut io::sink()).map_err(bad_tar)?;
+    if reader.padded > 0 {
+        debug!(
+            bytes = reader.padded,
+            "layer archive lacked its end-of-archive padding"
+        );
+    }
+    let (got, _) = reader.inner.finish();
+    if let Some(want) = diff_id {
+        if &got != want {
+            return Err(Failure::new(
+                ErrorKind::BadContent,
+                format!("uncompressed layer is {got}, the config's diff_id says {want}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Some tools (umoci 0.4 among them) write layer tars that stop right after the last
+/// entry's data, without the block padding and the two zero blocks that end an archive.
+/// This reader supplies them at end of stream, so such layers unpack; the digests are
+/// computed on the real bytes (inside), so nothing unverified gets in: a stream cut in
+/// the middle of an entry still fails (the padding cannot complete its data).
+struct PadAtEof<R> {
+    inner: R,
+    count: u64,
+    /// Zero bytes still to supply after EOF (`None`: inner not at EOF yet).
+    left: Option<u64>,
+    padded: u64,
+}
+
+impl<R: Read> PadAtEof<R> {
+    fn new(inner: R) -> Self {
+        PadAtEof {
+            inner,
+            count: 0,
+            left: None,
+            padded: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for PadAtEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.count += n as u64;
+                return Ok(n);
+            }
+            self.left = Some((512 - self.count % 512) % 512 + 1024);
+        }
+        let left = self.left.unwrap_or(0);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        buf[..n].fill(0);
+        self.left = Some(left - n as u64);
+        self.padded += n as u64;
+        Ok(n)
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+fn bad_tar(e: io::Error) -> Failure {
+    Failure::new(
+        ErrorKind::BadContent,
+        format!("malformed layer archive: {e}"),
+    )
+}
+
+fn nix_geteuid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Splits an archive path into safe components: `.` and empty parts dropped, a leading
+/// `/` ignored, `..` refused.
+pub(crate) fn safe_components(raw: &[u8]) -> Result<Vec<OsString>, Failure> {
+    let mut out = Vec::new();
+    for c in raw.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                return Err(Failure::new(
+                    ErrorKind::BadContent,
+                    format!(
+                        "entry {:?} escapes the root ('..')",
+                        String::from_utf8_lossy(raw)
+                    ),
+                ))
+            }
+            _ if c.contains(&0) => {
+                return Err(Failure::new(ErrorKind::BadContent, "NUL in entry path"))
+            }
+            _ => out.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Resolves `comps` to a directory inside `root`, following symlinks as if `root` were
+/// `/` (absolute targets restart at `root`, `..` stops at `root`). Missing directories are
+/// created (0755) when `create`; the resolved path is returned. A non-directory in the
+/// way is an error.
+pub(crate) fn resolve_dir(
+    root: &Path,
+    comps: &[OsString],
+    create: bool,
+    created: &mut HashSet<PathBuf>,
+) -> Result<PathBuf, Failure> {
+    let mut stack: Vec<OsString> = Vec::new();
+    let mut queue: VecDeque<OsString> = comps.iter().cloned().collect();
+    let mut hops = 0;
+    while let Some(c) = queue.pop_front() {
+        match c.as_bytes() {
+            b"" | b"." => continue,
+            b".." => {
+                stack.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let mut p = root.to_path_buf();
+        p.extend(&stack);
+        p.push(&c);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => stack.push(c),
+            Ok(m) if m.file_type().is_symlink() => {
+                hops += 1;
+                if hops > MAX_SYMLINK_HOPS {
+                    return Err(Failure::new(
+                        ErrorKind::BadContent,
+                        format!("too many symlinks resolving {}", p.display()),
+                    ));
+                }
+                let target = fs::read_link(&p).map_err(|e| Failure::io("readlink", e))?;
+                let t = target.as_os_str().as_bytes();
+                if t.starts_with(b"/") {
+                    stack.clear();
+                }
+                for part in t.split(|b| *b == b'/').rev() {
+                    queue.push_front(OsStr::from_bytes(part).to_os_string());
+                }
+            }
+            Ok(_) => {
+                return Err(Failure::new(
+                    ErrorKind::BadContent,
+                    format!("{} is not a directory", p.display()),
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                fs::create_dir(&p).map_err(|e| Failure::io(format!("mkdir {}", p.display()), e))?;
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
+                    .map_err(|e| Failure::io("chmod", e))?;
+                created.insert(p);
+                stack.push(c);
+            }
+            Err(e) => return Err(Failure::io(format!("resolve {}", p.display()), e)),
+        }
+    }
+    let mut p = root.to_path_buf();
+    p.extend(&stack);
+    Ok(p)
+}
+
+/// Removes whatever is at `p` (a directory recursively; symlinks are not followed).
+fn remove_any(p: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
+        Ok(_) => fs::remove_file(p),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn cstr(p: &Path) -> Result<CString, Failure> {
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Failure::new(ErrorKind::BadContent, "NUL in path"))
+}
+
+struct Unpacker<'a> {
+    root: &'a Path,
+    /// Paths this layer created (an opaque whiteout keeps them).
+    created: HashSet<PathBuf>,
+    is_root: bool,
+    max_bytes: u64,
+    stats: &'a mut UnpackStats,
+}
+
+impl Unpacker<'_> {
+    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<(), Failure> {
+        let raw = e.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let ctx = |f: Failure| Failure::new(f.kind, format!("entry {shown:?}: {}", f.reason));
+        let comps = safe_components(&raw)?;
+        let Some((name, parents)) = comps.split_last() else {
+            return Ok(()); // the root directory itself
+        };
+        let kind = e.header().entry_type();
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName
+        ) || matches!(kind, EntryType::GNULongLink)
+        {
+            return Ok(());
+        }
+        let parent = resolve_dir(self.root, parents, true, &mut self.created).map_err(ctx)?;
+        let name_b = name.as_bytes();
+        if name_b == OPAQUE_WHITEOUT.as_bytes() {
+            return self.make_opaque(&parent).map_err(ctx);
+        }
+        if let Some(victim) = name_b.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            if victim.is_empty() || victim == b"." || victim == b".." {
+                return Err(ctx(Failure::new(ErrorKind::BadContent, "bad whiteout")));
+            }
+            let p = parent.join(OsStr::from_bytes(victim));
+            debug!(path = %p.display(), "whiteout");
+            return remove_any(&p).map_err(|e| ctx(Failure::io("whiteout", e)));
+        }
+        let target = parent.join(name);
+        self.create(e, kind, &target).map_err(ctx)?;
+        self.created.insert(target);
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    /// Removes every child of `dir` that this layer did not create.
+    fn make_opaque(&self, dir: &Path) -> Result<(), Failure> {
+        let rd = fs::read_dir(dir).map_err(|e| Failure::io("opaque whiteout", e))?;
+        for child in rd {
+            let child = child.map_err(|e| Failure::io("opaque whiteout", e))?.path();
+            let ours = self.created.iter().any(|p| p.starts_with(&child));
+            if !ours {
+                remove_any(&child).map_err(|e| Failure::io("opaque whiteout", e))?;
+            } else if fs::symlink_metadata(&child).is_ok_and(|m| m.is_dir()) {
+                self.make_opaque(&child)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn create<R: Read>(
+        &mut self,
+        e: &mut tar::Entry<'_, R>,
+        kind: EntryType,
+        target: &Path,
+    ) -> Result<(), Failure> {
+        let h = e.header();
+        let mode = h.mode().map_err(bad_tar)? & 0o7777;
+        let uid = h.uid().map_err(bad_tar)?;
+        let gid = h.gid().map_err(bad_tar)?;
+        let mtime = h.mtime().unwrap_or(0);
+        let io = |what: &str| {
+            let t = target.display().to_string();
+            let what = what.to_string();
+            move |e: io::Error| Failure::io(format!("{what} {t}"), e)
+        };
+        match kind {
+            EntryType::Directory => {
+                if !fs::symlink_metadata(target).is_ok_and(|m| m.is_dir()) {
+                    remove_any(target).map_err(io("replace"))?;
+                    fs::create_dir(target).map_err(io("mkdir"))?;
+                }
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let size = e.size();
+                if self.stats.bytes.saturating_add(size) > self.max_bytes {
+                    return Err(Failure::new(
+                        ErrorKind::TooLarge,
+                        format!(
+                            "unpacked content exceeds the layer storage budget of {} bytes",
+                            self.max_bytes
+                        ),
+                    ));
+                }
+                remove_any(target).map_err(io("replace"))?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(target)
+                    .map_err(io("create"))?;
+                let n = io::copy(&mut e.take(size), &mut f).map_err(io("write"))?;
+                self.stats.bytes += n;
+            }
+            EntryType::Symlink => {
+                let link = e
+                    .link_name_bytes()
+                    .ok_or_else(|| Failure::new(ErrorKind::BadContent, "symlink without target"))?
+                    .into_owned();
+                remove_any(target).map_err(io("replace"))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&link), target)
+                    .map_err(io("symlink"))?;
+            }
+            EntryType::Link => {
+                let link = e
+                    .link_name_bytes()
+                    .ok_or_else(|| Failure::new(ErrorKind::BadContent, "hardlink without target"))?
+                    .into_owned();
+                let comps = safe_components(&link)?;
+                let Some((lname, lparents)) = comps.split_last() else {
+                    return Err(Failure::new(ErrorKind::BadContent, "hardlink to the root"));
+                };
+                let mut scratch = HashSet::new();
+                let src = resolve_dir(self.root, lparents, false, &mut scratch)?.join(lname);
+                let m = fs::symlink_metadata(&src).map_err(io("hardlink source of"))?;
+                if m.is_dir() {
+                    return Err(Failure::new(
+                        ErrorKind::BadContent,
+                        "hardlink to a directory",
+                    ));
+                }
+                if src != target {
+                    remove_any(target).map_err(io("replace"))?;
+                    fs::hard_link(&src, target).map_err(io("hardlink"))?;
+                }
+                return Ok(()); // shares the source's metadata
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                if kind != EntryType::Fifo && !self.is_root {
+                    warn!(path = %target.display(), "not root: skipping device node");
+                    return Ok(());
+                }
+                let fmt = match kind {
+                    EntryType::Char => libc::S_IFCHR,
+                    EntryType::Block => libc::S_IFBLK,
+                    _ => libc::S_IFIFO,
+                };
+                let major = h.device_major().ok().flatten().unwrap_or(0);
+                let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                remove_any(target).map_err(io("replace"))?;
+                let c = cstr(target)?;
+                // SAFETY: `c` is a valid NUL-terminated path; mknod only reads it.
+                let r =
+                    unsafe { libc::mknod(c.as_ptr(), fmt | 0o600, libc::makedev(major, minor)) };
+                if r != 0 {
+                    return Err(io("mknod")(io::Error::last_os_error()));
+                }
+            }
+            other => {
+                debug!(path = %target.display(), ?other, "skipping unsupported entry type");
+                return Ok(());
+            }
+        }
+        self.set_xattrs(e, target);
+        self.set_owner_mode_time(target, kind, uid, gid, mode, mtime)
+    }
+
+    fn set_xattrs<R: Read>(&self, e: &mut tar::Entry<'_, R>, target: &Path) {
+        let Ok(Some(exts)) = e.pax_extensions() else {
+            return;
+        };
+        for ext in exts.flatten() {
+            let Some(name) = ext.key_bytes().strip_prefix(b"SCHILY.xattr.") else {
+                continue;
+            };
+            let (Ok(p), Ok(n)) = (cstr(target), CString::new(name)) else {
+                continue;
+            };
+            let v = ext.value_bytes();
+            // SAFETY: valid NUL-terminated path and name; `v` is a live slice of v.len() bytes.
+            let r =
+                unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
+            if r != 0 {
+                warn!(path = %target.display(), xattr = %String::from_utf8_lossy(name),
+                      err = %io::Error::last_os_error(), "cannot set xattr");
+            }
+        }
+    }
+
+    fn set_owner_mode_time(
+        &self,
+        target: &Path,
+        kind: EntryType,
+        uid: u64,
+        gid: u64,
+        mode: u32,
+        mtime: u64,
+    ) -> Result<(), Failure> {
+        let t = target.display();
+        if self.is_root {
+            let (u, g) = (u32::try_from(uid).ok(), u32::try_from(gid).ok());
+            std::os::unix::fs::lchown(target, u, g)
+                .map_err(|e| Failure::io(format!("chown {t}"), e))?;
+        }
+        if kind != EntryType::Symlink {
+            // After chown: chown clears set-id bits.
+            fs::set_permissions(target, fs::Permissions::from_mode(mode))
+                .map_err(|e| Failure::io(format!("chmod {t}"), e))?;
+        }
+        if kind != EntryType::Directory {
+            let c = cstr(target)?;
+            let secs = libc::time_t::try_from(mtime).unwrap_or(0);
+            let ts = [
+                libc::timespec {
+                    tv_sec: secs,
+                    tv_nsec: 0,
+                },
+                libc::timespec {
+                    tv_sec: secs,
+                    tv_nsec: 0,
+                },
+            ];
+            // SAFETY: valid path and a two-element timespec array, as utimensat requires.
+            unsafe {
+                libc::utimensat(
+                    libc::AT_FDCWD,
+                    c.as_ptr(),
+                    ts.as_ptr(),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+        }
+        Ok(())
+    }
+}
