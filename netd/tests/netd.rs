@@ -251,13 +251,10 @@ fn dual_homed_task_reaches_both_subnets() {
             None,
         )];
         put(&c, "in", spec(inn, vec![])).await;
-        let dual = c
-            .create_task(
-                "dual",
-                &req(vec![eni("svc", &["out"]), eni("cust", &["out"])]),
-            )
-            .await
-            .unwrap();
+        let mut r = req(vec![eni("svc", &["out"]), eni("cust", &["out"])]);
+        r.tap_uid = Some(1234);
+        r.tap_gid = Some(4321);
+        let dual = c.create_task("dual", &r).await.unwrap();
         let pa = c
             .create_task("pa", &req(vec![eni("svc", &["in"])]))
             .await
@@ -273,6 +270,22 @@ fn dual_homed_task_reaches_both_subnets() {
     assert_eq!(dual.enis[1].tap, "tap1");
     let links = sh_out(&["ip", "-n", &dual.netns, "-o", "link"]);
     assert!(links.contains("tap0") && links.contains("tap1"), "{links}");
+    // The taps are what a jailed vmm (uid 1234) opens: owned by it, TAP|NO_PI|VNET_HDR|PERSIST.
+    for tap in ["tap0", "tap1"] {
+        let sys = |f: &str| {
+            sh_out(&[
+                "ip",
+                "netns",
+                "exec",
+                &dual.netns,
+                "cat",
+                &format!("/sys/class/net/{tap}/{f}"),
+            ])
+        };
+        assert_eq!(sys("owner").trim(), "1234");
+        assert_eq!(sys("group").trim(), "4321");
+        assert_eq!(sys("tun_flags").trim(), "0x5802");
+    }
     let (gd, ga, gb) = (env.guest(&dual), env.guest(&pa), env.guest(&pb));
     let _s = [serve(&ga, 7000), serve(&gb, 7000)];
     assert!(tcp_ok(&gd, ip(&pa, 0), 7000), "primary subnet unreachable");
