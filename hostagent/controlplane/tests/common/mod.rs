@@ -1,0 +1,345 @@
+//! Test harness: starts the real controlplane binary on a free loopback port with a
+//! temporary data directory, and drives it with Debian's AWS CLI and boto3.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCOUNT: &str = "111122223333";
+pub const KEY: &str = "AKIDCONTROLPLANE1";
+pub const SECRET: &str = "s3cret/one+key";
+pub const ACCOUNT2: &str = "444455556666";
+pub const KEY2: &str = "AKIDCONTROLPLANE2";
+pub const SECRET2: &str = "s3cret-two";
+pub const TOKEN: &str = "bootstrap-token-for-tests";
+pub const AWS: &str = "/usr/bin/aws";
+pub const NET: &str = "awsvpcConfiguration={subnets=[subnet-0a1b2c3d],securityGroups=[sg-0a1b2c3d],assignPublicIp=DISABLED}";
+
+pub struct ControlPlane {
+    pub addr: String,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    child: Child,
+    extra: Vec<String>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+impl ControlPlane {
+    /// Starts a control plane with the two test accounts and `extra` flags.
+    pub fn start(extra: &[&str]) -> ControlPlane {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        let mut cp = Self::start_in(&dir, extra);
+        cp._tmp = Some(tmp);
+        cp
+    }
+
+    /// Starts one over an existing data directory.
+    pub fn start_in(dir: &Path, extra: &[&str]) -> ControlPlane {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_controlplane"));
+        cmd.args(["--listen", &addr, "--data-dir"])
+            .arg(dir)
+            .args(["--account", &format!("{ACCOUNT}:{KEY}:{SECRET}")])
+            .args(["--account", &format!("{ACCOUNT2}:{KEY2}:{SECRET2}")])
+            .args(["--bootstrap-token", TOKEN, "--log-level", "warn"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        let child = cmd.spawn().expect("spawn controlplane");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "controlplane did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ControlPlane {
+            addr,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            child,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs `aws ecs ARGS` as the first account; returns (ok, json or stderr).
+    pub fn aws(&self, args: &[&str]) -> Result<Value, String> {
+        self.aws_as(KEY, SECRET, args)
+    }
+
+    pub fn aws_as(&self, key: &str, secret: &str, args: &[&str]) -> Result<Value, String> {
+        let out = Command::new(AWS)
+            .args([
+                "--endpoint-url",
+                &self.endpoint(),
+                "--region",
+                "us-east-1",
+                "--output",
+                "json",
+                "ecs",
+            ])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_RETRY_MODE", "standard")
+            .env("AWS_PAGER", "")
+            .output()
+            .expect("run /usr/bin/aws");
+        if out.status.success() {
+            let s = String::from_utf8_lossy(&out.stdout);
+            if s.trim().is_empty() {
+                return Ok(Value::Null);
+            }
+            Ok(serde_json::from_str(&s).unwrap_or_else(|e| panic!("aws output {s}: {e}")))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Runs a Python/boto3 script with `ENDPOINT`, key and secret in its environment.
+    pub fn boto3(&self, key: &str, secret: &str, script: &str) -> (bool, String) {
+        let out = Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("ENDPOINT", self.endpoint())
+            .env("AWS_ACCESS_KEY_ID", key)
+            .env("AWS_SECRET_ACCESS_KEY", secret)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .output()
+            .expect("run python3");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Polls `f` until it returns Some, or panics after `secs`.
+    pub fn wait_for<T>(&self, secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(t) = f() {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// describe-tasks of one task.
+    pub fn task(&self, cluster: &str, arn: &str) -> Value {
+        let v = self
+            .aws(&["describe-tasks", "--cluster", cluster, "--tasks", arn])
+            .expect("describe-tasks");
+        v["tasks"][0].clone()
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The error type of a failed CLI call (`An error occurred (X) when ...`).
+pub fn error_type(stderr: &str) -> String {
+    stderr
+        .split_once("An error occurred (")
+        .and_then(|(_, r)| r.split_once(')'))
+        .map(|(t, _)| t.to_string())
+        .unwrap_or_else(|| format!("<no ECS error in: {stderr}>"))
+}
+
+/// The scorekeep task definition of Fargate's introduction: two containers,
+/// 1 vCPU / 2 GB, awsvpc, port mappings, awslogs.
+pub fn scorekeep_file(dir: &Path) -> String {
+    let td = serde_json::json!({
+        "family": "scorekeep",
+        "cpu": "1 vCpu",
+        "memory": "2 gb",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "executionRoleArn": "arn:aws:iam::111122223333:role/ecsTaskExecutionRole",
+        "containerDefinitions": [
+            {
+                "name": "scorekeep-frontend",
+                "image": "xxx.dkr.ecr.us-east-1.amazonaws.com/fe",
+                "cpu": 256,
+                "memoryReservation": 512,
+                "portMappings": [{"containerPort": 8080}],
+                "logConfiguration": {"logDriver": "awslogs", "options": {
+                    "awslogs-group": "scorekeep", "awslogs-region": "us-east-1",
+                    "awslogs-stream-prefix": "scorekeep-frontend"}}
+            },
+            {
+                "name": "scorekeep-api",
+                "image": "xxx.dkr.ecr.us-east-1.amazonaws.com/api",
+                "cpu": 768,
+                "memoryReservation": 512,
+                "portMappings": [{"containerPort": 5000}],
+                "environment": [{"name": "AWS_REGION", "value": "us-east-1"}],
+                "logConfiguration": {"logDriver": "awslogs", "options": {
+                    "awslogs-group": "scorekeep", "awslogs-region": "us-east-1",
+                    "awslogs-stream-prefix": "scorekeep-api"}}
+            }
+        ]
+    });
+    let p = dir.join("scorekeep.json");
+    std::fs::write(&p, td.to_string()).expect("write task def");
+    format!("file://{}", p.display())
+}
+
+/// Writes `v` as JSON into `dir/name` and returns a `file://` URL.
+pub fn json_file(dir: &Path, name: &str, v: &Value) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, v.to_string()).expect("write json");
+    format!("file://{}", p.display())
+}
+
+/// `YYYYMMDDTHHMMSSZ` of now.
+fn amz_date() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+impl ControlPlane {
+    /// A quick signed ECS call from Rust (for polling; the assertions that matter use
+    /// the AWS CLI and boto3). Err: (error type, message).
+    pub fn call(&self, op: &str, input: Value) -> Result<Value, (String, String)> {
+        use controlplane::frontend::sigv4::{sign, Authorization, SignedRequest};
+        use std::io::{Read, Write};
+        let body = input.to_string();
+        let date = amz_date();
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("host", self.addr.parse().unwrap());
+        headers.insert("x-amz-date", date.parse().unwrap());
+        headers.insert(
+            "content-type",
+            "application/x-amz-json-1.1".parse().unwrap(),
+        );
+        let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
+        headers.insert("x-amz-target", target.parse().unwrap());
+        let auth = Authorization {
+            access_key: KEY.into(),
+            date: date[..8].into(),
+            region: "us-east-1".into(),
+            service: "ecs".into(),
+            signed_headers: vec![
+                "content-type".into(),
+                "host".into(),
+                "x-amz-date".into(),
+                "x-amz-target".into(),
+            ],
+            signature: String::new(),
+        };
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: body.as_bytes(),
+        };
+        let sig = sign(&req, &auth, &date, SECRET);
+        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: {}\r\nX-Amz-Date: {date}\r\nContent-Type: application/x-amz-json-1.1\r\n\
+             X-Amz-Target: {target}\r\nAuthorization: AWS4-HMAC-SHA256 Credential={KEY}/{}/us-east-1/ecs/aws4_request, \
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.addr,
+            &date[..8],
+            body.len()
+        )
+        .expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        let (head, body) = resp.split_once("\r\n\r\n").expect("http answer");
+        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        if head.starts_with("HTTP/1.1 200") {
+            Ok(v)
+        } else {
+            Err((
+                v["__type"].as_str().unwrap_or("").into(),
+                v["message"].as_str().unwrap_or("").into(),
+            ))
+        }
+    }
+
+    /// The task `arn` of `cluster`, fetched with [`ControlPlane::call`].
+    pub fn task_fast(&self, cluster: &str, arn: &str) -> Value {
+        let v = self
+            .call(
+                "DescribeTasks",
+                serde_json::json!({"cluster": cluster, "tasks": [arn]}),
+            )
+            .expect("DescribeTasks");
+        v["tasks"][0].clone()
+    }
+
+    /// Waits until task `arn` has lastStatus `status`; returns it (from the CLI).
+    pub fn wait_status(&self, cluster: &str, arn: &str, status: &str, secs: u64) -> Value {
+        self.wait_for(secs, &format!("{arn} {status}"), || {
+            (self.task_fast(cluster, arn)["lastStatus"] == status).then_some(())
+        });
+        self.task(cluster, arn)
+    }
+}
