@@ -8,8 +8,8 @@ use std::path::Path;
 
 use common::{debugfs, list_files, Registry};
 use hostagent::image::{
-    create_scratch_device, create_volume_device, ContainerOverrides, ErrorKind, ImageStore, Step,
-    StoreOptions, GIB, TASK_LAYER_STORAGE_BYTES,
+    create_scratch_device, create_volume_device, ContainerOverrides, ErrorKind, ImageStore,
+    RegistryCredentials, Step, StoreOptions, GIB, TASK_LAYER_STORAGE_BYTES,
 };
 
 fn store(dir: &Path) -> ImageStore {
@@ -38,6 +38,11 @@ fn check_image_root(img: &Path) {
     assert!(
         bb.contains("Mode:  0755") || bb.contains("Mode: 0755"),
         "{bb}"
+    );
+    let owned = debugfs(img, "stat /home/owned");
+    assert!(
+        owned.contains("User:  1000   Group:  1001"),
+        "ownership lost: {owned}"
     );
     let size = std::fs::metadata("/bin/busybox").unwrap().len();
     assert!(bb.contains(&format!("Size: {size}")), "{bb}");
@@ -322,4 +327,36 @@ async fn volume_and_scratch_devices() {
     assert_eq!(e.kind, ErrorKind::TooLarge);
     assert!(!t.path().join("no.ext4").exists());
     assert_eq!(list_files(t.path()).len(), 2, "{:?}", list_files(t.path()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_auth_registry() {
+    let t = tempfile::tempdir().unwrap();
+    let layout = common::busybox_layout(t.path());
+    let reg = Registry::start_with(t.path(), Some(("alice", "s3cret")));
+    reg.push_as(
+        &layout,
+        "v1",
+        "private/busybox",
+        false,
+        Some("alice:s3cret"),
+    );
+    let image = format!("{}/private/busybox:v1", reg.addr);
+    let s = store(t.path());
+    let e = s.pull(&image, None).await.unwrap_err();
+    eprintln!("{e}");
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    let wrong = RegistryCredentials {
+        username: "alice".into(),
+        password: "nope".into(),
+    };
+    let e = s.pull(&image, Some(&wrong)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Unauthorized, "{e}");
+    assert!(!e.to_string().contains("nope"), "password leaked: {e}");
+    let good = RegistryCredentials {
+        username: "alice".into(),
+        password: "s3cret".into(),
+    };
+    let img = s.pull(&image, Some(&good)).await.unwrap();
+    assert_eq!(img.layers.len(), 2);
 }

@@ -203,3 +203,23 @@ fn enforces_the_budget_and_the_diff_id() {
     let err = unpack_layer(&p, &root, Some(&Digest::of_bytes(b"x")), 1 << 20, &mut st).unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadContent);
 }
+
+#[test]
+fn unpacks_zstd_layers() {
+    let (t, root) = setup();
+    let plain = tar_of(&[E::File("z/file", b"zstd data", 0o640)]);
+    let mut c = std::process::Command::new("zstd")
+        .args(["-q", "-c"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("zstd");
+    c.stdin.take().unwrap().write_all(&plain).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let p = t.path().join("layer.tar.zst");
+    fs::write(&p, &out.stdout).unwrap();
+    let mut st = UnpackStats::default();
+    unpack_layer(&p, &root, Some(&Digest::of_bytes(&plain)), 1 << 20, &mut st).unwrap();
+    assert_eq!(fs::read(root.join("z/file")).unwrap(), b"zstd data");
+}

@@ -41,19 +41,29 @@ pub struct Registry {
 impl Registry {
     /// Starts `docker-registry` with storage under `dir`.
     pub fn start(dir: &Path) -> Registry {
+        Registry::start_with(dir, None)
+    }
+
+    /// Starts `docker-registry`, with htpasswd (basic) auth for `user:password` if given.
+    pub fn start_with(dir: &Path, basic: Option<(&str, &str)>) -> Registry {
         let storage = dir.join("registry-storage");
         std::fs::create_dir_all(&storage).unwrap();
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.join("registry.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
-                storage.display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            storage.display()
+        );
+        if let Some((user, password)) = basic {
+            let htpasswd = dir.join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{}\n", bcrypt(password))).unwrap();
+            yaml += &format!(
+                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+                htpasswd.display()
+            );
+        }
+        std::fs::write(&cfg, yaml).unwrap();
         let log = std::fs::File::create(dir.join("registry.log")).unwrap();
         let child = Command::new("/usr/bin/docker-registry")
             .arg("serve")
@@ -79,11 +89,16 @@ impl Registry {
         let mut resp = String::new();
         s.write_all(req.as_bytes()).is_ok()
             && s.read_to_string(&mut resp).is_ok()
-            && resp.starts_with("HTTP/1.0 200")
+            && (resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.0 401"))
     }
 
     /// Pushes `oci:<layout>:<tag>` as `<repo>:<tag>`.
     pub fn push(&self, layout: &Path, tag: &str, repo: &str, all: bool) {
+        self.push_as(layout, tag, repo, all, None)
+    }
+
+    /// Like `push`, with `user:password` credentials.
+    pub fn push_as(&self, layout: &Path, tag: &str, repo: &str, all: bool, creds: Option<&str>) {
         let policy = layout.with_extension("policy.json");
         std::fs::write(
             &policy,
@@ -98,6 +113,9 @@ impl Registry {
         if all {
             c.arg("--all");
         }
+        if let Some(creds) = creds {
+            c.arg("--dest-creds").arg(creds);
+        }
         c.arg(format!("oci:{}:{tag}", layout.display()))
             .arg(format!("docker://{}/{repo}:{tag}", self.addr));
         run(&mut c);
@@ -109,6 +127,16 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A bcrypt hash for htpasswd (Debian's python3 `crypt`, backed by libxcrypt).
+fn bcrypt(password: &str) -> String {
+    let out = run(Command::new("python3").arg("-W").arg("ignore").arg("-c").arg(
+        "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+    ).arg(password));
+    let h = out.trim().to_string();
+    assert!(h.starts_with("$2"), "no bcrypt support: {h}");
+    h
 }
 
 /// A busybox image layout at `<dir>/layout` with tags:
@@ -125,6 +153,9 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
     }
     std::fs::write(root.join("etc/hello"), "hello from the image\n").unwrap();
     std::fs::write(root.join("etc/doomed"), "deleted by the upper layer\n").unwrap();
+    std::fs::create_dir(root.join("home")).unwrap();
+    std::fs::write(root.join("home/owned"), "owned by 1000:1001\n").unwrap();
+    std::os::unix::fs::chown(root.join("home/owned"), Some(1000), Some(1001)).unwrap();
     let l = dir.join("layout");
     let img = |tag: &str| format!("{}:{tag}", l.display());
     run(Command::new("umoci").arg("init").arg("--layout").arg(&l));
