@@ -184,10 +184,20 @@ fn path_str(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
-/// Whether the tests that boot Linux under the vmm are enabled: `KVM_TESTS_LINUX_BOOT=1`
-/// (run-tests sets it). Until the vmm boots Linux they are kept but skipped.
-pub fn linux_boot_enabled() -> bool {
-    std::env::var("KVM_TESTS_LINUX_BOOT").as_deref() == Ok("1")
+/// Whether the tests that need vmm capability `feature` are enabled. The capabilities
+/// are listed, separated by spaces or commas, in `KVM_TESTS_ENABLE` (run-tests sets it;
+/// `all` enables everything): `linux-boot` (boot Linux to init, Ctrl+Alt+Del, bad
+/// kernels), `smp` (several vCPUs, needs the MP table), `virtio-blk` (root drive).
+/// Tests for capabilities the vmm does not have yet are kept, and skipped.
+pub fn enabled(feature: &str) -> bool {
+    feature_listed(
+        &std::env::var("KVM_TESTS_ENABLE").unwrap_or_default(),
+        feature,
+    )
+}
+
+fn feature_listed(list: &str, feature: &str) -> bool {
+    list.split([' ', ',']).any(|f| f == feature || f == "all")
 }
 
 #[cfg(test)]
@@ -233,6 +243,16 @@ mod tests {
         assert!(s.contains("cat >vm.json <<'__KVM_TESTS_EOF__'\n{"));
         assert!(s.contains("timeout -s KILL 60 vmm --no-api --config-file vm.json"));
         assert!(s.ends_with("exit $status\n"));
+    }
+
+    #[test]
+    fn features_are_enabled_by_name_or_all() {
+        assert!(feature_listed("linux-boot smp", "smp"));
+        assert!(feature_listed("linux-boot,smp", "linux-boot"));
+        assert!(feature_listed("all", "virtio-blk"));
+        assert!(!feature_listed("linux-boot", "smp"));
+        assert!(!feature_listed("", "linux-boot"));
+        assert!(!feature_listed("smp-x", "smp"));
     }
 
     #[test]

@@ -1,14 +1,14 @@
 //! Issue 4: Linux guests boot under the vmm (config file and API), see all their vCPUs,
 //! get their kernel command line, shut down on Ctrl+Alt+Del, and bad kernels are refused.
 
-use super::common::{expect, harness, require_linux_boot, run, BOOT_SECS};
+use super::common::{expect, harness, require, run, BOOT_SECS};
 use kvm_tests::vm::{shell_quote, Drive, SHELL_HELPERS};
 use kvm_tests::VmConfig;
 use std::fs;
 
 #[test]
 fn guest_boots_to_init_and_vmm_exits_zero_on_reboot() {
-    require_linux_boot!();
+    require!("linux-boot");
     let vm = VmConfig::new(harness(), "reboot");
     let o = run(
         &vm.script_run_config_file("vm.json", BOOT_SECS),
@@ -22,7 +22,7 @@ fn guest_boots_to_init_and_vmm_exits_zero_on_reboot() {
 
 #[test]
 fn boot_timer_device_reports_the_guest_reaching_init() {
-    require_linux_boot!();
+    require!("linux-boot");
     let vm = VmConfig::new(harness(), "reboot");
     let o = run(
         &vm.script_run_config_file("vm.json", BOOT_SECS),
@@ -36,7 +36,7 @@ fn boot_timer_device_reports_the_guest_reaching_init() {
 /// kernel-config kernel; Debian's cloud kernel has it only as a module).
 #[test]
 fn guest_boots_from_an_ext4_root_drive() {
-    require_linux_boot!();
+    require!("linux-boot", "virtio-blk");
     let h = harness();
     assert_eq!(
         h.kernel_origin(),
@@ -75,19 +75,19 @@ fn boots_with_vcpus(n: u32) {
 
 #[test]
 fn guest_with_two_vcpus_sees_both() {
-    require_linux_boot!();
+    require!("linux-boot", "smp");
     boots_with_vcpus(2);
 }
 
 #[test]
 fn guest_with_four_vcpus_sees_all_four() {
-    require_linux_boot!();
+    require!("linux-boot", "smp");
     boots_with_vcpus(4);
 }
 
 #[test]
 fn kernel_command_line_reaches_the_guest() {
-    require_linux_boot!();
+    require!("linux-boot");
     let token = format!(
         "kvmtests.token={}x{}",
         std::process::id(),
@@ -112,7 +112,7 @@ fn kernel_command_line_reaches_the_guest() {
 
 #[test]
 fn send_ctrl_alt_del_shuts_the_guest_down() {
-    require_linux_boot!();
+    require!("linux-boot");
     let vm = VmConfig::new(harness(), "wait");
     let script = format!(
         r#"{SHELL_HELPERS}
@@ -152,7 +152,7 @@ exit $status
 
 #[test]
 fn corrupt_kernel_images_are_refused_with_an_error() {
-    require_linux_boot!();
+    require!("linux-boot");
     for bad in ["corrupt-random.vmlinux", "corrupt-truncated.vmlinux"] {
         let path = harness().payload().join("guest").join(bad);
         let vm = VmConfig::new(harness(), "reboot").kernel(&path.to_string_lossy());

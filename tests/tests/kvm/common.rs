@@ -35,14 +35,20 @@ pub fn expect(outcome: &Outcome, needle: &str) {
     );
 }
 
-/// Returns early (the test passes, saying so) unless KVM_TESTS_LINUX_BOOT=1: the tests
-/// that boot Linux under the vmm are kept but switched off until the vmm boots Linux.
-macro_rules! require_linux_boot {
-    () => {
-        if !kvm_tests::vm::linux_boot_enabled() {
-            eprintln!("SKIPPED: boots Linux under the vmm; set KVM_TESTS_LINUX_BOOT=1 to run it");
-            return;
-        }
+/// Returns early (the test passes, saying it was skipped) unless every listed vmm
+/// capability is enabled in KVM_TESTS_ENABLE (see `kvm_tests::vm::enabled`): tests for
+/// what the vmm cannot do yet are kept but switched off.
+macro_rules! require {
+    ($($feature:literal),+) => {
+        $(
+            if !kvm_tests::vm::enabled($feature) {
+                eprintln!(
+                    "SKIPPED: needs vmm capability {:?}; add it to KVM_TESTS_ENABLE to run",
+                    $feature
+                );
+                return;
+            }
+        )+
     };
 }
-pub(crate) use require_linux_boot;
+pub(crate) use require;
