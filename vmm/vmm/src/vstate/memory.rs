@@ -1,7 +1,7 @@
 //! Guest RAM: one or two regions around the 32-bit MMIO gap, backed by anonymous memory.
 
 use super::layout::{MMIO_GAP_END, MMIO_GAP_START};
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 /// The guest memory type used across the vmm.
 pub type GuestMemory = GuestMemoryMmap<()>;
@@ -38,19 +38,31 @@ pub fn ram_ranges(mem_mib: usize) -> Result<Vec<(GuestAddress, usize)>, MemoryEr
     ])
 }
 
-/// Allocates guest memory of `mem_mib` MiB (pages are touched lazily).
+/// Allocates guest memory of `mem_mib` MiB (pages are touched lazily). The mappings are
+/// excluded from core dumps (which also keeps them apart from neighbouring mappings in
+/// /proc/PID/smaps, flag `dd`).
 pub fn create_guest_memory(mem_mib: usize) -> Result<GuestMemory, MemoryError> {
     let ranges = ram_ranges(mem_mib)?;
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Allocate {
+    let mem = GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Allocate {
         mib: mem_mib,
         source,
-    })
+    })?;
+    for r in mem.iter() {
+        if let Ok(host) = r.get_host_address(vm_memory::MemoryRegionAddress(0)) {
+            // SAFETY: the range is exactly one live mapping owned by `mem`; MADV_DONTDUMP
+            // only changes how the kernel dumps it.
+            let rc = unsafe { libc::madvise(host.cast(), r.len() as usize, libc::MADV_DONTDUMP) };
+            if rc != 0 {
+                tracing::debug!("madvise(MADV_DONTDUMP) on guest memory failed");
+            }
+        }
+    }
+    Ok(mem)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vm_memory::GuestMemoryBackend;
 
     #[test]
     fn small_guest_is_one_region() {
