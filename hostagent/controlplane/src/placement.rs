@@ -147,11 +147,10 @@ impl Placement {
 
     fn best_in(set: &BTreeSet<Key>, cpu: u32, memory: u32) -> Result<Key, NoCapacity> {
         let mut start = (cpu, memory, 0);
-        let mut cpu_fits = false;
+        let cpu_fits = set.range((cpu, 0, 0)..).next().is_some();
         // `start` strictly increases, so this ends after at most one step per
         // distinct free-CPU value.
         while let Some(&k) = set.range(start..).next() {
-            cpu_fits = true;
             if k.1 >= memory {
                 return Ok(k);
             }
@@ -223,6 +222,9 @@ mod tests {
         let mut p = cell(&[("a", "z1", 4096, 2048)]);
         assert_eq!(p.place(8192, 1024, None), Err(NoCapacity::Cpu));
         assert_eq!(p.place(1024, 4096, None), Err(NoCapacity::Memory));
+        // CPU fits only in the group whose memory is short.
+        let mut p = cell(&[("a", "z1", 1024, 1024)]);
+        assert_eq!(p.place(1024, 2048, None), Err(NoCapacity::Memory));
         // A host with more free CPU but little memory is skipped for one that fits.
         let mut p = cell(&[("a", "z1", 4096, 512), ("b", "z1", 1024, 4096)]);
         assert_eq!(p.place(512, 1024, None).unwrap(), "b");
