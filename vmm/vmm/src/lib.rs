@@ -4,7 +4,7 @@
 //! [`config`] Firecracker JSON types; [`controller`] state machine; [`builder`] VM assembly;
 //! [`vstate`] KVM VM, vCPUs, CPUID, registers, memory layout; [`boot`] Linux loading, zero
 //! page, MP table; [`devices`] serial, i8042, boot timer, buses, virtio-mmio registration;
-//! [`logger`] and [`metrics`].
+//! [`logger`], [`metrics`] and [`signals`].
 
 pub mod api;
 pub mod boot;
@@ -16,4 +16,5 @@ pub mod devices;
 pub mod logger;
 pub mod metrics;
 pub mod run;
+pub mod signals;
 pub mod vstate;

@@ -82,6 +82,12 @@ pub fn run(cli: Cli) -> i32 {
         Err(e) => return fail(&format!("cannot create the event loop: {e:?}")),
     };
     em.add_subscriber(Arc::new(Mutex::new(ExitWatch(exit.clone()))));
+    match crate::signals::SignalWatch::new(exit.clone()) {
+        Ok(w) => {
+            em.add_subscriber(Arc::new(Mutex::new(w)));
+        }
+        Err(e) => tracing::warn!("termination signals not handled: {e}"),
+    }
     match TimerFd::new().and_then(|mut t| {
         let p = Duration::from_secs(cli.metrics_interval.max(1));
         t.reset(p, Some(p)).map(|_| t)

@@ -316,3 +316,19 @@ fn config_file_errors_exit_nonzero_with_a_message() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn sigterm_exits_cleanly_removing_the_socket_and_flushing_metrics() {
+    let dir = scratch("sigterm");
+    let metrics = dir.join("m.json");
+    let (mut vmm, sock) = spawn_api(&dir, &["--metrics-path", metrics.to_str().unwrap()]);
+    assert_eq!(request(&sock, "GET", "/", None).0, 200);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(vmm.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(wait_exit(&mut vmm.0, Duration::from_secs(10)), Some(0));
+    assert!(!sock.exists(), "API socket left behind");
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["api"]["requests"].as_u64(), Some(1));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -110,6 +110,37 @@ mod tests {
     }
 
     #[test]
+    fn openapi_documents_every_route() {
+        let doc = include_str!("../../api/openapi.yaml");
+        for path in [
+            "/:",
+            "/version:",
+            "/machine-config:",
+            "/boot-source:",
+            "/actions:",
+            "/logger:",
+            "/metrics:",
+        ] {
+            assert!(
+                doc.contains(&format!("\n  {path}\n")),
+                "{path} missing from openapi.yaml"
+            );
+            let method_path = path.trim_end_matches(':');
+            let m = if method_path == "/" || method_path == "/version" {
+                "GET"
+            } else {
+                "PUT"
+            };
+            assert!(
+                !matches!(parse(m, method_path, b"{}"), Err(e) if e.contains("invalid request"))
+            );
+        }
+        for action in ["InstanceStart", "SendCtrlAltDel", "FlushMetrics"] {
+            assert!(doc.contains(action));
+        }
+    }
+
+    #[test]
     fn errors_say_what_is_wrong() {
         assert!(parse("PUT", "/boot-source", b"{not json")
             .unwrap_err()
