@@ -130,7 +130,7 @@ impl Harness {
         let n = self.next_scratch.fetch_add(1, Ordering::Relaxed);
         let scratch = self.work.join(format!("scratch.{n}"));
         fs::create_dir_all(&scratch).map_err(|e| format!("cannot create scratch: {e}"))?;
-        let out_path = scratch.with_extension("out");
+        let out_path = self.work.join(format!("scratch.{n}.out"));
         let out = File::create(&out_path).map_err(|e| format!("cannot create output: {e}"))?;
         let err = out
             .try_clone()

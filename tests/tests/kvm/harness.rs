@@ -54,3 +54,23 @@ fn a_scenario_that_overruns_its_timeout_is_killed() {
         "the scenario was not killed at its timeout"
     );
 }
+
+#[test]
+fn concurrent_scenarios_keep_their_own_status_and_output() {
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let o = run(
+                    &format!("echo begin-{i}; sleep 1; echo end-{i}; exit {i}"),
+                    120,
+                );
+                (i, o)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (i, o) = t.join().expect("scenario thread");
+        assert_eq!(o.status, i, "{o:?}");
+        assert_eq!(o.output, format!("begin-{i}\nend-{i}\n"), "{o:?}");
+    }
+}
