@@ -288,6 +288,35 @@ mod tests {
         assert_eq!(c.boot_source.kernel_image_path, "vmlinux.bin");
     }
 
+    /// The full shape of Firecracker's documented example (every section, nulls included).
+    const FIRECRACKER_FULL: &str = r#"{
+      "boot-source": {"kernel_image_path": "vmlinux.bin",
+                      "boot_args": "console=ttyS0 reboot=k panic=1 pci=off",
+                      "initrd_path": null},
+      "drives": DRIVES,
+      "machine-config": {"vcpu_count": 2, "mem_size_mib": 1024, "smt": false,
+                         "track_dirty_pages": false, "huge_pages": "None"},
+      "cpu-config": null, "balloon": null, "network-interfaces": [], "vsock": null,
+      "logger": {"log_path": "fc.log", "level": "Info", "show_level": true,
+                 "show_log_origin": false},
+      "metrics": null, "mmds-config": null, "entropy": null
+    }"#;
+
+    #[test]
+    fn firecracker_full_example_with_and_without_drives() {
+        let c = VmConfigFile::parse(&FIRECRACKER_FULL.replace("DRIVES", "[]")).unwrap();
+        assert_eq!(
+            c.machine_config.unwrap().huge_pages.as_deref(),
+            Some("None")
+        );
+        assert_eq!(c.logger.unwrap().level.as_deref(), Some("Info"));
+        let drives = r#"[{"drive_id": "rootfs", "path_on_host": "bionic.rootfs.ext4",
+            "is_root_device": true, "partuuid": null, "is_read_only": false,
+            "cache_type": "Unsafe", "io_engine": "Sync", "rate_limiter": null}]"#;
+        let e = VmConfigFile::parse(&FIRECRACKER_FULL.replace("DRIVES", drives)).unwrap_err();
+        assert!(e.contains("\"drives\" is not supported"), "{e}");
+    }
+
     #[test]
     fn config_file_unsupported_and_unknown_sections() {
         let drives = r#"{"boot-source": {"kernel_image_path": "k"},
