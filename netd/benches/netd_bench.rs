@@ -116,6 +116,13 @@ fn main() {
             sg_rules.push(t0.elapsed());
         }
         report("SG rule change (PUT /v1/security-groups)", &mut sg_rules);
+        // kill -9 and restart: reconcile every ENI and re-apply the whole table at once.
+        env.kill9();
+        let t0 = Instant::now();
+        env.start();
+        let mut restart = vec![t0.elapsed()];
+        report("restart (kill -9; reconcile; API up)", &mut restart);
+        let c = env.client();
         let mut delete = Vec::with_capacity(n);
         for i in 0..n {
             let t0 = Instant::now();
