@@ -26,8 +26,8 @@ pub fn save(path: &Path, state: &State) -> Result<()> {
         .unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = path.with_extension("json.tmp");
-    let bytes = serde_json::to_vec(state)
-        .map_err(|e| Error::Invalid(format!("serializing state: {e}")))?;
+    let bytes =
+        serde_json::to_vec(state).map_err(|e| Error::Invalid(format!("serializing state: {e}")))?;
     {
         let mut f = File::create(&tmp)?;
         f.write_all(&bytes)?;
