@@ -691,3 +691,27 @@ fn uplink_masquerade_public_ip_and_host_policy() {
     assert!(ok1, "allowed host port blocked");
     assert!(!ok2, "host port not in host_input.allow reachable");
 }
+
+#[test]
+fn sigterm_stops_cleanly_and_keeps_enis() {
+    let mut env = Env::new(&["svc"], 24);
+    env.start();
+    let rt = rt();
+    let c = env.client();
+    let t = rt.block_on(async {
+        c.create_task("keep", &req(vec![eni("svc", &[])]))
+            .await
+            .unwrap()
+    });
+    let st = env.terminate();
+    assert!(st.success(), "netd exited with {st}");
+    assert!(!env.socket.exists(), "socket left behind");
+    assert_eq!(
+        env.namespaces(),
+        vec![t.netns.clone()],
+        "ENIs must outlive netd"
+    );
+    assert!(env.host_links().contains(&t.enis[0].host_if));
+    env.start();
+    rt.block_on(async { assert_eq!(c.task("keep").await.unwrap(), t) });
+}
