@@ -151,7 +151,8 @@ def main():
         sh("ip", "addr", "add", f"{HOST_IP}/30", "dev", a.tap)
         sh("ip", "link", "set", a.tap, "up")
         sock = os.path.join(work, "api.sock")
-        vmm = subprocess.Popen([a.vmm, "--api-sock", sock], stdout=subprocess.PIPE, text=True)
+        vmm = subprocess.Popen([a.vmm, "--api-sock", sock], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, text=True)
         for _ in range(100):
             if os.path.exists(sock):
                 break
