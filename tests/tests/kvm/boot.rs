@@ -1,7 +1,7 @@
 //! Issue 4: Linux guests boot under the vmm (config file and API), see all their vCPUs,
 //! get their kernel command line, shut down on Ctrl+Alt+Del, and bad kernels are refused.
 
-use super::common::{expect, harness, require, run, BOOT_SECS};
+use super::common::{expect, harness, require, require_kernel_config_kernel, run, BOOT_SECS};
 use kvm_tests::vm::{shell_quote, Drive, SHELL_HELPERS};
 use kvm_tests::VmConfig;
 use std::fs;
@@ -32,18 +32,12 @@ fn boot_timer_device_reports_the_guest_reaching_init() {
     expect(&o, " ms since InstanceStart");
 }
 
-/// Needs the vmm's virtio-blk device and a guest kernel with virtio-mmio built in (the
-/// kernel-config kernel; Debian's cloud kernel has it only as a module).
+/// Needs the vmm's virtio-blk device and a guest kernel with virtio-mmio built in.
 #[test]
 fn guest_boots_from_an_ext4_root_drive() {
     require!("linux-boot", "virtio-blk");
+    require_kernel_config_kernel("booting from a virtio-blk root drive");
     let h = harness();
-    assert_eq!(
-        h.kernel_origin(),
-        "kernel-config",
-        "booting from a virtio-blk root drive needs the kernel-config guest kernel \
-         (run kernel-config/build before the tests)"
-    );
     let id = fs::read_to_string(h.local_payload().join("guest/rootfs-id"))
         .expect("the payload has guest/rootfs-id");
     let vm = VmConfig::new(h, "reboot").no_initrd().drive(Drive {
@@ -63,6 +57,7 @@ fn guest_boots_from_an_ext4_root_drive() {
 }
 
 fn boots_with_vcpus(n: u32) {
+    require_kernel_config_kernel("SMP without ACPI (MP table)");
     let vm = VmConfig::new(harness(), "reboot").vcpus(n);
     let o = run(
         &vm.script_run_config_file("vm.json", BOOT_SECS),

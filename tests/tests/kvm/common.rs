@@ -14,6 +14,18 @@ pub fn harness() -> &'static Harness {
     }
 }
 
+/// Fails unless the payload's guest kernel is the kernel-config one: Debian's cloud
+/// kernel (the fallback) has virtio-mmio only as a module and no MP-table parsing
+/// (`# CONFIG_X86_MPPARSE is not set`: without ACPI it sees one CPU).
+#[track_caller]
+pub fn require_kernel_config_kernel(why: &str) {
+    assert_eq!(
+        harness().kernel_origin(),
+        "kernel-config",
+        "{why} needs the kernel-config guest kernel (run kernel-config/build before the tests)"
+    );
+}
+
 /// Runs `script` with a timeout of `secs` and prints its output (shown on failure).
 pub fn run(script: &str, secs: u64) -> Outcome {
     let outcome = harness().run(script, Duration::from_secs(secs));
