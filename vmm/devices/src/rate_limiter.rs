@@ -94,7 +94,9 @@ impl TokenBucket {
             return Duration::ZERO;
         }
         let missing = u128::from(need - self.budget);
-        let ns = (missing * self.refill_ns).div_ceil(u128::from(self.size));
+        let ns = missing
+            .saturating_mul(self.refill_ns)
+            .div_ceil(u128::from(self.size));
         Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX)).max(Duration::from_micros(1))
     }
 
@@ -249,6 +251,17 @@ mod tests {
         assert_eq!(b.wait_for(250, t0), Duration::from_millis(250));
         // Larger than the bucket: wait for a full bucket.
         assert_eq!(b.wait_for(5000, t0), Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn absurd_configs_do_not_overflow() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(&cfg(u64::MAX, u64::MAX, u64::MAX), t0).unwrap();
+        b.take(u64::MAX);
+        b.take(u64::MAX);
+        assert!(b.wait_for(u64::MAX, t0) > Duration::from_secs(1));
+        // About one token per millisecond.
+        assert_eq!(b.available(t0 + Duration::from_secs(3600)), 3_600_000);
     }
 
     #[test]
