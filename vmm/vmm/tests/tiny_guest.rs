@@ -106,6 +106,22 @@ fn serial_output_then_i8042_reset_exits_zero() {
 }
 
 #[test]
+fn unhandled_port_read_returns_zero() {
+    if !kvm_available() {
+        eprintln!("skipped: no /dev/kvm");
+        return;
+    }
+    // mov dx, 0x1235; in al, dx; add al, '0'; mov dx, 0x3f8; out dx, al
+    let mut code = vec![
+        0x66, 0xba, 0x35, 0x12, 0xec, 0x04, b'0', 0x66, 0xba, 0xf8, 0x03, 0xee,
+    ];
+    code.extend_from_slice(RESET);
+    let (rc, out, log) = run_guest(&code, 1);
+    assert_eq!((rc, out.as_str()), (0, "0"));
+    assert!(log.seen("port read", 0x1235));
+}
+
+#[test]
 fn two_vcpus_only_the_bootstrap_processor_runs() {
     if !kvm_available() {
         eprintln!("skipped: no /dev/kvm");

@@ -103,7 +103,7 @@ impl Vcpu {
                 Ok(VcpuExit::IoIn(port, data)) => {
                     METRICS.vcpu_exits_io.fetch_add(1, Ordering::Relaxed);
                     if !buses.pio.read(u64::from(port), data) {
-                        data.fill(0xff);
+                        data.fill(0);
                         log.once("port read", u64::from(port), data.len());
                     }
                 }
@@ -116,7 +116,7 @@ impl Vcpu {
                 Ok(VcpuExit::MmioRead(addr, data)) => {
                     METRICS.vcpu_exits_mmio.fetch_add(1, Ordering::Relaxed);
                     if !buses.mmio.read(addr, data) {
-                        data.fill(0xff);
+                        data.fill(0);
                         log.once("mmio read", addr, data.len());
                     }
                 }
