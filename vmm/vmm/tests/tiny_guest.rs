@@ -41,8 +41,12 @@ fn kvm_available() -> bool {
 /// Runs `code` at 1 MiB in long mode on `vcpus` vCPUs (APs wait for INIT/SIPI); returns
 /// (exit code, serial output, unhandled-exit log).
 fn run_guest(code: &[u8], vcpus: u8) -> (i32, String, Arc<UnhandledLog>) {
+    run_guest_mem(code, vcpus, 16)
+}
+
+fn run_guest_mem(code: &[u8], vcpus: u8, mib: usize) -> (i32, String, Arc<UnhandledLog>) {
     let _ = vmm::logger::init(3, None);
-    let mem = create_guest_memory(16).unwrap();
+    let mem = create_guest_memory(mib).unwrap();
     mem.write_slice(code, GuestAddress(CODE)).unwrap();
     vmm::vstate::regs::write_boot_tables(&mem).unwrap();
     let vm = Vm::new(vcpus).unwrap();
@@ -119,6 +123,18 @@ fn unhandled_port_read_returns_zero() {
     let (rc, out, log) = run_guest(&code, 1);
     assert_eq!((rc, out.as_str()), (0, "0"));
     assert!(log.seen("port read", 0x1235));
+}
+
+#[test]
+fn guest_larger_than_the_gap_gets_two_memory_slots() {
+    if !kvm_available() {
+        eprintln!("skipped: no /dev/kvm");
+        return;
+    }
+    let mut code = out_bytes(0x3f8, b"big\n");
+    code.extend_from_slice(RESET);
+    let (rc, out, _) = run_guest_mem(&code, 1, 4096 + 512);
+    assert_eq!((rc, out.as_str()), (0, "big\n"));
 }
 
 #[test]
