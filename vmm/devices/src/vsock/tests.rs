@@ -285,3 +285,27 @@ fn invalid_cid_refused() {
     };
     assert!(matches!(Vsock::new(&cfg), Err(VsockError::InvalidCid(2))));
 }
+
+#[test]
+fn full_listener_backlog_refuses_instead_of_blocking() {
+    let mem = memory();
+    let mut g = Guest::new(&mem);
+    let path = std::path::PathBuf::from(format!("{}_8", g.uds.display()));
+    let _listener = UnixListener::bind(&path).unwrap();
+    // Fill the backlog of a listener that never accepts.
+    let mut held = Vec::new();
+    for _ in 0..10_000 {
+        match muxer::connect_nonblocking(&path) {
+            Ok(s) => held.push(s),
+            Err(e) => {
+                assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+                break;
+            }
+        }
+    }
+    assert!(held.len() < 10_000, "backlog never filled");
+    g.send(pkt(11, 8, op::REQUEST, 65536), &[]);
+    let got = g.recv();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.op, op::RST);
+}
