@@ -161,6 +161,16 @@ impl Controller {
         Ok(())
     }
 
+    /// `PUT /serial`: the guest console goes to a file or named pipe.
+    pub fn put_serial(&mut self, s: crate::config::SerialConfig) -> Result<(), Fault> {
+        self.ensure_not_started("changing the serial output")?;
+        if s.serial_out_path.is_empty() {
+            return Err(Fault("serial_out_path must not be empty".into()));
+        }
+        self.serial = SerialSink::Path(s.serial_out_path.into());
+        Ok(())
+    }
+
     /// `PUT /metrics`.
     pub fn put_metrics(&mut self, m: MetricsConfig) -> Result<(), Fault> {
         crate::metrics::init(std::path::Path::new(&m.metrics_path))?;

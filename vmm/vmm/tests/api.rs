@@ -162,15 +162,9 @@ fn api_boot_second_start_and_ctrl_alt_del() {
     .unwrap();
     let serial = dir.join("serial.out");
     let metrics = dir.join("metrics.json");
-    let (mut vmm, sock) = spawn_api(
-        &dir,
-        &[
-            "--serial-out",
-            serial.to_str().unwrap(),
-            "--metrics-path",
-            metrics.to_str().unwrap(),
-        ],
-    );
+    let (mut vmm, sock) = spawn_api(&dir, &["--metrics-path", metrics.to_str().unwrap()]);
+    let body = format!(r#"{{"serial_out_path": "{}"}}"#, serial.display());
+    assert_eq!(request(&sock, "PUT", "/serial", Some(&body)).0, 204);
     let body = format!(
         r#"{{"kernel_image_path": "{}", "boot_args": "console=ttyS0"}}"#,
         kernel.display()

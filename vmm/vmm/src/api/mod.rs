@@ -35,6 +35,7 @@ pub fn execute(c: &mut Controller, req: ApiRequest) -> Response {
         ApiRequest::PutLogger(l) => c.put_logger(l),
         ApiRequest::PutMetrics(m) => c.put_metrics(m),
         ApiRequest::Action(a) => c.action(a.action_type),
+        ApiRequest::PutSerial(s) => c.put_serial(s),
     };
     match r {
         Ok(()) => Response::no_content(),

@@ -2,6 +2,7 @@
 
 use crate::config::{
     BootSource, InstanceAction, LoggerConfig, MachineConfig, MachineConfigUpdate, MetricsConfig,
+    SerialConfig,
 };
 use serde::de::DeserializeOwned;
 
@@ -26,6 +27,8 @@ pub enum ApiRequest {
     PutMetrics(MetricsConfig),
     /// `PUT /actions`.
     Action(InstanceAction),
+    /// `PUT /serial`.
+    PutSerial(SerialConfig),
 }
 
 /// Endpoints Firecracker has that this vmm does not serve yet.
@@ -38,7 +41,6 @@ const NOT_YET: &[&str] = &[
     "mmds",
     "snapshot",
     "cpu-config",
-    "serial",
     "hotplug",
 ];
 
@@ -68,6 +70,7 @@ pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, String> {
         ("PUT", "/logger") => ApiRequest::PutLogger(body(b)?),
         ("PUT", "/metrics") => ApiRequest::PutMetrics(body(b)?),
         ("PUT", "/actions") => ApiRequest::Action(body(b)?),
+        ("PUT", "/serial") => ApiRequest::PutSerial(body(b)?),
         _ if NOT_YET.contains(&first) => {
             return Err(format!(
                 "{method} {path}: /{first} is not supported by this vmm yet"

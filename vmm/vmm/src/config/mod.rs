@@ -165,6 +165,14 @@ pub struct MetricsConfig {
     pub metrics_path: String,
 }
 
+/// `PUT /serial`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    /// File or named pipe for the guest console (instead of stdout).
+    pub serial_out_path: String,
+}
+
 /// `PUT /actions`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
