@@ -439,3 +439,31 @@ fn without_pivot_root_the_jail_is_moved_over_root() {
     assert_eq!(points, vec!["/"], "only the jail is reachable: {mounts}");
     assert_eq!(jail.finish().code(), Some(0));
 }
+
+#[test]
+fn cpuset_cgroup_is_usable() {
+    // A new cpuset cgroup needs cpus and mems (v1: inherited by the jailer) to be joined.
+    let version = version_with(&["cpuset"]).expect("no cpuset controller");
+    let jail = TestJail::new("cpuset");
+    let out = jail.run(
+        &[
+            "--cgroup-version",
+            version_arg(version),
+            "--cgroup",
+            "cpuset.cpus=0",
+        ],
+        &["exit", "0"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dir = cgroup_dir(version, "cpuset", &format!("{}/{}", jail.parent, jail.id));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("cpuset.cpus"))
+            .unwrap()
+            .trim(),
+        "0"
+    );
+    if version == CgroupVersion::V1 {
+        let mems = std::fs::read_to_string(dir.join("cpuset.mems")).unwrap();
+        assert!(!mems.trim().is_empty(), "mems inherited");
+    }
+}

@@ -31,7 +31,15 @@ pub fn probe() -> &'static Path {
         // Built under a private name, then renamed: test binaries may run in parallel.
         let tmp = dir.join(format!("{EXEC_NAME}.{}", std::process::id()));
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/jail-probe.rs");
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        // RUSTC if set, else the rustc next to the cargo running the tests, else PATH.
+        let rustc = std::env::var("RUSTC").ok().unwrap_or_else(|| {
+            std::env::var("CARGO")
+                .ok()
+                .map(|c| Path::new(&c).with_file_name("rustc"))
+                .filter(|p| p.exists())
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "rustc".into())
+        });
         let st = Command::new(rustc)
             .args([
                 "--edition",
