@@ -102,27 +102,24 @@ impl DeviceManager {
         Self::default()
     }
 
-    /// Places a virtio-mmio transport: next 4 KiB slot from 0xC000_1000 and next GSI from 5,
-    /// an irqfd for that GSI, the `virtio_mmio.device=` command-line entry, and its
-    /// event-loop subscriber (queue and backend fds). The device's queue-notify ioeventfds
-    /// are registered by the caller through the returned slot (`register_queue_notify`).
-    pub fn register_mmio_device(
-        &mut self,
-        vm: &VmFd,
-        device: SharedDevice,
-        subscriber: Option<Subscriber>,
-    ) -> Result<MmioSlot, DeviceError> {
+    fn next_slot(&self) -> Result<(u64, u32), DeviceError> {
         let irq = VIRTIO_IRQ_FIRST + self.next_virtio;
         if irq > VIRTIO_IRQ_LAST {
             return Err(DeviceError::NoSlot);
         }
-        let base = VIRTIO_MMIO_START + u64::from(self.next_virtio) * VIRTIO_MMIO_SIZE;
-        let irq_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
-        vm.register_irqfd(&irq_evt, irq)
-            .map_err(|source| DeviceError::Kvm {
-                what: "IRQFD",
-                source,
-            })?;
+        Ok((
+            VIRTIO_MMIO_START + u64::from(self.next_virtio) * VIRTIO_MMIO_SIZE,
+            irq,
+        ))
+    }
+
+    fn place(
+        &mut self,
+        device: SharedDevice,
+        base: u64,
+        irq: u32,
+        subscriber: Option<Subscriber>,
+    ) -> Result<(), DeviceError> {
         self.mmio.insert(device, base, VIRTIO_MMIO_SIZE)?;
         self.cmdline
             .push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
@@ -130,6 +127,53 @@ impl DeviceManager {
             self.subscribers.push(s);
         }
         self.next_virtio += 1;
+        Ok(())
+    }
+
+    /// Places a virtio-mmio transport that owns its interrupt and queue eventfds (the
+    /// `vmm_devices::transport::MmioTransport` way): next 4 KiB slot from 0xC000_1000 and
+    /// next GSI from 5; `irq_evt` becomes the KVM irqfd of that GSI; queue `i`'s eventfd an
+    /// ioeventfd on `base + 0x50` matching a 4-byte write of `i`; the transport goes on the
+    /// MMIO bus; `virtio_mmio.device=4K@<base>:<gsi>` goes on the kernel command line; the
+    /// subscriber (the device: queue, tap, socket events) goes to the event loop when the VM
+    /// starts. Returns (base, gsi).
+    pub fn register_virtio_mmio(
+        &mut self,
+        vm: &VmFd,
+        transport: SharedDevice,
+        irq_evt: &EventFd,
+        queue_evts: &[EventFd],
+        subscriber: Option<Subscriber>,
+    ) -> Result<(u64, u32), DeviceError> {
+        let (base, irq) = self.next_slot()?;
+        let kvm = |what| move |source| DeviceError::Kvm { what, source };
+        vm.register_irqfd(irq_evt, irq).map_err(kvm("IRQFD"))?;
+        let notify = IoEventAddress::Mmio(base + VIRTIO_MMIO_QUEUE_NOTIFY);
+        for (i, evt) in queue_evts.iter().enumerate() {
+            vm.register_ioevent(evt, &notify, i as u32)
+                .map_err(kvm("IOEVENTFD"))?;
+        }
+        self.place(transport, base, irq, subscriber)?;
+        Ok((base, irq))
+    }
+
+    /// Like [`Self::register_virtio_mmio`] for a device without eventfds of its own: creates
+    /// the irqfd eventfd and returns it in the slot; queue notifications are registered
+    /// afterwards with [`MmioSlot::register_queue_notify`].
+    pub fn register_mmio_device(
+        &mut self,
+        vm: &VmFd,
+        device: SharedDevice,
+        subscriber: Option<Subscriber>,
+    ) -> Result<MmioSlot, DeviceError> {
+        let (base, irq) = self.next_slot()?;
+        let irq_evt = EventFd::new(libc::EFD_NONBLOCK).map_err(DeviceError::EventFd)?;
+        vm.register_irqfd(&irq_evt, irq)
+            .map_err(|source| DeviceError::Kvm {
+                what: "IRQFD",
+                source,
+            })?;
+        self.place(device, base, irq, subscriber)?;
         Ok(MmioSlot { base, irq, irq_evt })
     }
 
