@@ -192,7 +192,8 @@ fn unhandled_port_write_is_ignored() {
 }
 
 /// A stand-in virtio-mmio transport: records register writes.
-struct Recorder(Arc<Mutex<Vec<(u64, Vec<u8>)>>>);
+type Writes = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+struct Recorder(Writes);
 impl vmm_devices::bus::BusDevice for Recorder {
     fn read(&mut self, _offset: u64, data: &mut [u8]) {
         data.fill(0);
