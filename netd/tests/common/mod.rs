@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use netd::model::Task;
+use netd::client::ClientError;
+use netd::model::{CreateTaskRequest, EniRequest, Protocol, Rule, SecurityGroupSpec, Task};
 use netd::Client;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -376,4 +377,60 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+// ---- request builders shared by the test files ----
+
+pub fn eni(subnet: &str, groups: &[&str]) -> EniRequest {
+    EniRequest {
+        subnet: subnet.into(),
+        security_groups: groups.iter().map(|s| s.to_string()).collect(),
+        public_ip: None,
+    }
+}
+
+pub fn req(enis: Vec<EniRequest>) -> CreateTaskRequest {
+    CreateTaskRequest {
+        enis,
+        tap_uid: None,
+        tap_gid: None,
+    }
+}
+
+pub fn rule(
+    protocol: Protocol,
+    ports: Option<(u16, u16)>,
+    cidr: Option<&str>,
+    group: Option<&str>,
+) -> Rule {
+    Rule {
+        protocol,
+        from_port: ports.map(|p| p.0),
+        to_port: ports.map(|p| p.1),
+        cidr: cidr.map(|c| c.parse().unwrap()),
+        group: group.map(String::from),
+    }
+}
+
+pub fn spec(ingress: Vec<Rule>, egress: Vec<Rule>) -> SecurityGroupSpec {
+    SecurityGroupSpec { ingress, egress }
+}
+
+pub fn egress_all() -> Vec<Rule> {
+    vec![rule(Protocol::All, None, Some("0.0.0.0/0"), None)]
+}
+
+pub fn ip(t: &Task, i: usize) -> Ipv4Addr {
+    t.enis[i].ip
+}
+
+pub fn api_status<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String) {
+    match r {
+        Err(ClientError::Api { status, code, .. }) => (status, code),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+pub async fn put(c: &Client, name: &str, s: SecurityGroupSpec) {
+    c.put_group(name, &s).await.unwrap();
 }
