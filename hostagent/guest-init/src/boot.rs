@@ -81,6 +81,37 @@ pub fn early_mounts() -> Result<(), String> {
     Ok(())
 }
 
+/// Makes sure fds 0-2 are open (the kernel leaves them closed when it could not open
+/// /dev/console), so that no socket or pipe ends up as a child's stdio by accident.
+pub fn ensure_stdio() {
+    for fd in 0..3 {
+        // SAFETY: F_GETFD only queries the fd table.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        let f = fs::OpenOptions::new()
+            .read(fd == 0)
+            .write(fd != 0)
+            .open("/dev/console")
+            .or_else(|_| {
+                fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open("/dev/null")
+            });
+        if let Ok(f) = f {
+            let raw = std::os::fd::IntoRawFd::into_raw_fd(f);
+            if raw != fd {
+                // SAFETY: duplicating an fd we own onto a closed slot, then closing ours.
+                unsafe {
+                    libc::dup2(raw, fd);
+                    libc::close(raw);
+                }
+            }
+        }
+    }
+}
+
 /// Sets the wall clock (a microVM has no battery-backed clock).
 pub fn set_clock(ms: u64) -> Result<(), String> {
     let ts = nix::sys::time::TimeSpec::new((ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64);

@@ -142,7 +142,9 @@ fn boot_main(connect: &str) -> ! {
         eprintln!("guest-init: panic: {p}");
         boot::power_off();
     }));
-    if let Err(e) = boot::early_mounts() {
+    let mounted = boot::early_mounts();
+    boot::ensure_stdio();
+    if let Err(e) = mounted {
         eprintln!("guest-init: {e}");
         boot::power_off();
     }

@@ -68,6 +68,11 @@ fn rand_suffix() -> u128 {
         .as_nanos()
 }
 
+/// The binary under test: `GUEST_INIT_BIN` (e.g. the static release build) or this build's.
+fn guest_init_bin() -> String {
+    std::env::var("GUEST_INIT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_guest-init").to_string())
+}
+
 /// Starts `guest-init run` in new mount + network namespaces, connected back to us.
 fn start_guest() -> Guest {
     start_guest_with("true")
@@ -92,7 +97,7 @@ fn start_guest_with(setup: &str) -> Guest {
         "-c",
     ])
     .arg(format!("{setup} && exec \"$0\" \"$@\""))
-    .arg(env!("CARGO_BIN_EXE_guest-init"))
+    .arg(guest_init_bin())
     .arg("run")
     .arg(format!("--connect=unix:{}", listener.path().display()))
     .arg(format!("--state-dir={}", state.display()))
