@@ -18,86 +18,15 @@ use tokio::io::AsyncWriteExt;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model::{Eni, Protocol, Rule, SecurityGroup, State};
+use crate::model::{Eni, SecurityGroup, State};
+
+mod expr;
+use expr::*;
 
 /// A transaction under construction for one table.
 pub struct Tx {
     table: String,
     cmds: Vec<Value>,
-}
-
-fn eni_chain(eni: &Eni, dir: &str) -> String {
-    format!("{}_{dir}", eni.id.replace('-', "_"))
-}
-fn sg_chain(name: &str, dir: &str) -> String {
-    format!("sg_{name}_{dir}")
-}
-fn sg_set(name: &str) -> String {
-    format!("sg_{name}")
-}
-fn accept() -> Value {
-    json!({"accept": null})
-}
-fn drop_() -> Value {
-    json!({"drop": null})
-}
-fn m(op: &str, left: Value, right: Value) -> Value {
-    json!({"match": {"op": op, "left": left, "right": right}})
-}
-fn meta(key: &str) -> Value {
-    json!({"meta": {"key": key}})
-}
-fn payload(proto: &str, field: &str) -> Value {
-    json!({"payload": {"protocol": proto, "field": field}})
-}
-fn ct_established() -> Value {
-    m(
-        "in",
-        json!({"ct": {"key": "state"}}),
-        json!(["established", "related"]),
-    )
-}
-fn jump(target: &str) -> Value {
-    json!({"jump": {"target": target}})
-}
-
-/// The match expressions + accept for one rule; `peer_field` is `saddr` or `daddr`.
-fn rule_exprs(r: &Rule, peer_field: &str) -> Vec<Value> {
-    let mut e = Vec::new();
-    let l4 = match r.protocol {
-        Protocol::Tcp => Some("tcp"),
-        Protocol::Udp => Some("udp"),
-        Protocol::Icmp => Some("icmp"),
-        Protocol::All => None,
-    };
-    e.push(m("==", meta("nfproto"), json!("ipv4")));
-    if let Some(p) = l4 {
-        e.push(m("==", meta("l4proto"), json!(p)));
-    }
-    if let (Some((f, t)), Some(p)) = (r.ports(), l4) {
-        let right = if f == t {
-            json!(f)
-        } else {
-            json!({"range": [f, t]})
-        };
-        e.push(m("==", payload(p, "dport"), right));
-    }
-    if let Some(net) = r.cidr {
-        if net.prefix_len() > 0 {
-            let right =
-                json!({"prefix": {"addr": net.network().to_string(), "len": net.prefix_len()}});
-            e.push(m("==", payload("ip", peer_field), right));
-        }
-    }
-    if let Some(g) = &r.group {
-        e.push(m(
-            "==",
-            payload("ip", peer_field),
-            json!(format!("@{}", sg_set(g))),
-        ));
-    }
-    e.push(accept());
-    e
 }
 
 impl Tx {
