@@ -213,8 +213,16 @@ pub fn boot_marker() {
 /// has no ACPI to power off through, so a power-off would just halt the vCPUs, while a
 /// reboot (with `reboot=k` on the kernel command line) resets through the i8042 controller,
 /// which makes the vmm exit cleanly.
+///
+/// Only PID 1 resets: `guest-init boot` run as an ordinary process just exits. (PID 1 of a
+/// child PID namespace, as in the tests, only ends its namespace: the kernel turns reboot()
+/// there into SIGHUP for the namespace's init.)
 pub fn power_off() -> ! {
     nix::unistd::sync();
+    if std::process::id() != 1 {
+        log("not PID 1: exiting instead of resetting");
+        std::process::exit(0);
+    }
     let e = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     log(&format!("reboot failed: {e:?}"));
     loop {

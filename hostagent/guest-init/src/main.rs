@@ -39,6 +39,10 @@ enum Cmd {
         /// Control endpoint: vsock:CID:PORT or unix:PATH.
         #[arg(long, default_value_t = format!("vsock:{HOST_CID}:{CONTROL_PORT}"))]
         connect: String,
+        /// Do not write the boot-timer device through /dev/mem (outside a VM: never poke
+        /// host physical memory).
+        #[arg(long)]
+        no_boot_marker: bool,
     },
     /// Run one task session outside a VM (tests): paths instead of devices.
     Run {
@@ -71,7 +75,9 @@ fn self_exe() -> PathBuf {
 }
 
 /// The VM's guest-wide setup.
-struct Vm;
+struct Vm {
+    boot_marker: bool,
+}
 
 impl Host for Vm {
     fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), String> {
@@ -102,7 +108,11 @@ impl Host for Vm {
     }
 
     fn first_container_started(&mut self) -> Box<dyn FnOnce()> {
-        Box::new(boot::boot_marker)
+        if self.boot_marker {
+            Box::new(boot::boot_marker)
+        } else {
+            Box::new(|| {})
+        }
     }
 }
 
@@ -137,7 +147,7 @@ impl Host for Local {
 }
 
 /// PID 1: never returns.
-fn boot_main(connect: &str) -> ! {
+fn boot_main(connect: &str, boot_marker: bool) -> ! {
     std::panic::set_hook(Box::new(|p| {
         eprintln!("guest-init: panic: {p}");
         boot::power_off();
@@ -161,7 +171,7 @@ fn boot_main(connect: &str) -> ! {
                     default_hostname: "localhost".into(),
                     etc_files: vec![],
                 };
-                session::run(conn, cfg, &mut Vm)
+                session::run(conn, cfg, &mut Vm { boot_marker })
             }
         },
     };
@@ -177,12 +187,24 @@ fn main() -> ExitCode {
         };
         return ExitCode::from(runtime::shim::main(std::path::Path::new(cfg)).clamp(0, 255) as u8);
     }
-    if std::process::id() == 1 {
-        boot_main(&format!("vsock:{HOST_CID}:{CONTROL_PORT}"));
+    // The kernel passes unknown command-line words to init: as PID 1, anything but an
+    // explicit `boot` subcommand means "boot the VM with the defaults".
+    if std::process::id() == 1 && args.get(1).map(String::as_str) != Some("boot") {
+        boot_main(&format!("vsock:{HOST_CID}:{CONTROL_PORT}"), true);
     }
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Boot { connect } => boot_main(&connect),
+        Cmd::Boot {
+            connect,
+            no_boot_marker,
+        } => {
+            // It mounts over /proc, /dev, /run, /tmp...: never in someone else's namespaces.
+            if std::process::id() != 1 {
+                eprintln!("guest-init: boot must run as PID 1 (in the VM, or in a new PID and mount namespace)");
+                return ExitCode::from(2);
+            }
+            boot_main(&connect, !no_boot_marker)
+        }
         Cmd::Run {
             connect,
             state_dir,
