@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod api;
 pub mod cells;
+pub mod client;
 pub mod config;
 pub mod frontend;
 pub mod lifecycle;

@@ -33,6 +33,10 @@ pub struct App {
     pub scheduler_interval: Duration,
     /// Connection counter.
     pub next_conn: AtomicU64,
+    /// Agent messages handled (metric).
+    pub agent_messages: AtomicU64,
+    /// Hosts declared lost (metric).
+    pub hosts_lost: AtomicU64,
 }
 
 impl App {
@@ -55,6 +59,8 @@ impl App {
             heartbeat_timeout: cfg.heartbeat_timeout,
             scheduler_interval: cfg.scheduler_interval,
             next_conn: AtomicU64::new(1),
+            agent_messages: AtomicU64::new(0),
+            hosts_lost: AtomicU64::new(0),
         })
     }
 }
@@ -66,7 +72,19 @@ pub fn routes(app: Arc<App>) -> axum::Router {
         .route("/", post(frontend::ecs))
         .route(agent_proto::REGISTER_PATH, post(agent::register))
         .route(agent_proto::CHANNEL_PATH, get(agent::channel))
+        .route("/metrics", get(metrics))
         .with_state(app)
+}
+
+/// `GET /metrics`: counters as JSON (no tenant data).
+async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> String {
+    let connected: usize = app.router.cells.iter().map(|c| c.lock().agents.len()).sum();
+    serde_json::json!({
+        "agentMessages": app.agent_messages.load(Ordering::Relaxed),
+        "hostsLost": app.hosts_lost.load(Ordering::Relaxed),
+        "agentsConnected": connected,
+    })
+    .to_string()
 }
 
 /// Starts the per-cell background loops; they end when `stop` is set.
@@ -82,7 +100,10 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
                 let mut c = cell.lock();
-                crate::agent::heartbeat::sweep(&mut c, app.heartbeat_timeout, Instant::now());
+                let lost =
+                    crate::agent::heartbeat::sweep(&mut c, app.heartbeat_timeout, Instant::now());
+                app.hosts_lost
+                    .fetch_add(lost.len() as u64, Ordering::Relaxed);
                 if last_sched.elapsed() >= app.scheduler_interval {
                     last_sched = Instant::now();
                     if let Err(e) = crate::scheduler::reconcile(&mut c) {

@@ -171,6 +171,7 @@ async fn serve(app: Arc<App>, cell: Arc<Cell>, host: String, socket: WebSocket) 
             },
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
+                    app.agent_messages.fetch_add(1, Ordering::Relaxed);
                     let replies = handle(&mut cell.lock(), &host, t.as_str());
                     for m in &replies {
                         if sink.send(send(m)).await.is_err() { break }
