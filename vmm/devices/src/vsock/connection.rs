@@ -15,6 +15,9 @@ pub const CONN_BUF: u32 = 256 * 1024;
 /// Largest payload we put in one rx packet.
 pub const MAX_RX_PAYLOAD: usize = 64 * 1024;
 
+/// How long a host client's CONNECT waits for the guest to accept.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Connection state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -51,6 +54,8 @@ pub struct Connection {
     peer_fwd_cnt: Wrapping<u32>,
     host_eof: bool,
     peer_shut_send: bool,
+    /// Host-initiated: when to give up waiting for the guest's RESPONSE.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Connection {
@@ -71,6 +76,7 @@ impl Connection {
             peer_fwd_cnt: Wrapping(0),
             host_eof: false,
             peer_shut_send: false,
+            deadline: None,
         }
     }
 
@@ -86,6 +92,7 @@ impl Connection {
     /// bytes the client sent after its CONNECT line.
     pub fn host_initiated(stream: UnixStream, local: u32, peer: u32, stash: &[u8]) -> Self {
         let mut c = Connection::new(stream, local, peer, State::Connecting);
+        c.deadline = Some(std::time::Instant::now() + CONNECT_TIMEOUT);
         c.stash.extend(stash);
         c.pending.push_back((op::REQUEST, 0));
         c

@@ -29,6 +29,7 @@ const EV_TX: u32 = 1;
 const EV_EVQ: u32 = 2;
 const EV_LISTENER: u32 = 3;
 const EV_STREAM: u32 = 4;
+const EV_TIMER: u32 = 5;
 
 /// Configuration (the Firecracker `/vsock` body).
 #[derive(Debug, Clone)]
@@ -210,6 +211,7 @@ impl MutEventSubscriber for Vsock {
             Events::with_data(&self.queue_evts[TX], EV_TX, EventSet::IN),
             Events::with_data(&self.queue_evts[EVQ], EV_EVQ, EventSet::IN),
             Events::with_data_raw(self.muxer.listener_fd(), EV_LISTENER, EventSet::IN),
+            Events::with_data_raw(self.muxer.timer_fd(), EV_TIMER, EventSet::IN),
         ];
         for ev in evs {
             if let Err(e) = ops.add(ev) {
@@ -229,6 +231,7 @@ impl MutEventSubscriber for Vsock {
             EV_EVQ => consume_event(&self.queue_evts[EVQ], &self.metrics),
             EV_LISTENER => self.muxer.on_listener(),
             EV_STREAM => self.muxer.on_stream(events.fd()),
+            EV_TIMER => self.muxer.on_timer(),
             _ => {}
         }
         self.process_rx();

@@ -10,7 +10,11 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
-use super::connection::{Connection, State};
+use std::time::Instant;
+
+use vmm_sys_util::timerfd::TimerFd;
+
+use super::connection::{Connection, State, CONNECT_TIMEOUT};
 use super::packet::{op, Header, HOST_CID, TYPE_STREAM};
 
 /// Longest `CONNECT <port>\n` line accepted.
@@ -43,6 +47,7 @@ pub struct Muxer {
     replies: VecDeque<Header>,
     next_local_port: u32,
     rr: Option<Key>,
+    timer: TimerFd,
     /// Registration changes for the event loop to apply.
     pub fd_changes: FdChanges,
 }
@@ -62,6 +67,7 @@ impl Muxer {
             replies: VecDeque::new(),
             next_local_port: FIRST_LOCAL_PORT,
             rr: None,
+            timer: TimerFd::new()?,
             fd_changes: FdChanges::default(),
         })
     }
@@ -69,6 +75,59 @@ impl Muxer {
     /// The listener's fd (watch for readability).
     pub fn listener_fd(&self) -> RawFd {
         self.listener.as_raw_fd()
+    }
+
+    /// The connect-timeout timer's fd (watch for readability, then call `on_timer`).
+    pub fn timer_fd(&self) -> RawFd {
+        self.timer.as_raw_fd()
+    }
+
+    /// Drops host-initiated connections the guest did not accept in time: the host client
+    /// sees its socket closed, the guest an RST.
+    pub fn on_timer(&mut self) {
+        if let Err(e) = self.timer.wait() {
+            tracing::debug!("vsock: timer read: {e}");
+        }
+        let now = Instant::now();
+        let expired: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Connecting && c.deadline.is_some_and(|d| d <= now))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in expired {
+            self.replies.push_back(Header {
+                src_cid: HOST_CID,
+                dst_cid: self.guest_cid,
+                src_port: key.0,
+                dst_port: key.1,
+                type_: TYPE_STREAM,
+                op: op::RST,
+                ..Header::default()
+            });
+            self.remove(key);
+        }
+        self.arm_timer();
+    }
+
+    fn arm_timer(&mut self) {
+        let next = self
+            .conns
+            .values()
+            .filter(|c| c.state == State::Connecting)
+            .filter_map(|c| c.deadline)
+            .min();
+        let r = match next {
+            Some(d) => {
+                let wait = d.saturating_duration_since(Instant::now());
+                self.timer
+                    .reset(wait.max(std::time::Duration::from_millis(1)), None)
+            }
+            None => self.timer.clear(),
+        };
+        if let Err(e) = r {
+            tracing::warn!("vsock: cannot arm connect timer: {e}");
+        }
     }
 
     /// Number of live connections.
@@ -208,6 +267,11 @@ impl Muxer {
         let local = self.alloc_local_port(port);
         let c = Connection::host_initiated(s, local, port, &buf[nl + 1..]);
         self.insert(c);
+        if !self.timer.is_armed().unwrap_or(false) {
+            if let Err(e) = self.timer.reset(CONNECT_TIMEOUT, None) {
+                tracing::warn!("vsock: cannot arm connect timer: {e}");
+            }
+        }
     }
 
     fn alloc_local_port(&mut self, peer: u32) -> u32 {

@@ -309,3 +309,29 @@ fn full_listener_backlog_refuses_instead_of_blocking() {
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0.op, op::RST);
 }
+
+#[test]
+fn host_connect_times_out_when_guest_does_not_answer() {
+    let mem = memory();
+    let mut g = Guest::new(&mem);
+    let mut host = UnixStream::connect(&g.uds).unwrap();
+    host.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    host.write_all(b"CONNECT 4321\n").unwrap();
+    let got = g.recv();
+    assert_eq!(got[0].0.op, op::REQUEST);
+    let local = got[0].0.src_port;
+    // The guest never answers.
+    std::thread::sleep(connection::CONNECT_TIMEOUT + Duration::from_millis(200));
+    let got = g.recv();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.op, op::RST);
+    assert_eq!((got[0].0.src_port, got[0].0.dst_port), (local, 4321));
+    let mut rest = Vec::new();
+    assert_eq!(
+        host.read_to_end(&mut rest).unwrap(),
+        0,
+        "client sees EOF, no OK line"
+    );
+    assert_eq!(g.dev.lock().unwrap().connection_count(), 0);
+}
