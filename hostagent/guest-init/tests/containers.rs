@@ -270,8 +270,13 @@ fn http_server_shared_volume_dependencies_health_and_essential_exit() {
     });
     web.cpu = 256;
     web.memory_reservation = Some(64);
-    let mut client = container("client", &r, &["sh", "-c", "wget -q -O - http://127.0.0.1:8080/index.html; id -u; pwd; echo $GREETING; hostname; touch /www/x 2>/dev/null || echo volume-is-read-only; grep ^0:: /proc/self/cgroup >&2"]);
+    let mut client = container("client", &r, &["sh", "-c", "wget -q -O - http://127.0.0.1:8080/index.html; id -u; pwd; echo $GREETING; hostname; touch /www/x 2>/dev/null || echo volume-is-read-only; grep ^0:: /proc/self/cgroup >&2; ulimit -n"]);
     client.depends_on = dep("web", Condition::Healthy);
+    client.ulimits = vec![Ulimit {
+        name: "nofile".into(),
+        soft_limit: 777,
+        hard_limit: 888,
+    }];
     client.user = Some("nobody".into());
     client.working_directory = Some("/tmp".into());
     client
@@ -292,7 +297,8 @@ fn http_server_shared_volume_dependencies_health_and_essential_exit() {
         ],
     );
     trapper.depends_on = dep("writer", Condition::Start);
-    let mut last = container("last", &r, &["sh", "-c", "echo bye; exit 7"]);
+    let mut last = container("last", &r, &["echo bye; exit 7"]);
+    last.entry_point = vec!["sh".into(), "-c".into()];
     last.essential = true;
     last.depends_on = dep("client", Condition::Complete);
     let task = TaskSpec {
@@ -314,7 +320,8 @@ fn http_server_shared_volume_dependencies_health_and_essential_exit() {
         vec!["wrote", "from-the-image"]
     );
     assert_eq!(logs(&msgs, "writer", LogStream::Stderr), vec!["oops"]);
-    // The client read the writer's file through the web server; user, cwd, env, hostname.
+    // The client read the writer's file through the web server; user, cwd, env, hostname,
+    // read-only volume, ulimit.
     assert_eq!(
         logs(&msgs, "client", LogStream::Stdout),
         vec![
@@ -323,7 +330,8 @@ fn http_server_shared_volume_dependencies_health_and_essential_exit() {
             "/tmp",
             "hi-there",
             "task-host",
-            "volume-is-read-only"
+            "volume-is-read-only",
+            "777"
         ]
     );
     assert_eq!(
@@ -379,9 +387,22 @@ fn host_stop_sigterm_start_failures_and_unmet_dependencies() {
     let missing = container("missing", &r, &["/no/such/binary"]);
     let mut ghost = container("ghost", &r, &["true"]);
     ghost.user = Some("ghost".into());
+    let mut ro = container(
+        "ro",
+        &r,
+        &["sh", "-c", "touch /x 2>/dev/null || echo read-only-root"],
+    );
+    ro.readonly_root_filesystem = true;
+    let mut sick = container("sick", &r, &["sh", "-c", "while true; do sleep 0.1; done"]);
+    sick.stop_timeout = Some(1);
+    sick.health_check = Some(HealthCheck {
+        command: vec!["CMD".into(), "false".into()],
+        retries: Some(1),
+        ..Default::default()
+    });
     let task = TaskSpec {
         task_arn: "t2".into(),
-        containers: vec![main, failing, never, missing, ghost],
+        containers: vec![main, failing, never, missing, ghost, ro, sick],
         ..Default::default()
     };
     // Stop once main runs and every other container has settled.
@@ -389,8 +410,10 @@ fn host_stop_sigterm_start_failures_and_unmet_dependencies() {
         let stopped = |n: &str| {
             msgs.iter().any(|m| matches!(m, GuestMessage::ContainerStateChange { container, status: ContainerStatus::Stopped, .. } if container == n))
         };
+        let sick = msgs.iter().any(|m| matches!(m, GuestMessage::HealthChange { container, status: HealthStatus::Unhealthy, .. } if container == "sick"));
         logs(msgs, "main", LogStream::Stdout) == ["running"]
-            && ["failing", "never", "missing", "ghost"]
+            && sick
+            && ["failing", "never", "missing", "ghost", "ro"]
                 .iter()
                 .all(|n| stopped(n))
     };
@@ -427,6 +450,9 @@ fn host_stop_sigterm_start_failures_and_unmet_dependencies() {
         reason_of("ghost").contains("unable to find user ghost"),
         "{states:?}"
     );
+    assert_eq!(logs(&msgs, "ro", LogStream::Stdout), vec!["read-only-root"]);
+    // sick ignores SIGTERM (PID 1 without a handler): SIGKILL after its 1 s stopTimeout.
+    assert_eq!(exit_of(&states, "sick"), Some(137), "{states:?}");
 }
 
 #[test]
