@@ -62,6 +62,8 @@ pub fn connect_retry(ep: &Endpoint, patience: Duration) -> io::Result<File> {
     loop {
         match connect_once(ep) {
             Ok(f) => return Ok(f),
+            // No vsock in this kernel: waiting will not help.
+            Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => return Err(e),
             Err(e) if Instant::now() >= deadline => return Err(e),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
