@@ -126,3 +126,47 @@ pub trait StoreExt: Store {
 }
 
 impl<S: Store + ?Sized> StoreExt for S {}
+
+/// Behaviour every [`Store`] implementation must have; run by each
+/// implementation's tests (today SQLite; an etcd store would call it too).
+#[cfg(test)]
+pub fn conformance(s: &dyn Store) {
+    assert_eq!(s.get("t", "missing").unwrap(), None);
+    s.write(vec![
+        Write::put("t", "acct/b", &2).unwrap(),
+        Write::put("t", "acct/a", &1).unwrap(),
+        Write::put("t", "acct2/a", &3).unwrap(),
+        Write::put("u", "acct/a", &4).unwrap(),
+    ])
+    .unwrap();
+    // Ordered prefix scans, tables apart, prefix is a string prefix.
+    let keys: Vec<String> = s
+        .scan("t", "acct/")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec!["acct/a", "acct/b"]);
+    assert_eq!(s.scan("t", "acct").unwrap().len(), 3);
+    assert_eq!(s.scan("t", "").unwrap().len(), 3);
+    assert_eq!(s.get_json::<i32>("u", "acct/a").unwrap(), Some(4));
+    // Overwrite and delete in one batch.
+    s.write(vec![
+        Write::put("t", "acct/a", &10).unwrap(),
+        Write::Delete {
+            table: "t",
+            key: "acct/b".into(),
+        },
+        Write::Delete {
+            table: "t",
+            key: "never-there".into(),
+        },
+    ])
+    .unwrap();
+    assert_eq!(s.get_json::<i32>("t", "acct/a").unwrap(), Some(10));
+    assert_eq!(s.get("t", "acct/b").unwrap(), None);
+    // Keys with SQL/glob metacharacters are plain strings.
+    s.put_json("t", "x%_*/1", &5).unwrap();
+    assert_eq!(s.scan("t", "x%").unwrap().len(), 1);
+    assert_eq!(s.scan("t", "x_").unwrap().len(), 0);
+}

@@ -80,6 +80,13 @@ mod tests {
     use crate::store::StoreExt;
 
     #[test]
+    fn conforms() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("c.db")).unwrap();
+        crate::store::conformance(&s);
+    }
+
+    #[test]
     fn put_scan_delete_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.db");
