@@ -41,6 +41,7 @@ impl BlobCache {
         let root = root.into();
         std::fs::create_dir_all(root.join("blobs/sha256"))?;
         std::fs::create_dir_all(root.join("tmp"))?;
+        remove_stale_temps(&root.join("tmp"));
         Ok(BlobCache {
             root,
             locks: Mutex::new(HashMap::new()),
@@ -129,6 +130,23 @@ impl BlobCache {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         res
+    }
+}
+
+/// Removes temporary downloads left by processes that no longer run (a crash mid-pull).
+/// Names are `<what>.<pid>.<seq>.<nanos>` (see `unique_name`).
+fn remove_stale_temps(tmp: &Path) {
+    let Ok(rd) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let pid = name.rsplit('.').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive {
+            debug!(file = %name, "removing stale temporary download");
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
