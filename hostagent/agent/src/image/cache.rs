@@ -133,6 +133,28 @@ impl BlobCache {
     }
 }
 
+impl BlobCache {
+    /// Removes every cached blob whose digest is not in `keep` (the configs and layers of
+    /// the images still in use, see `PulledImage::digests`); returns (blobs, bytes) removed.
+    /// Call it when no pull is running: a blob removed under a running pull makes that
+    /// pull's unpack fail cleanly ("cached layer vanished").
+    pub fn prune(&self, keep: &std::collections::HashSet<Digest>) -> std::io::Result<(u64, u64)> {
+        let (mut n, mut bytes) = (0, 0);
+        for e in std::fs::read_dir(self.root.join("blobs/sha256"))? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let known = Digest::parse(&format!("sha256:{name}")).is_ok_and(|d| keep.contains(&d));
+            if !known {
+                let len = e.metadata().map_or(0, |m| m.len());
+                std::fs::remove_file(e.path())?;
+                n += 1;
+                bytes += len;
+            }
+        }
+        Ok((n, bytes))
+    }
+}
+
 /// Removes temporary downloads left by processes that no longer run (a crash mid-pull).
 /// Names are `<what>.<pid>.<seq>.<nanos>` (see `unique_name`).
 fn remove_stale_temps(tmp: &Path) {

@@ -96,6 +96,13 @@ pub struct PulledImage {
     pub layers: Vec<PulledLayer>,
 }
 
+impl PulledImage {
+    /// Digests of the blobs this image needs in the cache (config and layers).
+    pub fn digests(&self) -> impl Iterator<Item = &Digest> {
+        std::iter::once(&self.config_digest).chain(self.layers.iter().map(|l| &l.digest))
+    }
+}
+
 /// A built image root.
 #[derive(Debug, Clone)]
 pub struct ImageRoot {
