@@ -232,7 +232,8 @@ async fn clear_errors_and_nothing_left_behind() {
     .unwrap();
     let work = t.path().join("work");
     let out = t.path().join("out.ext4");
-    let dead = format!("127.0.0.1:{}", common::free_port());
+    // Port 1 (tcpmux) is privileged and unused: connections are refused.
+    let dead = "127.0.0.1:1".to_string();
     let cases = [
         (
             format!("{}/nosuch:v1", reg.addr),
