@@ -112,6 +112,52 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
+/// Some tools (umoci 0.4 among them) write layer tars that stop right after the last
+/// entry's data, without the block padding and the two zero blocks that end an archive.
+/// This reader supplies them at end of stream, so such layers unpack; the digests are
+/// computed on the real bytes (inside), so nothing unverified gets in: a stream cut in
+/// the middle of an entry still fails (the padding cannot complete its data).
+pub struct PadAtEof<R> {
+    /// The wrapped reader.
+    pub inner: R,
+    count: u64,
+    /// Zero bytes still to supply after EOF (`None`: inner not at EOF yet).
+    left: Option<u64>,
+    /// Zero bytes supplied after EOF.
+    pub padded: u64,
+}
+
+impl<R: Read> PadAtEof<R> {
+    /// Wraps `inner`.
+    pub fn new(inner: R) -> Self {
+        PadAtEof {
+            inner,
+            count: 0,
+            left: None,
+            padded: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for PadAtEof<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.count += n as u64;
+                return Ok(n);
+            }
+            self.left = Some((512 - self.count % 512) % 512 + 1024);
+        }
+        let left = self.left.unwrap_or(0);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        buf[..n].fill(0);
+        self.left = Some(left - n as u64);
+        self.padded += n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@
 
 mod cache;
 mod config;
+mod confine;
 mod digest;
 mod error;
 mod ext4;

@@ -4,8 +4,8 @@
 //! OCI whiteouts are applied: `.wh.<name>` deletes `<name>` from lower layers,
 //! `.wh..wh..opq` empties the directory of everything lower layers put there.
 
-use std::collections::{HashSet, VecDeque};
-use std::ffi::{CString, OsStr, OsString};
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -15,12 +15,12 @@ use std::path::{Path, PathBuf};
 use tar::EntryType;
 use tracing::{debug, warn};
 
-use super::digest::{Digest, HashingReader};
+use super::confine::{remove_any, resolve_dir, safe_components};
+use super::digest::{Digest, HashingReader, PadAtEof};
 use super::error::{ErrorKind, Failure};
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
-const MAX_SYMLINK_HOPS: u32 = 40;
 
 /// Running totals of an unpack, checked against the layer storage budget.
 #[derive(Debug, Clone, Default)]
@@ -92,49 +92,6 @@ pub fn unpack_layer(
     Ok(())
 }
 
-/// Some tools (umoci 0.4 among them) write layer tars that stop right after the last
-/// entry's data, without the block padding and the two zero blocks that end an archive.
-/// This reader supplies them at end of stream, so such layers unpack; the digests are
-/// computed on the real bytes (inside), so nothing unverified gets in: a stream cut in
-/// the middle of an entry still fails (the padding cannot complete its data).
-struct PadAtEof<R> {
-    inner: R,
-    count: u64,
-    /// Zero bytes still to supply after EOF (`None`: inner not at EOF yet).
-    left: Option<u64>,
-    padded: u64,
-}
-
-impl<R: Read> PadAtEof<R> {
-    fn new(inner: R) -> Self {
-        PadAtEof {
-            inner,
-            count: 0,
-            left: None,
-            padded: 0,
-        }
-    }
-}
-
-impl<R: Read> Read for PadAtEof<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left.is_none() {
-            let n = self.inner.read(buf)?;
-            if n > 0 || buf.is_empty() {
-                self.count += n as u64;
-                return Ok(n);
-            }
-            self.left = Some((512 - self.count % 512) % 512 + 1024);
-        }
-        let left = self.left.unwrap_or(0);
-        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        buf[..n].fill(0);
-        self.left = Some(left - n as u64);
-        self.padded += n as u64;
-        Ok(n)
-    }
-}
-
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
     while n < buf.len() {
@@ -156,106 +113,6 @@ fn bad_tar(e: io::Error) -> Failure {
 fn nix_geteuid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
-}
-
-/// Splits an archive path into safe components: `.` and empty parts dropped, a leading
-/// `/` ignored, `..` refused.
-pub(crate) fn safe_components(raw: &[u8]) -> Result<Vec<OsString>, Failure> {
-    let mut out = Vec::new();
-    for c in raw.split(|b| *b == b'/') {
-        match c {
-            b"" | b"." => {}
-            b".." => {
-                return Err(Failure::new(
-                    ErrorKind::BadContent,
-                    format!(
-                        "entry {:?} escapes the root ('..')",
-                        String::from_utf8_lossy(raw)
-                    ),
-                ))
-            }
-            _ if c.contains(&0) => {
-                return Err(Failure::new(ErrorKind::BadContent, "NUL in entry path"))
-            }
-            _ => out.push(OsStr::from_bytes(c).to_os_string()),
-        }
-    }
-    Ok(out)
-}
-
-/// Resolves `comps` to a directory inside `root`, following symlinks as if `root` were
-/// `/` (absolute targets restart at `root`, `..` stops at `root`). Missing directories are
-/// created (0755) when `create`; the resolved path is returned. A non-directory in the
-/// way is an error.
-pub(crate) fn resolve_dir(
-    root: &Path,
-    comps: &[OsString],
-    create: bool,
-    created: &mut HashSet<PathBuf>,
-) -> Result<PathBuf, Failure> {
-    let mut stack: Vec<OsString> = Vec::new();
-    let mut queue: VecDeque<OsString> = comps.iter().cloned().collect();
-    let mut hops = 0;
-    while let Some(c) = queue.pop_front() {
-        match c.as_bytes() {
-            b"" | b"." => continue,
-            b".." => {
-                stack.pop();
-                continue;
-            }
-            _ => {}
-        }
-        let mut p = root.to_path_buf();
-        p.extend(&stack);
-        p.push(&c);
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => stack.push(c),
-            Ok(m) if m.file_type().is_symlink() => {
-                hops += 1;
-                if hops > MAX_SYMLINK_HOPS {
-                    return Err(Failure::new(
-                        ErrorKind::BadContent,
-                        format!("too many symlinks resolving {}", p.display()),
-                    ));
-                }
-                let target = fs::read_link(&p).map_err(|e| Failure::io("readlink", e))?;
-                let t = target.as_os_str().as_bytes();
-                if t.starts_with(b"/") {
-                    stack.clear();
-                }
-                for part in t.split(|b| *b == b'/').rev() {
-                    queue.push_front(OsStr::from_bytes(part).to_os_string());
-                }
-            }
-            Ok(_) => {
-                return Err(Failure::new(
-                    ErrorKind::BadContent,
-                    format!("{} is not a directory", p.display()),
-                ))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                fs::create_dir(&p).map_err(|e| Failure::io(format!("mkdir {}", p.display()), e))?;
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o755))
-                    .map_err(|e| Failure::io("chmod", e))?;
-                created.insert(p);
-                stack.push(c);
-            }
-            Err(e) => return Err(Failure::io(format!("resolve {}", p.display()), e)),
-        }
-    }
-    let mut p = root.to_path_buf();
-    p.extend(&stack);
-    Ok(p)
-}
-
-/// Removes whatever is at `p` (a directory recursively; symlinks are not followed).
-fn remove_any(p: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(p),
-        Ok(_) => fs::remove_file(p),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 fn cstr(p: &Path) -> Result<CString, Failure> {
