@@ -223,3 +223,33 @@ fn unpacks_zstd_layers() {
     unpack_layer(&p, &root, Some(&Digest::of_bytes(&plain)), 1 << 20, &mut st).unwrap();
     assert_eq!(fs::read(root.join("z/file")).unwrap(), b"zstd data");
 }
+
+#[test]
+fn symlink_loops_and_files_in_the_way_are_errors() {
+    let (t, root) = setup();
+    let layer = tar_of(&[E::Sym("loop", "loop"), E::File("loop/x", b"x", 0o644)]);
+    let err = unpack(t.path(), &root, &layer, 1 << 20).unwrap_err();
+    assert!(err.reason.contains("too many symlinks"), "{}", err.reason);
+    let (t, root) = setup();
+    let layer = tar_of(&[E::File("f", b"x", 0o644), E::File("f/x", b"x", 0o644)]);
+    let err = unpack(t.path(), &root, &layer, 1 << 20).unwrap_err();
+    assert!(err.reason.contains("not a directory"), "{}", err.reason);
+    // A later directory entry replaces a lower file, and a file replaces a directory.
+    let (t, root) = setup();
+    unpack(
+        t.path(),
+        &root,
+        &tar_of(&[E::File("p", b"x", 0o644), E::File("d/in", b"x", 0o644)]),
+        1 << 20,
+    )
+    .unwrap();
+    unpack(
+        t.path(),
+        &root,
+        &tar_of(&[E::Dir("p/"), E::File("d", b"now a file", 0o644)]),
+        1 << 20,
+    )
+    .unwrap();
+    assert!(root.join("p").is_dir());
+    assert_eq!(fs::read(root.join("d")).unwrap(), b"now a file");
+}
