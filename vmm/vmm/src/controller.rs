@@ -7,9 +7,11 @@ use crate::config::{
     host_mem_mib, ActionType, BootSource, LoggerConfig, MachineConfig, MachineConfigUpdate,
     MetricsConfig, VmConfigFile, DEFAULT_BOOT_ARGS,
 };
+use crate::config::{Drive, DriveUpdate, Entropy, NetworkInterface, NetworkInterfaceUpdate, Vsock};
 use crate::devices::serial::SerialOut;
 use crate::devices::Subscriber;
 use crate::metrics::METRICS;
+use crate::virtio::VirtioDevices;
 use crate::vstate::exit::ExitNotifier;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -75,6 +77,7 @@ pub struct Controller {
     running: Option<RunningVm>,
     pending: Vec<Subscriber>,
     read_stdin: bool,
+    virtio: VirtioDevices,
 }
 
 impl Controller {
@@ -89,6 +92,7 @@ impl Controller {
             running: None,
             pending: Vec::new(),
             read_stdin,
+            virtio: VirtioDevices::default(),
         }
     }
 
@@ -177,6 +181,51 @@ impl Controller {
         Ok(())
     }
 
+    /// `PUT /drives/{id}` (before start).
+    pub fn put_drive(&mut self, id: &str, d: Drive) -> Result<(), Fault> {
+        self.ensure_not_started("PUT /drives")?;
+        self.virtio.put_drive(id, d)
+    }
+
+    /// `PATCH /drives/{id}` (running VM).
+    pub fn patch_drive(&mut self, id: &str, u: DriveUpdate) -> Result<(), Fault> {
+        self.ensure_started("PATCH /drives")?;
+        self.virtio.patch_drive(id, u)
+    }
+
+    /// `PUT /network-interfaces/{id}` (before start).
+    pub fn put_net(&mut self, id: &str, n: NetworkInterface) -> Result<(), Fault> {
+        self.ensure_not_started("PUT /network-interfaces")?;
+        self.virtio.put_net(id, n)
+    }
+
+    /// `PATCH /network-interfaces/{id}` (running VM).
+    pub fn patch_net(&mut self, id: &str, u: NetworkInterfaceUpdate) -> Result<(), Fault> {
+        self.ensure_started("PATCH /network-interfaces")?;
+        self.virtio.patch_net(id, u)
+    }
+
+    /// `PUT /vsock` (before start).
+    pub fn put_vsock(&mut self, v: Vsock) -> Result<(), Fault> {
+        self.ensure_not_started("PUT /vsock")?;
+        self.virtio.put_vsock(v)
+    }
+
+    /// `PUT /entropy` (before start).
+    pub fn put_entropy(&mut self, e: Entropy) -> Result<(), Fault> {
+        self.ensure_not_started("PUT /entropy")?;
+        self.virtio.put_entropy(e)
+    }
+
+    fn ensure_started(&self, what: &str) -> Result<(), Fault> {
+        if self.running.is_none() {
+            return Err(Fault(format!(
+                "{what} is only allowed on a running microVM (use PUT before InstanceStart)"
+            )));
+        }
+        Ok(())
+    }
+
     /// `PUT /actions`.
     pub fn action(&mut self, a: ActionType) -> Result<(), Fault> {
         match a {
@@ -218,19 +267,23 @@ impl Controller {
                 cmdline: boot
                     .boot_args
                     .unwrap_or_else(|| DEFAULT_BOOT_ARGS.to_string()),
-                extra_cmdline: Vec::new(),
+                extra_cmdline: self.virtio.root_cmdline(),
             },
         };
         let out = self.serial.open()?;
-        let vm = builder::build_and_start(&spec, out, &self.exit, t0, &mut |_, _, _| Ok(()))
-            .map_err(|e| Fault(format!("cannot start the microVM: {e}")))?;
+        let virtio = &self.virtio;
+        let vm = builder::build_and_start(&spec, out, &self.exit, t0, &mut |vm, mem, dm| {
+            virtio.attach(&vm.fd, mem, dm)
+        })
+        .map_err(|e| Fault(format!("cannot start the microVM: {e}")))?;
         METRICS
             .instance_start_ms
             .store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);
         tracing::info!(
-            "microVM started: {} vCPUs, {} MiB, in {} ms",
+            "microVM started: {} vCPUs, {} MiB, {} virtio devices, in {} ms",
             spec.vcpus,
             spec.mem_mib,
+            self.virtio.count(),
             t0.elapsed().as_millis()
         );
         if self.read_stdin {
@@ -255,12 +308,31 @@ impl Controller {
         if let Some(m) = c.machine_config {
             self.put_machine_config(m)?;
         }
+        for d in c.drives {
+            let id = d.drive_id.clone();
+            self.put_drive(&id, d)?;
+        }
+        for n in c.network_interfaces {
+            let id = n.iface_id.clone();
+            self.put_net(&id, n)?;
+        }
+        if let Some(v) = c.vsock {
+            self.put_vsock(v)?;
+        }
+        if let Some(e) = c.entropy {
+            self.put_entropy(e)?;
+        }
         self.put_boot_source(c.boot_source)
     }
 
     /// Subscribers that the event loop must add (taken once).
     pub fn take_subscribers(&mut self) -> Vec<Subscriber> {
         std::mem::take(&mut self.pending)
+    }
+
+    /// Cleans up what outlives the process otherwise (the vsock socket file).
+    pub fn shutdown(&mut self) {
+        self.virtio.remove_sockets();
     }
 
     /// Whether the microVM runs.

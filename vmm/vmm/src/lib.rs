@@ -4,6 +4,7 @@
 //! [`config`] Firecracker JSON types; [`controller`] state machine; [`builder`] VM assembly;
 //! [`vstate`] KVM VM, vCPUs, CPUID, registers, memory layout; [`boot`] Linux loading, zero
 //! page, MP table; [`devices`] serial, i8042, boot timer, buses, virtio-mmio registration;
+//! [`virtio`] the virtio devices (block, net, vsock, entropy) and their API;
 //! [`logger`], [`metrics`] and [`signals`].
 
 pub mod api;
@@ -17,4 +18,5 @@ pub mod logger;
 pub mod metrics;
 pub mod run;
 pub mod signals;
+pub mod virtio;
 pub mod vstate;

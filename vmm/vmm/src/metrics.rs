@@ -5,8 +5,9 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
+use vmm_devices::metrics::DeviceMetrics;
 
 /// Counters updated from every thread.
 #[derive(Default)]
@@ -49,6 +50,20 @@ pub static METRICS: Metrics = Metrics {
 
 static SINK: Mutex<Option<File>> = Mutex::new(None);
 
+type DeviceList = Vec<(String, Arc<DeviceMetrics>)>;
+
+/// Per-device counters of the attached virtio devices, by key (`block_<drive_id>`,
+/// `net_<iface_id>`, `vsock`, `entropy`).
+static DEVICES: Mutex<DeviceList> = Mutex::new(Vec::new());
+
+/// Adds a virtio device's counters to every metrics line (under `key`; a key registered
+/// again replaces the old counters).
+pub fn register_device(key: String, m: Arc<DeviceMetrics>) {
+    let mut d = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    d.retain(|(k, _)| *k != key);
+    d.push((key, m));
+}
+
 impl Metrics {
     /// The counters as one JSON object (with a UTC timestamp in ms).
     pub fn to_json(&self) -> serde_json::Value {
@@ -57,7 +72,7 @@ impl Metrics {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        serde_json::json!({
+        let mut v = serde_json::json!({
             "utc_timestamp_ms": ts,
             "api": {"requests": g(&self.api_requests), "errors": g(&self.api_errors)},
             "vcpu": {
@@ -69,7 +84,14 @@ impl Metrics {
             "serial": {"tx_bytes": g(&self.serial_tx_bytes), "rx_bytes": g(&self.serial_rx_bytes)},
             "boot_marker_ms": g(&self.boot_marker_ms),
             "instance_start_ms": g(&self.instance_start_ms),
-        })
+        });
+        let devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+        for (key, m) in devices.iter() {
+            if let Ok(snap) = serde_json::to_value(m.snapshot()) {
+                v[key.as_str()] = snap;
+            }
+        }
+        v
     }
 }
 
@@ -143,5 +165,9 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
             assert!(v["vcpu"]["exits_io"].is_u64());
         }
+        let m = Arc::new(DeviceMetrics::default());
+        DeviceMetrics::add(&m.bytes_to_guest, 4096);
+        register_device("block_test".into(), m);
+        assert_eq!(METRICS.to_json()["block_test"]["bytes_to_guest"], 4096);
     }
 }

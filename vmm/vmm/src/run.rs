@@ -132,6 +132,10 @@ pub fn run(cli: Cli) -> i32 {
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::stdin().lock().set_raw_mode().is_ok();
     let code = event_loop(&mut em, &controller, &exit);
+    controller
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .shutdown();
     cleanup(api_sock.as_deref(), raw);
     code
 }

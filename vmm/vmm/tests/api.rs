@@ -117,7 +117,7 @@ fn configuration_errors_are_400_with_a_message() {
     assert_eq!(st, 400);
     assert!(body.contains("/nonexistent/vmlinux"), "{body}");
 
-    let (st, body) = request(&sock, "PUT", "/drives/rootfs", Some("{}"));
+    let (st, body) = request(&sock, "PUT", "/balloon", Some("{}"));
     assert_eq!(st, 400);
     assert!(body.contains("not supported"), "{body}");
     let (st, _) = request(&sock, "GET", "/no-such-thing", None);
@@ -287,8 +287,8 @@ fn config_file_errors_exit_nonzero_with_a_message() {
     let cases = [
         ("{not json", "invalid config file"),
         (
-            r#"{"boot-source": {"kernel_image_path": "/nonexistent"}, "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]}"#,
-            "network-interfaces",
+            r#"{"boot-source": {"kernel_image_path": "/nonexistent"}, "balloon": {"amount_mib": 1}}"#,
+            "balloon",
         ),
         (
             r#"{"boot-source": {"kernel_image_path": "/nonexistent"}}"#,

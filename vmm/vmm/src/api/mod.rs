@@ -36,6 +36,12 @@ pub fn execute(c: &mut Controller, req: ApiRequest) -> Response {
         ApiRequest::PutMetrics(m) => c.put_metrics(m),
         ApiRequest::Action(a) => c.action(a.action_type),
         ApiRequest::PutSerial(s) => c.put_serial(s),
+        ApiRequest::PutDrive(id, d) => c.put_drive(&id, d),
+        ApiRequest::PatchDrive(id, u) => c.patch_drive(&id, u),
+        ApiRequest::PutNet(id, n) => c.put_net(&id, n),
+        ApiRequest::PatchNet(id, u) => c.patch_net(&id, u),
+        ApiRequest::PutVsock(v) => c.put_vsock(v),
+        ApiRequest::PutEntropy(e) => c.put_entropy(e),
     };
     match r {
         Ok(()) => Response::no_content(),

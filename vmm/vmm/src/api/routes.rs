@@ -1,8 +1,9 @@
 //! Maps HTTP method + path + body to an API request (Firecracker's routes and bodies).
 
 use crate::config::{
-    BootSource, InstanceAction, LoggerConfig, MachineConfig, MachineConfigUpdate, MetricsConfig,
-    SerialConfig,
+    BootSource, Drive, DriveUpdate, Entropy, InstanceAction, LoggerConfig, MachineConfig,
+    MachineConfigUpdate, MetricsConfig, NetworkInterface, NetworkInterfaceUpdate, SerialConfig,
+    Vsock,
 };
 use serde::de::DeserializeOwned;
 
@@ -29,20 +30,22 @@ pub enum ApiRequest {
     Action(InstanceAction),
     /// `PUT /serial`.
     PutSerial(SerialConfig),
+    /// `PUT /drives/{id}`.
+    PutDrive(String, Drive),
+    /// `PATCH /drives/{id}`.
+    PatchDrive(String, DriveUpdate),
+    /// `PUT /network-interfaces/{id}`.
+    PutNet(String, NetworkInterface),
+    /// `PATCH /network-interfaces/{id}`.
+    PatchNet(String, NetworkInterfaceUpdate),
+    /// `PUT /vsock`.
+    PutVsock(Vsock),
+    /// `PUT /entropy`.
+    PutEntropy(Entropy),
 }
 
 /// Endpoints Firecracker has that this vmm does not serve yet.
-const NOT_YET: &[&str] = &[
-    "drives",
-    "network-interfaces",
-    "vsock",
-    "entropy",
-    "balloon",
-    "mmds",
-    "snapshot",
-    "cpu-config",
-    "hotplug",
-];
+const NOT_YET: &[&str] = &["balloon", "mmds", "snapshot", "cpu-config", "hotplug"];
 
 fn body<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
     if b.is_empty() {
@@ -60,6 +63,14 @@ pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, String> {
         .split('/')
         .next()
         .unwrap_or("");
+    let id = || {
+        trimmed
+            .trim_start_matches('/')
+            .split_once('/')
+            .map(|(_, id)| id.to_string())
+            .filter(|id| !id.is_empty() && !id.contains('/'))
+            .ok_or_else(|| format!("{method} {path}: the path needs an id: /{first}/{{id}}"))
+    };
     Ok(match (method, trimmed) {
         ("GET", "") => ApiRequest::GetInfo,
         ("GET", "/version") => ApiRequest::GetVersion,
@@ -71,6 +82,12 @@ pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, String> {
         ("PUT", "/metrics") => ApiRequest::PutMetrics(body(b)?),
         ("PUT", "/actions") => ApiRequest::Action(body(b)?),
         ("PUT", "/serial") => ApiRequest::PutSerial(body(b)?),
+        ("PUT", "/vsock") => ApiRequest::PutVsock(body(b)?),
+        ("PUT", "/entropy") => ApiRequest::PutEntropy(body(b)?),
+        ("PUT", _) if first == "drives" => ApiRequest::PutDrive(id()?, body(b)?),
+        ("PATCH", _) if first == "drives" => ApiRequest::PatchDrive(id()?, body(b)?),
+        ("PUT", _) if first == "network-interfaces" => ApiRequest::PutNet(id()?, body(b)?),
+        ("PATCH", _) if first == "network-interfaces" => ApiRequest::PatchNet(id()?, body(b)?),
         _ if NOT_YET.contains(&first) => {
             return Err(format!(
                 "{method} {path}: /{first} is not supported by this vmm yet"
@@ -110,6 +127,32 @@ mod tests {
             parse("PATCH", "/machine-config", br#"{"vcpu_count":2}"#),
             Ok(ApiRequest::PatchMachineConfig(_))
         ));
+        let drive = br#"{"drive_id":"rootfs","path_on_host":"/r","is_root_device":true}"#;
+        assert!(matches!(
+            parse("PUT", "/drives/rootfs", drive),
+            Ok(ApiRequest::PutDrive(id, d)) if id == "rootfs" && d.is_root_device
+        ));
+        assert!(matches!(
+            parse("PATCH", "/drives/rootfs", br#"{"drive_id":"rootfs","path_on_host":"/s"}"#),
+            Ok(ApiRequest::PatchDrive(id, _)) if id == "rootfs"
+        ));
+        let net = br#"{"iface_id":"eth0","host_dev_name":"tap0","guest_mac":"06:00:00:00:00:01"}"#;
+        assert!(matches!(
+            parse("PUT", "/network-interfaces/eth0", net),
+            Ok(ApiRequest::PutNet(id, _)) if id == "eth0"
+        ));
+        assert!(matches!(
+            parse("PATCH", "/network-interfaces/eth0", br#"{"iface_id":"eth0"}"#),
+            Ok(ApiRequest::PatchNet(id, _)) if id == "eth0"
+        ));
+        assert!(matches!(
+            parse("PUT", "/vsock", br#"{"vsock_id":"v","guest_cid":3,"uds_path":"/v.sock"}"#),
+            Ok(ApiRequest::PutVsock(v)) if v.guest_cid == 3
+        ));
+        assert!(matches!(
+            parse("PUT", "/entropy", b"{}"),
+            Ok(ApiRequest::PutEntropy(_))
+        ));
     }
 
     #[test]
@@ -123,6 +166,10 @@ mod tests {
             "/actions:",
             "/logger:",
             "/metrics:",
+            "/vsock:",
+            "/entropy:",
+            "/drives/{drive_id}:",
+            "/network-interfaces/{iface_id}:",
         ] {
             assert!(
                 doc.contains(&format!("\n  {path}\n")),
@@ -157,8 +204,24 @@ mod tests {
         assert!(parse("DELETE", "/", b"")
             .unwrap_err()
             .contains("invalid request"));
-        assert!(parse("PUT", "/drives/rootfs", b"{}")
+        assert!(parse("PUT", "/balloon", b"{}")
             .unwrap_err()
             .contains("not supported"));
+        assert!(parse("PUT", "/drives/rootfs", b"{}")
+            .unwrap_err()
+            .contains("drive_id"));
+        assert!(parse(
+            "PUT",
+            "/drives",
+            br#"{"drive_id":"x","is_root_device":false}"#
+        )
+        .unwrap_err()
+        .contains("needs an id"));
+        assert!(parse("PATCH", "/drives/a/b", br#"{"drive_id":"a"}"#)
+            .unwrap_err()
+            .contains("needs an id"));
+        assert!(parse("PUT", "/vsock", br#"{"guest_cid":3}"#)
+            .unwrap_err()
+            .contains("uds_path"));
     }
 }

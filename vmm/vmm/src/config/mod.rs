@@ -2,7 +2,10 @@
 
 pub mod devices;
 
-pub use devices::{Drive, Entropy, NetworkInterface, RateLimiter, Vsock};
+pub use devices::{
+    validate_id, Drive, DriveUpdate, Entropy, NetworkInterface, NetworkInterfaceUpdate,
+    RateLimiter, Vsock,
+};
 use serde::{Deserialize, Serialize};
 
 /// Most vCPUs a microVM may have.
@@ -237,10 +240,6 @@ impl VmConfigFile {
         let c: VmConfigFile =
             serde_json::from_str(text).map_err(|e| format!("invalid config file: {e}"))?;
         let unsupported = [
-            ("drives", !c.drives.is_empty()),
-            ("network-interfaces", !c.network_interfaces.is_empty()),
-            ("vsock", c.vsock.is_some()),
-            ("entropy", c.entropy.is_some()),
             ("balloon", c.balloon.is_some()),
             ("mmds-config", c.mmds_config.is_some()),
             ("cpu-config", c.cpu_config.is_some()),
@@ -321,21 +320,29 @@ mod tests {
         let drives = r#"[{"drive_id": "rootfs", "path_on_host": "bionic.rootfs.ext4",
             "is_root_device": true, "partuuid": null, "is_read_only": false,
             "cache_type": "Unsafe", "io_engine": "Sync", "rate_limiter": null}]"#;
-        let e = VmConfigFile::parse(&FIRECRACKER_FULL.replace("DRIVES", drives)).unwrap_err();
-        assert!(e.contains("\"drives\" is not supported"), "{e}");
+        let c = VmConfigFile::parse(&FIRECRACKER_FULL.replace("DRIVES", drives)).unwrap();
+        assert_eq!(c.drives.len(), 1);
+        assert!(c.drives[0].is_root_device);
     }
 
     #[test]
     fn config_file_unsupported_and_unknown_sections() {
-        let drives = r#"{"boot-source": {"kernel_image_path": "k"},
+        let devices = r#"{"boot-source": {"kernel_image_path": "k"},
           "drives": [{"drive_id": "rootfs", "path_on_host": "r.ext4",
-                      "is_root_device": true, "is_read_only": false}]}"#;
-        assert!(VmConfigFile::parse(drives)
+                      "is_root_device": true, "is_read_only": false}],
+          "network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0",
+                                  "guest_mac": "06:00:ac:10:00:02"}],
+          "vsock": {"vsock_id": "vsock0", "guest_cid": 3, "uds_path": "/tmp/v.sock"},
+          "entropy": {"rate_limiter": null}}"#;
+        let c = VmConfigFile::parse(devices).unwrap();
+        assert_eq!(c.network_interfaces[0].host_dev_name, "tap0");
+        assert_eq!(c.vsock.unwrap().guest_cid, 3);
+        assert!(c.entropy.is_some());
+        let balloon = r#"{"boot-source": {"kernel_image_path": "k"},
+          "balloon": {"amount_mib": 1, "deflate_on_oom": false}}"#;
+        assert!(VmConfigFile::parse(balloon)
             .unwrap_err()
-            .contains("\"drives\""));
-        let vsock = r#"{"boot-source": {"kernel_image_path": "k"},
-          "vsock": {"guest_cid": 3, "uds_path": "/tmp/v.sock"}}"#;
-        assert!(VmConfigFile::parse(vsock).unwrap_err().contains("vsock"));
+            .contains("balloon"));
         let unknown = r#"{"boot-source": {"kernel_image_path": "k"}, "gpu": {}}"#;
         assert!(VmConfigFile::parse(unknown).unwrap_err().contains("gpu"));
     }
