@@ -157,7 +157,10 @@ async fn serve(app: Arc<App>, cell: Arc<Cell>, host: String, socket: WebSocket) 
     let (mut sink, mut stream) = socket.split();
     let send =
         |m: &ControlMessage| Message::Text(serde_json::to_string(m).unwrap_or_default().into());
-    for m in &resync {
+    let hello = ControlMessage::Connected {
+        host_id: host.clone(),
+    };
+    for m in std::iter::once(&hello).chain(resync.iter()) {
         if sink.send(send(m)).await.is_err() {
             break;
         }

@@ -50,8 +50,8 @@ pub fn deployment(td: &str, desired: i64, net: &NetworkConfiguration) -> Deploym
     let t = now();
     Deployment {
         id: format!(
-            "ecs-svc/{}",
-            &uuid::Uuid::new_v4().as_u128().to_string()[..19]
+            "ecs-svc/{:019}",
+            uuid::Uuid::new_v4().as_u128() % 10_000_000_000_000_000_000
         ),
         status: "PRIMARY".into(),
         task_definition: td.to_string(),
