@@ -71,12 +71,13 @@ pub struct Cli {
     #[arg(long, value_name = "US")]
     pub parent_cpu_time_us: Option<u64>,
 
-    /// Accepted for compatibility: seccomp filters are not installed by this version.
+    /// Do not install seccomp filters (default: built-in filters per thread, kill on a
+    /// syscall outside them).
     #[arg(long)]
     pub no_seccomp: bool,
 
-    /// Accepted for compatibility: seccomp filters are not installed by this version.
-    #[arg(long, value_name = "PATH")]
+    /// seccomp filters from a seccompiler JSON file with filters "api", "vmm" and "vcpu".
+    #[arg(long, value_name = "PATH", conflicts_with = "no_seccomp")]
     pub seccomp_filter: Option<PathBuf>,
 
     /// Maximum API request body in bytes (accepted for compatibility; the limit is 256 KiB).

@@ -276,6 +276,11 @@ impl Controller {
             virtio.attach(&vm.fd, mem, dm)
         })
         .map_err(|e| Fault(format!("cannot start the microVM: {e}")))?;
+        // The event loop handles guest-driven events from now on: filter it first.
+        if let Err(e) = crate::seccomp::apply(crate::seccomp::ThreadKind::Vmm) {
+            self.exit.notify(1);
+            return Err(Fault(e.to_string()));
+        }
         METRICS
             .instance_start_ms
             .store(t0.elapsed().as_millis() as u64, Ordering::Relaxed);

@@ -5,7 +5,7 @@
 //! [`vstate`] KVM VM, vCPUs, CPUID, registers, memory layout; [`boot`] Linux loading, zero
 //! page, MP table; [`devices`] serial, i8042, boot timer, buses, virtio-mmio registration;
 //! [`virtio`] the virtio devices (block, net, vsock, entropy) and their API;
-//! [`logger`], [`metrics`] and [`signals`].
+//! [`seccomp`] per-thread filters; [`logger`], [`metrics`] and [`signals`].
 
 pub mod api;
 pub mod boot;
@@ -17,6 +17,7 @@ pub mod devices;
 pub mod logger;
 pub mod metrics;
 pub mod run;
+pub mod seccomp;
 pub mod signals;
 pub mod virtio;
 pub mod vstate;

@@ -61,6 +61,9 @@ pub fn run(cli: Cli) -> i32 {
             return fail(&e.to_string());
         }
     }
+    if let Err(e) = crate::seccomp::configure(cli.no_seccomp, cli.seccomp_filter.as_deref()) {
+        return fail(&e.to_string());
+    }
     let exit = match ExitNotifier::new() {
         Ok(e) => e,
         Err(e) => return fail(&format!("cannot create eventfd: {e}")),

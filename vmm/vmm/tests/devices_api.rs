@@ -276,6 +276,24 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
     }
     assert_eq!(cmdline, expected);
 
+    // Every thread (event loop, API, vCPU) runs under its seccomp filter (mode 2).
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", vmm.0.id())).unwrap();
+    let mut modes = Vec::new();
+    for t in tasks {
+        let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        let name = status.lines().next().unwrap_or("").to_string();
+        let mode = status
+            .lines()
+            .find(|l| l.starts_with("Seccomp:"))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string());
+        modes.push((name, mode));
+    }
+    assert!(modes.len() >= 3, "{modes:?}");
+    assert!(
+        modes.iter().all(|(_, m)| m.as_deref() == Some("2")),
+        "{modes:?}"
+    );
+
     // Running: PUT is refused, PATCH works, unknown ids and missing files are refused.
     expect_fault(
         put(&sock, "/drives/more", &drive("more", &data, false)),

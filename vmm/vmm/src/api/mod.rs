@@ -83,6 +83,10 @@ pub fn start(path: &Path, controller: Arc<Mutex<Controller>>) -> std::io::Result
         .name("api".into())
         .stack_size(256 << 10)
         .spawn(move || {
+            if let Err(e) = crate::seccomp::apply(crate::seccomp::ThreadKind::Api) {
+                tracing::error!("API thread: {e}");
+                return;
+            }
             http::serve(listener, |method, path, body| {
                 METRICS.api_requests.fetch_add(1, Ordering::Relaxed);
                 let resp = match routes::parse(method, path, body) {

@@ -90,7 +90,15 @@ impl Vcpu {
         std::thread::Builder::new()
             .name(format!("vcpu{}", self.index))
             .stack_size(256 << 10)
-            .spawn(move || self.run(&buses, &exit, &log))
+            .spawn(move || {
+                // Before the first KVM_RUN: the guest never runs unfiltered.
+                if let Err(e) = crate::seccomp::apply(crate::seccomp::ThreadKind::Vcpu) {
+                    tracing::error!("vCPU {}: {e}", self.index);
+                    exit.notify(1);
+                    return;
+                }
+                self.run(&buses, &exit, &log)
+            })
     }
 
     fn run(mut self, buses: &Buses, exit: &ExitNotifier, log: &UnhandledLog) {

@@ -1,0 +1,299 @@
+//! seccomp filters (seccompiler), one per thread kind: `api` (HTTP thread), `vmm` (the
+//! event loop, installed right after InstanceStart built the VM, before it handles any
+//! guest event), `vcpu` (each vCPU thread, before its first KVM_RUN). Default action: kill
+//! the process. `--no-seccomp` installs nothing; `--seccomp-filter FILE` takes seccompiler's
+//! JSON format (`compile_from_json`) with the three filters `api`, `vmm`, `vcpu`.
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+/// Thread kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadKind {
+    /// The API server thread.
+    Api,
+    /// The event loop (main) thread.
+    Vmm,
+    /// A vCPU thread.
+    Vcpu,
+}
+
+impl ThreadKind {
+    /// The filter's name (also the key in a JSON filter file).
+    pub fn name(self) -> &'static str {
+        match self {
+            ThreadKind::Api => "api",
+            ThreadKind::Vmm => "vmm",
+            ThreadKind::Vcpu => "vcpu",
+        }
+    }
+}
+
+/// Errors building or installing filters.
+#[derive(Debug, thiserror::Error)]
+pub enum SeccompError {
+    /// Filter compilation.
+    #[error("seccomp filter: {0}")]
+    Compile(String),
+    /// The filter file.
+    #[error("cannot read seccomp filter file {0}: {1}")]
+    File(String, std::io::Error),
+    /// A filter the file lacks.
+    #[error("seccomp filter file has no {0:?} filter (needs api, vmm and vcpu)")]
+    Missing(&'static str),
+    /// seccomp(2) failed.
+    #[error("cannot install the {0} seccomp filter: {1}")]
+    Install(&'static str, String),
+}
+
+static FILTERS: OnceLock<Option<HashMap<String, BpfProgram>>> = OnceLock::new();
+
+// ioctl request numbers.
+const KVM_RUN: u64 = 0xAE80;
+const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+const FIONBIO: u64 = 0x5421;
+const TCGETS: u64 = 0x5401;
+const TCSETS: u64 = 0x5402;
+const TCSETSW: u64 = 0x5403;
+const TIOCGWINSZ: u64 = 0x5413;
+
+/// Syscalls every thread makes (memory allocation, locks, signals, logging, exit).
+const COMMON: &[i64] = &[
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_writev,
+    libc::SYS_close,
+    libc::SYS_futex,
+    libc::SYS_mmap,
+    libc::SYS_munmap,
+    libc::SYS_mremap,
+    libc::SYS_mprotect,
+    libc::SYS_madvise,
+    libc::SYS_brk,
+    libc::SYS_sigaltstack,
+    libc::SYS_rt_sigprocmask,
+    libc::SYS_rt_sigreturn,
+    libc::SYS_sched_yield,
+    libc::SYS_sched_getaffinity,
+    libc::SYS_gettid,
+    libc::SYS_getpid,
+    libc::SYS_clock_gettime,
+    libc::SYS_getrandom,
+    libc::SYS_exit,
+    libc::SYS_exit_group,
+    libc::SYS_tgkill,
+    libc::SYS_statx,
+    libc::SYS_newfstatat,
+    libc::SYS_fstat,
+    libc::SYS_fcntl,
+];
+
+const VMM: &[i64] = &[
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_ctl,
+    libc::SYS_openat,
+    libc::SYS_lseek,
+    libc::SYS_fsync,
+    libc::SYS_fdatasync,
+    libc::SYS_pread64,
+    libc::SYS_pwrite64,
+    libc::SYS_readv,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_accept4,
+    libc::SYS_connect,
+    libc::SYS_shutdown,
+    libc::SYS_getsockopt,
+    libc::SYS_setsockopt,
+    libc::SYS_timerfd_settime,
+    libc::SYS_timerfd_gettime,
+    libc::SYS_unlink,
+    libc::SYS_unlinkat,
+];
+
+const API: &[i64] = &[
+    libc::SYS_accept4,
+    libc::SYS_recvfrom,
+    libc::SYS_recvmsg,
+    libc::SYS_sendto,
+    libc::SYS_sendmsg,
+    libc::SYS_setsockopt,
+    libc::SYS_getsockopt,
+    libc::SYS_shutdown,
+    libc::SYS_poll,
+];
+
+fn ioctl_rules(requests: &[u64]) -> Result<Vec<SeccompRule>, SeccompError> {
+    requests
+        .iter()
+        .map(|r| {
+            SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, *r)
+                .and_then(|c| SeccompRule::new(vec![c]))
+                .map_err(|e| SeccompError::Compile(e.to_string()))
+        })
+        .collect()
+}
+
+/// The built-in filter of a thread kind.
+pub fn default_filter(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+    let extra = match kind {
+        ThreadKind::Api => API,
+        ThreadKind::Vmm => VMM,
+        ThreadKind::Vcpu => &[],
+    };
+    for s in COMMON.iter().chain(extra) {
+        rules.insert(*s, Vec::new());
+    }
+    let ioctls: &[u64] = match kind {
+        ThreadKind::Api => &[FIONBIO],
+        ThreadKind::Vmm => &[FIONBIO, TCGETS, TCSETS, TCSETSW, TIOCGWINSZ],
+        ThreadKind::Vcpu => &[KVM_RUN, TUNSETOFFLOAD],
+    };
+    rules.insert(libc::SYS_ioctl, ioctl_rules(ioctls)?);
+    if kind == ThreadKind::Vmm {
+        // Unix sockets only (guest-initiated vsock connections).
+        let unix = SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Dword,
+            SeccompCmpOp::Eq,
+            libc::AF_UNIX as u64,
+        )
+        .and_then(|c| SeccompRule::new(vec![c]))
+        .map_err(|e| SeccompError::Compile(e.to_string()))?;
+        rules.insert(libc::SYS_socket, vec![unix]);
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .map_err(|e| SeccompError::Compile(e.to_string()))?;
+    filter
+        .try_into()
+        .map_err(|e: seccompiler::BackendError| SeccompError::Compile(e.to_string()))
+}
+
+/// Compiles a seccompiler JSON filter file; it must define `api`, `vmm` and `vcpu`.
+pub fn filters_from_json(
+    path: &std::path::Path,
+) -> Result<HashMap<String, BpfProgram>, SeccompError> {
+    let f =
+        std::fs::File::open(path).map_err(|e| SeccompError::File(path.display().to_string(), e))?;
+    let map = seccompiler::compile_from_json(f, TargetArch::x86_64)
+        .map_err(|e| SeccompError::Compile(e.to_string()))?;
+    for k in [ThreadKind::Api, ThreadKind::Vmm, ThreadKind::Vcpu] {
+        if !map.contains_key(k.name()) {
+            return Err(SeccompError::Missing(k.name()));
+        }
+    }
+    Ok(map)
+}
+
+/// Sets the filters threads install (once per process): `None` disables seccomp
+/// (`--no-seccomp`), `Some(path)` loads a JSON file, else the built-in filters.
+pub fn configure(disabled: bool, file: Option<&std::path::Path>) -> Result<(), SeccompError> {
+    let filters = if disabled {
+        None
+    } else if let Some(p) = file {
+        Some(filters_from_json(p)?)
+    } else {
+        let mut m = HashMap::new();
+        for k in [ThreadKind::Api, ThreadKind::Vmm, ThreadKind::Vcpu] {
+            m.insert(k.name().to_string(), default_filter(k)?);
+        }
+        Some(m)
+    };
+    let _ = FILTERS.set(filters);
+    Ok(())
+}
+
+/// Installs the calling thread's filter, if filters were configured (the vmm binary does;
+/// library users and tests that never call [`configure`] run unfiltered).
+pub fn apply(kind: ThreadKind) -> Result<(), SeccompError> {
+    let Some(Some(filters)) = FILTERS.get() else {
+        return Ok(());
+    };
+    let Some(prog) = filters.get(kind.name()) else {
+        return Err(SeccompError::Missing(kind.name()));
+    };
+    if prog.is_empty() {
+        return Ok(());
+    }
+    seccompiler::apply_filter(prog)
+        .map_err(|e| SeccompError::Install(kind.name(), e.to_string()))?;
+    tracing::debug!("seccomp filter {} installed", kind.name());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_filters_compile_and_json_files_load() {
+        for k in [ThreadKind::Api, ThreadKind::Vmm, ThreadKind::Vcpu] {
+            assert!(!default_filter(k).unwrap().is_empty());
+        }
+        let dir = std::env::temp_dir().join(format!("vmm-seccomp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        let one = r#"{"default_action": "kill_process", "filter_action": "allow",
+                      "filter": [{"syscall": "read"}, {"syscall": "ioctl",
+                                  "args": [{"index": 1, "type": "dword", "op": "eq", "val": 44672}]}]}"#;
+        std::fs::write(
+            &good,
+            format!(r#"{{"api": {one}, "vmm": {one}, "vcpu": {one}}}"#),
+        )
+        .unwrap();
+        assert_eq!(filters_from_json(&good).unwrap().len(), 3);
+        let partial = dir.join("partial.json");
+        std::fs::write(&partial, format!(r#"{{"api": {one}}}"#)).unwrap();
+        assert!(matches!(
+            filters_from_json(&partial),
+            Err(SeccompError::Missing("vmm"))
+        ));
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, r#"{"api": {"default_action": "explode"}}"#).unwrap();
+        assert!(matches!(
+            filters_from_json(&bad),
+            Err(SeccompError::Compile(_))
+        ));
+        assert!(matches!(
+            filters_from_json(&dir.join("none.json")),
+            Err(SeccompError::File(..))
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_filtered_thread_is_killed_on_a_forbidden_syscall() {
+        // Run in a child process: the default action kills the whole process.
+        if std::env::var_os("VMM_SECCOMP_CHILD").is_some() {
+            seccompiler::apply_filter(&default_filter(ThreadKind::Vcpu).unwrap()).unwrap();
+            // SAFETY: a plain syscall; the filter must kill us before it returns.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+            std::process::exit(0);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let st = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "seccomp::tests::a_filtered_thread_is_killed_on_a_forbidden_syscall",
+                "--nocapture",
+            ])
+            .env("VMM_SECCOMP_CHILD", "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(st.status.signal(), Some(libc::SIGSYS), "{st:?}");
+    }
+}
