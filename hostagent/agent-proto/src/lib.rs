@@ -10,8 +10,8 @@
 //! 2. **Channel** (long-lived): a WebSocket at `GET /agent/v1/channel` with the
 //!    header `Authorization: Bearer <hostId>:<hostCredential>`. Every frame is a
 //!    JSON text frame: the agent sends [`AgentMessage`]s, the control plane sends
-//!    [`ControlMessage`]s. The first frame is [`ControlMessage::Connected`]: from
-//!    then on the host is schedulable. On every (re)connect the control plane then re-sends
+//!    [`ControlMessage`]s. The host is schedulable as soon as the upgrade
+//!    succeeds (before the `101` answer is sent). On every (re)connect the control plane first re-sends
 //!    a [`ControlMessage::LaunchTask`] for each task assigned to the host that has
 //!    not stopped, and a [`ControlMessage::StopTask`] for each one whose desired
 //!    status is `STOPPED`, so an agent that restarts converges without local state.
@@ -254,12 +254,6 @@ pub enum AgentMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ControlMessage {
-    /// First message of every channel: the host is active and may get tasks.
-    #[serde(rename_all = "camelCase")]
-    Connected {
-        /// The host identity the channel was authenticated as.
-        host_id: String,
-    },
     /// Start this task (idempotent: a host already running it ignores it).
     #[serde(rename_all = "camelCase")]
     LaunchTask {

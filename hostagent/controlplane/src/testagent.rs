@@ -133,21 +133,9 @@ impl TestAgent {
                 .parse()
                 .map_err(|_| "bad credential")?,
         );
-        let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .map_err(|e| format!("channel: {e}"))?;
-        // Wait for `connected`: from then on the host is schedulable.
-        let first = tokio::time::timeout(Duration::from_secs(30), ws.next())
-            .await
-            .map_err(|_| "no `connected` message".to_string())?;
-        match first {
-            Some(Ok(Message::Text(t)))
-                if matches!(
-                    serde_json::from_str::<ControlMessage>(t.as_str()),
-                    Ok(ControlMessage::Connected { .. })
-                ) => {}
-            other => return Err(format!("expected `connected`, got {other:?}")),
-        }
         let state = Arc::new(Mutex::new(HostState::default()));
         let heartbeats = Arc::new(AtomicBool::new(true));
         let (out, mut out_rx) = mpsc::unbounded_channel::<AgentMessage>();
@@ -252,7 +240,7 @@ impl TestAgent {
                     });
                 }
             }
-            ControlMessage::Error { .. } | ControlMessage::Connected { .. } => {}
+            ControlMessage::Error { .. } => {}
         }
     }
 

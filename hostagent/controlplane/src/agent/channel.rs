@@ -32,8 +32,34 @@ pub async fn channel(
         Ok(x) => x,
         Err(r) => return *r,
     };
+    // The host becomes schedulable (and its resync is queued) before the `101`
+    // answer, so a client that sees the upgrade succeed can be given tasks.
+    let conn_id = app.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let resync = connect(
+        &mut cell.lock(),
+        &host,
+        AgentConn {
+            conn_id,
+            tx: tx.clone(),
+        },
+    );
+    for m in resync {
+        let _ = tx.send(m);
+    }
+    drop(tx);
+    let (cell2, host2) = (cell.clone(), host.clone());
     ws.max_message_size(1 << 20)
-        .on_upgrade(move |socket| serve(app, cell, host, socket))
+        .on_failed_upgrade(move |_| disconnect(&cell2, &host2, conn_id))
+        .on_upgrade(move |socket| serve(app, cell, host, conn_id, rx, socket))
+}
+
+fn disconnect(cell: &Cell, host: &str, conn_id: u64) {
+    let mut c = cell.lock();
+    if c.agents.get(host).is_some_and(|a| a.conn_id == conn_id) {
+        c.agents.remove(host);
+        c.placement.set_schedulable(host, false);
+    }
 }
 
 fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage> {
@@ -149,22 +175,18 @@ pub fn handle(c: &mut CellState, host: &str, text: &str) -> Vec<ControlMessage> 
     }
 }
 
-async fn serve(app: Arc<App>, cell: Arc<Cell>, host: String, socket: WebSocket) {
-    let conn_id = app.next_conn.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let resync = connect(&mut cell.lock(), &host, AgentConn { conn_id, tx });
+async fn serve(
+    app: Arc<App>,
+    cell: Arc<Cell>,
+    host: String,
+    conn_id: u64,
+    mut rx: mpsc::UnboundedReceiver<ControlMessage>,
+    socket: WebSocket,
+) {
     tracing::info!(host = %host, cell = cell.id, "agent connected");
     let (mut sink, mut stream) = socket.split();
     let send =
         |m: &ControlMessage| Message::Text(serde_json::to_string(m).unwrap_or_default().into());
-    let hello = ControlMessage::Connected {
-        host_id: host.clone(),
-    };
-    for m in std::iter::once(&hello).chain(resync.iter()) {
-        if sink.send(send(m)).await.is_err() {
-            break;
-        }
-    }
     loop {
         tokio::select! {
             out = rx.recv() => match out {
@@ -189,10 +211,6 @@ async fn serve(app: Arc<App>, cell: Arc<Cell>, host: String, socket: WebSocket) 
             },
         }
     }
-    let mut c = cell.lock();
-    if c.agents.get(&host).is_some_and(|a| a.conn_id == conn_id) {
-        c.agents.remove(&host);
-        c.placement.set_schedulable(&host, false);
-    }
+    disconnect(&cell, &host, conn_id);
     tracing::info!(host = %host, "agent disconnected");
 }
