@@ -1,5 +1,8 @@
-//! The host agent library. Today it holds the image pipeline (`image`): OCI image pull,
-//! digest-verified layer cache, unpack, and the ext4 block devices a task's microVM gets.
-//! Registration, netd/jailer/vmm launch and the guest protocol will join as further modules.
+//! The host agent library: the image pipeline (`image`: OCI image pull, digest-verified
+//! layer cache, unpack, the ext4 block devices a task's microVM gets) and the daemon's
+//! control-plane side (`host`: flags, host identity, task registry, the `TaskRuntime`
+//! seam, the agent channel with heartbeats and reconnect).
+//! netd/jailer/vmm launch and the guest protocol will join as further modules.
 
+pub mod host;
 pub mod image;

@@ -1,3 +1,110 @@
-//! The host agent: turns control-plane launches into running microVM tasks.
+//! `hostagent`: the host agent daemon. Registers with the control plane, holds the
+//! agent channel, applies launches and stops. SIGTERM: clean exit; SIGUSR1: drain.
 
-fn main() {}
+use clap::Parser;
+use hostagent::host::agent::Agent;
+use hostagent::host::channel::{self, ChannelConfig, Exit};
+use hostagent::host::config::Args;
+use hostagent::host::runtime::UnavailableRuntime;
+use hostagent::host::store::TaskStore;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let capacity = match args.validate() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostagent: {e}");
+            std::process::exit(2);
+        }
+    };
+    let level = args.level.parse().unwrap_or(tracing::Level::INFO);
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
+        eprintln!("hostagent: --state-dir {}: {e}", args.state_dir.display());
+        std::process::exit(1);
+    }
+    let store = match TaskStore::open(&args.state_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!(
+                "hostagent: task registry in {}: {e}",
+                args.state_dir.display()
+            );
+            std::process::exit(1);
+        }
+    };
+    let (mut term, mut usr1) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::user_defined1()),
+    ) {
+        (Ok(t), Ok(u)) => (t, u),
+        _ => {
+            eprintln!("hostagent: cannot install signal handlers");
+            std::process::exit(1);
+        }
+    };
+    tracing::info!(cpu = capacity.cpu, memory = capacity.memory, max_enis = capacity.max_enis,
+        az = %args.availability_zone, "hostagent starting");
+    let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let agent = Agent::new(store, UnavailableRuntime, capacity, out_tx);
+    if args.drain {
+        agent.start_draining();
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let cfg = ChannelConfig {
+        addr: args.controlplane_addr().to_string(),
+        url: args.controlplane.clone(),
+        bootstrap_token: args.bootstrap_token.clone(),
+        hostname: hostname(),
+        availability_zone: args.availability_zone.clone(),
+        cpu: capacity.cpu,
+        memory: capacity.memory,
+        cell: args.cell,
+        state_dir: args.state_dir.clone(),
+        min_backoff: Duration::from_millis(250),
+        max_backoff: Duration::from_millis(args.max_backoff_ms.max(250)),
+    };
+    let mut run = tokio::spawn(channel::run(cfg, agent.clone(), out_rx, stop_rx));
+    let result = loop {
+        tokio::select! {
+            r = &mut run => break r,
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: shutting down");
+                let _ = stop_tx.send(true);
+            }
+            _ = tokio::signal::ctrl_c() => {
+                tracing::info!("interrupt: shutting down");
+                let _ = stop_tx.send(true);
+            }
+            _ = usr1.recv() => agent.start_draining(),
+        }
+    };
+    match result {
+        Ok(Ok(Exit::Shutdown)) => tracing::info!("stopped"),
+        Ok(Ok(Exit::Drained)) => tracing::info!("drained, exiting"),
+        Ok(Err(e)) => {
+            tracing::error!("{e}");
+            eprintln!("hostagent: {e}");
+            std::process::exit(1);
+        }
+        Err(e) => {
+            eprintln!("hostagent: {e}");
+            std::process::exit(1);
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Command-line flags of the `hostagent` daemon and the host's capacity.
+
+use clap::Parser;
+use std::path::{Path, PathBuf};
+
+/// `hostagent --controlplane URL --bootstrap-token T --availability-zone AZ --state-dir DIR`
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "hostagent",
+    version,
+    about = "The host agent: registers with the control plane and runs its tasks in microVMs."
+)]
+pub struct Args {
+    /// Control plane base URL (`http://host:port`).
+    #[arg(long)]
+    pub controlplane: String,
+    /// Bootstrap token for the first registration (not needed once registered).
+    #[arg(long, env = "HOSTAGENT_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+    /// Availability zone of this host.
+    #[arg(long)]
+    pub availability_zone: String,
+    /// State directory: identity, task records.
+    #[arg(long, default_value = "/var/lib/hostagent")]
+    pub state_dir: PathBuf,
+    /// CPU units offered to tasks (default: nproc * 1024).
+    #[arg(long)]
+    pub cpu_units: Option<u32>,
+    /// Memory in MiB offered to tasks (default: MemTotal minus the reserve).
+    #[arg(long)]
+    pub memory_mib: Option<u32>,
+    /// Memory kept for the host itself when --memory-mib is not given.
+    #[arg(long, default_value_t = 512)]
+    pub reserved_memory_mib: u32,
+    /// Most ENIs (so tasks) at once on this host.
+    #[arg(long, default_value_t = 16)]
+    pub max_enis: u32,
+    /// Cell to join (the control plane picks one when absent).
+    #[arg(long)]
+    pub cell: Option<u32>,
+    /// netd's API socket.
+    #[arg(long, default_value = "/run/netd/netd.sock")]
+    pub netd_socket: PathBuf,
+    /// The vmm binary.
+    #[arg(long)]
+    pub vmm_bin: Option<PathBuf>,
+    /// The jailer binary.
+    #[arg(long)]
+    pub jailer_bin: Option<PathBuf>,
+    /// Guest kernel (vmlinux).
+    #[arg(long)]
+    pub guest_kernel: Option<PathBuf>,
+    /// Guest init initramfs.
+    #[arg(long)]
+    pub guest_initramfs: Option<PathBuf>,
+    /// Start draining: accept no launch, exit once no task remains.
+    #[arg(long)]
+    pub drain: bool,
+    /// Longest reconnect delay, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub max_backoff_ms: u64,
+    /// Log level (error, warn, info, debug, trace).
+    #[arg(long, default_value = "info")]
+    pub level: String,
+}
+
+/// Capacity registered with the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// CPU units.
+    pub cpu: u32,
+    /// MiB.
+    pub memory: u32,
+    /// ENIs.
+    pub max_enis: u32,
+}
+
+/// `MemTotal` of `/proc/meminfo` text, in MiB.
+pub fn mem_total_mib(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
+}
+
+impl Args {
+    /// The capacity: flags, else derived from the host.
+    pub fn capacity(&self) -> Result<Capacity, String> {
+        let cpu = match self.cpu_units {
+            Some(c) => c,
+            None => {
+                let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+                u32::try_from(n.saturating_mul(1024)).unwrap_or(u32::MAX)
+            }
+        };
+        let memory = match self.memory_mib {
+            Some(m) => m,
+            None => {
+                let text = std::fs::read_to_string("/proc/meminfo")
+                    .map_err(|e| format!("/proc/meminfo: {e}"))?;
+                let total = mem_total_mib(&text).ok_or("/proc/meminfo: no MemTotal")?;
+                let m = total.saturating_sub(u64::from(self.reserved_memory_mib));
+                u32::try_from(m).unwrap_or(u32::MAX)
+            }
+        };
+        if cpu < 256 {
+            return Err(format!(
+                "--cpu-units {cpu}: a host needs at least 256 CPU units"
+            ));
+        }
+        if memory < 512 {
+            return Err(format!(
+                "--memory-mib {memory}: a host needs at least 512 MiB for tasks"
+            ));
+        }
+        if self.max_enis == 0 {
+            return Err("--max-enis must be at least 1".into());
+        }
+        Ok(Capacity {
+            cpu,
+            memory,
+            max_enis: self.max_enis,
+        })
+    }
+
+    /// Checks every flag; the first problem found.
+    pub fn validate(&self) -> Result<Capacity, String> {
+        let u = &self.controlplane;
+        let rest = u
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("--controlplane {u}: must be an http:// URL"))?;
+        if rest.trim_end_matches('/').is_empty() || rest.trim_end_matches('/').contains('/') {
+            return Err(format!("--controlplane {u}: expected http://host:port"));
+        }
+        if self.availability_zone.is_empty()
+            || !self
+                .availability_zone
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(format!(
+                "--availability-zone {:?}: letters, digits and '-' only",
+                self.availability_zone
+            ));
+        }
+        let files = [
+            ("--vmm-bin", &self.vmm_bin, true),
+            ("--jailer-bin", &self.jailer_bin, true),
+            ("--guest-kernel", &self.guest_kernel, false),
+            ("--guest-initramfs", &self.guest_initramfs, false),
+        ];
+        for (flag, p, exec) in files
+            .iter()
+            .filter_map(|(f, p, x)| p.as_ref().map(|p| (*f, p, *x)))
+        {
+            check_file(flag, p, exec)?;
+        }
+        self.level.parse::<tracing::Level>().map_err(|_| {
+            format!(
+                "--level {}: expected error, warn, info, debug or trace",
+                self.level
+            )
+        })?;
+        self.capacity()
+    }
+
+    /// `host:port` of the control plane.
+    pub fn controlplane_addr(&self) -> &str {
+        self.controlplane
+            .strip_prefix("http://")
+            .unwrap_or(&self.controlplane)
+            .trim_end_matches('/')
+    }
+}
+
+fn check_file(flag: &str, p: &Path, executable: bool) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::metadata(p).map_err(|e| format!("{flag} {}: {e}", p.display()))?;
+    if !m.is_file() {
+        return Err(format!("{flag} {}: not a regular file", p.display()));
+    }
+    if executable && m.permissions().mode() & 0o111 == 0 {
+        return Err(format!("{flag} {}: not executable", p.display()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec![
+            "hostagent",
+            "--controlplane",
+            "http://127.0.0.1:8080",
+            "--availability-zone",
+            "az-1",
+        ];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn capacity_defaults_come_from_the_host() {
+        let c = args(&[]).validate().unwrap();
+        let n = std::thread::available_parallelism().unwrap().get() as u32;
+        assert_eq!(c.cpu, n * 1024);
+        let total = mem_total_mib(&std::fs::read_to_string("/proc/meminfo").unwrap()).unwrap();
+        assert_eq!(u64::from(c.memory), total - 512);
+        let c = args(&[
+            "--cpu-units",
+            "4096",
+            "--memory-mib",
+            "8192",
+            "--max-enis",
+            "3",
+        ])
+        .validate();
+        assert_eq!(
+            c,
+            Ok(Capacity {
+                cpu: 4096,
+                memory: 8192,
+                max_enis: 3
+            })
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_refused_with_the_flag_named() {
+        assert_eq!(
+            mem_total_mib("MemFree: 1 kB\nMemTotal:  2097152 kB\n"),
+            Some(2048)
+        );
+        assert_eq!(mem_total_mib("nothing"), None);
+        let e = |a: &[&str]| args(a).validate().unwrap_err();
+        assert!(e(&["--cpu-units", "100"]).contains("--cpu-units"));
+        assert!(e(&["--memory-mib", "10"]).contains("--memory-mib"));
+        assert!(e(&["--max-enis", "0"]).contains("--max-enis"));
+        assert!(e(&["--vmm-bin", "/nonexistent/vmm"]).contains("--vmm-bin /nonexistent/vmm"));
+        assert!(e(&["--guest-kernel", "/tmp"]).contains("not a regular file"));
+        let tmp = tempfile::tempdir().unwrap();
+        let plain = tmp.path().join("jailer");
+        std::fs::write(&plain, b"x").unwrap();
+        let plain = plain.to_str().unwrap();
+        assert!(e(&["--jailer-bin", plain]).contains("not executable"));
+        assert!(args(&["--guest-initramfs", plain]).validate().is_ok());
+        assert!(e(&["--level", "loud"]).contains("--level"));
+        let mut a = args(&[]);
+        a.controlplane = "https://x:1".into();
+        assert!(a.validate().unwrap_err().contains("http://"));
+        a.controlplane = "http://x:1/path".into();
+        assert!(a.validate().is_err());
+        a.controlplane = "http://x:1/".into();
+        assert_eq!(a.controlplane_addr(), "x:1");
+        let mut a = args(&[]);
+        a.availability_zone = "a z".into();
+        assert!(a.validate().unwrap_err().contains("--availability-zone"));
+    }
+}

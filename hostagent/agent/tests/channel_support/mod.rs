@@ -1,0 +1,186 @@
+//! Test harness for the agent channel: the real `controlplane` binary on a loopback
+//! port with a temporary data dir, and the real `hostagent` binary as a child process.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ACCOUNT: &str = "111122223333";
+pub const KEY: &str = "AKIDHOSTAGENTTEST1";
+pub const SECRET: &str = "hostagent/test+secret";
+pub const TOKEN: &str = "hostagent-bootstrap-token";
+
+/// The controlplane binary: `$HOSTAGENT_TEST_CONTROLPLANE`, else beside this test's
+/// target directory (`cargo test --workspace` builds it there, as controlplane's own
+/// integration tests need it).
+pub fn controlplane_bin() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("HOSTAGENT_TEST_CONTROLPLANE") {
+        return Some(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("controlplane");
+    p.is_file().then_some(p)
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Polls `f` every 50 ms until it is true; panics with `what` after `secs`.
+pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A running controlplane; killed on drop.
+pub struct ControlPlane {
+    pub addr: String,
+    child: Child,
+}
+
+impl ControlPlane {
+    pub fn start(bin: &Path, addr: &str, data: &Path) -> ControlPlane {
+        let child = Command::new(bin)
+            .args(["--listen", addr, "--data-dir"])
+            .arg(data)
+            .args(["--account", &format!("{ACCOUNT}:{KEY}:{SECRET}")])
+            .args(["--bootstrap-token", TOKEN])
+            .args([
+                "--heartbeat-timeout-ms",
+                "3000",
+                "--heartbeat-interval-ms",
+                "1000",
+            ])
+            .args(["--log-level", "warn"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn controlplane");
+        let cp = ControlPlane {
+            addr: addr.to_string(),
+            child,
+        };
+        wait_for(30, "controlplane to listen", || {
+            std::net::TcpStream::connect(addr).is_ok()
+        });
+        cp
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `GET /metrics`.
+    pub fn metrics(&self) -> Option<Value> {
+        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
+    }
+
+    pub fn connected(&self) -> i64 {
+        self.metrics()
+            .and_then(|m| m["agentsConnected"].as_i64())
+            .unwrap_or(-1)
+    }
+
+    pub fn client(&self) -> controlplane::client::Client {
+        controlplane::client::Client {
+            addr: self.addr.clone(),
+            region: "us-east-1".into(),
+            key: KEY.into(),
+            secret: SECRET.into(),
+        }
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A running `hostagent`; its stderr goes to `log`; killed on drop.
+pub struct HostAgent {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl HostAgent {
+    pub fn start(cp_addr: &str, state: &Path, log: &Path, extra: &[&str]) -> HostAgent {
+        let err = std::fs::File::create(log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_hostagent"))
+            .args(["--controlplane", &format!("http://{cp_addr}")])
+            .args(["--availability-zone", "us-east-1a", "--state-dir"])
+            .arg(state)
+            .args([
+                "--cpu-units",
+                "4096",
+                "--memory-mib",
+                "8192",
+                "--max-backoff-ms",
+                "1000",
+            ])
+            .args(["--level", "debug"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .expect("spawn hostagent");
+        HostAgent {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of our own child process.
+        let r = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(r, 0, "kill");
+    }
+
+    /// Waits up to `secs` for the process to exit.
+    pub fn wait_exit(&mut self, secs: u64) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hostagent did not exit; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for HostAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
