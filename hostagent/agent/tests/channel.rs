@@ -84,6 +84,12 @@ async fn agent_registers_heartbeats_reconnects_and_answers_launches_honestly() {
     let m = cp.metrics().unwrap();
     assert_eq!(m["agentsConnected"], 1, "{m}");
     assert_eq!(m["hostsLost"], 0, "{m}");
+    // ... on the first connection: pings are answered, the link was never declared dead.
+    assert!(
+        !agent.log_text().contains("reconnecting"),
+        "{}",
+        agent.log_text()
+    );
 
     // A task placed on the agent is answered honestly: PENDING, then STOPPED with the
     // step that is not implemented; never RUNNING.
@@ -121,6 +127,17 @@ async fn agent_registers_heartbeats_reconnects_and_answers_launches_honestly() {
     // The task registry has its record.
     let recs: Vec<_> = std::fs::read_dir(state.join("tasks")).unwrap().collect();
     assert_eq!(recs.len(), 1);
+
+    // A control plane that stops answering (SIGSTOP) is detected by the missing pongs;
+    // once it answers again the agent is back.
+    cp.signal(libc::SIGSTOP);
+    wait_for(20, "agent to declare the link dead", || {
+        agent.log_text().contains("nothing heard for")
+    });
+    cp.signal(libc::SIGCONT);
+    wait_for(30, "agent to reconnect after SIGCONT", || {
+        agent.log_text().matches("channel connected").count() == 2 && cp.connected() == 1
+    });
 
     // kill -9 the control plane, restart it on the same address: the agent reconnects.
     cp.kill9();

@@ -81,6 +81,13 @@ impl ControlPlane {
         let _ = self.child.wait();
     }
 
+    /// Sends `sig` to the controlplane process.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on the pid of our own child process.
+        let r = unsafe { libc::kill(self.child.id() as i32, sig) };
+        assert_eq!(r, 0, "kill");
+    }
+
     /// `GET /metrics`.
     pub fn metrics(&self) -> Option<Value> {
         let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
