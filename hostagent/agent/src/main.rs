@@ -62,6 +62,7 @@ async fn main() {
         az = %args.availability_zone, "hostagent starting");
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
     let agent = Agent::new(store, UnavailableRuntime, capacity, out_tx);
+    agent.recover().await;
     if args.drain {
         agent.start_draining();
     }

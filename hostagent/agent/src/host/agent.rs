@@ -120,6 +120,40 @@ impl<R: TaskRuntime> Agent<R> {
         self.commit(&rec);
     }
 
+    /// At start: every task the registry holds as not STOPPED is handed to the runtime
+    /// to adopt; one it cannot adopt is recorded and reported STOPPED
+    /// (`agent restart: <why>`). Reports are queued for the first connection.
+    pub async fn recover(self: &Arc<Self>) {
+        let recs = match self.store.list() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("task registry: {e}");
+                return;
+            }
+        };
+        for rec in recs
+            .into_iter()
+            .filter(|r| r.last_status != Status::Stopped)
+        {
+            match self.runtime.adopt(&rec.spec).await {
+                Ok(l) => {
+                    tracing::info!(task = %rec.spec.task_arn, "adopted");
+                    self.commit(&TaskRecord {
+                        last_status: Status::Running,
+                        containers: l.containers,
+                        private_ipv4_address: l.private_ipv4_address,
+                        ..rec
+                    });
+                }
+                Err(why) => {
+                    let why = format!("agent restart: {why}");
+                    let c = containers_with(&rec.spec, Status::Stopped, Some(&why));
+                    self.stopped(rec.spec, why, c);
+                }
+            }
+        }
+    }
+
     /// Applies one control-plane message.
     pub fn handle(self: &Arc<Self>, msg: ControlMessage) {
         match msg {
@@ -255,6 +289,12 @@ mod tests {
                 containers: vec![],
             })
         }
+        async fn adopt(&self, _: &TaskSpec) -> Result<Launched, String> {
+            Ok(Launched {
+                private_ipv4_address: Some("10.0.0.9".into()),
+                containers: vec![],
+            })
+        }
         async fn stop(&self, _: &TaskSpec, _: &str) -> Vec<ContainerState> {
             vec![]
         }
@@ -369,12 +409,17 @@ mod tests {
             )
         );
         // a restarted agent over the same state dir still knows t2 runs
-        let (tx2, _rx2) = mpsc::unbounded_channel();
+        let (tx2, mut rx2) = mpsc::unbounded_channel();
         let b = Agent::new(
             TaskStore::open(tmp.path()).unwrap(),
             FakeRuntime,
             cap(1),
             tx2,
+        );
+        b.recover().await;
+        assert_eq!(
+            next(&mut rx2).await,
+            ("arn:t2".into(), Status::Running, None)
         );
         assert_eq!(
             b.heartbeat(),
@@ -382,5 +427,35 @@ mod tests {
                 running_tasks: vec!["arn:t2".into()]
             }
         );
+    }
+
+    #[tokio::test]
+    async fn restart_with_no_runtime_reports_unfinished_tasks_stopped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let a = Agent::new(
+            TaskStore::open(tmp.path()).unwrap(),
+            FakeRuntime,
+            cap(4),
+            tx,
+        );
+        a.handle(launch("arn:t1"));
+        assert_eq!(next(&mut rx).await.1, Status::Pending);
+        assert_eq!(next(&mut rx).await.1, Status::Running);
+        // the agent restarts with a runtime that cannot adopt the task
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let b = Agent::new(
+            TaskStore::open(tmp.path()).unwrap(),
+            UnavailableRuntime,
+            cap(4),
+            tx,
+        );
+        b.recover().await;
+        let why = format!("agent restart: {UNAVAILABLE_REASON}");
+        assert_eq!(
+            next(&mut rx).await,
+            ("arn:t1".into(), Status::Stopped, Some(why))
+        );
+        assert!(b.is_idle());
     }
 }

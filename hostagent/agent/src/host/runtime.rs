@@ -32,6 +32,10 @@ pub trait TaskRuntime: Send + Sync + 'static {
         spec: &TaskSpec,
     ) -> impl Future<Output = Result<Launched, LaunchFailure>> + Send;
 
+    /// After an agent restart: takes over a task the registry says was PENDING or
+    /// RUNNING (its VM outlives the agent), or says why it cannot (it died meanwhile).
+    fn adopt(&self, spec: &TaskSpec) -> impl Future<Output = Result<Launched, String>> + Send;
+
     /// Stops a task this runtime launched (SIGTERM, stop timeout, SIGKILL), releases
     /// its resources and returns the final container states.
     fn stop(
@@ -55,6 +59,10 @@ impl TaskRuntime for UnavailableRuntime {
             step: "launch".into(),
             reason: UNAVAILABLE_REASON.into(),
         })
+    }
+
+    async fn adopt(&self, _spec: &TaskSpec) -> Result<Launched, String> {
+        Err(UNAVAILABLE_REASON.into())
     }
 
     async fn stop(&self, _spec: &TaskSpec, _reason: &str) -> Vec<ContainerState> {
