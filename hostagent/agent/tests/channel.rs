@@ -229,3 +229,27 @@ fn bad_flags_exit_2_with_the_flag_named() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--vmm-bin /nonexistent/vmm"));
 }
+
+#[test]
+fn registration_is_retried_until_the_controlplane_is_up() {
+    let Some(bin) = controlplane_bin() else {
+        eprintln!("SKIPPED: no controlplane binary");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let state = tmp.path().join("state");
+    let agent = HostAgent::start(
+        &addr,
+        &state,
+        &tmp.path().join("a.log"),
+        &["--bootstrap-token", TOKEN],
+    );
+    wait_for(20, "a failed registration attempt", || {
+        agent.log_text().matches("retrying in").count() >= 2
+    });
+    assert!(!state.join("identity.json").exists());
+    let cp = ControlPlane::start(&bin, &addr, &tmp.path().join("cp"));
+    wait_for(30, "agent to register and connect", || cp.connected() == 1);
+    assert!(state.join("identity.json").exists());
+}
