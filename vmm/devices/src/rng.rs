@@ -11,7 +11,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::metrics::DeviceMetrics;
 use crate::rate_limiter::{RateLimiter, RateLimiterConfig};
 use crate::transport::device::queue_eventfds;
-use crate::transport::{ActivateContext, ActivateError, VirtioDevice};
+use crate::transport::{register_events, ActivateContext, ActivateError, VirtioDevice};
 use crate::virtq::{add_used, consume_event, signal_used, Active};
 
 const QUEUE_SIZE: u16 = 256;
@@ -108,12 +108,7 @@ impl VirtioDevice for Rng {
         data.fill(0);
     }
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        if ctx.queues.len() != 1 {
-            return Err(ActivateError::QueueCount {
-                expected: 1,
-                got: ctx.queues.len(),
-            });
-        }
+        ctx.expect_queues(1)?;
         self.active = Some(ctx.into());
         Ok(())
     }
@@ -131,11 +126,7 @@ impl MutEventSubscriber for Rng {
             Events::with_data(&self.queue_evts[0], EV_QUEUE, EventSet::IN),
             Events::with_data_raw(self.limiter.timer_fd(), EV_LIMITER, EventSet::IN),
         ];
-        for ev in evs {
-            if let Err(e) = ops.add(ev) {
-                tracing::error!("virtio-rng: cannot register event: {e}");
-            }
-        }
+        register_events(ops, "virtio-rng", &evs);
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps) {

@@ -19,7 +19,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::metrics::DeviceMetrics;
 use crate::rate_limiter::{RateLimiter, RateLimiterConfig};
 use crate::transport::device::{queue_eventfds, read_config_bytes};
-use crate::transport::{ActivateContext, ActivateError, VirtioDevice};
+use crate::transport::{register_events, ActivateContext, ActivateError, VirtioDevice};
 use crate::virtq::{add_used, consume_event, signal_used, Active};
 use request::{parse, Disk, RequestType, SECTOR_SIZE};
 
@@ -231,12 +231,7 @@ impl VirtioDevice for Block {
         self.config_generation
     }
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        if ctx.queues.len() != 1 {
-            return Err(ActivateError::QueueCount {
-                expected: 1,
-                got: ctx.queues.len(),
-            });
-        }
+        ctx.expect_queues(1)?;
         self.active = Some(ctx.into());
         Ok(())
     }
@@ -254,11 +249,7 @@ impl MutEventSubscriber for Block {
             Events::with_data(&self.queue_evts[0], EV_QUEUE, EventSet::IN),
             Events::with_data_raw(self.limiter.timer_fd(), EV_LIMITER, EventSet::IN),
         ];
-        for ev in evs {
-            if let Err(e) = ops.add(ev) {
-                tracing::error!("virtio-block: cannot register event: {e}");
-            }
-        }
+        register_events(ops, "virtio-block", &evs);
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps) {

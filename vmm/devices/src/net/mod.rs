@@ -15,7 +15,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::metrics::DeviceMetrics;
 use crate::rate_limiter::{RateLimiter, RateLimiterConfig};
 use crate::transport::device::{queue_eventfds, read_config_bytes};
-use crate::transport::{ActivateContext, ActivateError, VirtioDevice};
+use crate::transport::{register_events, ActivateContext, ActivateError, VirtioDevice};
 use crate::virtq::{add_used, consume_event, signal_used, Active};
 use tap::{offload, Tap, TapError};
 
@@ -286,12 +286,7 @@ impl VirtioDevice for Net {
         read_config_bytes(&self.mac.unwrap_or_default(), offset, data);
     }
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        if ctx.queues.len() != 2 {
-            return Err(ActivateError::QueueCount {
-                expected: 2,
-                got: ctx.queues.len(),
-            });
-        }
+        ctx.expect_queues(2)?;
         self.tap
             .set_offload(Self::tap_offloads(self.acked))
             .map_err(|e| ActivateError::Device(e.to_string()))?;
@@ -321,11 +316,7 @@ impl MutEventSubscriber for Net {
             Events::with_data_raw(self.rx_limiter.timer_fd(), EV_RX_LIMITER, EventSet::IN),
             Events::with_data_raw(self.tx_limiter.timer_fd(), EV_TX_LIMITER, EventSet::IN),
         ];
-        for ev in evs {
-            if let Err(e) = ops.add(ev) {
-                tracing::error!("virtio-net {}: cannot register event: {e}", self.id);
-            }
-        }
+        register_events(ops, &format!("virtio-net {}", self.id), &evs);
     }
 
     fn process(&mut self, events: Events, _ops: &mut EventOps) {

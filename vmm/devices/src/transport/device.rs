@@ -78,6 +78,31 @@ pub struct ActivateContext {
     pub interrupt: std::sync::Arc<Interrupt>,
 }
 
+impl ActivateContext {
+    /// Refuses an activation whose driver did not set up exactly `expected` queues.
+    pub fn expect_queues(&self, expected: usize) -> Result<(), ActivateError> {
+        match self.queues.len() {
+            got if got == expected => Ok(()),
+            got => Err(ActivateError::QueueCount { expected, got }),
+        }
+    }
+}
+
+/// Registers a device's events with the event loop, logging (not failing on) the ones the
+/// loop refuses: the device then simply never sees that event, as with a guest that never
+/// kicks its queue.
+pub fn register_events(
+    ops: &mut event_manager::EventOps,
+    device: &str,
+    events: &[event_manager::Events],
+) {
+    for ev in events {
+        if let Err(e) = ops.add(*ev) {
+            tracing::error!("{device}: cannot register event: {e}");
+        }
+    }
+}
+
 /// Why a device refused to activate.
 #[derive(Debug, thiserror::Error)]
 pub enum ActivateError {

@@ -3,7 +3,7 @@
 pub mod device;
 pub mod mmio;
 
-pub use device::{ActivateContext, ActivateError, Interrupt, VirtioDevice};
+pub use device::{register_events, ActivateContext, ActivateError, Interrupt, VirtioDevice};
 pub use mmio::{MmioTransport, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET};
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::metrics::DeviceMetrics;
 use crate::transport::device::{queue_eventfds, read_config_bytes};
-use crate::transport::{ActivateContext, ActivateError, VirtioDevice};
+use crate::transport::{register_events, ActivateContext, ActivateError, VirtioDevice};
 use crate::virtq::{add_used, consume_event, signal_used, Active};
 use muxer::Muxer;
 use packet::{read_packet, rx_capacity, write_packet, HDR_LEN};
@@ -186,12 +186,7 @@ impl VirtioDevice for Vsock {
         read_config_bytes(&self.guest_cid.to_le_bytes(), offset, data);
     }
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
-        if ctx.queues.len() != 3 {
-            return Err(ActivateError::QueueCount {
-                expected: 3,
-                got: ctx.queues.len(),
-            });
-        }
+        ctx.expect_queues(3)?;
         self.active = Some(ctx.into());
         Ok(())
     }
@@ -213,11 +208,7 @@ impl MutEventSubscriber for Vsock {
             Events::with_data_raw(self.muxer.listener_fd(), EV_LISTENER, EventSet::IN),
             Events::with_data_raw(self.muxer.timer_fd(), EV_TIMER, EventSet::IN),
         ];
-        for ev in evs {
-            if let Err(e) = ops.add(ev) {
-                tracing::error!("vsock: cannot register event: {e}");
-            }
-        }
+        register_events(ops, "vsock", &evs);
     }
 
     fn process(&mut self, events: Events, ops: &mut EventOps) {
