@@ -12,8 +12,6 @@ mod common;
 use common::*;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const VMM: &str = env!("CARGO_BIN_EXE_vmm");
 const RUNS: usize = 30;
 
 /// Kills the child and returns its CPU time (user + system) in ms, from wait4's rusage.

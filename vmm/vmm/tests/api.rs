@@ -8,42 +8,6 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const VMM: &str = env!("CARGO_BIN_EXE_vmm");
-
-fn kvm_available() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-}
-
-struct Vmm(Child);
-impl Drop for Vmm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_api(dir: &std::path::Path, extra: &[&str]) -> (Vmm, std::path::PathBuf) {
-    let sock = dir.join("api.sock");
-    let child = Command::new(VMM)
-        .arg("--api-sock")
-        .arg(&sock)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for_socket(&sock, Duration::from_secs(10)),
-        "API socket never appeared"
-    );
-    (Vmm(child), sock)
-}
-
 fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
@@ -58,7 +22,7 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
 #[test]
 fn configuration_errors_are_400_with_a_message() {
     let dir = scratch("api-errors");
-    let (_vmm, sock) = spawn_api(&dir, &["--id", "test-vm"]);
+    let (_vmm, sock) = spawn_api(&dir, &["--id", "test-vm"], true);
 
     let (st, body) = request(&sock, "GET", "/", None);
     assert_eq!(st, 200, "{body}");
@@ -162,7 +126,7 @@ fn api_boot_second_start_and_ctrl_alt_del() {
     .unwrap();
     let serial = dir.join("serial.out");
     let metrics = dir.join("metrics.json");
-    let (mut vmm, sock) = spawn_api(&dir, &["--metrics-path", metrics.to_str().unwrap()]);
+    let (mut vmm, sock) = spawn_api(&dir, &["--metrics-path", metrics.to_str().unwrap()], true);
     let body = format!(r#"{{"serial_out_path": "{}"}}"#, serial.display());
     assert_eq!(request(&sock, "PUT", "/serial", Some(&body)).0, 204);
     let body = format!(
@@ -315,7 +279,7 @@ fn config_file_errors_exit_nonzero_with_a_message() {
 fn sigterm_exits_cleanly_removing_the_socket_and_flushing_metrics() {
     let dir = scratch("sigterm");
     let metrics = dir.join("m.json");
-    let (mut vmm, sock) = spawn_api(&dir, &["--metrics-path", metrics.to_str().unwrap()]);
+    let (mut vmm, sock) = spawn_api(&dir, &["--metrics-path", metrics.to_str().unwrap()], true);
     assert_eq!(request(&sock, "GET", "/", None).0, 200);
     // SAFETY: signalling our own child.
     unsafe { libc::kill(vmm.0.id() as i32, libc::SIGTERM) };

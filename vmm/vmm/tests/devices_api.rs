@@ -7,48 +7,12 @@ mod common;
 use common::*;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const VMM: &str = env!("CARGO_BIN_EXE_vmm");
-
-fn kvm_available() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-}
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-struct Vmm(Child);
-impl Drop for Vmm {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_api(dir: &Path, extra: &[&str]) -> (Vmm, std::path::PathBuf) {
-    let sock = dir.join("api.sock");
-    let child = Command::new(VMM)
-        .arg("--api-sock")
-        .arg(&sock)
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    assert!(
-        wait_for_socket(&sock, Duration::from_secs(10)),
-        "API socket never appeared"
-    );
-    (Vmm(child), sock)
 }
 
 fn put(sock: &Path, path: &str, body: &str) -> (u16, String) {
@@ -76,7 +40,7 @@ fn drive(id: &str, path: &Path, root: bool) -> String {
 #[test]
 fn device_configuration_errors_before_start() {
     let dir = scratch("dev-errors");
-    let (_vmm, sock) = spawn_api(&dir, &[]);
+    let (_vmm, sock) = spawn_api(&dir, &[], false);
     let disk = dir.join("disk.img");
     std::fs::write(&disk, vec![0u8; 4096]).unwrap();
 
@@ -218,7 +182,7 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
     let dir = scratch("dev-kvm");
     let serial = dir.join("serial.out");
     let metrics = dir.join("metrics.json");
-    let (vmm, sock) = spawn_api(&dir, &["--serial-out", serial.to_str().unwrap()]);
+    let (vmm, sock) = spawn_api(&dir, &["--serial-out", serial.to_str().unwrap()], false);
     let root = dir.join("root.img");
     let data = dir.join("data.img");
     std::fs::write(&root, vec![0u8; 3 * 512]).unwrap();

@@ -8,16 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const VMM: &str = env!("CARGO_BIN_EXE_vmm");
-
-fn kvm_available() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
-}
-
 fn config(dir: &Path, reset: bool) -> std::path::PathBuf {
     let kernel = dir.join("tiny.elf");
     std::fs::write(&kernel, tiny_elf(&serial_program(b"hi\n", reset))).unwrap();

@@ -1,11 +1,62 @@
-//! Helpers shared by the integration tests and the start-up benchmark: a tiny ELF "kernel"
-//! and a minimal HTTP client for the API socket.
+//! Helpers shared by the integration tests and the start-up benchmark: a tiny ELF "kernel",
+//! the vmm process under test and a minimal HTTP client for the API socket.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The vmm binary under test.
+pub const VMM: &str = env!("CARGO_BIN_EXE_vmm");
+
+/// True when this process can open /dev/kvm; tests that need KVM skip otherwise.
+pub fn kvm_available() -> bool {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok()
+}
+
+/// A vmm process, killed and reaped when dropped (also when a test fails).
+pub struct Vmm(pub Child);
+impl Drop for Vmm {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the vmm with its API on `dir/api.sock` plus `extra` flags and waits for the
+/// socket. With `capture` its stdout and stderr are piped for the test to read, otherwise
+/// discarded.
+pub fn spawn_api(dir: &Path, extra: &[&str], capture: bool) -> (Vmm, PathBuf) {
+    let sock = dir.join("api.sock");
+    let out = || {
+        if capture {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        }
+    };
+    let child = Command::new(VMM)
+        .arg("--api-sock")
+        .arg(&sock)
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(out())
+        .stderr(out())
+        .spawn()
+        .unwrap();
+    let vmm = Vmm(child);
+    assert!(
+        wait_for_socket(&sock, Duration::from_secs(10)),
+        "API socket never appeared"
+    );
+    (vmm, sock)
+}
 
 /// Guest physical load address of the tiny kernels.
 pub const LOAD: u64 = 0x10_0000;
