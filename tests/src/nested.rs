@@ -41,6 +41,8 @@ pub struct NestedHost {
 impl NestedHost {
     /// Boots the host with `payload_image` as its payload disk; files go to `dir`.
     pub fn boot(dir: &Path, payload_image: &Path) -> Result<NestedHost, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let sockets = dir.join("channels");
         let console = dir.join("host-console.log");
         let pid = spawn_qemu(&sockets, payload_image, &console)?;
@@ -84,6 +86,29 @@ impl NestedHost {
             }
             // A channel in an unknown state is dropped; the others carry on.
             Err(e) => Err(format!("{e}\n{}", self.console_tail(30))),
+        }
+    }
+
+    /// Whether QEMU still runs (it is reaped by its spawning thread when it ends; a
+    /// host whose channel just closed gets a few seconds to finish dying).
+    pub fn is_alive(&self) -> bool {
+        let stat = format!("/proc/{}/stat", self.pid);
+        for _ in 0..50 {
+            if !Path::new(&stat).exists() {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        true
+    }
+
+    /// Kills QEMU (after its channels failed); it is reaped by its spawning thread.
+    pub fn kill(&self) {
+        if self.is_alive() {
+            // SAFETY: kill(2) on the QEMU child this host started; no memory involved.
+            unsafe {
+                libc::kill(self.pid as i32, libc::SIGKILL);
+            }
         }
     }
 

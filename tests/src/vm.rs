@@ -162,7 +162,8 @@ pub fn shell_quote(value: &Value) -> String {
 
 /// Shell functions for talking to a vmm API socket with curl:
 /// `api METHOD PATH [JSON]` prints the HTTP status and the body and fails unless 2xx;
-/// `wait_for FILE TEXT SECS` waits until FILE contains TEXT.
+/// `wait_for FILE TEXT SECS [PID]` waits until FILE contains TEXT (giving up early
+/// once process PID, if given, has ended).
 pub const SHELL_HELPERS: &str = r#"
 api() {
     _code=$(curl -sS --unix-socket "$API_SOCK" -o api.body -w '%{http_code}' -X "$1" \
@@ -175,6 +176,10 @@ wait_for() {
     while ! grep -q "$2" "$1" 2>/dev/null; do
         _i=$((_i + 1))
         [ $_i -gt $(($3 * 10)) ] && { echo "timed out waiting for '$2' in $1"; return 1; }
+        if [ -n "$4" ] && ! kill -0 "$4" 2>/dev/null; then
+            grep -q "$2" "$1" 2>/dev/null && return 0
+            echo "process $4 ended before '$2' appeared in $1"; return 1
+        fi
         sleep 0.1
     done
 }

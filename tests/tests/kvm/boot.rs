@@ -123,7 +123,7 @@ done
 api PUT /boot-source {boot} || fail "boot-source"
 api PUT /machine-config {machine} || fail "machine-config"
 api PUT /actions '{{"action_type":"InstanceStart"}}' || fail "InstanceStart"
-wait_for serial.log "guest-init: waiting" {secs} || fail "guest did not reach init"
+wait_for serial.log "guest-init: waiting" {secs} $vmm_pid || fail "guest did not reach init"
 api PUT /actions '{{"action_type":"SendCtrlAltDel"}}' || fail "SendCtrlAltDel"
 i=0
 while kill -0 $vmm_pid 2>/dev/null; do
