@@ -1,6 +1,7 @@
 //! Helpers shared by the scenario modules.
 
 use kvm_tests::{Harness, Outcome};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Time a scenario that boots one guest may take (nested TCG on a busy machine).
@@ -27,7 +28,11 @@ pub fn require_kernel_config_kernel(why: &str) {
 }
 
 /// Runs `script` with a timeout of `secs` and prints its output (shown on failure).
+/// One at a time: two guests at once inside the nested host make its emulated SVM
+/// fail far more often (tests/README.md, "Flakes of the emulated SVM").
 pub fn run(script: &str, secs: u64) -> Outcome {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let outcome = harness().run(script, Duration::from_secs(secs));
     println!(
         "--- scenario exit status {}, output:\n{}",

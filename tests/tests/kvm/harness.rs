@@ -60,9 +60,10 @@ fn concurrent_scenarios_keep_their_own_status_and_output() {
     let threads: Vec<_> = (0..6)
         .map(|i| {
             std::thread::spawn(move || {
-                let o = run(
+                // Straight to the harness: `common::run` takes turns.
+                let o = harness().run(
                     &format!("echo begin-{i}; sleep 1; echo end-{i}; exit {i}"),
-                    120,
+                    std::time::Duration::from_secs(120),
                 );
                 (i, o)
             })
