@@ -92,9 +92,8 @@ impl NestedHost {
     /// Whether QEMU still runs (it is reaped by its spawning thread when it ends; a
     /// host whose channel just closed gets a few seconds to finish dying).
     pub fn is_alive(&self) -> bool {
-        let stat = format!("/proc/{}/stat", self.pid);
         for _ in 0..50 {
-            if !Path::new(&stat).exists() {
+            if !self.running() {
                 return false;
             }
             thread::sleep(Duration::from_millis(100));
@@ -102,9 +101,13 @@ impl NestedHost {
         true
     }
 
+    fn running(&self) -> bool {
+        Path::new(&format!("/proc/{}/stat", self.pid)).exists()
+    }
+
     /// Kills QEMU (after its channels failed); it is reaped by its spawning thread.
     pub fn kill(&self) {
-        if self.is_alive() {
+        if self.running() {
             // SAFETY: kill(2) on the QEMU child this host started; no memory involved.
             unsafe {
                 libc::kill(self.pid as i32, libc::SIGKILL);
