@@ -181,11 +181,7 @@ fn run_task(g: &mut Guest, task: &TaskSpec, stop_when: Option<&StopWhen>) -> Vec
         match conn.recv() {
             Ok(m) => msgs.push(m),
             Err(ProtoError::Closed) => break,
-            Err(ProtoError::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if e.is_timeout() => {}
             Err(e) => panic!("channel error {e}; got {msgs:#?}"),
         }
     }

@@ -33,6 +33,15 @@ pub enum ProtoError {
     BadRole { peer: Role, expected: Role },
 }
 
+impl ProtoError {
+    /// Whether this is only a read timeout (socket read timeout or non-blocking socket
+    /// with nothing to read): the connection is still usable.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ProtoError::Io(e)
+            if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut))
+    }
+}
+
 /// Encodes one payload as a frame (length prefix + payload).
 pub fn encode_frame(payload: &[u8]) -> Result<Vec<u8>, ProtoError> {
     check_len(payload.len())?;
@@ -213,6 +222,15 @@ pub fn check_hello(h: &Hello, expected: Role) -> Result<(), ProtoError> {
 mod tests {
     use super::*;
     use crate::messages::{GuestMessage, HostMessage, LogStream};
+
+    #[test]
+    fn only_read_timeouts_count_as_timeouts() {
+        for kind in [io::ErrorKind::WouldBlock, io::ErrorKind::TimedOut] {
+            assert!(ProtoError::Io(io::Error::from(kind)).is_timeout());
+        }
+        assert!(!ProtoError::Io(io::Error::from(io::ErrorKind::BrokenPipe)).is_timeout());
+        assert!(!ProtoError::Closed.is_timeout());
+    }
 
     /// A reader that hands out at most one byte per read, like a slow socket.
     struct Trickle(Vec<u8>, usize);

@@ -71,11 +71,7 @@ fn run(a: &Args) -> Result<(), String> {
                 let _ = writeln!(out.lock(), "{line}");
             }
             Err(ProtoError::Closed) => break,
-            Err(ProtoError::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if e.is_timeout() => {}
             // The VM resetting may cut the connection right after taskStopped.
             Err(_) if stopped => break,
             Err(e) => return Err(e.to_string()),
