@@ -113,10 +113,7 @@ fn configuration_errors_are_400_with_a_message() {
 
 #[test]
 fn api_boot_second_start_and_ctrl_alt_del() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let dir = scratch("api-boot");
     let kernel = dir.join("tiny.elf");
     std::fs::write(
@@ -200,10 +197,7 @@ fn api_boot_second_start_and_ctrl_alt_del() {
 
 #[test]
 fn config_file_boot_to_reset_exits_zero() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let dir = scratch("config-file");
     let kernel = dir.join("tiny.elf");
     std::fs::write(

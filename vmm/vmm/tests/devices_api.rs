@@ -175,10 +175,7 @@ fn wait_for(path: &Path, want: &str, timeout: Duration) -> String {
 
 #[test]
 fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let dir = scratch("dev-kvm");
     let serial = dir.join("serial.out");
     let metrics = dir.join("metrics.json");
@@ -324,10 +321,7 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
 
 #[test]
 fn config_file_with_devices_boots_and_reports_bad_drives() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let dir = scratch("dev-config");
     let kernel = dir.join("probe.elf");
     // Probe 2 slots, then reset through the i8042 (exit code 0).

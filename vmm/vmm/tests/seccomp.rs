@@ -37,10 +37,7 @@ fn seccomp_modes(pid: u32) -> Vec<String> {
 
 #[test]
 fn no_seccomp_leaves_every_thread_unfiltered() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let dir = scratch("seccomp-off");
     let cfg = config(&dir, false);
     let sock = dir.join("api.sock");
@@ -67,10 +64,7 @@ fn no_seccomp_leaves_every_thread_unfiltered() {
 
 #[test]
 fn seccomp_filter_file_is_what_the_threads_run_under() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let dir = scratch("seccomp-file");
     let cfg = config(&dir, true);
     let permissive = r#"{"default_action": "allow", "filter_action": "kill_process",

@@ -3,6 +3,9 @@
 //!
 //! Guest ring-0 code may be emulated (PVM), so each guest is a handful of instructions.
 
+mod common;
+
+use common::require_kvm;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,14 +31,6 @@ impl Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
-}
-
-fn kvm_available() -> bool {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-        .is_ok()
 }
 
 /// Runs `code` at 1 MiB in long mode on `vcpus` vCPUs (APs wait for INIT/SIPI); returns
@@ -97,10 +92,7 @@ const RESET: &[u8] = &[0xb0, 0xfe, 0xe6, 0x64, 0xf4, 0xeb, 0xfd];
 
 #[test]
 fn serial_output_then_i8042_reset_exits_zero() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let mut code = out_bytes(0x3f8, b"hello\n");
     code.extend_from_slice(RESET);
     let (rc, out, log) = run_guest(&code, 1);
@@ -111,10 +103,7 @@ fn serial_output_then_i8042_reset_exits_zero() {
 
 #[test]
 fn unhandled_port_read_returns_zero() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     // mov dx, 0x1235; in al, dx; add al, '0'; mov dx, 0x3f8; out dx, al
     let mut code = vec![
         0x66, 0xba, 0x35, 0x12, 0xec, 0x04, b'0', 0x66, 0xba, 0xf8, 0x03, 0xee,
@@ -127,10 +116,7 @@ fn unhandled_port_read_returns_zero() {
 
 #[test]
 fn guest_larger_than_the_gap_gets_two_memory_slots() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let mut code = out_bytes(0x3f8, b"big\n");
     code.extend_from_slice(RESET);
     let (rc, out, _) = run_guest_mem(&code, 1, 4096 + 512);
@@ -139,10 +125,7 @@ fn guest_larger_than_the_gap_gets_two_memory_slots() {
 
 #[test]
 fn two_vcpus_only_the_bootstrap_processor_runs() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let mut code = out_bytes(0x3f8, b"once\n");
     code.extend_from_slice(RESET);
     let (rc, out, _) = run_guest(&code, 2);
@@ -152,10 +135,7 @@ fn two_vcpus_only_the_bootstrap_processor_runs() {
 
 #[test]
 fn boot_timer_and_unhandled_mmio() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     // mov eax, 1; mov rbx, 0xc0000000; mov [rbx], eax (boot timer);
     // mov rbx, 0xd0000000; mov [rbx], eax (nothing mapped there)
     let mut code = vec![0xb8, 1, 0, 0, 0];
@@ -178,10 +158,7 @@ fn boot_timer_and_unhandled_mmio() {
 
 #[test]
 fn unhandled_port_write_is_ignored() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let mut code = out_bytes(0x1234, b"x");
     code.extend(out_bytes(0x3f8, b"after\n"));
     code.extend_from_slice(RESET);
@@ -205,10 +182,7 @@ impl vmm_devices::bus::BusDevice for Recorder {
 
 #[test]
 fn virtio_mmio_registration_wires_bus_ioeventfds_and_cmdline() {
-    if !kvm_available() {
-        eprintln!("skipped: no /dev/kvm");
-        return;
-    }
+    require_kvm!();
     let mem = create_guest_memory(16).unwrap();
     vmm::vstate::regs::write_boot_tables(&mem).unwrap();
     let vm = Vm::new(1).unwrap();

@@ -20,6 +20,20 @@ pub fn kvm_available() -> bool {
         .is_ok()
 }
 
+/// Returns from the test (which passes, saying it was skipped) when there is no KVM.
+/// (The start-up bench shares this module and does not skip: hence the allows.)
+#[allow(unused_macros)]
+macro_rules! require_kvm {
+    () => {
+        if !common::kvm_available() {
+            eprintln!("skipped: no /dev/kvm");
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require_kvm;
+
 /// A vmm process, killed and reaped when dropped (also when a test fails).
 pub struct Vmm(pub Child);
 impl Drop for Vmm {
