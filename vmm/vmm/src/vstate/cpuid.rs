@@ -1,10 +1,24 @@
 //! CPUID for each vCPU, derived from KVM's supported set: APIC IDs, topology (one thread per
-//! core, all vCPUs in one socket), the hypervisor bit and the vCPU count.
+//! core, all vCPUs in one socket), the hypervisor bit, the vCPU count and the TSC-deadline
+//! timer.
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
 
 const HYPERVISOR_BIT: u32 = 1 << 31;
 const HTT_BIT: u32 = 1 << 28;
+/// CPUID.01H:ECX[24]. KVM emulates the LAPIC's TSC-deadline mode but leaves this bit out of
+/// its supported set (it depends on the in-kernel LAPIC, which only the VMM knows it made).
+/// Without it, Linux calibrates the LAPIC timer against the PIT at boot: 100 ms lost on
+/// every boot, and where the calibration fails (timing under emulation) the LAPIC timer is
+/// disabled and the guest's timers stop firing once the PIT is idle.
+const TSC_DEADLINE_BIT: u32 = 1 << 24;
+
+/// What the VM offers beyond KVM's supported CPUID set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Features {
+    /// The in-kernel LAPIC emulates TSC-deadline mode (`KVM_CAP_TSC_DEADLINE_TIMER`).
+    pub tsc_deadline: bool,
+}
 
 /// Number of bits needed to number `n` items (ceil(log2(n))).
 fn bits_for(n: u32) -> u32 {
@@ -15,12 +29,15 @@ fn bits_for(n: u32) -> u32 {
     }
 }
 
-fn patch_entry(e: &mut kvm_cpuid_entry2, cpu: u32, count: u32) {
+fn patch_entry(e: &mut kvm_cpuid_entry2, cpu: u32, count: u32, features: Features) {
     match e.function {
         0x1 => {
             // EBX[31:24] initial APIC ID, [23:16] logical processors, [15:8] CLFLUSH size/8.
             e.ebx = (cpu << 24) | ((count & 0xff) << 16) | (8 << 8) | (e.ebx & 0xff);
             e.ecx |= HYPERVISOR_BIT;
+            if features.tsc_deadline {
+                e.ecx |= TSC_DEADLINE_BIT;
+            }
             if count > 1 {
                 e.edx |= HTT_BIT;
             } else {
@@ -64,11 +81,11 @@ fn patch_entry(e: &mut kvm_cpuid_entry2, cpu: u32, count: u32) {
 }
 
 /// The CPUID table for vCPU `cpu` (its APIC ID) of `count` vCPUs.
-pub fn vcpu_cpuid(supported: &CpuId, cpu: u8, count: u8) -> CpuId {
+pub fn vcpu_cpuid(supported: &CpuId, cpu: u8, count: u8, features: Features) -> CpuId {
     let mut cpuid = supported.clone();
     let count = u32::from(count.max(1));
     for e in cpuid.as_mut_slice() {
-        patch_entry(e, u32::from(cpu), count);
+        patch_entry(e, u32::from(cpu), count, features);
     }
     cpuid
 }
@@ -95,7 +112,7 @@ mod tests {
     #[test]
     fn apic_id_count_and_hypervisor_bit() {
         let sup = CpuId::from_entries(&[entry(1, 0), entry(0xb, 0), entry(0xb, 1)]).unwrap();
-        let c = vcpu_cpuid(&sup, 5, 8);
+        let c = vcpu_cpuid(&sup, 5, 8, Features::default());
         let l1 = find(&c, 1, 0);
         assert_eq!(l1.ebx >> 24, 5);
         assert_eq!((l1.ebx >> 16) & 0xff, 8);
@@ -111,8 +128,22 @@ mod tests {
     fn single_vcpu_has_no_htt() {
         let mut e = entry(1, 0);
         e.edx = HTT_BIT;
-        let c = vcpu_cpuid(&CpuId::from_entries(&[e]).unwrap(), 0, 1);
+        let c = vcpu_cpuid(
+            &CpuId::from_entries(&[e]).unwrap(),
+            0,
+            1,
+            Features::default(),
+        );
         assert_eq!(find(&c, 1, 0).edx & HTT_BIT, 0);
+    }
+
+    #[test]
+    fn tsc_deadline_only_when_the_lapic_emulates_it() {
+        let sup = CpuId::from_entries(&[entry(1, 0)]).unwrap();
+        let off = vcpu_cpuid(&sup, 0, 1, Features::default());
+        assert_eq!(find(&off, 1, 0).ecx & TSC_DEADLINE_BIT, 0);
+        let on = vcpu_cpuid(&sup, 0, 1, Features { tsc_deadline: true });
+        assert_ne!(find(&on, 1, 0).ecx & TSC_DEADLINE_BIT, 0);
     }
 
     #[test]

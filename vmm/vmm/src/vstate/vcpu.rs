@@ -1,6 +1,6 @@
 //! vCPUs: configuration for a 64-bit entry and the run loop on a thread of its own.
 
-use super::cpuid::vcpu_cpuid;
+use super::cpuid::{vcpu_cpuid, Features};
 use super::memory::GuestMemory;
 use super::msrs::boot_msrs;
 use super::regs;
@@ -54,7 +54,10 @@ impl Vcpu {
             .fd
             .create_vcpu(u64::from(index))
             .map_err(ioctl("CREATE_VCPU"))?;
-        fd.set_cpuid2(&vcpu_cpuid(supported, index, count))
+        let features = Features {
+            tsc_deadline: vm.kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer),
+        };
+        fd.set_cpuid2(&vcpu_cpuid(supported, index, count, features))
             .map_err(ioctl("SET_CPUID2"))?;
         let msrs = boot_msrs().map_err(|_| VmError::Ioctl {
             what: "MSR list",
