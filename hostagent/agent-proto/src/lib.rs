@@ -19,6 +19,11 @@
 //!    `heartbeatIntervalSecs` (from the registration answer). A host silent for
 //!    longer than the control plane's heartbeat timeout is declared lost and its
 //!    tasks are stopped.
+//! 4. **Logs and metrics**: the agent ships container output in
+//!    [`AgentMessage::Logs`] batches and resource-use samples in
+//!    [`AgentMessage::TaskMetrics`]. The control plane keeps the lines of containers
+//!    whose [`ContainerSpec::log_configuration`] is `awslogs` in that group, in the
+//!    stream [`AwsLogs::stream_name`], and serves them through its CloudWatch Logs API.
 //!
 //! The agent is not trusted: the control plane checks every message against the
 //! host identity of the channel, and answers a message about a task that is not
@@ -27,6 +32,7 @@
 //! All field names are camelCase on the wire, like the ECS API.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Path of the registration endpoint.
 pub const REGISTER_PATH: &str = "/agent/v1/register";
@@ -98,8 +104,62 @@ pub struct PortMapping {
     pub protocol: String,
 }
 
+/// A container's `logConfiguration`, as in the task definition.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogConfiguration {
+    /// The log driver (`awslogs` is the one the platform ships to its log store).
+    pub log_driver: String,
+    /// Driver options (`awslogs-group`, `awslogs-stream-prefix`, `awslogs-region`,
+    /// `awslogs-create-group`, ...).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// The `awslogs` options of a container: where its output goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsLogs {
+    /// `awslogs-group`.
+    pub group: String,
+    /// `awslogs-stream-prefix`, if given.
+    pub stream_prefix: Option<String>,
+    /// `awslogs-region`, if given.
+    pub region: Option<String>,
+    /// `awslogs-create-group` is `true`.
+    pub create_group: bool,
+}
+
+impl AwsLogs {
+    /// The awslogs options of `spec`, if its log driver is `awslogs` with a group.
+    pub fn of(spec: &ContainerSpec) -> Option<AwsLogs> {
+        let lc = spec.log_configuration.as_ref()?;
+        if lc.log_driver != "awslogs" {
+            return None;
+        }
+        let opt = |k: &str| lc.options.get(k).filter(|v| !v.is_empty()).cloned();
+        Some(AwsLogs {
+            group: opt("awslogs-group")?,
+            stream_prefix: opt("awslogs-stream-prefix"),
+            region: opt("awslogs-region"),
+            create_group: opt("awslogs-create-group")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        })
+    }
+
+    /// The log stream of `container` of task `task_arn`, named as ECS's awslogs
+    /// driver names it on Fargate: `prefix/container-name/task-id` (task-id: the last
+    /// part of the task ARN); without a prefix, `container-name/task-id`.
+    pub fn stream_name(&self, container: &str, task_arn: &str) -> String {
+        let task_id = task_arn.rsplit('/').next().unwrap_or(task_arn);
+        match &self.stream_prefix {
+            Some(p) => format!("{p}/{container}/{task_id}"),
+            None => format!("{container}/{task_id}"),
+        }
+    }
+}
+
 /// One container to run, with the task definition and the run-time overrides merged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerSpec {
     /// Container name, unique in the task.
@@ -130,6 +190,9 @@ pub struct ContainerSpec {
     pub port_mappings: Vec<PortMapping>,
     /// Stop timeout in seconds (SIGTERM, then SIGKILL after this long).
     pub stop_timeout_secs: u32,
+    /// Where the container's output goes (see [`AwsLogs::of`]); none: it is discarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_configuration: Option<LogConfiguration>,
 }
 
 /// The task's network attachment (`awsvpcConfiguration` of RunTask).
@@ -231,6 +294,38 @@ pub enum LogStream {
     Stderr,
 }
 
+/// Most lines one [`AgentMessage::Logs`] batch may carry.
+pub const MAX_LOG_BATCH_LINES: usize = 1000;
+/// Most bytes of one log line (longer lines are cut at a character boundary).
+pub const MAX_LOG_LINE_BYTES: usize = 16 * 1024;
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLine {
+    /// The task.
+    pub task_arn: String,
+    /// The container (one of the task's).
+    pub container: String,
+    /// stdout or stderr.
+    pub stream: LogStream,
+    /// When the line was read, in ms since the Unix epoch.
+    pub timestamp: u64,
+    /// The line, without its newline.
+    pub line: String,
+}
+
+/// Cuts `line` to at most [`MAX_LOG_LINE_BYTES`] at a character boundary.
+pub fn truncate_log_line(line: &mut String) {
+    if line.len() > MAX_LOG_LINE_BYTES {
+        let mut end = MAX_LOG_LINE_BYTES;
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        line.truncate(end);
+    }
+}
+
 /// Agent -> control plane.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -258,6 +353,34 @@ pub enum AgentMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         private_ipv4_address: Option<String>,
     },
+    /// A batch of container output lines (at most [`MAX_LOG_BATCH_LINES`]), in the
+    /// order they were read. The control plane stores the lines of containers with
+    /// `awslogs` options in the container's log group and stream.
+    #[serde(rename_all = "camelCase")]
+    Logs {
+        /// The lines.
+        lines: Vec<LogLine>,
+        /// Lines the agent dropped since its previous batch (its buffer was full
+        /// while the channel was down).
+        #[serde(default, skip_serializing_if = "is_zero")]
+        dropped: u64,
+    },
+    /// A resource-use sample of one task.
+    #[serde(rename_all = "camelCase")]
+    TaskMetrics {
+        /// The task.
+        task_arn: String,
+        /// CPU use in percent of the task's CPU units.
+        cpu_utilization: f64,
+        /// Memory use in percent of the task's memory.
+        memory_utilization: f64,
+        /// When it was sampled, in ms since the Unix epoch.
+        timestamp: u64,
+    },
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Control plane -> agent.
@@ -320,6 +443,84 @@ mod tests {
                 running_tasks: vec!["a".into()]
             }
         );
+    }
+
+    #[test]
+    fn log_and_metrics_messages_and_old_container_specs() {
+        let m = AgentMessage::Logs {
+            lines: vec![LogLine {
+                task_arn: "arn:t".into(),
+                container: "web".into(),
+                stream: LogStream::Stderr,
+                timestamp: 1700000000123,
+                line: "hello".into(),
+            }],
+            dropped: 0,
+        };
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["type"], "logs");
+        assert_eq!(v["lines"][0]["taskArn"], "arn:t");
+        assert_eq!(v["lines"][0]["stream"], "stderr");
+        assert_eq!(v["lines"][0]["timestamp"], 1700000000123u64);
+        assert!(v.get("dropped").is_none());
+        assert_eq!(serde_json::from_value::<AgentMessage>(v).unwrap(), m);
+        let t: AgentMessage = serde_json::from_str(
+            r#"{"type":"taskMetrics","taskArn":"a","cpuUtilization":12.5,"memoryUtilization":40,"timestamp":1}"#,
+        )
+        .unwrap();
+        assert!(
+            matches!(t, AgentMessage::TaskMetrics { cpu_utilization, .. } if cpu_utilization == 12.5)
+        );
+        // a spec from before logConfiguration existed still decodes, and has no awslogs
+        let old = r#"{"name":"web","image":"i","cpu":0,"essential":true,"stopTimeoutSecs":30}"#;
+        let c: ContainerSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(c.log_configuration, None);
+        assert_eq!(AwsLogs::of(&c), None);
+        assert!(!serde_json::to_string(&c)
+            .unwrap()
+            .contains("logConfiguration"));
+    }
+
+    #[test]
+    fn awslogs_options_and_stream_names() {
+        let mut c: ContainerSpec = serde_json::from_str(
+            r#"{"name":"web","image":"i","cpu":0,"essential":true,"stopTimeoutSecs":30,
+                "logConfiguration":{"logDriver":"awslogs","options":{"awslogs-group":"g",
+                "awslogs-stream-prefix":"p","awslogs-region":"us-east-1","awslogs-create-group":"True"}}}"#,
+        )
+        .unwrap();
+        let a = AwsLogs::of(&c).unwrap();
+        assert_eq!(a.group, "g");
+        assert_eq!(a.region.as_deref(), Some("us-east-1"));
+        assert!(a.create_group);
+        assert_eq!(
+            a.stream_name("web", "arn:aws:ecs:us-east-1:1:task/c1/abc123"),
+            "p/web/abc123"
+        );
+        let lc = c.log_configuration.as_mut().unwrap();
+        lc.options.remove("awslogs-stream-prefix");
+        lc.options.remove("awslogs-create-group");
+        let a = AwsLogs::of(&c).unwrap();
+        assert!(!a.create_group);
+        assert_eq!(a.stream_name("web", "arn:x:task/c/t9"), "web/t9");
+        c.log_configuration
+            .as_mut()
+            .unwrap()
+            .options
+            .remove("awslogs-group");
+        assert_eq!(
+            AwsLogs::of(&c),
+            None,
+            "awslogs without a group ships nowhere"
+        );
+        c.log_configuration = Some(LogConfiguration {
+            log_driver: "json-file".into(),
+            options: Default::default(),
+        });
+        assert_eq!(AwsLogs::of(&c), None);
+        let mut long = "é".repeat(MAX_LOG_LINE_BYTES);
+        truncate_log_line(&mut long);
+        assert!(long.len() <= MAX_LOG_LINE_BYTES && long.len() >= MAX_LOG_LINE_BYTES - 1);
     }
 
     #[test]

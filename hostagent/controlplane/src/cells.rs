@@ -61,6 +61,17 @@ pub struct AgentConn {
     pub tx: UnboundedSender<ControlMessage>,
 }
 
+/// The latest resource-use sample of a running task (memory only, not stored).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskMetricsSample {
+    /// CPU use in percent of the task's CPU units.
+    pub cpu_utilization: f64,
+    /// Memory use in percent of the task's memory.
+    pub memory_utilization: f64,
+    /// When the host sampled it (ms since the Unix epoch).
+    pub timestamp: u64,
+}
+
 /// The mutable state of a cell, behind the cell's lock.
 pub struct CellState {
     /// Durable state.
@@ -75,6 +86,8 @@ pub struct CellState {
     pub host_tasks: HashMap<String, HashSet<String>>,
     /// AWS region of ARNs.
     pub region: String,
+    /// Task ARN -> latest metrics sample reported by its host (tasks not STOPPED).
+    pub task_metrics: HashMap<String, TaskMetricsSample>,
 }
 
 /// One cell.
@@ -113,6 +126,7 @@ impl Cell {
                 heartbeats,
                 host_tasks,
                 region: region.to_string(),
+                task_metrics: HashMap::new(),
             }),
         })
     }

@@ -8,6 +8,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Log events kept per cell unless configured.
+pub const DEFAULT_LOG_RETENTION_EVENTS: u64 = 1_000_000;
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -45,6 +48,9 @@ pub struct Args {
     /// Period of the service scheduler.
     #[arg(long)]
     pub scheduler_interval_ms: Option<u64>,
+    /// Most log events each cell's log store keeps (the oldest go first).
+    #[arg(long)]
+    pub log_retention_events: Option<u64>,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -83,6 +89,8 @@ pub struct FileConfig {
     pub scheduler_interval_ms: Option<u64>,
     /// Throttles.
     pub throttle: Option<ThrottleConfig>,
+    /// Log store retention (events per cell).
+    pub log_retention_events: Option<u64>,
 }
 
 /// The effective configuration.
@@ -108,6 +116,8 @@ pub struct Config {
     pub scheduler_interval: Duration,
     /// Throttles.
     pub throttle: ThrottleConfig,
+    /// Most log events each cell's log store keeps.
+    pub log_retention_events: u64,
 }
 
 fn add_account(map: &mut HashMap<String, (String, String)>, a: AccountEntry) -> Result<(), String> {
@@ -196,6 +206,11 @@ impl Config {
                 1_000,
             ),
             throttle: file.throttle.unwrap_or_default(),
+            log_retention_events: args
+                .log_retention_events
+                .or(file.log_retention_events)
+                .unwrap_or(DEFAULT_LOG_RETENTION_EVENTS)
+                .max(1),
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod frontend;
 pub mod lifecycle;
+pub mod logs;
 pub mod model;
 pub mod placement;
 pub mod scheduler;

@@ -118,6 +118,10 @@ fn spec_containers(td: &TaskDefinition, ov: &TaskOverride) -> Vec<ContainerSpec>
                     })
                     .collect(),
                 stop_timeout_secs: d.stop_timeout.unwrap_or(30).clamp(2, 120) as u32,
+                log_configuration: d
+                    .extra
+                    .get("logConfiguration")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok()),
             }
         })
         .collect()
@@ -308,6 +312,7 @@ pub fn mark_stopped(
     }
     task.version += 1;
     save(c, rec)?;
+    c.task_metrics.remove(&rec.task.task_arn);
     c.placement
         .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
     if let (Some(set), Some(k)) = (

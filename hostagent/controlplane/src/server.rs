@@ -5,6 +5,8 @@ use crate::agent;
 use crate::cells::{Cell, Router};
 use crate::config::Config;
 use crate::frontend::{self, throttle::Throttle};
+use crate::logs::ingest::LogCounters;
+use crate::logs::store::LogStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::StoreError;
 use std::collections::HashMap;
@@ -37,6 +39,10 @@ pub struct App {
     pub agent_messages: AtomicU64,
     /// Hosts declared lost (metric).
     pub hosts_lost: AtomicU64,
+    /// The log store of each cell (`logs-N.db`), by cell number.
+    pub logs: Vec<Arc<LogStore>>,
+    /// Log pipeline counters (metric).
+    pub log_counters: LogCounters,
 }
 
 impl App {
@@ -47,6 +53,12 @@ impl App {
         for i in 0..cfg.cells {
             let s = SqliteStore::open(&cfg.data_dir.join(format!("cell-{i}.db")))?;
             cells.push(Arc::new(Cell::open(i, Box::new(s), &cfg.region)?));
+        }
+        let mut logs = vec![];
+        for i in 0..cfg.cells {
+            let p = cfg.data_dir.join(format!("logs-{i}.db"));
+            let s = LogStore::open(&p, cfg.log_retention_events)?;
+            logs.push(Arc::new(s));
         }
         let rs = SqliteStore::open(&cfg.data_dir.join("router.db"))?;
         Ok(App {
@@ -61,6 +73,8 @@ impl App {
             next_conn: AtomicU64::new(1),
             agent_messages: AtomicU64::new(0),
             hosts_lost: AtomicU64::new(0),
+            logs,
+            log_counters: LogCounters::default(),
         })
     }
 }
@@ -83,6 +97,10 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
         "agentMessages": app.agent_messages.load(Ordering::Relaxed),
         "hostsLost": app.hosts_lost.load(Ordering::Relaxed),
         "agentsConnected": connected,
+        "logEventsStored": app.log_counters.stored.load(Ordering::Relaxed),
+        "logLinesRejected": app.log_counters.rejected.load(Ordering::Relaxed),
+        "logLinesDiscarded": app.log_counters.discarded.load(Ordering::Relaxed),
+        "logLinesDroppedByAgents": app.log_counters.dropped_by_agents.load(Ordering::Relaxed),
     })
     .to_string()
 }

@@ -120,6 +120,33 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
     Ok(TaskSize { cpu, memory })
 }
 
+/// An `awslogs` log configuration needs a valid `awslogs-group`.
+fn log_configuration(c: &ContainerDefinition) -> Result<(), ApiError> {
+    let Some(lc) = c.extra.get("logConfiguration") else {
+        return Ok(());
+    };
+    let lc: agent_proto::LogConfiguration = serde_json::from_value(lc.clone()).map_err(|e| {
+        ApiError::client(format!(
+            "Invalid logConfiguration for container '{}': {e}",
+            c.name
+        ))
+    })?;
+    if lc.log_driver != "awslogs" {
+        return Ok(());
+    }
+    match lc.options.get("awslogs-group") {
+        Some(g) if crate::logs::api::is_valid_group_name(g) => Ok(()),
+        Some(g) => Err(ApiError::client(format!(
+            "Invalid awslogs-group '{g}' for container '{}'.",
+            c.name
+        ))),
+        None => Err(ApiError::client(format!(
+            "Log driver awslogs requires the option awslogs-group (container '{}').",
+            c.name
+        ))),
+    }
+}
+
 fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(), ApiError> {
     if defs.is_empty() {
         return Err(ApiError::client("Container list cannot be empty."));
@@ -208,6 +235,7 @@ fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(),
                 )));
             }
         }
+        log_configuration(c)?;
         cpu_sum += c.cpu;
         mem_sum += c.memory_reservation.or(c.memory).unwrap_or(0);
     }

@@ -2,7 +2,7 @@
 //! the host identity the channel was authenticated with.
 
 use super::registry::authenticate;
-use crate::cells::{tables, AgentConn, Cell, CellState, HostRecord};
+use crate::cells::{tables, AgentConn, Cell, CellState, HostRecord, TaskMetricsSample};
 use crate::lifecycle::{self, key_of_arn};
 use crate::model::TaskRecord;
 use crate::server::App;
@@ -97,7 +97,7 @@ fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage
 }
 
 /// The task `arn` if it is assigned to `host`; otherwise why not.
-fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, String> {
+pub(crate) fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, String> {
     let denied = || format!("task {arn} is not assigned to this host");
     let key = key_of_arn(arn).ok_or_else(denied)?;
     match c.store.get_json::<TaskRecord>(tables::TASK, &key) {
@@ -107,13 +107,10 @@ fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, String> 
     }
 }
 
-/// Handles one agent message; returns the replies.
-pub fn handle(c: &mut CellState, host: &str, text: &str) -> Vec<ControlMessage> {
+/// Handles one agent message other than [`AgentMessage::Logs`] (which
+/// [`crate::logs::ingest`] stores); returns the replies.
+pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMessage> {
     let err = |m: String| vec![ControlMessage::Error { message: m }];
-    let msg: AgentMessage = match serde_json::from_str(text) {
-        Ok(m) => m,
-        Err(e) => return err(format!("malformed message: {e}")),
-    };
     if !c.heartbeats.contains_key(host) {
         return err("host is not active (declared lost); reconnect".into());
     }
@@ -160,6 +157,9 @@ pub fn handle(c: &mut CellState, host: &str, text: &str) -> Vec<ControlMessage> 
                     return err(format!("invalid privateIpv4Address {ip}"));
                 }
             }
+            if last_status == agent_proto::Status::Stopped {
+                c.task_metrics.remove(&task_arn);
+            }
             match lifecycle::apply_report(
                 c,
                 &mut rec,
@@ -172,8 +172,40 @@ pub fn handle(c: &mut CellState, host: &str, text: &str) -> Vec<ControlMessage> 
                 Err(m) => err(m),
             }
         }
+        AgentMessage::TaskMetrics {
+            task_arn,
+            cpu_utilization,
+            memory_utilization,
+            timestamp,
+        } => {
+            let rec = match own_task(c, host, &task_arn) {
+                Ok(t) => t,
+                Err(m) => return err(m),
+            };
+            let ok = |v: f64| v.is_finite() && (0.0..=MAX_UTILIZATION).contains(&v);
+            if !ok(cpu_utilization) || !ok(memory_utilization) {
+                return err(format!(
+                    "utilization out of range (0..={MAX_UTILIZATION} percent)"
+                ));
+            }
+            if rec.task.last_status != "STOPPED" {
+                c.task_metrics.insert(
+                    task_arn,
+                    TaskMetricsSample {
+                        cpu_utilization,
+                        memory_utilization,
+                        timestamp,
+                    },
+                );
+            }
+            vec![]
+        }
+        AgentMessage::Logs { .. } => err("log batches are stored by the log pipeline".into()),
     }
 }
+
+/// Highest utilization percentage accepted in a metrics sample.
+pub const MAX_UTILIZATION: f64 = 1000.0;
 
 async fn serve(
     app: Arc<App>,
@@ -197,7 +229,18 @@ async fn serve(
             frame = stream.next() => match frame {
                 Some(Ok(Message::Text(t))) => {
                     app.agent_messages.fetch_add(1, Ordering::Relaxed);
-                    let replies = handle(&mut cell.lock(), &host, t.as_str());
+                    let replies = match serde_json::from_str::<AgentMessage>(t.as_str()) {
+                        Err(e) => vec![ControlMessage::Error { message: format!("malformed message: {e}") }],
+                        Ok(AgentMessage::Logs { lines, dropped }) => {
+                            let (cell2, app2, host2) = (cell.clone(), app.clone(), host.clone());
+                            tokio::task::spawn_blocking(move || match app2.logs.get(cell2.id as usize) {
+                                Some(store) => crate::logs::ingest::ingest(&cell2, store,
+                                    &app2.log_counters, &host2, lines, dropped),
+                                None => vec![],
+                            }).await.unwrap_or_default()
+                        }
+                        Ok(m) => handle(&mut cell.lock(), &host, m),
+                    };
                     for m in &replies {
                         if sink.send(send(m)).await.is_err() { break }
                     }

@@ -209,6 +209,23 @@ struct DescribeInput {
     tasks: Option<Vec<String>>,
 }
 
+/// Names of the task attributes that carry the latest metrics sample.
+pub const CPU_ATTRIBUTE: &str = "ecs.task.cpu-utilization";
+/// Memory utilization attribute.
+pub const MEMORY_ATTRIBUTE: &str = "ecs.task.memory-utilization";
+/// Sample time attribute (ms since the Unix epoch).
+pub const METRICS_TIME_ATTRIBUTE: &str = "ecs.task.metrics-timestamp";
+
+/// The task's latest metrics as ECS `Attribute`s (`attributes` of DescribeTasks).
+fn metrics_attributes(arn: &str, m: &crate::cells::TaskMetricsSample) -> Value {
+    let a = |name: &str, value: String| json!({"name": name, "value": value, "targetType": "task", "targetId": arn});
+    json!([
+        a(CPU_ATTRIBUTE, format!("{:.2}", m.cpu_utilization)),
+        a(MEMORY_ATTRIBUTE, format!("{:.2}", m.memory_utilization)),
+        a(METRICS_TIME_ATTRIBUTE, m.timestamp.to_string()),
+    ])
+}
+
 /// DescribeTasks.
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
@@ -225,7 +242,14 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
     let (mut tasks, mut failures) = (vec![], vec![]);
     for s in ids {
         match get(ctx, c, &cluster.cluster_name, &s)? {
-            Some(r) => tasks.push(r.task),
+            Some(r) => {
+                let mut t = serde_json::to_value(&r.task)
+                    .map_err(|e| ApiError::server(format!("encode task: {e}")))?;
+                if let Some(m) = c.task_metrics.get(&r.task.task_arn) {
+                    t["attributes"] = metrics_attributes(&r.task.task_arn, m);
+                }
+                tasks.push(t)
+            }
             None => failures.push(Failure {
                 arn: Some(s),
                 reason: "MISSING".into(),

@@ -79,6 +79,18 @@ impl ApiError {
     pub fn serialization(m: impl Into<String>) -> Self {
         Self::new("SerializationException", 400, m)
     }
+    /// `ResourceNotFoundException` (400, CloudWatch Logs).
+    pub fn resource_not_found(m: impl Into<String>) -> Self {
+        Self::new("ResourceNotFoundException", 400, m)
+    }
+    /// `ResourceAlreadyExistsException` (400, CloudWatch Logs).
+    pub fn resource_already_exists(m: impl Into<String>) -> Self {
+        Self::new("ResourceAlreadyExistsException", 400, m)
+    }
+    /// `ServiceUnavailableException` (500, CloudWatch Logs).
+    pub fn service_unavailable(m: impl Into<String>) -> Self {
+        Self::new("ServiceUnavailableException", 500, m)
+    }
     /// `ServerException` (500).
     pub fn server(m: impl Into<String>) -> Self {
         Self::new("ServerException", 500, m)

@@ -18,6 +18,8 @@ use std::sync::Arc;
 
 /// The `X-Amz-Target` prefix of ECS operations.
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
+/// The `X-Amz-Target` prefix of CloudWatch Logs operations.
+pub const LOGS_TARGET_PREFIX: &str = "Logs_20140328.";
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
@@ -28,8 +30,34 @@ fn now_unix() -> i64 {
         .unwrap_or(0)
 }
 
-/// Authenticates, throttles and decodes a call: returns (account, operation, input).
-fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, String, Value), ApiError> {
+/// Which API a call is for (from its `X-Amz-Target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    Ecs,
+    Logs,
+}
+
+/// Authenticates, throttles and decodes a call: returns (account, api, operation, input).
+fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, Api, String, Value), ApiError> {
+    let target = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let (api, service, op) = match target.strip_prefix(LOGS_TARGET_PREFIX) {
+        Some(op) => (
+            Api::Logs,
+            "logs",
+            Some(op).filter(|op| crate::logs::api::OPERATIONS.contains(op)),
+        ),
+        None => (
+            Api::Ecs,
+            "ecs",
+            target
+                .strip_prefix(TARGET_PREFIX)
+                .filter(|op| api::is_known(op)),
+        ),
+    };
     let req = sigv4::SignedRequest {
         method: parts.method.as_str(),
         path: parts.uri.path(),
@@ -37,17 +65,10 @@ fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, String, Value
         headers: &parts.headers,
         body,
     };
-    let account = sigv4::verify(&req, &app.region, "ecs", now_unix(), |k| {
+    let account = sigv4::verify(&req, &app.region, service, now_unix(), |k| {
         app.accounts.get(k).cloned()
     })?;
-    let op = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix(TARGET_PREFIX))
-        .filter(|op| api::is_known(op))
-        .ok_or_else(ApiError::unknown_operation)?
-        .to_string();
+    let op = op.ok_or_else(ApiError::unknown_operation)?.to_string();
     if !app.throttle.allow(&account, &op) {
         return Err(ApiError::throttled());
     }
@@ -62,7 +83,7 @@ fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, String, Value
             "The request body must be a JSON object.",
         ));
     }
-    Ok((account, op, input))
+    Ok((account, api, op, input))
 }
 
 fn strip_nulls(v: &mut Value) {
@@ -71,7 +92,7 @@ fn strip_nulls(v: &mut Value) {
     }
 }
 
-/// `POST /`: one ECS call.
+/// `POST /`: one ECS or CloudWatch Logs call.
 pub async fn ecs(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
@@ -81,11 +102,22 @@ pub async fn ecs(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
         )),
         Ok(body) => match admit(&app, &parts, &body) {
             Err(e) => Err(e),
-            Ok((account, op, input)) => {
+            Ok((account, which, op, input)) => {
                 let app2 = app.clone();
                 let op2 = op.clone();
                 tokio::task::spawn_blocking(move || {
                     let cell = app2.router.cell_of(&account)?;
+                    if which == Api::Logs {
+                        let ctx = crate::logs::api::LogsCtx {
+                            account: &account,
+                            region: &app2.region,
+                            now_ms: crate::logs::now_ms(),
+                        };
+                        let store = app2.logs.get(cell.id as usize).ok_or_else(|| {
+                            ApiError::service_unavailable("No log store for this cell.")
+                        })?;
+                        return crate::logs::api::dispatch(&op2, &ctx, store, input);
+                    }
                     let ctx = Ctx {
                         account: &account,
                         region: &app2.region,

@@ -95,6 +95,17 @@ impl ControlPlane {
     }
 
     pub fn aws_as(&self, key: &str, secret: &str, args: &[&str]) -> Result<Value, String> {
+        self.aws_service(key, secret, "ecs", args)
+    }
+
+    /// Runs `aws SERVICE ARGS` with these credentials; returns (ok, json or stderr).
+    pub fn aws_service(
+        &self,
+        key: &str,
+        secret: &str,
+        service: &str,
+        args: &[&str],
+    ) -> Result<Value, String> {
         let out = Command::new(AWS)
             .args([
                 "--endpoint-url",
@@ -103,7 +114,7 @@ impl ControlPlane {
                 "us-east-1",
                 "--output",
                 "json",
-                "ecs",
+                service,
             ])
             .args(args)
             .env_clear()
@@ -306,6 +317,22 @@ impl ControlPlane {
                 v["message"].as_str().unwrap_or("").into(),
             ))
         }
+    }
+
+    /// `GET /metrics`.
+    pub fn metrics(&self) -> Option<Value> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
     }
 
     /// The task `arn` of `cluster`, fetched with [`ControlPlane::call`].
