@@ -5,5 +5,8 @@
 mod kvm {
     pub mod boot;
     pub mod common;
+    pub mod devices;
+    pub mod guest_task;
     pub mod harness;
+    pub mod jailer;
 }

@@ -2,6 +2,7 @@
 //! the boot marker, power-off.
 
 use std::fs;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -28,6 +29,62 @@ fn try_mount(
         Err(nix::errno::Errno::EBUSY) => Ok(()),
         Err(e) => Err(format!("mount {fstype} on {target}: {e}")),
     }
+}
+
+/// Whether `/` is the initramfs itself (`rootfs` in /proc/self/mountinfo, which must be
+/// mounted).
+fn root_is_rootfs() -> Result<bool, String> {
+    let info = fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+    // "<id> <parent> <maj:min> <root> <mount point> <options> ... - <fstype> <source> ..."
+    let fstype = info
+        .lines()
+        .rev()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .and_then(|l| l.split(" - ").nth(1))
+        .and_then(|rest| rest.split(' ').next());
+    Ok(fstype == Some("rootfs"))
+}
+
+/// Moves PID 1 off the initramfs. pivot_root(2) refuses to move away from `rootfs` (the
+/// initial mount has no parent), and every container is entered with pivot_root, so when
+/// `/` is the initramfs: copy this binary onto a tmpfs, remove it from the initramfs (its
+/// memory goes back once we exec), move the tmpfs over `/`, chroot into it and exec the
+/// copy with the same arguments. The exec'd copy finds `/` on tmpfs and carries on.
+/// Returns `Ok(())` when there is nothing to do; on success it does not return.
+pub fn leave_initramfs() -> Result<(), String> {
+    let ns = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    try_mount("proc", "/proc", "proc", ns, None)?;
+    if !root_is_rootfs()? {
+        return Ok(());
+    }
+    let new = "/.root";
+    try_mount("tmpfs", new, "tmpfs", MsFlags::empty(), Some("mode=0755"))?;
+    for d in ["dev", "proc", "sys", "run", "tmp", "etc"] {
+        fs::create_dir_all(Path::new(new).join(d)).map_err(|e| format!("mkdir {new}/{d}: {e}"))?;
+    }
+    let exe = fs::read_link("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
+    fs::copy("/proc/self/exe", format!("{new}/init"))
+        .map_err(|e| format!("copying {} to {new}/init: {e}", exe.display()))?;
+    // Only the initramfs copy: the file we run from (it may not be /init with rdinit=).
+    if let Err(e) = fs::remove_file(&exe) {
+        log(&format!(
+            "cannot remove {} from the initramfs: {e}",
+            exe.display()
+        ));
+    }
+    nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH)
+        .map_err(|e| format!("unmounting /proc: {e}"))?;
+    nix::unistd::chdir(new).map_err(|e| format!("chdir {new}: {e}"))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+        .map_err(|e| format!("moving {new} onto /: {e}"))?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+    let err = std::process::Command::new("/init")
+        .args(std::env::args_os().skip(1))
+        .arg0(std::env::args_os().next().unwrap_or_else(|| "/init".into()))
+        .exec();
+    Err(format!("exec /init on the new root: {err}"))
 }
 
 /// Mounts the pseudo file systems PID 1 needs. /proc, /sys, /dev and /run are required;

@@ -152,7 +152,7 @@ fn boot_main(connect: &str, boot_marker: bool) -> ! {
         eprintln!("guest-init: panic: {p}");
         boot::power_off();
     }));
-    let mounted = boot::early_mounts();
+    let mounted = boot::leave_initramfs().and_then(|()| boot::early_mounts());
     boot::ensure_stdio();
     if let Err(e) = mounted {
         eprintln!("guest-init: {e}");
