@@ -1,14 +1,109 @@
 //! `hostagent`: the host agent daemon. Registers with the control plane, holds the
 //! agent channel, applies launches and stops. SIGTERM: clean exit; SIGUSR1: drain.
+//!
+//! `hostagent vm-relay ...` (started by the agent itself, one per task) is the
+//! guest-channel relay of the microVM runtime (see `hostagent::vm::relay`).
 
 use clap::Parser;
 use hostagent::host::agent::Agent;
 use hostagent::host::channel::{self, ChannelConfig, Exit};
-use hostagent::host::config::Args;
-use hostagent::host::runtime::UnavailableRuntime;
+use hostagent::host::config::{Args, Capacity};
+use hostagent::host::runtime::{TaskEvent, TaskRuntime, UnavailableRuntime};
 use hostagent::host::store::TaskStore;
+use hostagent::vm::{relay, MicroVmRuntime, VmRuntimeConfig};
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// Which runtime runs the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeKind {
+    /// Every task in its own jailed microVM (netd + jailer + vmm + guest init).
+    Microvm,
+    /// No runtime: every launch is answered STOPPED, honestly.
+    Unavailable,
+}
+
+/// Flags of the microVM runtime (besides `--netd-socket`, `--vmm-bin`, `--jailer-bin`,
+/// `--guest-kernel`, `--guest-initramfs`).
+#[derive(Debug, Clone, clap::Args)]
+struct VmArgs {
+    /// Task runtime.
+    #[arg(long, value_enum, default_value = "unavailable")]
+    runtime: RuntimeKind,
+    /// Jailer chroot base (`jailer --chroot-base-dir`).
+    #[arg(long, default_value = "/srv/jailer")]
+    chroot_base: PathBuf,
+    /// uid of the jailed vmm processes.
+    #[arg(long, default_value_t = 10_000)]
+    jail_uid: u32,
+    /// gid of the jailed vmm processes.
+    #[arg(long, default_value_t = 10_000)]
+    jail_gid: u32,
+    /// Cgroup version for the task limits (1: v1 controllers, 2: cgroup2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    cgroup_version: u8,
+    /// Parent cgroup of the jails.
+    #[arg(long, default_value = "hostagent")]
+    parent_cgroup: String,
+    /// netd subnet for tasks whose subnets netd does not know.
+    #[arg(long, default_value = "service")]
+    default_subnet: String,
+    /// Image layer cache (default `<state-dir>/images`).
+    #[arg(long)]
+    image_cache: Option<PathBuf>,
+    /// Registry (`host:port`) reached over plain http (repeatable; loopback always is).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Seconds from VM start to the guest init's answer.
+    #[arg(long, default_value_t = 30)]
+    boot_timeout_secs: u64,
+    /// Seconds from RunTask to every container started.
+    #[arg(long, default_value_t = 120)]
+    start_timeout_secs: u64,
+    /// Seconds between two metrics samples of a task.
+    #[arg(long, default_value_t = 10)]
+    metrics_interval_secs: u64,
+    /// MiB the vmm may use beyond the guest memory (cgroup memory limit margin).
+    #[arg(long, default_value_t = 64)]
+    vmm_memory_overhead_mib: u64,
+    /// Appended to the guest kernel command line.
+    #[arg(long, default_value = "")]
+    extra_boot_args: String,
+    /// `vmm --level` (Info shows the guest boot marker in console.log).
+    #[arg(long, default_value = "Info")]
+    vmm_log_level: String,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hostagent",
+    version,
+    about = "The host agent: registers with the control plane and runs its tasks in microVMs."
+)]
+struct Cli {
+    #[command(flatten)]
+    args: Args,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+/// `hostagent vm-relay`.
+#[derive(Debug, Parser)]
+#[command(name = "hostagent vm-relay")]
+struct RelayCli {
+    #[arg(long)]
+    guest_socket: PathBuf,
+    #[arg(long)]
+    agent_socket: PathBuf,
+    #[arg(long)]
+    uid: u32,
+    #[arg(long)]
+    gid: u32,
+    #[arg(long)]
+    boot_timeout_ms: u64,
+}
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -18,22 +113,135 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-#[tokio::main]
-async fn main() {
-    let args = Args::parse();
-    let capacity = match args.validate() {
+fn required(p: &Option<PathBuf>, flag: &str) -> Result<PathBuf, String> {
+    p.clone()
+        .ok_or_else(|| format!("--runtime microvm needs {flag}"))
+}
+
+fn vm_config(a: &Args, v: &VmArgs) -> Result<VmRuntimeConfig, String> {
+    let mut c = VmRuntimeConfig::new(
+        required(&a.guest_kernel, "--guest-kernel")?,
+        required(&a.guest_initramfs, "--guest-initramfs")?,
+        required(&a.jailer_bin, "--jailer-bin")?,
+        required(&a.vmm_bin, "--vmm-bin")?,
+        a.state_dir.clone(),
+    );
+    c.netd_socket = a.netd_socket.clone();
+    c.chroot_base = v.chroot_base.clone();
+    c.uid = v.jail_uid;
+    c.gid = v.jail_gid;
+    c.cgroup_version = if v.cgroup_version == 1 {
+        jailer::CgroupVersion::V1
+    } else {
+        jailer::CgroupVersion::V2
+    };
+    c.parent_cgroup = v.parent_cgroup.clone();
+    c.default_subnet = v.default_subnet.clone();
+    if let Some(p) = &v.image_cache {
+        c.image_cache = p.clone();
+    }
+    c.insecure_registries = v.insecure_registries.clone();
+    c.boot_timeout = Duration::from_secs(v.boot_timeout_secs);
+    c.start_timeout = Duration::from_secs(v.start_timeout_secs);
+    c.metrics_interval = Duration::from_secs(v.metrics_interval_secs.max(1));
+    c.memory_overhead_mib = v.vmm_memory_overhead_mib;
+    c.extra_boot_args = v.extra_boot_args.clone();
+    c.vmm_log_level = v.vmm_log_level.clone();
+    c.validate()?;
+    Ok(c)
+}
+
+fn relay_main() -> ! {
+    let cli = RelayCli::parse_from(std::env::args().skip(1));
+    let r = relay::run(&relay::RelayArgs {
+        guest_socket: cli.guest_socket,
+        agent_socket: cli.agent_socket,
+        owner: (cli.uid, cli.gid),
+        boot_timeout: Duration::from_millis(cli.boot_timeout_ms),
+    });
+    match r {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("vm-relay: {e}");
+            std::process::exit(1)
+        }
+    }
+}
+
+/// Until the agent consumes runtime events itself: log them.
+// TODO(logs): hand `events` to the Agent once it has a method consuming TaskEvents.
+fn drain_events(mut events: UnboundedReceiver<TaskEvent>) {
+    tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                TaskEvent::Log { .. } | TaskEvent::Metrics { .. } => {
+                    tracing::debug!(?ev, "task event")
+                }
+                ev => tracing::info!(?ev, "task event"),
+            }
+        }
+    });
+}
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some("vm-relay") {
+        relay_main();
+    }
+    let cli = Cli::parse();
+    let capacity = match cli.args.validate() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("hostagent: {e}");
             std::process::exit(2);
         }
     };
-    let level = args.level.parse().unwrap_or(tracing::Level::INFO);
-    tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let vm = match cli.vm.runtime {
+        RuntimeKind::Microvm => match vm_config(&cli.args, &cli.vm) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("hostagent: {e}");
+                std::process::exit(2);
+            }
+        },
+        RuntimeKind::Unavailable => None,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hostagent: tokio: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(async move {
+        let args = cli.args;
+        let level = args.level.parse().unwrap_or(tracing::Level::INFO);
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+        match vm {
+            Some(cfg) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let runtime = match MicroVmRuntime::new(cfg, tx) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("hostagent: microVM runtime: {e}");
+                        std::process::exit(1);
+                    }
+                };
+                drain_events(rx);
+                serve(args, capacity, runtime).await
+            }
+            None => serve(args, capacity, UnavailableRuntime).await,
+        }
+    })
+}
+
+async fn serve<R: TaskRuntime>(args: Args, capacity: Capacity, runtime: R) {
     if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
         eprintln!("hostagent: --state-dir {}: {e}", args.state_dir.display());
         std::process::exit(1);
@@ -61,7 +269,7 @@ async fn main() {
     tracing::info!(cpu = capacity.cpu, memory = capacity.memory, max_enis = capacity.max_enis,
         az = %args.availability_zone, "hostagent starting");
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
-    let agent = Agent::new(store, UnavailableRuntime, capacity, out_tx);
+    let agent = Agent::new(store, runtime, capacity, out_tx);
     agent.recover().await;
     if args.drain {
         agent.start_draining();

@@ -1,0 +1,186 @@
+//! Settings of the microVM runtime (from the daemon's flags) and the names derived from a
+//! task: its id (netd task id = jailer id), its jail root, its state directory.
+
+use jailer::CgroupVersion;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the microVM runtime finds its binaries and guest, and how it sizes and bounds tasks.
+#[derive(Debug, Clone)]
+pub struct VmRuntimeConfig {
+    /// Guest kernel (vmlinux); hard-linked (or copied) into every jail.
+    pub kernel: PathBuf,
+    /// Guest init initramfs; hard-linked (or copied) into every jail.
+    pub initramfs: PathBuf,
+    /// The jailer binary.
+    pub jailer: PathBuf,
+    /// The vmm binary (static: the jail has no libraries).
+    pub vmm: PathBuf,
+    /// The `hostagent` binary, run as `hostagent vm-relay` (one guest-channel relay per task).
+    pub relay_exe: PathBuf,
+    /// netd's API socket.
+    pub netd_socket: PathBuf,
+    /// `jailer --chroot-base-dir`; jails are `<base>/<vmm file name>/<task id>/root`.
+    pub chroot_base: PathBuf,
+    /// Identity of the jailed vmm.
+    pub uid: u32,
+    /// Group of the jailed vmm.
+    pub gid: u32,
+    /// Per-task state directories (`<dir>/<task id>/`), kept across agent restarts.
+    pub state_dir: PathBuf,
+    /// Image layer cache.
+    pub image_cache: PathBuf,
+    /// Registries reached over plain http besides loopback ones.
+    pub insecure_registries: Vec<String>,
+    /// Cgroup hierarchy for the task's CPU and memory limits.
+    pub cgroup_version: CgroupVersion,
+    /// `jailer --parent-cgroup`.
+    pub parent_cgroup: String,
+    /// netd subnet used when the task names none.
+    pub default_subnet: String,
+    /// From VM start until the guest init's first message.
+    pub boot_timeout: Duration,
+    /// From RunTask until every container left PENDING.
+    pub start_timeout: Duration,
+    /// Added to the stop timeout before the vmm is killed.
+    pub stop_margin: Duration,
+    /// Between two metrics samples.
+    pub metrics_interval: Duration,
+    /// Memory the vmm may use beyond the guest's (cgroup limit = task memory + this).
+    pub memory_overhead_mib: u64,
+    /// Appended to the guest kernel command line.
+    pub extra_boot_args: String,
+    /// `vmm --level`.
+    pub vmm_log_level: String,
+}
+
+impl VmRuntimeConfig {
+    /// A configuration with the defaults for everything but the paths and identity.
+    pub fn new(
+        kernel: PathBuf,
+        initramfs: PathBuf,
+        jailer: PathBuf,
+        vmm: PathBuf,
+        state_dir: PathBuf,
+    ) -> Self {
+        VmRuntimeConfig {
+            kernel,
+            initramfs,
+            jailer,
+            vmm,
+            relay_exe: std::env::current_exe().unwrap_or_else(|_| "hostagent".into()),
+            netd_socket: "/run/netd/netd.sock".into(),
+            chroot_base: "/srv/jailer".into(),
+            uid: 10_000,
+            gid: 10_000,
+            image_cache: state_dir.join("images"),
+            state_dir: state_dir.join("vm"),
+            insecure_registries: Vec::new(),
+            cgroup_version: CgroupVersion::V2,
+            parent_cgroup: "hostagent".into(),
+            default_subnet: "service".into(),
+            boot_timeout: Duration::from_secs(30),
+            start_timeout: Duration::from_secs(120),
+            stop_margin: Duration::from_secs(10),
+            metrics_interval: Duration::from_secs(10),
+            memory_overhead_mib: 64,
+            extra_boot_args: String::new(),
+            vmm_log_level: "Info".into(),
+        }
+    }
+
+    /// The vmm's file name (the jailer names the jail directory after it).
+    pub fn exec_name(&self) -> String {
+        self.vmm
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "vmm".into())
+    }
+
+    /// `<base>/<exec-name>/<id>/root`.
+    pub fn jail_root(&self, id: &str) -> PathBuf {
+        self.jail_dir(id).join("root")
+    }
+
+    /// `<base>/<exec-name>/<id>` (what `jailer --cleanup` removes).
+    pub fn jail_dir(&self, id: &str) -> PathBuf {
+        self.chroot_base.join(self.exec_name()).join(id)
+    }
+
+    /// The task's state directory.
+    pub fn task_dir(&self, id: &str) -> PathBuf {
+        self.state_dir.join(id)
+    }
+
+    /// Checks the files exist and the numbers make sense.
+    pub fn validate(&self) -> Result<(), String> {
+        for (flag, p) in [
+            ("--guest-kernel", &self.kernel),
+            ("--guest-initramfs", &self.initramfs),
+            ("--jailer-bin", &self.jailer),
+            ("--vmm-bin", &self.vmm),
+        ] {
+            if !p.is_file() {
+                return Err(format!("{flag} {}: not a regular file", p.display()));
+            }
+        }
+        if !self.chroot_base.is_absolute() {
+            return Err(format!(
+                "--chroot-base {}: must be absolute",
+                self.chroot_base.display()
+            ));
+        }
+        if self.uid == 0 || self.uid == u32::MAX || self.gid == 0 || self.gid == u32::MAX {
+            return Err("--jail-uid/--jail-gid: an unprivileged id (not 0) is required".into());
+        }
+        if self.boot_timeout.is_zero() || self.start_timeout.is_zero() {
+            return Err("boot and start timeouts must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The id of a task on this host: `t` + 24 hex digits of sha256(task ARN). It names the
+/// netd task, the jail and the state directory (netd and the jailer accept it; ARNs hold
+/// `:` and `/`, which neither does).
+pub fn task_id(task_arn: &str) -> String {
+    let h = Sha256::digest(task_arn.as_bytes());
+    format!("t{}", &hex::encode(h)[..24])
+}
+
+/// Whether `p` is inside `dir` (lexically; both absolute).
+pub fn is_within(p: &Path, dir: &Path) -> bool {
+    p.starts_with(dir) && !p.components().any(|c| c == std::path::Component::ParentDir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_ids_are_short_stable_and_safe() {
+        let a = task_id("arn:aws:ecs:us-east-1:1:task/c/abc");
+        assert_eq!(a, task_id("arn:aws:ecs:us-east-1:1:task/c/abc"));
+        assert_ne!(a, task_id("arn:aws:ecs:us-east-1:1:task/c/abd"));
+        assert_eq!(a.len(), 25);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn jail_paths_follow_the_jailer() {
+        let mut c = VmRuntimeConfig::new(
+            "/k".into(),
+            "/i".into(),
+            "/j".into(),
+            "/opt/bin/vmm".into(),
+            "/var/lib/hostagent".into(),
+        );
+        c.chroot_base = "/srv/jailer".into();
+        assert_eq!(c.jail_root("t1"), Path::new("/srv/jailer/vmm/t1/root"));
+        assert_eq!(c.task_dir("t1"), Path::new("/var/lib/hostagent/vm/t1"));
+        assert!(c.validate().unwrap_err().contains("--guest-kernel"));
+        assert!(is_within(Path::new("/a/b/c"), Path::new("/a/b")));
+        assert!(!is_within(Path::new("/a/b/../c"), Path::new("/a/b")));
+    }
+}

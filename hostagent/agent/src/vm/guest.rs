@@ -1,0 +1,288 @@
+//! The agent's side of a guest session (through the task's relay): sending the task,
+//! waiting for its containers, turning guest messages into [`TaskEvent`]s. Everything the
+//! guest says is untrusted: unknown container names are ignored, strings are bounded, and
+//! every wait has a deadline.
+
+use crate::host::runtime::{LaunchFailure, TaskEvent, TaskEvents};
+use agent_proto::{ContainerState, LogStream, Status};
+use guest_proto::host::GuestConnection;
+use guest_proto::{ContainerStatus, GuestMessage, ProtoError};
+use std::time::{Duration, Instant};
+
+/// Longest reason (stop reason, container reason) kept from the guest.
+pub const MAX_REASON: usize = 1024;
+/// Longest log line kept (the guest init splits lines at 16 KiB).
+pub const MAX_LINE: usize = 16 * 1024;
+
+fn bounded(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+/// What the agent knows of a task's containers from its guest.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    task_arn: String,
+    states: Vec<ContainerState>,
+    /// The guest sent `taskAccepted`.
+    pub accepted: bool,
+    /// The guest's fatal error, if any.
+    pub fatal: Option<String>,
+    /// `taskStopped`: reason and final states.
+    pub stopped: Option<(String, Vec<ContainerState>)>,
+}
+
+fn status_of(s: ContainerStatus) -> Status {
+    match s {
+        ContainerStatus::Pending => Status::Pending,
+        ContainerStatus::Running => Status::Running,
+        ContainerStatus::Stopped => Status::Stopped,
+    }
+}
+
+impl Tracker {
+    /// Containers `names`, all in `status`.
+    pub fn new(task_arn: &str, names: &[String], status: Status) -> Tracker {
+        Tracker {
+            task_arn: task_arn.to_string(),
+            states: names
+                .iter()
+                .map(|n| ContainerState {
+                    name: n.clone(),
+                    last_status: status,
+                    exit_code: None,
+                    reason: None,
+                })
+                .collect(),
+            accepted: false,
+            fatal: None,
+            stopped: None,
+        }
+    }
+
+    /// Current container states.
+    pub fn states(&self) -> &[ContainerState] {
+        &self.states
+    }
+
+    /// No container is PENDING any more.
+    pub fn all_started(&self) -> bool {
+        self.states.iter().all(|c| c.last_status != Status::Pending)
+    }
+
+    /// Final states: the guest's report, else every container STOPPED with `reason`.
+    pub fn final_states(&self, reason: &str) -> Vec<ContainerState> {
+        if let Some((_, s)) = &self.stopped {
+            return s.clone();
+        }
+        self.states
+            .iter()
+            .map(|c| ContainerState {
+                last_status: Status::Stopped,
+                reason: c.reason.clone().or_else(|| Some(reason.to_string())),
+                ..c.clone()
+            })
+            .collect()
+    }
+
+    fn find(&mut self, name: &str) -> Option<&mut ContainerState> {
+        self.states.iter_mut().find(|c| c.name == name)
+    }
+
+    /// Applies one guest message; the event to emit, if any.
+    pub fn apply(&mut self, msg: GuestMessage) -> Option<TaskEvent> {
+        match msg {
+            GuestMessage::TaskAccepted { .. } => {
+                self.accepted = true;
+                None
+            }
+            GuestMessage::ContainerStateChange {
+                container,
+                status,
+                exit_code,
+                reason,
+                ..
+            } => {
+                let c = self.find(&container)?;
+                c.last_status = status_of(status);
+                c.exit_code = exit_code;
+                c.reason = reason.map(|r| bounded(&r, MAX_REASON));
+                let state = c.clone();
+                Some(TaskEvent::Container {
+                    task_arn: self.task_arn.clone(),
+                    state,
+                })
+            }
+            GuestMessage::HealthChange { .. } => None,
+            GuestMessage::Log {
+                container,
+                stream,
+                timestamp_ms,
+                line,
+            } => {
+                self.find(&container)?;
+                Some(TaskEvent::Log {
+                    task_arn: self.task_arn.clone(),
+                    container,
+                    stream: match stream {
+                        guest_proto::LogStream::Stdout => LogStream::Stdout,
+                        guest_proto::LogStream::Stderr => LogStream::Stderr,
+                    },
+                    timestamp_ms,
+                    line: bounded(&line, MAX_LINE),
+                })
+            }
+            GuestMessage::Error { message, fatal } => {
+                let message = bounded(&message, MAX_REASON);
+                tracing::warn!(task = %self.task_arn, fatal, "guest error: {message}");
+                if fatal {
+                    self.fatal = Some(message);
+                }
+                None
+            }
+            GuestMessage::TaskStopped { reason, containers } => {
+                let mut finals: Vec<ContainerState> = self.states.clone();
+                for c in containers {
+                    if let Some(f) = finals.iter_mut().find(|f| f.name == c.name) {
+                        f.last_status = Status::Stopped;
+                        f.exit_code = c.exit_code;
+                        f.reason = c.reason.map(|r| bounded(&r, MAX_REASON));
+                    }
+                }
+                for f in &mut finals {
+                    f.last_status = Status::Stopped;
+                }
+                self.states = finals.clone();
+                self.stopped = Some((bounded(&reason, MAX_REASON), finals));
+                None
+            }
+        }
+    }
+}
+
+fn guest_fail(step: &str, reason: impl Into<String>) -> LaunchFailure {
+    LaunchFailure {
+        step: step.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Launch phase: sends the task and waits until the guest accepted it (`boot_timeout`
+/// from now: "vm boot") and every container left PENDING (`start_timeout`: "guest").
+/// `vmm_alive` is polled so a dead VM ends the wait at once. Logs and container changes
+/// seen meanwhile are emitted.
+pub fn start_task(
+    conn: &mut GuestConnection,
+    task: &guest_proto::TaskSpec,
+    tracker: &mut Tracker,
+    boot_timeout: Duration,
+    start_timeout: Duration,
+    vmm_alive: &dyn Fn() -> bool,
+    events: &TaskEvents,
+) -> Result<(), LaunchFailure> {
+    conn.run_task(task)
+        .map_err(|e| guest_fail("vm boot", format!("sending the task: {e}")))?;
+    let started = Instant::now();
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(250)));
+    loop {
+        let phase = if tracker.accepted { "guest" } else { "vm boot" };
+        let limit = if tracker.accepted {
+            boot_timeout + start_timeout
+        } else {
+            boot_timeout
+        };
+        if started.elapsed() > limit {
+            return Err(guest_fail(
+                phase,
+                if tracker.accepted {
+                    format!("containers not running after {start_timeout:?}")
+                } else {
+                    format!("the guest init did not answer within {boot_timeout:?}")
+                },
+            ));
+        }
+        match conn.recv() {
+            Ok(m) => {
+                if let Some(ev) = tracker.apply(m) {
+                    let _ = events.send(ev);
+                }
+            }
+            Err(e) if e.is_timeout() => {
+                if !vmm_alive() {
+                    return Err(guest_fail(phase, "the vmm exited"));
+                }
+                continue;
+            }
+            Err(ProtoError::Closed) => {
+                return Err(guest_fail(
+                    phase,
+                    if tracker.accepted {
+                        "the guest hung up".to_string()
+                    } else {
+                        "the guest init never connected (or hung up)".to_string()
+                    },
+                ))
+            }
+            Err(e) => return Err(guest_fail(phase, format!("guest channel: {e}"))),
+        }
+        if let Some(f) = &tracker.fatal {
+            return Err(guest_fail("guest", f.clone()));
+        }
+        if let Some((reason, finals)) = &tracker.stopped {
+            let detail: Vec<String> = finals
+                .iter()
+                .filter_map(|c| c.reason.as_ref().map(|r| format!("{}: {r}", c.name)))
+                .collect();
+            return Err(guest_fail(
+                "guest",
+                format!(
+                    "task stopped while starting: {reason} ({})",
+                    detail.join("; ")
+                ),
+            ));
+        }
+        if tracker.accepted && tracker.all_started() {
+            let _ = conn.set_read_timeout(None);
+            return Ok(());
+        }
+    }
+}
+
+/// After launch: forwards guest messages as events until the guest stopped the task or
+/// the channel ended. `tracker` is shared with `stop`.
+pub fn forward(
+    mut conn: GuestConnection,
+    tracker: &std::sync::Mutex<Tracker>,
+    events: &TaskEvents,
+) {
+    let _ = conn.set_read_timeout(None);
+    loop {
+        match conn.recv() {
+            Ok(m) => {
+                let mut t = tracker.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(ev) = t.apply(m) {
+                    let _ = events.send(ev);
+                }
+                if t.stopped.is_some() {
+                    return;
+                }
+            }
+            Err(e) => {
+                if !matches!(e, ProtoError::Closed) {
+                    tracing::warn!("guest channel: {e}");
+                }
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "guest_tests.rs"]
+mod tests;

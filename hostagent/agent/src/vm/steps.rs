@@ -1,0 +1,352 @@
+//! The real launch steps: the image pipeline, netd, the jail (config file, guest-channel
+//! relay, jailer + vmm) and the guest init; and the release of whatever a task's state
+//! says exists.
+
+use super::config::VmRuntimeConfig;
+use super::devices::{self, Devices};
+use super::eni::Netd;
+use super::guest::{self, Tracker};
+use super::jail::{self, JailSpec, Started};
+use super::launch::Steps;
+use super::process::ProcIdent;
+use super::relay;
+use super::spec::{self, jail_paths, GuestInputs};
+use super::state::{self, TaskState};
+use crate::host::runtime::{LaunchFailure, TaskEvents};
+use crate::image::ImageStore;
+use agent_proto::{Status, TaskSpec};
+use guest_proto::host::GuestConnection;
+use jailer::CgroupVersion;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// What every task's steps share.
+pub struct Shared {
+    /// Settings.
+    pub cfg: VmRuntimeConfig,
+    /// The image pipeline.
+    pub images: ImageStore,
+    /// netd.
+    pub netd: Netd,
+    /// Where events go.
+    pub events: TaskEvents,
+}
+
+/// The steps of one task's launch.
+pub struct TaskSteps<'a> {
+    /// Shared parts.
+    pub shared: &'a Shared,
+    /// The task.
+    pub spec: &'a TaskSpec,
+}
+
+fn fail(step: &str, reason: impl std::fmt::Display) -> LaunchFailure {
+    LaunchFailure {
+        step: step.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// The cgroup version as the jailer's flag.
+pub fn cgroup_flag(v: CgroupVersion) -> u8 {
+    match v {
+        CgroupVersion::V1 => 1,
+        CgroupVersion::V2 => 2,
+    }
+}
+
+/// Host path of the relay's guest socket: `<root>/run/v.sock_1024`.
+pub fn guest_socket(cfg: &VmRuntimeConfig, id: &str) -> PathBuf {
+    guest_proto::host::guest_initiated_socket_path(
+        &devices::in_jail(&cfg.jail_root(id), jail_paths::VSOCK),
+        guest_proto::CONTROL_PORT,
+    )
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn entropy_seed() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Starts `hostagent vm-relay` for a task (own process group: it outlives the agent).
+pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, String> {
+    let dir = cfg.task_dir(&st.task_id);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("relay.log"))
+        .map_err(|e| format!("relay.log: {e}"))?;
+    let mut cmd = std::process::Command::new(&cfg.relay_exe);
+    cmd.arg("vm-relay")
+        .arg("--guest-socket")
+        .arg(guest_socket(cfg, &st.task_id))
+        .arg("--agent-socket")
+        .arg(dir.join("relay.sock"))
+        .args(["--uid", &cfg.uid.to_string(), "--gid", &cfg.gid.to_string()])
+        .args([
+            "--boot-timeout-ms",
+            &cfg.boot_timeout.as_millis().to_string(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .process_group(0);
+    // tokio reaps the child once it exits (the handle is dropped on purpose: the relay
+    // is found again through its pid and start time).
+    let child = tokio::process::Command::from(cmd)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", cfg.relay_exe.display()))?;
+    let pid = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .ok_or("relay exited at once")?;
+    ProcIdent::of(pid).map_err(|e| format!("relay: {e}"))
+}
+
+impl Steps for TaskSteps<'_> {
+    type Devices = Devices;
+    type Net = netd::model::Task;
+    type Vm = Started;
+    type Session = (GuestConnection, Tracker);
+
+    fn save(&self, st: &TaskState) -> Result<(), LaunchFailure> {
+        state::save(&self.shared.cfg.task_dir(&st.task_id), st)
+            .map_err(|e| fail("launch", format!("task state: {e}")))
+    }
+
+    async fn devices(&self, st: &mut TaskState) -> Result<Devices, LaunchFailure> {
+        let cfg = &self.shared.cfg;
+        let root = cfg.jail_root(&st.task_id);
+        devices::create_jail_root(&root)?;
+        st.jail_dir = Some(cfg.jail_dir(&st.task_id));
+        self.save(st)?;
+        devices::build(
+            &self.shared.images,
+            self.spec,
+            &root,
+            &cfg.task_dir(&st.task_id).join("work"),
+            &cfg.kernel,
+            &cfg.initramfs,
+            (cfg.uid, cfg.gid),
+        )
+        .await
+    }
+
+    async fn eni(&self, st: &mut TaskState) -> Result<netd::model::Task, LaunchFailure> {
+        let cfg = &self.shared.cfg;
+        st.netd_task = true;
+        self.save(st)?;
+        let task = self
+            .shared
+            .netd
+            .create(
+                &st.task_id,
+                self.spec,
+                &cfg.default_subnet,
+                (cfg.uid, cfg.gid),
+            )
+            .await
+            .map_err(|e| fail("eni", e))?;
+        st.eni_ip = task.enis.first().map(|e| e.ip.to_string());
+        self.save(st)?;
+        Ok(task)
+    }
+
+    async fn jail(
+        &self,
+        st: &mut TaskState,
+        _devices: &Devices,
+        net: &netd::model::Task,
+    ) -> Result<Started, LaunchFailure> {
+        let cfg = &self.shared.cfg;
+        let root = cfg.jail_root(&st.task_id);
+        let taps: Vec<(String, String)> = net
+            .enis
+            .iter()
+            .map(|e| (e.tap.clone(), e.mac.clone()))
+            .collect();
+        devices::write_vm_config(
+            &root,
+            &spec::vm_config(self.spec, &taps, &cfg.extra_boot_args),
+        )?;
+        let run = root.join("run");
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&run)
+            .map_err(|e| fail("jail", format!("{}: {e}", run.display())))?;
+        st.relay_socket = Some(cfg.task_dir(&st.task_id).join("relay.sock"));
+        st.vsock_path = Some(devices::in_jail(&root, jail_paths::VSOCK));
+        let relay = spawn_relay(cfg, st).map_err(|e| fail("jail", e))?;
+        st.relay = Some(relay);
+        self.save(st)?;
+        let gsock = guest_socket(cfg, &st.task_id);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !gsock.exists() {
+            if !relay.alive() || tokio::time::Instant::now() >= deadline {
+                let log = jail::tail(&cfg.task_dir(&st.task_id).join("relay.log"), 400);
+                return Err(fail(
+                    "jail",
+                    format!("guest-channel relay did not start: {log}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // cgroup v1: cpu and cpuacct share one mount on common hosts, so the metrics
+        // find cpuacct.usage in the same cgroup.
+        let cgroups = jailer::task_limits(
+            cfg.cgroup_version,
+            self.spec.cpu,
+            u64::from(self.spec.memory) + cfg.memory_overhead_mib,
+        );
+        let js = JailSpec {
+            jailer: cfg.jailer.clone(),
+            exec_file: cfg.vmm.clone(),
+            id: st.task_id.clone(),
+            uid: cfg.uid,
+            gid: cfg.gid,
+            chroot_base: cfg.chroot_base.clone(),
+            netns: Some(PathBuf::from(&net.netns_path)),
+            cgroup_version: cgroup_flag(cfg.cgroup_version),
+            parent_cgroup: cfg.parent_cgroup.clone(),
+            cgroups,
+            vmm_args: vec![
+                "--no-api".into(),
+                "--config-file".into(),
+                jail_paths::CONFIG.into(),
+                "--level".into(),
+                cfg.vmm_log_level.clone(),
+            ],
+            console: cfg.task_dir(&st.task_id).join("console.log"),
+        };
+        st.jailer_started = true;
+        self.save(st)?;
+        let started = jail::start(&js, Duration::from_secs(10))
+            .await
+            .map_err(|e| fail("jail", e))?;
+        st.vmm = Some(started.vmm);
+        self.save(st)?;
+        Ok(started)
+    }
+
+    async fn guest(
+        &self,
+        st: &mut TaskState,
+        devices: &Devices,
+        net: &netd::model::Task,
+        vm: &mut Started,
+    ) -> Result<(GuestConnection, Tracker), LaunchFailure> {
+        let cfg = &self.shared.cfg;
+        let task = spec::guest_task(
+            self.spec,
+            &devices.procs,
+            &net.enis,
+            &GuestInputs {
+                host_time_ms: now_ms(),
+                entropy_seed: entropy_seed(),
+            },
+        );
+        guest_proto::validate_task(&task).map_err(|e| fail("guest", format!("task spec: {e}")))?;
+        let relay_socket = st
+            .relay_socket
+            .clone()
+            .ok_or_else(|| fail("vm boot", "no relay socket"))?;
+        let names = st.containers.clone();
+        let arn = st.task_arn.clone();
+        let vmm = vm.vmm;
+        let (boot, start) = (cfg.boot_timeout, cfg.start_timeout);
+        let events = self.shared.events.clone();
+        let console = cfg.task_dir(&st.task_id).join("console.log");
+        let r = tokio::task::spawn_blocking(move || {
+            let mut conn = relay::connect(&relay_socket, Duration::from_secs(5))
+                .map_err(|e| fail("vm boot", e))?;
+            let mut tracker = Tracker::new(&arn, &names, Status::Pending);
+            guest::start_task(
+                &mut conn,
+                &task,
+                &mut tracker,
+                boot,
+                start,
+                &|| vmm.alive(),
+                &events,
+            )?;
+            Ok::<_, LaunchFailure>((conn, tracker))
+        })
+        .await
+        .map_err(|e| fail("guest", e))?;
+        r.map_err(|mut f| {
+            if f.step == "vm boot" {
+                let tail = jail::tail(&console, 300);
+                if !tail.is_empty() {
+                    f.reason = format!("{} (console: {tail})", f.reason);
+                }
+            }
+            f
+        })
+    }
+
+    async fn release(&self, st: &TaskState) -> Vec<String> {
+        release(self.shared, st).await
+    }
+}
+
+/// Releases what `st` says may exist, newest first: relay, vmm, jail (`jailer
+/// --cleanup`, or the directory if the jailer never ran), netd task, state directory
+/// (kept, with the problems logged, if anything could not be released).
+pub async fn release(shared: &Shared, st: &TaskState) -> Vec<String> {
+    let cfg = &shared.cfg;
+    let mut problems = Vec::new();
+    if let Some(r) = st.relay {
+        r.signal(libc::SIGKILL);
+    }
+    if let Some(v) = st.vmm {
+        if !v.kill_and_wait(Duration::from_secs(10)).await {
+            problems.push(format!("vmm pid {} does not exit", v.pid));
+        }
+    }
+    if st.jailer_started {
+        if let Err(e) = jail::cleanup(
+            &cfg.jailer,
+            &st.task_id,
+            &cfg.exec_name(),
+            &cfg.chroot_base,
+            cgroup_flag(cfg.cgroup_version),
+            &cfg.parent_cgroup,
+        )
+        .await
+        {
+            problems.push(e);
+        }
+    }
+    if let Some(dir) = &st.jail_dir {
+        if dir.exists() && super::config::is_within(dir, &cfg.chroot_base) {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                problems.push(format!("{}: {e}", dir.display()));
+            }
+        }
+    }
+    if st.netd_task {
+        if let Err(e) = shared.netd.release(&st.task_id).await {
+            problems.push(format!("netd: {e}"));
+        }
+    }
+    let dir = cfg.task_dir(&st.task_id);
+    if problems.is_empty() {
+        if let Err(e) = state::remove(&dir) {
+            problems.push(format!("{}: {e}", dir.display()));
+        }
+    } else {
+        tracing::error!(task = %st.task_arn, "not fully released (state kept in {}): {}",
+            dir.display(), problems.join("; "));
+    }
+    problems
+}
