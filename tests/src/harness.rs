@@ -130,8 +130,10 @@ impl Harness {
     }
 
     /// Runs `script` with `sh` on the KVM host, in a fresh scratch directory (`$SCRATCH`,
-    /// the working directory), with `$PAYLOAD` set, `$PAYLOAD/bin` first on `PATH` and
-    /// `$PAYLOAD/lib` on `LD_LIBRARY_PATH`. After `timeout` the script's process group is
+    /// the working directory), with `$PAYLOAD` set, `$PAYLOAD/bin` first on `PATH`,
+    /// `$PAYLOAD/lib` on `LD_LIBRARY_PATH` and `$OUTER_ADDR` the address at which the
+    /// KVM host reaches services listening on this machine's 127.0.0.1 (10.0.2.2 from the
+    /// nested host, 127.0.0.1 directly). After `timeout` the script's process group is
     /// killed. Errors of the harness itself (host gone, no answer) panic with the host's
     /// console.
     pub fn run(&self, script: &str, timeout: Duration) -> Outcome {
@@ -215,6 +217,7 @@ impl Harness {
             .env("PATH", path)
             .env("LD_LIBRARY_PATH", self.payload.join("lib"))
             .env("NESTED", "0")
+            .env("OUTER_ADDR", "127.0.0.1")
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

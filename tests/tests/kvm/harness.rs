@@ -75,3 +75,24 @@ fn concurrent_scenarios_keep_their_own_status_and_output() {
         assert_eq!(o.output, format!("begin-{i}\nend-{i}\n"), "{o:?}");
     }
 }
+
+#[test]
+fn scenarios_reach_services_on_this_machine_at_outer_addr() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().expect("local addr").port();
+    let token = format!("outer-{}", std::process::id());
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut got = String::new();
+        std::io::Read::read_to_string(&mut conn, &mut got).expect("read");
+        got
+    });
+    let o = run(
+        &format!("echo {token} | socat -t 5 - TCP:\"$OUTER_ADDR\":{port} && echo sent"),
+        120,
+    );
+    assert_eq!(o.status, 0, "{o:?}");
+    expect(&o, "sent");
+    let got = server.join().expect("server thread");
+    assert_eq!(got.trim(), token);
+}
