@@ -3,8 +3,12 @@
 //! account to one cell on first use and persists the choice, so adding cells
 //! never moves an existing account.
 
+use crate::config::{Config, StoreConfig};
+use crate::leader::{leader_key, Campaign, Leadership, Role};
 use crate::model::TaskRecord;
 use crate::placement::Placement;
+use crate::store::etcd::{EtcdStore, Fence};
+use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
 use agent_proto::ControlMessage;
 use serde::{Deserialize, Serialize};
@@ -88,35 +92,62 @@ pub struct CellState {
     pub region: String,
     /// Task ARN -> latest metrics sample reported by its host (tasks not STOPPED).
     pub task_metrics: HashMap<String, TaskMetricsSample>,
+    /// The leadership epoch the in-memory state was loaded at.
+    loaded_epoch: u64,
+}
+
+/// The in-memory indexes a cell rebuilds from its store.
+type Indexes = (
+    Placement,
+    HashMap<String, Instant>,
+    HashMap<String, HashSet<String>>,
+);
+
+fn load(store: &dyn Store) -> Result<Indexes, StoreError> {
+    let mut placement = Placement::new();
+    let mut heartbeats = HashMap::new();
+    let now = Instant::now();
+    for (_, h) in store.scan_json::<HostRecord>(tables::HOST, "")? {
+        placement.add_host(&h.host_id, &h.availability_zone, h.cpu, h.memory);
+        if h.status == "ACTIVE" {
+            // Hosts get one heartbeat timeout to reconnect after a restart.
+            heartbeats.insert(h.host_id.clone(), now);
+        }
+    }
+    let mut host_tasks: HashMap<String, HashSet<String>> = HashMap::new();
+    for (k, t) in store.scan_json::<TaskRecord>(tables::TASK, "")? {
+        if t.task.last_status != "STOPPED" {
+            placement.reserve(&t.host_id, t.spec.cpu, t.spec.memory);
+            host_tasks.entry(t.host_id).or_default().insert(k);
+        }
+    }
+    Ok((placement, heartbeats, host_tasks))
 }
 
 /// One cell.
 pub struct Cell {
     /// Cell number.
     pub id: u32,
+    /// Whether this replica leads the cell (always, over SQLite).
+    pub role: Arc<Role>,
     state: Mutex<CellState>,
 }
 
 impl Cell {
     /// Opens a cell over `store`, rebuilding placement from stored hosts and tasks.
+    /// The only replica: it always leads.
     pub fn open(id: u32, store: Box<dyn Store>, region: &str) -> Result<Cell, StoreError> {
-        let mut placement = Placement::new();
-        let mut heartbeats = HashMap::new();
-        let now = Instant::now();
-        for (_, h) in store.scan_json::<HostRecord>(tables::HOST, "")? {
-            placement.add_host(&h.host_id, &h.availability_zone, h.cpu, h.memory);
-            if h.status == "ACTIVE" {
-                // Hosts get one heartbeat timeout to reconnect after a restart.
-                heartbeats.insert(h.host_id.clone(), now);
-            }
-        }
-        let mut host_tasks: HashMap<String, HashSet<String>> = HashMap::new();
-        for (k, t) in store.scan_json::<TaskRecord>(tables::TASK, "")? {
-            if t.task.last_status != "STOPPED" {
-                placement.reserve(&t.host_id, t.spec.cpu, t.spec.memory);
-                host_tasks.entry(t.host_id).or_default().insert(k);
-            }
-        }
+        Self::open_with_role(id, store, region, Role::single())
+    }
+
+    /// Opens a cell whose leadership `role` decides whether this replica acts.
+    pub fn open_with_role(
+        id: u32,
+        store: Box<dyn Store>,
+        region: &str,
+        role: Arc<Role>,
+    ) -> Result<Cell, StoreError> {
+        let (placement, heartbeats, host_tasks) = load(store.as_ref())?;
         Ok(Cell {
             id,
             state: Mutex::new(CellState {
@@ -127,13 +158,108 @@ impl Cell {
                 host_tasks,
                 region: region.to_string(),
                 task_metrics: HashMap::new(),
+                loaded_epoch: role.epoch(),
             }),
+            role,
         })
     }
 
-    /// Locks the cell's state.
+    /// Locks the cell's state. A replica that has just become the cell's leader
+    /// first reloads placement, hosts and tasks from the store (its previous
+    /// leader changed them); connected agents stay, and every ACTIVE host gets one
+    /// heartbeat timeout to show up.
     pub fn lock(&self) -> MutexGuard<'_, CellState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let epoch = self.role.epoch();
+        if g.loaded_epoch != epoch {
+            match load(g.store.as_ref()) {
+                Ok((placement, heartbeats, host_tasks)) => {
+                    g.placement = placement;
+                    g.heartbeats = heartbeats;
+                    g.host_tasks = host_tasks;
+                    g.loaded_epoch = epoch;
+                    let connected: Vec<String> = g.agents.keys().cloned().collect();
+                    for h in connected {
+                        g.placement.set_schedulable(&h, true);
+                    }
+                    tracing::info!(cell = self.id, "leader: state reloaded from the store");
+                }
+                Err(e) => tracing::error!(cell = self.id, "reloading the cell state: {e}"),
+            }
+        }
+        g
+    }
+
+    /// Whether this replica leads the cell (runs placement, the scheduler and the
+    /// lost-host sweep, and may write).
+    pub fn is_leader(&self) -> bool {
+        self.role.is_leader()
+    }
+}
+
+/// The stores of a configuration: cells, router, and (etcd) the campaign.
+pub struct Opened {
+    /// The cells.
+    pub cells: Vec<Arc<Cell>>,
+    /// The router's store.
+    pub router_store: Box<dyn Store>,
+    /// This replica's leadership campaign (etcd only); resign it on shutdown.
+    pub leadership: Option<Leadership>,
+}
+
+/// Opens the cells and the router store `cfg` asks for: SQLite files under the data
+/// directory, or etcd (then this replica starts campaigning for every cell).
+pub fn open_stores(cfg: &Config) -> Result<Opened, StoreError> {
+    match &cfg.store {
+        StoreConfig::Sqlite => {
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let mut cells = vec![];
+            for i in 0..cfg.cells {
+                let s = SqliteStore::open(&cfg.data_dir.join(format!("cell-{i}.db")))?;
+                cells.push(Arc::new(Cell::open(i, Box::new(s), &cfg.region)?));
+            }
+            let rs = SqliteStore::open(&cfg.data_dir.join("router.db"))?;
+            Ok(Opened {
+                cells,
+                router_store: Box::new(rs),
+                leadership: None,
+            })
+        }
+        StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            lease_ttl,
+            advertise,
+        } => {
+            let client = crate::store::etcd::connect(endpoints, std::time::Duration::from_secs(5))?;
+            let mut cells = vec![];
+            let mut campaign = vec![];
+            for i in 0..cfg.cells {
+                let key = leader_key(prefix, i);
+                let fence = Arc::new(Fence::new(key.clone()));
+                let role = Role::fenced(fence.clone());
+                let s = EtcdStore::new(client.clone(), prefix, &i.to_string(), Some(fence));
+                cells.push(Arc::new(Cell::open_with_role(
+                    i,
+                    Box::new(s),
+                    &cfg.region,
+                    role.clone(),
+                )?));
+                campaign.push((key, role));
+            }
+            let rs = EtcdStore::new(client.clone(), prefix, "router", None);
+            let leadership = Leadership::start(Campaign {
+                client,
+                cells: campaign,
+                ttl: *lease_ttl,
+                advertise: advertise.clone(),
+            });
+            Ok(Opened {
+                cells,
+                router_store: Box::new(rs),
+                leadership: Some(leadership),
+            })
+        }
     }
 }
 
@@ -161,7 +287,8 @@ impl Router {
         })
     }
 
-    /// The cell of `account`, assigning the least-loaded cell on first use.
+    /// The cell of `account`, assigning the least-loaded cell on first use (the
+    /// first assignment stored wins, also between replicas).
     pub fn cell_of(&self, account: &str) -> Result<Arc<Cell>, StoreError> {
         let known = self
             .map
@@ -186,7 +313,10 @@ impl Router {
                     let id = (0..self.cells.len())
                         .min_by_key(|&i| (load[i], i))
                         .unwrap_or(0) as u32;
-                    self.store.put_json(tables::ACCOUNT_CELL, account, &id)?;
+                    let stored =
+                        self.store
+                            .insert_new(tables::ACCOUNT_CELL, account, id.to_string())?;
+                    let id = stored.trim().parse::<u32>().unwrap_or(id);
                     map.insert(account.to_string(), id);
                     id
                 }

@@ -51,9 +51,128 @@ pub struct Args {
     /// Most log events each cell's log store keeps (the oldest go first).
     #[arg(long)]
     pub log_retention_events: Option<u64>,
+    /// State store: `sqlite` (default: files under --data-dir) or `etcd`
+    /// (several replicas over one etcd cluster).
+    #[arg(long)]
+    pub store: Option<StoreKind>,
+    /// An etcd client URL, `http://HOST:PORT` (repeatable; implies --store etcd).
+    #[arg(long = "etcd-endpoint")]
+    pub etcd_endpoints: Vec<String>,
+    /// Prefix of every etcd key of this control plane.
+    #[arg(long)]
+    pub etcd_prefix: Option<String>,
+    /// TTL of the leadership lease (whole seconds are used; etcd's minimum is
+    /// about 2 s): a dead leader is replaced within it.
+    #[arg(long)]
+    pub lease_ttl_ms: Option<u64>,
+    /// The address other replicas name as this replica's, when it leads a cell
+    /// (default: --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+}
+
+/// Which state store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Embedded SQLite files under the data directory (one replica).
+    Sqlite,
+    /// An etcd cluster shared by several replicas.
+    Etcd,
+}
+
+/// `"store"` in the config file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreFileConfig {
+    /// `sqlite` or `etcd`.
+    pub kind: Option<StoreKind>,
+    /// etcd client URLs.
+    #[serde(default)]
+    pub endpoints: Vec<String>,
+    /// Key prefix.
+    pub prefix: Option<String>,
+    /// Leadership lease TTL.
+    pub lease_ttl_ms: Option<u64>,
+    /// Address named as this replica's when it leads.
+    pub advertise: Option<String>,
+}
+
+/// The effective store settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// SQLite under the data directory.
+    Sqlite,
+    /// etcd.
+    Etcd {
+        /// Client URLs.
+        endpoints: Vec<String>,
+        /// Key prefix (no trailing `/`).
+        prefix: String,
+        /// Leadership lease TTL.
+        lease_ttl: Duration,
+        /// Address named as this replica's when it leads.
+        advertise: String,
+    },
+}
+
+/// Default etcd key prefix.
+pub const DEFAULT_ETCD_PREFIX: &str = "/controlplane";
+
+impl StoreConfig {
+    fn build(args: &Args, file: StoreFileConfig) -> Result<StoreConfig, String> {
+        let endpoints = if args.etcd_endpoints.is_empty() {
+            file.endpoints
+        } else {
+            args.etcd_endpoints.clone()
+        };
+        let kind = args.store.or(file.kind).unwrap_or(if endpoints.is_empty() {
+            StoreKind::Sqlite
+        } else {
+            StoreKind::Etcd
+        });
+        if kind == StoreKind::Sqlite {
+            return Ok(StoreConfig::Sqlite);
+        }
+        if endpoints.is_empty() {
+            return Err(
+                "the etcd store needs --etcd-endpoint http://HOST:PORT (or \"endpoints\")".into(),
+            );
+        }
+        for e in &endpoints {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
+                return Err(format!("etcd endpoint {e:?}: expected http://HOST:PORT"));
+            }
+        }
+        let prefix = args
+            .etcd_prefix
+            .clone()
+            .or(file.prefix)
+            .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.into());
+        let prefix = prefix.trim_end_matches('/').to_string();
+        if prefix.is_empty() || !prefix.starts_with('/') {
+            return Err(format!(
+                "etcd prefix {prefix:?}: must start with / and not be /"
+            ));
+        }
+        let ttl_ms = args.lease_ttl_ms.or(file.lease_ttl_ms).unwrap_or(10_000);
+        if !(1_000..=600_000).contains(&ttl_ms) {
+            return Err("lease TTL must be between 1000 and 600000 ms".into());
+        }
+        Ok(StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            lease_ttl: Duration::from_millis(ttl_ms),
+            advertise: args
+                .advertise
+                .clone()
+                .or(file.advertise)
+                .unwrap_or_else(|| args.listen.to_string()),
+        })
+    }
 }
 
 /// An account in the config file.
@@ -91,6 +210,8 @@ pub struct FileConfig {
     pub throttle: Option<ThrottleConfig>,
     /// Log store retention (events per cell).
     pub log_retention_events: Option<u64>,
+    /// State store.
+    pub store: Option<StoreFileConfig>,
 }
 
 /// The effective configuration.
@@ -118,6 +239,8 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Most log events each cell's log store keeps.
     pub log_retention_events: u64,
+    /// State store.
+    pub store: StoreConfig,
 }
 
 fn add_account(map: &mut HashMap<String, (String, String)>, a: AccountEntry) -> Result<(), String> {
@@ -143,13 +266,14 @@ fn add_account(map: &mut HashMap<String, (String, String)>, a: AccountEntry) -> 
 impl Config {
     /// Builds the configuration from flags and the optional file.
     pub fn from_args(args: &Args) -> Result<Config, String> {
-        let file: FileConfig = match &args.config {
+        let mut file: FileConfig = match &args.config {
             None => FileConfig::default(),
             Some(p) => {
                 let s = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
                 serde_json::from_str(&s).map_err(|e| format!("{}: {e}", p.display()))?
             }
         };
+        let store = StoreConfig::build(args, file.store.take().unwrap_or_default())?;
         let mut accounts = HashMap::new();
         for a in file.accounts {
             add_account(&mut accounts, a)?;
@@ -211,6 +335,7 @@ impl Config {
                 .or(file.log_retention_events)
                 .unwrap_or(DEFAULT_LOG_RETENTION_EVENTS)
                 .max(1),
+            store,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod cells;
 pub mod client;
 pub mod config;
 pub mod frontend;
+pub mod leader;
 pub mod lifecycle;
 pub mod logs;
 pub mod model;

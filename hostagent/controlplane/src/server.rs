@@ -5,9 +5,9 @@ use crate::agent;
 use crate::cells::{Cell, Router};
 use crate::config::Config;
 use crate::frontend::{self, throttle::Throttle};
+use crate::leader::Leadership;
 use crate::logs::ingest::LogCounters;
 use crate::logs::store::LogStore;
-use crate::store::sqlite::SqliteStore;
 use crate::store::StoreError;
 use std::collections::HashMap;
 use std::future::Future;
@@ -43,29 +43,27 @@ pub struct App {
     pub logs: Vec<Arc<LogStore>>,
     /// Log pipeline counters (metric).
     pub log_counters: LogCounters,
+    /// The etcd leadership campaign of this replica (none over SQLite).
+    pub leadership: std::sync::Mutex<Option<Leadership>>,
 }
 
 impl App {
     /// Opens the state under `cfg.data_dir` (created if needed).
     pub fn open(cfg: &Config) -> Result<App, StoreError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let mut cells = vec![];
-        for i in 0..cfg.cells {
-            let s = SqliteStore::open(&cfg.data_dir.join(format!("cell-{i}.db")))?;
-            cells.push(Arc::new(Cell::open(i, Box::new(s), &cfg.region)?));
-        }
+        let opened = crate::cells::open_stores(cfg)?;
+        let cells: Vec<Arc<Cell>> = opened.cells;
         let mut logs = vec![];
         for i in 0..cfg.cells {
             let p = cfg.data_dir.join(format!("logs-{i}.db"));
             let s = LogStore::open(&p, cfg.log_retention_events)?;
             logs.push(Arc::new(s));
         }
-        let rs = SqliteStore::open(&cfg.data_dir.join("router.db"))?;
         Ok(App {
             region: cfg.region.clone(),
             accounts: cfg.accounts.clone(),
             throttle: Throttle::new(cfg.throttle.clone()),
-            router: Router::new(cells, Box::new(rs))?,
+            router: Router::new(cells, opened.router_store)?,
             bootstrap_token: cfg.bootstrap_token.clone(),
             heartbeat_interval: cfg.heartbeat_interval,
             heartbeat_timeout: cfg.heartbeat_timeout,
@@ -75,6 +73,7 @@ impl App {
             hosts_lost: AtomicU64::new(0),
             logs,
             log_counters: LogCounters::default(),
+            leadership: std::sync::Mutex::new(opened.leadership),
         })
     }
 }
@@ -97,6 +96,8 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
         "agentMessages": app.agent_messages.load(Ordering::Relaxed),
         "hostsLost": app.hosts_lost.load(Ordering::Relaxed),
         "agentsConnected": connected,
+        "cells": app.router.cells.len(),
+        "cellsLed": app.router.cells.iter().filter(|c| c.is_leader()).count(),
         "logEventsStored": app.log_counters.stored.load(Ordering::Relaxed),
         "logLinesRejected": app.log_counters.rejected.load(Ordering::Relaxed),
         "logLinesDiscarded": app.log_counters.discarded.load(Ordering::Relaxed),
@@ -117,6 +118,10 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
             let mut last_sched = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
+                // Placement, the scheduler and the lost-host sweep: the leader only.
+                if !cell.is_leader() {
+                    continue;
+                }
                 let mut c = cell.lock();
                 let lost =
                     crate::agent::heartbeat::sweep(&mut c, app.heartbeat_timeout, Instant::now());
@@ -143,13 +148,21 @@ pub async fn serve(
     let app = Arc::new(App::open(&cfg).map_err(|e| format!("opening state: {e}"))?);
     let stop = Arc::new(AtomicBool::new(false));
     let loops = start_loops(&app, stop.clone());
-    let r = axum::serve(listener, routes(app))
+    let r = axum::serve(listener, routes(app.clone()))
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|e| e.to_string());
     stop.store(true, Ordering::Relaxed);
     for h in loops {
         let _ = h.join();
+    }
+    let leadership = app
+        .leadership
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(l) = leadership {
+        l.resign();
     }
     r
 }

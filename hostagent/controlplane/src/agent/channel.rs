@@ -32,6 +32,12 @@ pub async fn channel(
         Ok(x) => x,
         Err(r) => return *r,
     };
+    if !cell.is_leader() {
+        // etcd replicas: a host talks to its cell's leader (see README).
+        use axum::response::IntoResponse;
+        let msg = cell.role.not_leader().to_string();
+        return (axum::http::StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    }
     // The host becomes schedulable (and its resync is queued) before the `101`
     // answer, so a client that sees the upgrade succeed can be given tasks.
     let conn_id = app.next_conn.fetch_add(1, Ordering::Relaxed);

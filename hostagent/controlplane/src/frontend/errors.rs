@@ -99,6 +99,10 @@ impl ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if let crate::store::StoreError::NotLeader { .. } = e {
+            // etcd replicas: only the cell's leader writes (see README).
+            return ApiError::server(format!("This replica is {e}; retry there."));
+        }
         tracing::error!("store error: {e}");
         ApiError::server("Internal state store error.")
     }

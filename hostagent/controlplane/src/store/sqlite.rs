@@ -72,6 +72,19 @@ impl Store for SqliteStore {
         tx.commit()?;
         Ok(())
     }
+
+    fn insert_new(
+        &self,
+        table: &'static str,
+        key: &str,
+        value: String,
+    ) -> Result<String, StoreError> {
+        let c = self.conn();
+        c.prepare_cached("INSERT OR IGNORE INTO kv (tbl, key, value) VALUES (?1, ?2, ?3)")?
+            .execute(params![table, key, value])?;
+        let mut st = c.prepare_cached("SELECT value FROM kv WHERE tbl = ?1 AND key = ?2")?;
+        Ok(st.query_row(params![table, key], |r| r.get(0))?)
+    }
 }
 
 #[cfg(test)]

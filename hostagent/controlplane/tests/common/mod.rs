@@ -2,6 +2,8 @@
 //! temporary data directory, and drives it with Debian's AWS CLI and boto3.
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use serde_json::Value;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,8 @@ pub struct ControlPlane {
     _tmp: Option<tempfile::TempDir>,
     child: Child,
     extra: Vec<String>,
+    /// The etcd it runs over (test binaries named `etcd*`; see `etcd.rs`).
+    pub etcd: Option<std::sync::Arc<controlplane::store::etcd_process::EtcdProcess>>,
 }
 
 fn free_port() -> u16 {
@@ -56,19 +60,35 @@ impl ControlPlane {
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
+        let own_etcd = !extra.contains(&"--etcd-endpoint");
+        let etcd = (etcd::etcd_mode() && own_etcd && !etcd::skip_without_etcd())
+            .then(|| etcd::etcd_for(dir));
+        if let Some(e) = &etcd {
+            cmd.args(etcd::flags(e));
+        }
         let child = cmd.spawn().expect("spawn controlplane");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&addr).is_err() {
             assert!(Instant::now() < deadline, "controlplane did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        ControlPlane {
+        let cp = ControlPlane {
             addr,
             dir: dir.to_path_buf(),
             _tmp: None,
             child,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            etcd,
+        };
+        if cp.etcd.is_some() {
+            // A replica restarted over the etcd of a killed one leads once the
+            // killed one's lease has run out.
+            cp.wait_for(30, "leadership of every cell", || {
+                let m = cp.metrics()?;
+                (m["cellsLed"].as_u64()? == m["cells"].as_u64()?).then_some(())
+            });
         }
+        cp
     }
 
     /// kill -9.
