@@ -181,3 +181,298 @@ async fn restart_with_no_runtime_reports_unfinished_tasks_stopped() {
     );
     assert!(b.is_idle());
 }
+
+fn logged_spec(arn: &str) -> TaskSpec {
+    let mut s = spec(arn);
+    let mut options = std::collections::BTreeMap::new();
+    options.insert("awslogs-group".to_string(), "/ecs/web".to_string());
+    options.insert("awslogs-stream-prefix".to_string(), "app".to_string());
+    s.containers = vec![
+        agent_proto::ContainerSpec {
+            name: "web".into(),
+            essential: true,
+            log_configuration: Some(agent_proto::LogConfiguration {
+                log_driver: "awslogs".into(),
+                options,
+            }),
+            ..Default::default()
+        },
+        agent_proto::ContainerSpec {
+            name: "side".into(),
+            ..Default::default()
+        },
+    ];
+    s
+}
+
+/// The next message, taken from the queue as the channel does.
+async fn take(
+    a: &Agent<FakeRuntime>,
+    rx: &mut mpsc::UnboundedReceiver<AgentMessage>,
+) -> AgentMessage {
+    match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+        Ok(Some(m)) => {
+            a.taken(&m);
+            m
+        }
+        other => panic!("expected a message, got {other:?}"),
+    }
+}
+
+fn log_event(arn: &str, container: &str, i: u64) -> TaskEvent {
+    TaskEvent::Log {
+        task_arn: arn.into(),
+        container: container.into(),
+        stream: agent_proto::LogStream::Stdout,
+        timestamp_ms: 1_700_000_000_000 + i,
+        line: format!("line {i}"),
+    }
+}
+
+fn state(name: &str, status: Status, code: Option<i32>) -> ContainerState {
+    ContainerState {
+        name: name.into(),
+        last_status: status,
+        exit_code: code,
+        reason: None,
+    }
+}
+
+#[tokio::test]
+async fn runtime_events_become_reports_log_batches_and_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let a = Agent::new(
+        TaskStore::open(tmp.path()).unwrap(),
+        FakeRuntime,
+        cap(4),
+        tx,
+    );
+    a.handle(ControlMessage::LaunchTask {
+        task: logged_spec("arn:t1"),
+    });
+    assert_eq!(next(&mut rx).await.1, Status::Pending);
+    assert_eq!(next(&mut rx).await.1, Status::Running);
+    let (ev, evrx) = mpsc::unbounded_channel();
+    let pump = tokio::spawn(a.clone().pump_events(evrx));
+
+    // A non-essential container exits: recorded and reported with its exit code.
+    ev.send(TaskEvent::Container {
+        task_arn: "arn:t1".into(),
+        state: state("side", Status::Stopped, Some(3)),
+    })
+    .unwrap();
+    match take(&a, &mut rx).await {
+        AgentMessage::TaskStateChange {
+            task_arn,
+            last_status,
+            containers,
+            ..
+        } => {
+            assert_eq!(
+                (task_arn.as_str(), last_status),
+                ("arn:t1", Status::Running)
+            );
+            assert!(containers.contains(&state("side", Status::Stopped, Some(3))));
+        }
+        m => panic!("{m:?}"),
+    }
+    let rec = a.store.get("arn:t1").unwrap().unwrap();
+    assert!(rec
+        .containers
+        .contains(&state("side", Status::Stopped, Some(3))));
+
+    // Lines of the awslogs container go out in one batch, in order, within the flush
+    // interval; lines of a container without awslogs and of unknown tasks do not.
+    ev.send(log_event("arn:t1", "web", 1)).unwrap();
+    ev.send(log_event("arn:t1", "side", 2)).unwrap();
+    ev.send(log_event("arn:nope", "web", 3)).unwrap();
+    ev.send(log_event("arn:t1", "web", 4)).unwrap();
+    let t = std::time::Instant::now();
+    let mut got = vec![];
+    while got.len() < 2 {
+        match take(&a, &mut rx).await {
+            AgentMessage::Logs { lines, dropped } => {
+                assert_eq!(dropped, 0);
+                got.extend(lines);
+            }
+            m => panic!("{m:?}"),
+        }
+    }
+    let texts: Vec<_> = got.iter().map(|l| l.line.as_str()).collect();
+    assert_eq!(texts, ["line 1", "line 4"]);
+    assert_eq!(got[1].timestamp, 1_700_000_000_004);
+    assert_eq!(got[0].container, "web");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+
+    ev.send(TaskEvent::Metrics {
+        task_arn: "arn:t1".into(),
+        cpu_utilization: 12.5,
+        memory_utilization: 40.0,
+    })
+    .unwrap();
+    match take(&a, &mut rx).await {
+        AgentMessage::TaskMetrics {
+            task_arn,
+            cpu_utilization,
+            memory_utilization,
+            timestamp,
+        } => {
+            assert_eq!(task_arn, "arn:t1");
+            assert_eq!((cpu_utilization, memory_utilization), (12.5, 40.0));
+            assert!(timestamp > 1_700_000_000_000);
+        }
+        m => panic!("{m:?}"),
+    }
+
+    // The task ends on its own: lines read before the end go first, then STOPPED
+    // with the reason and exit codes, recorded in the registry.
+    ev.send(log_event("arn:t1", "web", 5)).unwrap();
+    let fin = vec![
+        state("web", Status::Stopped, Some(1)),
+        state("side", Status::Stopped, Some(3)),
+    ];
+    ev.send(TaskEvent::Stopped {
+        task_arn: "arn:t1".into(),
+        reason: "Essential container in task exited".into(),
+        containers: fin.clone(),
+    })
+    .unwrap();
+    assert!(
+        matches!(take(&a, &mut rx).await, AgentMessage::Logs { lines, .. } if lines[0].line == "line 5")
+    );
+    match take(&a, &mut rx).await {
+        AgentMessage::TaskStateChange {
+            last_status,
+            containers,
+            stopped_reason,
+            ..
+        } => {
+            assert_eq!(last_status, Status::Stopped);
+            assert_eq!(containers, fin);
+            assert_eq!(
+                stopped_reason.as_deref(),
+                Some("Essential container in task exited")
+            );
+        }
+        m => panic!("{m:?}"),
+    }
+    assert_eq!(
+        a.store.get("arn:t1").unwrap().unwrap().last_status,
+        Status::Stopped
+    );
+    assert!(a.active_tasks().is_empty());
+    // A second end report changes nothing.
+    ev.send(TaskEvent::Stopped {
+        task_arn: "arn:t1".into(),
+        reason: "again".into(),
+        containers: vec![],
+    })
+    .unwrap();
+    drop(ev);
+    pump.await.unwrap();
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn an_end_reported_during_the_launch_is_recorded_after_running() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let a = Agent::new(
+        TaskStore::open(tmp.path()).unwrap(),
+        FakeRuntime,
+        cap(4),
+        tx,
+    );
+    let (ev, evrx) = mpsc::unbounded_channel();
+    tokio::spawn(a.clone().pump_events(evrx));
+    a.handle(ControlMessage::LaunchTask {
+        task: logged_spec("arn:t1"),
+    });
+    assert_eq!(next(&mut rx).await.1, Status::Pending);
+    // FakeRuntime's launch takes 20 ms: the end arrives while it is in flight.
+    ev.send(TaskEvent::Stopped {
+        task_arn: "arn:t1".into(),
+        reason: "vm died".into(),
+        containers: vec![state("web", Status::Stopped, Some(137))],
+    })
+    .unwrap();
+    assert_eq!(next(&mut rx).await.1, Status::Running);
+    assert_eq!(
+        next(&mut rx).await,
+        ("arn:t1".into(), Status::Stopped, Some("vm died".into()))
+    );
+    assert!(a.is_idle());
+}
+
+#[tokio::test]
+async fn log_memory_is_bounded_while_the_channel_is_down_and_drops_are_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let a = Agent::new(
+        TaskStore::open(tmp.path()).unwrap(),
+        FakeRuntime,
+        cap(4),
+        tx,
+    );
+    a.handle(ControlMessage::LaunchTask {
+        task: logged_spec("arn:t1"),
+    });
+    assert_eq!(next(&mut rx).await.1, Status::Pending);
+    assert_eq!(next(&mut rx).await.1, Status::Running);
+    let (ev, evrx) = mpsc::unbounded_channel();
+    tokio::spawn(a.clone().pump_events(evrx));
+    // The channel takes nothing (disconnected) while far more than the buffer arrives.
+    let total = (LOG_BUFFER_LINES + MAX_QUEUED_TELEMETRY * LOG_BATCH_LINES + 5000) as u64;
+    for i in 0..total {
+        ev.send(log_event("arn:t1", "web", i)).unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while a.logs_dropped() < 5000 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("lines dropped");
+    tokio::time::sleep(LOG_FLUSH_INTERVAL * 3).await;
+    assert_eq!(
+        rx.len(),
+        MAX_QUEUED_TELEMETRY,
+        "no more batches than the limit wait"
+    );
+    let dropped = a.logs_dropped();
+    let metrics_sample = TaskEvent::Metrics {
+        task_arn: "arn:t1".into(),
+        cpu_utilization: 1.0,
+        memory_utilization: 1.0,
+    };
+    ev.send(metrics_sample).unwrap();
+    tokio::time::sleep(LOG_FLUSH_INTERVAL).await;
+    assert_eq!(a.metrics_dropped(), 1);
+    // The channel is back: everything not dropped arrives, in order, and the batches
+    // say how many lines were dropped.
+    let (mut got, mut reported, mut last, mut batches) = (0u64, 0u64, None::<u64>, 0u64);
+    while got + dropped < total {
+        match take(&a, &mut rx).await {
+            AgentMessage::Logs { lines, dropped } => {
+                batches += 1;
+                assert!(lines.len() <= LOG_BATCH_LINES);
+                reported += dropped;
+                for l in lines {
+                    let i = l.timestamp - 1_700_000_000_000;
+                    assert!(last.is_none_or(|p| i > p), "in order");
+                    last = Some(i);
+                    got += 1;
+                }
+            }
+            m => panic!("{m:?}"),
+        }
+    }
+    assert_eq!(last, Some(total - 1), "the newest lines are kept");
+    assert!(
+        batches <= got / LOG_BATCH_LINES as u64 + 20,
+        "{got} lines in {batches} batches"
+    );
+    assert_eq!(reported, dropped);
+    assert_eq!(a.logs_dropped(), dropped);
+}

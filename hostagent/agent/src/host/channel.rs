@@ -277,7 +277,10 @@ async fn session<R: TaskRuntime>(
                 }
             }
             m = out.recv() => match m {
-                Some(m) => send!(m),
+                Some(m) => {
+                    agent.taken(&m);
+                    send!(m)
+                }
                 None => return SessionEnd::Exit(Exit::Shutdown),
             },
             frame = stream.next() => {
@@ -305,6 +308,7 @@ async fn session<R: TaskRuntime>(
             _ = shutdown.changed() => {
                 // Flush reports already queued, then say goodbye.
                 while let Ok(m) = out.try_recv() {
+                    agent.taken(&m);
                     send!(m);
                 }
                 close(&mut sink, "agent shutting down").await;
