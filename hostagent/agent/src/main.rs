@@ -74,6 +74,9 @@ struct VmArgs {
     /// `vmm --level` (Info shows the guest boot marker in console.log).
     #[arg(long, default_value = "Info")]
     vmm_log_level: String,
+    /// Extra vmm flag (repeatable), e.g. `--vmm-arg=--no-seccomp`.
+    #[arg(long = "vmm-arg", allow_hyphen_values = true)]
+    vmm_args: Vec<String>,
 }
 
 #[derive(Debug, Parser)]
@@ -146,7 +149,8 @@ fn vm_config(a: &Args, v: &VmArgs) -> Result<VmRuntimeConfig, String> {
     c.metrics_interval = Duration::from_secs(v.metrics_interval_secs.max(1));
     c.memory_overhead_mib = v.vmm_memory_overhead_mib;
     c.extra_boot_args = v.extra_boot_args.clone();
-    c.vmm_log_level = v.vmm_log_level.clone();
+    c.vmm_args = hostagent::vm::config::default_vmm_args(&v.vmm_log_level);
+    c.vmm_args.extend(v.vmm_args.iter().cloned());
     c.validate()?;
     Ok(c)
 }

@@ -51,8 +51,9 @@ pub struct VmRuntimeConfig {
     pub memory_overhead_mib: u64,
     /// Appended to the guest kernel command line.
     pub extra_boot_args: String,
-    /// `vmm --level`.
-    pub vmm_log_level: String,
+    /// The vmm's command line after the jailer's own flags (default: `--no-api
+    /// --config-file /vm.json --level Info`; `with_vmm_flags` appends to it).
+    pub vmm_args: Vec<String>,
 }
 
 impl VmRuntimeConfig {
@@ -86,7 +87,7 @@ impl VmRuntimeConfig {
             metrics_interval: Duration::from_secs(10),
             memory_overhead_mib: 64,
             extra_boot_args: String::new(),
-            vmm_log_level: "Info".into(),
+            vmm_args: default_vmm_args("Info"),
         }
     }
 
@@ -139,6 +140,17 @@ impl VmRuntimeConfig {
         }
         Ok(())
     }
+}
+
+/// `--no-api --config-file /vm.json --level <level>`.
+pub fn default_vmm_args(level: &str) -> Vec<String> {
+    vec![
+        "--no-api".into(),
+        "--config-file".into(),
+        super::spec::jail_paths::CONFIG.into(),
+        "--level".into(),
+        level.into(),
+    ]
 }
 
 /// The id of a task on this host: `t` + 24 hex digits of sha256(task ARN). It names the

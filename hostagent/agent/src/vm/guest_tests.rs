@@ -148,6 +148,7 @@ fn start_task_failures_name_their_step() {
     let (r, _, _) = run(vec![], true);
     let e = r.unwrap_err();
     assert_eq!(e.step, "vm boot", "{e}");
+    assert!(e.reason.contains("did not answer"), "{e}");
     let (r, _, _) = run(vec![], false);
     assert_eq!(r.unwrap_err().reason, "the vmm exited");
     let (r, _, _) = run(

@@ -136,15 +136,25 @@ pub async fn start(spec: &JailSpec, timeout: Duration) -> Result<Started, String
         .spawn()
         .map_err(|e| format!("{}: {e}", spec.jailer.display()))?;
     let pid_file = spec.pid_file();
+    // The pid file names the jailer's child before its exec: the vmm runs once that
+    // process's command name is the exec file's (a failed exec ends the jailer instead).
+    let exec_comm: String = spec
+        .exec_file
+        .file_name()
+        .map(|n| n.to_string_lossy().chars().take(15).collect())
+        .unwrap_or_default();
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         if let Ok(text) = std::fs::read_to_string(&pid_file) {
             if let Ok(pid) = text.trim().parse::<i32>() {
-                if let Ok(p) = ProcIdent::of(pid) {
-                    return Ok(Started {
-                        jailer: child,
-                        vmm: p,
-                    });
+                let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                if comm.trim_end() == exec_comm {
+                    if let Ok(p) = ProcIdent::of(pid) {
+                        return Ok(Started {
+                            jailer: child,
+                            vmm: p,
+                        });
+                    }
                 }
             }
         }

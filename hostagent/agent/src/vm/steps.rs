@@ -95,7 +95,10 @@ pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, S
         .args(["--uid", &cfg.uid.to_string(), "--gid", &cfg.gid.to_string()])
         .args([
             "--boot-timeout-ms",
-            &cfg.boot_timeout.as_millis().to_string(),
+            // The agent's own boot timeout decides; the relay's only bounds its life.
+            &(cfg.boot_timeout + Duration::from_secs(5))
+                .as_millis()
+                .to_string(),
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -201,13 +204,17 @@ impl Steps for TaskSteps<'_> {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        // cgroup v1: cpu and cpuacct share one mount on common hosts, so the metrics
-        // find cpuacct.usage in the same cgroup.
-        let cgroups = jailer::task_limits(
+        let mut cgroups = jailer::task_limits(
             cfg.cgroup_version,
             self.spec.cpu,
             u64::from(self.spec.memory) + cfg.memory_overhead_mib,
         );
+        if cfg.cgroup_version == CgroupVersion::V1 {
+            // The metrics read cpuacct.usage: a setting in that controller makes the
+            // jailer create (and the vmm join) the cpuacct cgroup too, also where cpu and
+            // cpuacct are separate hierarchies. Writing 0 just resets the counter.
+            cgroups.push("cpuacct.usage=0".into());
+        }
         let js = JailSpec {
             jailer: cfg.jailer.clone(),
             exec_file: cfg.vmm.clone(),
@@ -219,13 +226,7 @@ impl Steps for TaskSteps<'_> {
             cgroup_version: cgroup_flag(cfg.cgroup_version),
             parent_cgroup: cfg.parent_cgroup.clone(),
             cgroups,
-            vmm_args: vec![
-                "--no-api".into(),
-                "--config-file".into(),
-                jail_paths::CONFIG.into(),
-                "--level".into(),
-                cfg.vmm_log_level.clone(),
-            ],
+            vmm_args: cfg.vmm_args.clone(),
             console: cfg.task_dir(&st.task_id).join("console.log"),
         };
         st.jailer_started = true;
@@ -283,11 +284,14 @@ impl Steps for TaskSteps<'_> {
         })
         .await
         .map_err(|e| fail("guest", e))?;
+        let relay_log = cfg.task_dir(&st.task_id).join("relay.log");
         r.map_err(|mut f| {
             if f.step == "vm boot" {
-                let tail = jail::tail(&console, 300);
-                if !tail.is_empty() {
-                    f.reason = format!("{} (console: {tail})", f.reason);
+                for (what, path) in [("relay", &relay_log), ("console", &console)] {
+                    let tail = jail::tail(path, 300);
+                    if !tail.is_empty() {
+                        f.reason = format!("{} ({what}: {tail})", f.reason);
+                    }
                 }
             }
             f
