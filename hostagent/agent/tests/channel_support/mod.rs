@@ -109,6 +109,34 @@ impl ControlPlane {
             .unwrap_or(-1)
     }
 
+    /// Runs `/usr/bin/aws SERVICE ARGS` (the real AWS CLI, isolated from any user
+    /// configuration) against this control plane; Ok(json) or Err(stderr).
+    pub fn aws(&self, service: &str, args: &[&str]) -> Result<Value, String> {
+        let out = Command::new("/usr/bin/aws")
+            .args(["--endpoint-url", &format!("http://{}", self.addr)])
+            .args(["--region", "us-east-1", "--output", "json", service])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/nonexistent")
+            .env("AWS_ACCESS_KEY_ID", KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET)
+            .env("AWS_CONFIG_FILE", "/dev/null")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+            .env("AWS_MAX_ATTEMPTS", "1")
+            .env("AWS_PAGER", "")
+            .output()
+            .map_err(|e| format!("run /usr/bin/aws: {e}"))?;
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let s = String::from_utf8_lossy(&out.stdout);
+        if s.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&s).map_err(|e| format!("aws output {s}: {e}"))
+    }
+
     pub fn client(&self) -> controlplane::client::Client {
         controlplane::client::Client {
             addr: self.addr.clone(),
