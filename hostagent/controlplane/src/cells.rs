@@ -195,6 +195,21 @@ impl Cell {
     pub fn is_leader(&self) -> bool {
         self.role.is_leader()
     }
+
+    /// The periodic duty of a replica that does not lead the cell: it closes the
+    /// agent channels it still holds from when it led, so those hosts reconnect
+    /// (to the new leader).
+    pub fn follower_tick(&self) {
+        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !g.agents.is_empty() {
+            tracing::warn!(
+                cell = self.id,
+                "not the leader any more: closing {} agent channels",
+                g.agents.len()
+            );
+            g.agents.clear();
+        }
+    }
 }
 
 /// The stores of a configuration: cells, router, and (etcd) the campaign.

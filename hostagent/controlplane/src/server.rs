@@ -120,6 +120,7 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
                 std::thread::sleep(tick);
                 // Placement, the scheduler and the lost-host sweep: the leader only.
                 if !cell.is_leader() {
+                    cell.follower_tick();
                     continue;
                 }
                 let mut c = cell.lock();

@@ -87,6 +87,10 @@ impl ControlPlane {
                 let m = cp.metrics()?;
                 (m["cellsLed"].as_u64()? == m["cells"].as_u64()?).then_some(())
             });
+            assert!(
+                !dir.join("cell-0.db").exists(),
+                "over etcd, no SQLite cell file is written"
+            );
         }
         cp
     }
