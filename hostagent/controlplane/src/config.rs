@@ -143,8 +143,10 @@ impl StoreConfig {
             );
         }
         for e in &endpoints {
-            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
-                return Err(format!("etcd endpoint {e:?}: expected http://HOST:PORT"));
+            if !e.starts_with("http://") || e.len() < 10 {
+                return Err(format!(
+                    "etcd endpoint {e:?}: expected http://HOST:PORT (no TLS support)"
+                ));
             }
         }
         let prefix = args
@@ -337,5 +339,85 @@ impl Config {
                 .max(1),
             store,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(extra: &[&str], file: Option<&str>) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cp.json");
+        let mut argv = vec!["controlplane", "--data-dir", "/tmp/x"];
+        argv.extend(["--account", "111122223333:AKID:secret"]);
+        let ps = p.to_string_lossy().into_owned();
+        if let Some(f) = file {
+            std::fs::write(&p, f).unwrap();
+            argv.extend(["--config", &ps]);
+        }
+        argv.extend(extra);
+        Config::from_args(&Args::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn sqlite_is_the_default() {
+        assert_eq!(cfg(&[], None).unwrap().store, StoreConfig::Sqlite);
+    }
+
+    #[test]
+    fn etcd_from_flags_or_file() {
+        let c = cfg(&["--etcd-endpoint", "http://127.0.0.1:2379"], None).unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::Etcd {
+                endpoints: vec!["http://127.0.0.1:2379".into()],
+                prefix: DEFAULT_ETCD_PREFIX.into(),
+                lease_ttl: Duration::from_secs(10),
+                advertise: "127.0.0.1:8080".into(),
+            }
+        );
+        let f = r#"{"store": {"kind": "etcd", "endpoints": ["http://10.0.0.1:2379", "http://10.0.0.2:2379"],
+                    "prefix": "/prod/cp/", "leaseTtlMs": 3000, "advertise": "10.0.0.9:8080"}}"#;
+        let c = cfg(&[], Some(f)).unwrap();
+        let StoreConfig::Etcd {
+            endpoints,
+            prefix,
+            lease_ttl,
+            advertise,
+        } = c.store
+        else {
+            panic!("not etcd");
+        };
+        assert_eq!(endpoints.len(), 2);
+        assert_eq!(prefix, "/prod/cp");
+        assert_eq!(lease_ttl, Duration::from_secs(3));
+        assert_eq!(advertise, "10.0.0.9:8080");
+        // A flag wins over the file.
+        let c = cfg(&["--store", "sqlite"], Some(f)).unwrap();
+        assert_eq!(c.store, StoreConfig::Sqlite);
+    }
+
+    #[test]
+    fn bad_store_settings_are_refused() {
+        let e = cfg(&["--store", "etcd"], None).unwrap_err();
+        assert!(e.contains("--etcd-endpoint"), "{e}");
+        let e = cfg(&["--etcd-endpoint", "127.0.0.1:2379"], None).unwrap_err();
+        assert!(e.contains("http://"), "{e}");
+        let e = cfg(
+            &["--etcd-endpoint", "http://a:1", "--etcd-prefix", "x"],
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("prefix"), "{e}");
+        let e = cfg(
+            &["--etcd-endpoint", "http://a:1", "--lease-ttl-ms", "10"],
+            None,
+        )
+        .unwrap_err();
+        assert!(e.contains("TTL"), "{e}");
+        let e = cfg(&[], Some(r#"{"store": {"kind": "zookeeper"}}"#)).unwrap_err();
+        assert!(e.contains("zookeeper"), "{e}");
+        assert!(cfg(&["--store", "zookeeper"], None).is_err());
     }
 }
