@@ -1,13 +1,14 @@
 //! Leadership of cells among controlplane replicas sharing one etcd cluster.
 //!
-//! Each replica holds one etcd lease (TTL `lease_ttl`, kept alive every TTL/4) and
+//! Each replica holds one etcd lease (TTL `lease_ttl`, renewed every round) and
 //! campaigns for every cell: a transaction creates `<prefix>/<cell>/_leader`
 //! (value: the replica's advertised API address) bound to its lease if the key does
 //! not exist. The replica whose transaction created the key leads the cell; the
 //! key's `create_revision` is the fence every write of that cell's store compares
-//! (see `store::etcd`). When a leader dies its lease expires after the TTL, etcd
-//! deletes the key, and the next campaign round of another replica (every TTL/4)
-//! takes over: a takeover within TTL + TTL/4. A leader that cannot renew its lease
+//! (see `store::etcd`). Rounds (lease renewal, then a read of each cell's key and
+//! a transaction only where it is absent) run every TTL/8, between 100 and 500 ms.
+//! When a leader dies its lease expires after the TTL, etcd deletes the key, and
+//! the next round of another replica takes over. A leader that cannot renew its lease
 //! before the TTL runs out steps down by itself; a graceful shutdown revokes the
 //! lease so the others take over at once.
 //!
@@ -149,7 +150,7 @@ async fn run(
 ) {
     let ttl_secs = c.ttl.as_secs().max(1) as i64;
     let ttl = Duration::from_secs(ttl_secs as u64);
-    let tick = (ttl / 4).max(Duration::from_millis(100));
+    let tick = (ttl / 8).clamp(Duration::from_millis(100), Duration::from_millis(500));
     let step_down = |c: &Campaign| c.cells.iter().for_each(|(_, r)| r.lost());
     let mut lease = 0;
     'grant: while !*stop.borrow() {
@@ -173,7 +174,8 @@ async fn run(
         let mut alive_until = granted_at + ttl;
         loop {
             let sent = Instant::now();
-            let renewed = tokio::time::timeout(tick, async {
+            // Long enough that an answer is not left to be read as the next one's.
+            let renewed = tokio::time::timeout(ttl / 3, async {
                 keeper.keep_alive().await?;
                 stream.message().await
             })
@@ -224,15 +226,21 @@ async fn campaign_one(
         return Ok(());
     };
     let held = fence.revision();
+    // A linearizable read first: a transaction goes through the raft log, a read
+    // does not, and most rounds change nothing.
+    let r = client.get(key, None).await?;
+    let current = r.kvs().first();
     if held != 0 {
         // Still ours? (An operator may have deleted the key, or the lease lapsed.)
-        let r = client.get(key, None).await?;
-        if r.kvs().first().map(|kv| kv.create_revision()) != Some(held) {
-            tracing::warn!("lost the leadership {key}");
-            role.lost();
-        } else {
+        if current.map(|kv| kv.create_revision()) == Some(held) {
             return Ok(());
         }
+        tracing::warn!("lost the leadership {key}");
+        role.lost();
+    }
+    if let Some(kv) = current {
+        fence.set_leader(kv.value_str().ok().map(str::to_string));
+        return Ok(());
     }
     let txn = Txn::new()
         .when(vec![Compare::create_revision(key, CompareOp::Equal, 0)])
