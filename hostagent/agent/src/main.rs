@@ -108,6 +108,141 @@ struct RelayCli {
     boot_timeout_ms: u64,
 }
 
+/// `hostagent vm-run`: launches one task with the microVM runtime, without a control
+/// plane (for trying a host out and measuring): prints the launch result and every
+/// event as JSON lines, stops the task after `--run-secs` unless it ended before.
+#[derive(Debug, Parser)]
+#[command(name = "hostagent vm-run")]
+struct VmRunCli {
+    /// The task (agent-proto `TaskSpec` JSON, as the control plane sends it).
+    #[arg(long)]
+    task: PathBuf,
+    /// Stop the task after this many seconds.
+    #[arg(long, default_value_t = 10)]
+    run_secs: u64,
+    #[arg(long, default_value = "/var/lib/hostagent")]
+    state_dir: PathBuf,
+    #[arg(long, default_value = "/run/netd/netd.sock")]
+    netd_socket: PathBuf,
+    #[arg(long)]
+    vmm_bin: PathBuf,
+    #[arg(long)]
+    jailer_bin: PathBuf,
+    #[arg(long)]
+    guest_kernel: PathBuf,
+    #[arg(long)]
+    guest_initramfs: PathBuf,
+    #[command(flatten)]
+    vm: VmArgs,
+}
+
+fn json_line(v: serde_json::Value) {
+    println!("{v}");
+}
+
+fn event_json(ev: &TaskEvent) -> serde_json::Value {
+    match ev {
+        TaskEvent::Container { state, .. } => {
+            serde_json::json!({"event": "container", "state": state})
+        }
+        TaskEvent::Stopped {
+            reason, containers, ..
+        } => {
+            serde_json::json!({"event": "stopped", "reason": reason, "containers": containers})
+        }
+        TaskEvent::Log {
+            container,
+            stream,
+            line,
+            ..
+        } => {
+            serde_json::json!({"event": "log", "container": container, "stream": stream, "line": line})
+        }
+        TaskEvent::Metrics {
+            cpu_utilization,
+            memory_utilization,
+            ..
+        } => serde_json::json!({
+            "event": "metrics", "cpu": cpu_utilization, "memory": memory_utilization}),
+    }
+}
+
+async fn vm_run(cli: VmRunCli) -> i32 {
+    let spec: agent_proto::TaskSpec = match std::fs::read(&cli.task)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("hostagent vm-run: --task {}: {e}", cli.task.display());
+            return 2;
+        }
+    };
+    let paths = VmPaths {
+        kernel: Some(cli.guest_kernel),
+        initramfs: Some(cli.guest_initramfs),
+        jailer: Some(cli.jailer_bin),
+        vmm: Some(cli.vmm_bin),
+        state_dir: cli.state_dir,
+        netd_socket: cli.netd_socket,
+    };
+    let cfg = match vm_config(paths, &cli.vm) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostagent vm-run: {e}");
+            return 2;
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let rt = match MicroVmRuntime::new(cfg, tx) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("hostagent vm-run: {e}");
+            return 1;
+        }
+    };
+    let t0 = std::time::Instant::now();
+    let launched = rt.launch(&spec).await;
+    let ms = t0.elapsed().as_millis();
+    let launched = match launched {
+        Ok(l) => l,
+        Err(f) => {
+            json_line(
+                serde_json::json!({"launch": "failed", "ms": ms, "step": f.step, "reason": f.reason}),
+            );
+            return 1;
+        }
+    };
+    json_line(serde_json::json!({"launch": "running", "ms": ms,
+        "privateIpv4Address": launched.private_ipv4_address, "containers": launched.containers}));
+    let deadline = tokio::time::sleep(Duration::from_secs(cli.run_secs));
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(ev) => {
+                    let stopped = matches!(ev, TaskEvent::Stopped { .. });
+                    json_line(event_json(&ev));
+                    if stopped {
+                        return 0;
+                    }
+                }
+                None => return 1,
+            },
+            _ = &mut deadline => break,
+        }
+    }
+    let t1 = std::time::Instant::now();
+    let finals = rt.stop(&spec, "vm-run: --run-secs elapsed").await;
+    while let Ok(ev) = rx.try_recv() {
+        json_line(event_json(&ev));
+    }
+    json_line(
+        serde_json::json!({"stop": "done", "ms": t1.elapsed().as_millis(), "containers": finals}),
+    );
+    0
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
@@ -121,15 +256,38 @@ fn required(p: &Option<PathBuf>, flag: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("--runtime microvm needs {flag}"))
 }
 
-fn vm_config(a: &Args, v: &VmArgs) -> Result<VmRuntimeConfig, String> {
+/// The paths the microVM runtime needs (from the daemon's flags or `vm-run`'s).
+struct VmPaths {
+    kernel: Option<PathBuf>,
+    initramfs: Option<PathBuf>,
+    jailer: Option<PathBuf>,
+    vmm: Option<PathBuf>,
+    state_dir: PathBuf,
+    netd_socket: PathBuf,
+}
+
+impl VmPaths {
+    fn of(a: &Args) -> VmPaths {
+        VmPaths {
+            kernel: a.guest_kernel.clone(),
+            initramfs: a.guest_initramfs.clone(),
+            jailer: a.jailer_bin.clone(),
+            vmm: a.vmm_bin.clone(),
+            state_dir: a.state_dir.clone(),
+            netd_socket: a.netd_socket.clone(),
+        }
+    }
+}
+
+fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, String> {
     let mut c = VmRuntimeConfig::new(
-        required(&a.guest_kernel, "--guest-kernel")?,
-        required(&a.guest_initramfs, "--guest-initramfs")?,
-        required(&a.jailer_bin, "--jailer-bin")?,
-        required(&a.vmm_bin, "--vmm-bin")?,
-        a.state_dir.clone(),
+        required(&p.kernel, "--guest-kernel")?,
+        required(&p.initramfs, "--guest-initramfs")?,
+        required(&p.jailer, "--jailer-bin")?,
+        required(&p.vmm, "--vmm-bin")?,
+        p.state_dir,
     );
-    c.netd_socket = a.netd_socket.clone();
+    c.netd_socket = p.netd_socket;
     c.chroot_base = v.chroot_base.clone();
     c.uid = v.jail_uid;
     c.gid = v.jail_gid;
@@ -191,6 +349,26 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some("vm-relay") {
         relay_main();
     }
+    if std::env::args().nth(1).as_deref() == Some("vm-run") {
+        let cli = VmRunCli::parse_from(std::env::args().skip(1));
+        let code = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => {
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing::Level::INFO)
+                    .with_writer(std::io::stderr)
+                    .init();
+                rt.block_on(vm_run(cli))
+            }
+            Err(e) => {
+                eprintln!("hostagent: tokio: {e}");
+                1
+            }
+        };
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     let capacity = match cli.args.validate() {
         Ok(c) => c,
@@ -200,7 +378,7 @@ fn main() {
         }
     };
     let vm = match cli.vm.runtime {
-        RuntimeKind::Microvm => match vm_config(&cli.args, &cli.vm) {
+        RuntimeKind::Microvm => match vm_config(VmPaths::of(&cli.args), &cli.vm) {
             Ok(c) => Some(c),
             Err(e) => {
                 eprintln!("hostagent: {e}");
