@@ -302,6 +302,32 @@ async fn task_logs_through_the_aws_cli_only_for_their_account_and_host() {
     .unwrap_err();
     assert_eq!(error_type(&f), "InvalidParameterException", "{f}");
 
+    // `aws logs tail` (FilterLogEvents underneath) prints them with their stream.
+    let out = std::process::Command::new(AWS)
+        .args(["--endpoint-url", &cp.endpoint(), "--region", "us-east-1"])
+        .args(["logs", "tail", "/ecs/web", "--since", "1h"])
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", "/nonexistent")
+        .env("AWS_ACCESS_KEY_ID", KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tailed: Vec<&str> = text.lines().collect();
+    assert_eq!(tailed.len(), 5, "{text}");
+    assert!(
+        tailed[2].contains(&stream) && tailed[2].ends_with("ERROR disk full"),
+        "{text}"
+    );
+
     // describe-log-groups / describe-log-streams.
     let d = logs(&cp, &["describe-log-groups"]).unwrap();
     assert_eq!(d["logGroups"][0]["logGroupName"], "/ecs/web", "{d}");
