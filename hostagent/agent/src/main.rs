@@ -8,7 +8,7 @@ use clap::Parser;
 use hostagent::host::agent::Agent;
 use hostagent::host::channel::{self, ChannelConfig, Exit};
 use hostagent::host::config::{Args, Capacity};
-use hostagent::host::runtime::{TaskEvent, TaskRuntime, UnavailableRuntime};
+use hostagent::host::runtime::{LaunchFailure, TaskEvent, TaskRuntime, UnavailableRuntime};
 use hostagent::host::store::TaskStore;
 use hostagent::vm::{relay, MicroVmRuntime, VmRuntimeConfig};
 use std::path::PathBuf;
@@ -120,6 +120,9 @@ struct VmRunCli {
     /// Stop the task after this many seconds.
     #[arg(long, default_value_t = 10)]
     run_secs: u64,
+    /// Re-adopt the task (after an earlier `vm-run` was killed) instead of launching it.
+    #[arg(long)]
+    adopt: bool,
     #[arg(long, default_value = "/var/lib/hostagent")]
     state_dir: PathBuf,
     #[arg(long, default_value = "/run/netd/netd.sock")]
@@ -202,7 +205,14 @@ async fn vm_run(cli: VmRunCli) -> i32 {
         }
     };
     let t0 = std::time::Instant::now();
-    let launched = rt.launch(&spec).await;
+    let launched = if cli.adopt {
+        rt.adopt(&spec).await.map_err(|reason| LaunchFailure {
+            step: "adopt".into(),
+            reason,
+        })
+    } else {
+        rt.launch(&spec).await
+    };
     let ms = t0.elapsed().as_millis();
     let launched = match launched {
         Ok(l) => l,
