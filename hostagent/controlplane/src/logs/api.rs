@@ -2,8 +2,7 @@
 //! CreateLogGroup, DescribeLogGroups, DescribeLogStreams, GetLogEvents,
 //! FilterLogEvents. Every call sees only the caller's account's groups.
 
-use super::filter::Pattern;
-use super::store::{Event, LogStore, Pos, Streams};
+use super::store::LogStore;
 use crate::frontend::errors::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,11 +15,6 @@ pub const OPERATIONS: &[&str] = &[
     "GetLogEvents",
     "FilterLogEvents",
 ];
-
-/// Most bytes of messages one GetLogEvents / FilterLogEvents answer carries.
-pub const MAX_RESPONSE_BYTES: usize = 1 << 20;
-/// Most events FilterLogEvents examines per call (it returns a nextToken after).
-pub const MAX_FILTER_SCAN: usize = 100_000;
 
 /// Who is calling.
 pub struct LogsCtx<'a> {
@@ -41,7 +35,11 @@ impl LogsCtx<'_> {
     }
 
     /// The group name of a `logGroupName` or `logGroupIdentifier` (name or ARN).
-    fn group_name(&self, name: Option<String>, ident: Option<String>) -> Result<String, ApiError> {
+    pub(super) fn group_name(
+        &self,
+        name: Option<String>,
+        ident: Option<String>,
+    ) -> Result<String, ApiError> {
         let v = match (name, ident) {
             (Some(_), Some(_)) => {
                 return Err(ApiError::invalid(
@@ -68,15 +66,15 @@ impl LogsCtx<'_> {
     }
 }
 
-fn group_not_found() -> ApiError {
+pub(super) fn group_not_found() -> ApiError {
     ApiError::resource_not_found("The specified log group does not exist.")
 }
 
-fn stream_not_found() -> ApiError {
+pub(super) fn stream_not_found() -> ApiError {
     ApiError::resource_not_found("The specified log stream does not exist.")
 }
 
-fn store_err(e: rusqlite::Error) -> ApiError {
+pub(super) fn store_err(e: rusqlite::Error) -> ApiError {
     tracing::error!("log store: {e}");
     ApiError::service_unavailable("The log store is unavailable.")
 }
@@ -98,7 +96,7 @@ fn check_group_name(s: &str) -> Result<(), ApiError> {
     }
 }
 
-fn limit(v: Option<i64>, max: i64) -> Result<usize, ApiError> {
+pub(super) fn limit(v: Option<i64>, max: i64) -> Result<usize, ApiError> {
     match v {
         None => Ok(max as usize),
         Some(n) if (1..=max).contains(&n) => Ok(n as usize),
@@ -108,7 +106,7 @@ fn limit(v: Option<i64>, max: i64) -> Result<usize, ApiError> {
     }
 }
 
-fn bad_token() -> ApiError {
+pub(super) fn bad_token() -> ApiError {
     ApiError::invalid("The specified nextToken is invalid.")
 }
 
@@ -123,13 +121,13 @@ pub fn dispatch(
         "CreateLogGroup" => create_log_group(ctx, store, input),
         "DescribeLogGroups" => describe_log_groups(ctx, store, input),
         "DescribeLogStreams" => describe_log_streams(ctx, store, input),
-        "GetLogEvents" => get_log_events(ctx, store, input),
-        "FilterLogEvents" => filter_log_events(ctx, store, input),
+        "GetLogEvents" => super::read::get_log_events(ctx, store, input),
+        "FilterLogEvents" => super::read::filter_log_events(ctx, store, input),
         _ => Err(ApiError::unknown_operation()),
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::serialization(e.to_string()))
 }
 
@@ -266,205 +264,12 @@ fn describe_log_streams(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result
     Ok(json!({"logStreams": out, "nextToken": token}))
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct GetEventsInput {
-    log_group_name: Option<String>,
-    log_group_identifier: Option<String>,
-    log_stream_name: Option<String>,
-    start_time: Option<i64>,
-    end_time: Option<i64>,
-    next_token: Option<String>,
-    limit: Option<i64>,
-    start_from_head: Option<bool>,
-}
-
-/// `f/<ts>/<id>` or `b/<ts>/<id>`: (forward, position).
-fn parse_stream_token(t: &str) -> Option<(bool, Pos)> {
-    let (fwd, rest) = match t.split_at_checked(2)? {
-        ("f/", r) => (true, r),
-        ("b/", r) => (false, r),
-        _ => return None,
-    };
-    let (ts, id) = rest.split_once('/')?;
-    Some((fwd, (ts.parse().ok()?, id.parse().ok()?)))
-}
-
-fn stream_token(forward: bool, p: Pos) -> String {
-    format!("{}/{}/{}", if forward { "f" } else { "b" }, p.0, p.1)
-}
-
-/// Keeps the events that fit in [`MAX_RESPONSE_BYTES`] (from the front when
-/// `forward`, else from the back).
-fn cap_bytes(mut events: Vec<Event>, forward: bool) -> Vec<Event> {
-    let mut total = 0usize;
-    let keep = |e: &Event, total: &mut usize| {
-        *total += e.message.len() + 26;
-        *total <= MAX_RESPONSE_BYTES
-    };
-    if forward {
-        let n = events.iter().take_while(|e| keep(e, &mut total)).count();
-        events.truncate(n.max(1).min(events.len()));
-    } else {
-        let n = events
-            .iter()
-            .rev()
-            .take_while(|e| keep(e, &mut total))
-            .count();
-        let n = n.max(1).min(events.len());
-        events.drain(..events.len() - n);
-    }
-    events
-}
-
-fn get_log_events(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<Value, ApiError> {
-    let inp: GetEventsInput = decode(v)?;
-    let group = ctx.group_name(inp.log_group_name, inp.log_group_identifier)?;
-    let stream = inp
-        .log_stream_name
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid("logStreamName is required."))?;
-    let n = limit(inp.limit, 10_000)?;
-    let token = match inp.next_token.as_deref() {
-        None | Some("") => None,
-        Some(t) => Some(parse_stream_token(t).ok_or_else(bad_token)?),
-    };
-    if !store.group_exists(ctx.account, &group).map_err(store_err)? {
-        return Err(group_not_found());
-    }
-    if !store
-        .stream_exists(ctx.account, &group, &stream)
-        .map_err(store_err)?
-    {
-        return Err(stream_not_found());
-    }
-    let (forward, pos) = token.unwrap_or(if inp.start_from_head.unwrap_or(false) {
-        (true, (i64::MIN, i64::MIN))
-    } else {
-        (false, (i64::MAX, i64::MAX))
-    });
-    let (start, end) = (
-        inp.start_time.unwrap_or(i64::MIN),
-        inp.end_time.unwrap_or(i64::MAX),
-    );
-    let events = store
-        .stream_events(ctx.account, &group, &stream, start, end, pos, forward, n)
-        .map_err(store_err)?;
-    let events = cap_bytes(events, forward);
-    let (fwd, back) = match (events.first(), events.last()) {
-        (Some(first), Some(last)) => (
-            stream_token(true, last.pos()),
-            stream_token(false, first.pos()),
-        ),
-        // Nothing (more) in this direction: the same position again, so a reader
-        // polling with nextForwardToken sees the events that arrive later.
-        _ => (stream_token(true, pos), stream_token(false, pos)),
-    };
-    let out: Vec<Value> = events
-        .iter()
-        .map(|e| json!({"timestamp": e.timestamp, "message": e.message, "ingestionTime": e.ingestion_time}))
-        .collect();
-    Ok(json!({"events": out, "nextForwardToken": fwd, "nextBackwardToken": back}))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct FilterInput {
-    log_group_name: Option<String>,
-    log_group_identifier: Option<String>,
-    log_stream_names: Option<Vec<String>>,
-    log_stream_name_prefix: Option<String>,
-    start_time: Option<i64>,
-    end_time: Option<i64>,
-    filter_pattern: Option<String>,
-    next_token: Option<String>,
-    limit: Option<i64>,
-}
-
-fn filter_log_events(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<Value, ApiError> {
-    let inp: FilterInput = decode(v)?;
-    let group = ctx.group_name(inp.log_group_name, inp.log_group_identifier)?;
-    let n = limit(inp.limit, 10_000)?;
-    let names = inp.log_stream_names.unwrap_or_default();
-    let prefix = inp.log_stream_name_prefix.unwrap_or_default();
-    if !names.is_empty() && !prefix.is_empty() {
-        return Err(ApiError::invalid(
-            "logStreamNames and logStreamNamePrefix are mutually exclusive parameters.",
-        ));
-    }
-    if names.len() > 100 {
-        return Err(ApiError::invalid("At most 100 logStreamNames."));
-    }
-    let streams = if !names.is_empty() {
-        Streams::Names(&names)
-    } else if !prefix.is_empty() {
-        Streams::Prefix(&prefix)
-    } else {
-        Streams::All
-    };
-    let pattern = Pattern::parse(inp.filter_pattern.as_deref().unwrap_or(""))
-        .map_err(|e| ApiError::invalid(format!("Invalid filter pattern: {e}")))?;
-    let mut pos: Pos = match inp.next_token.as_deref() {
-        None | Some("") => (i64::MIN, i64::MIN),
-        Some(t) => hex::decode(t)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .and_then(|s| {
-                let (a, b) = s.split_once('/')?;
-                Some((a.parse().ok()?, b.parse().ok()?))
-            })
-            .ok_or_else(bad_token)?,
-    };
-    if !store.group_exists(ctx.account, &group).map_err(store_err)? {
-        return Err(group_not_found());
-    }
-    let (start, end) = (
-        inp.start_time.unwrap_or(i64::MIN),
-        inp.end_time.unwrap_or(i64::MAX),
-    );
-    let (mut out, mut bytes, mut scanned) = (Vec::new(), 0usize, 0usize);
-    let mut more = false;
-    'scan: loop {
-        const PAGE: usize = 1000;
-        let rows = store
-            .group_events(ctx.account, &group, &streams, start, end, pos, PAGE)
-            .map_err(store_err)?;
-        let last_page = rows.len() < PAGE;
-        for e in rows {
-            if out.len() == n || bytes >= MAX_RESPONSE_BYTES || scanned == MAX_FILTER_SCAN {
-                more = true;
-                break 'scan;
-            }
-            scanned += 1;
-            pos = e.pos();
-            if pattern.matches(&e.message) {
-                bytes += e.message.len() + 64;
-                out.push(json!({"logStreamName": e.stream, "timestamp": e.timestamp,
-                    "message": e.message, "ingestionTime": e.ingestion_time,
-                    "eventId": format!("{:020}", e.id)}));
-            }
-        }
-        if last_page {
-            break;
-        }
-    }
-    let token = more.then(|| hex::encode(format!("{}/{}", pos.0, pos.1)));
-    Ok(json!({"events": out, "nextToken": token}))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn tokens_round_trip_and_junk_is_refused() {
-        let t = stream_token(true, (1700000000000, 42));
-        assert_eq!(parse_stream_token(&t), Some((true, (1700000000000, 42))));
-        let t = stream_token(false, (i64::MIN, i64::MIN));
-        assert_eq!(parse_stream_token(&t), Some((false, (i64::MIN, i64::MIN))));
-        assert_eq!(parse_stream_token("x/1/2"), None);
-        assert_eq!(parse_stream_token("f/1"), None);
-        assert_eq!(parse_stream_token("é"), None);
+    fn group_names() {
         assert!(is_valid_group_name("/ecs/web-app_1#x.y"));
         assert!(!is_valid_group_name("a b") && !is_valid_group_name(""));
     }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod filter;
 pub mod ingest;
+pub mod read;
 pub mod store;
 
 /// Now, in ms since the Unix epoch.
