@@ -75,9 +75,15 @@ async fn leader_killed_second_replica_takes_over_and_keeps_placing() {
     let h2 = TestAgent::start(&a.addr, TOKEN, "us-east-1b", 1024, 2048, Some(0), hb)
         .await
         .unwrap();
-    // A host cannot hold its channel on a replica that does not lead its cell.
+    // A host can neither register nor hold its channel on a replica that does not
+    // lead its cell.
     let refused = TestAgent::connect(&b.addr, &h1.host_id, &h1.credential, 0, hb).await;
     assert!(refused.is_err(), "the follower accepted an agent channel");
+    let e = TestAgent::start(&b.addr, TOKEN, "us-east-1c", 1024, 2048, Some(0), hb)
+        .await
+        .err()
+        .expect("the follower registered a host");
+    assert!(e.contains("503") && e.contains(&a.addr), "{e}");
     let first = run_one(&a).unwrap();
     let first_arn = first["tasks"][0]["taskArn"].as_str().unwrap().to_string();
     a.wait_status("c", &first_arn, "RUNNING", 20);
@@ -193,4 +199,39 @@ fn a_deposed_leaders_write_is_refused() {
         None,
         "nothing of the batch"
     );
+}
+
+fn replica_with_ttl(etcd: &EtcdProcess, ttl_ms: &str) -> ControlPlane {
+    ControlPlane::start(&[
+        "--etcd-endpoint",
+        &etcd.endpoint,
+        "--etcd-prefix",
+        etcd::PREFIX,
+        "--lease-ttl-ms",
+        ttl_ms,
+    ])
+}
+
+#[test]
+fn a_leader_stopped_with_sigterm_hands_over_without_waiting_for_its_lease() {
+    if etcd::skip_without_etcd() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let etcd = EtcdProcess::start(&tmp.path().join("etcd")).unwrap();
+    // A long lease: only the revocation on SIGTERM lets B lead within it.
+    let mut a = replica_with_ttl(&etcd, "30000");
+    a.wait_for(20, "replica A leads", || {
+        (cells_led(&a)? == 1).then_some(())
+    });
+    let b = replica_with_ttl(&etcd, "30000");
+    assert_eq!(cells_led(&b), Some(0));
+    let stopped = Instant::now();
+    assert!(a.terminate().success(), "clean exit on SIGTERM");
+    b.wait_for(15, "replica B leads before A's lease would expire", || {
+        (cells_led(&b)? == 1).then_some(())
+    });
+    eprintln!("handover after {} ms", stopped.elapsed().as_millis());
+    b.call("CreateCluster", json!({"clusterName": "after"}))
+        .expect("the new leader writes");
 }

@@ -90,6 +90,10 @@ pub async fn register(State(app): State<Arc<App>>, body: Bytes) -> Response {
     {
         let mut c = cell.lock();
         if let Err(e) = c.store.put_json(tables::HOST, &host_id, &rec) {
+            if let crate::store::StoreError::NotLeader { .. } = e {
+                // etcd replicas: hosts register with the cell's leader (see README).
+                return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
+            }
             tracing::error!("register host: {e}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "state store error");
         }
