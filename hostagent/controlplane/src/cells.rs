@@ -178,6 +178,7 @@ impl Cell {
                     g.heartbeats = heartbeats;
                     g.host_tasks = host_tasks;
                     g.loaded_epoch = epoch;
+                    self.role.activate();
                     let connected: Vec<String> = g.agents.keys().cloned().collect();
                     for h in connected {
                         g.placement.set_schedulable(&h, true);

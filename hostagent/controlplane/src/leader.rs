@@ -73,9 +73,17 @@ impl Role {
 
     fn gained(&self, rev: i64) {
         if let Some(f) = &self.fence {
-            self.epoch.fetch_add(1, Ordering::SeqCst);
-            f.set_revision(rev);
+            f.set_won(rev);
             f.set_leader(None);
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Called by the cell once it has reloaded its state for the current epoch:
+    /// from then on its writes carry the fence.
+    pub fn activate(&self) {
+        if let Some(f) = &self.fence {
+            f.activate();
         }
     }
 

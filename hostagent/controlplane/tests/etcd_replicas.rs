@@ -160,6 +160,12 @@ fn a_deposed_leaders_write_is_refused() {
     let (fence_a, role_a, lead_a) = campaign(&client, "replica-a");
     assert!(role_a.is_leader(), "the first replica leads");
     let store_a = EtcdStore::new(client.clone(), etcd::PREFIX, "0", Some(fence_a.clone()));
+    // Won, but not yet reloaded: writes wait for the cell to activate the fence.
+    assert!(matches!(
+        store_a.put_json("task", "k", &"early"),
+        Err(StoreError::NotLeader { .. })
+    ));
+    role_a.activate(); // what `Cell::lock` does after reloading
     store_a.put_json("task", "k", &"from A").unwrap();
 
     let (fence_b, role_b, _lead_b) = campaign(&client, "replica-b");
@@ -179,6 +185,7 @@ fn a_deposed_leaders_write_is_refused() {
         assert!(Instant::now() < deadline, "B did not take over");
         std::thread::sleep(Duration::from_millis(50));
     }
+    role_b.activate();
     store_b.put_json("task", "k", &"from B").unwrap();
     // A wakes up and writes with its old fence: refused, B's state intact.
     let zombie = Arc::new(Fence::new(leader_key(etcd::PREFIX, 0)));

@@ -69,11 +69,16 @@ pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, StoreE
 }
 
 /// The leadership a cell's writes must hold.
+///
+/// `held` is what the campaign won; `active` is what writes compare, set from
+/// `held` only once the cell has reloaded its state after winning (see
+/// `Cell::lock`), so no write is based on what the replica knew before.
 #[derive(Debug)]
 pub struct Fence {
     /// Full etcd key of the cell's leadership.
     pub key: String,
-    rev: AtomicI64,
+    held: AtomicI64,
+    active: AtomicI64,
     leader: Mutex<Option<String>>,
 }
 
@@ -82,17 +87,35 @@ impl Fence {
     pub fn new(key: String) -> Fence {
         Fence {
             key,
-            rev: AtomicI64::new(0),
+            held: AtomicI64::new(0),
+            active: AtomicI64::new(0),
             leader: Mutex::new(None),
         }
     }
     /// The `create_revision` of the leadership key this replica holds (0: none).
     pub fn revision(&self) -> i64 {
-        self.rev.load(Ordering::SeqCst)
+        self.held.load(Ordering::SeqCst)
     }
-    /// Records that this replica holds the key created at `rev` (0: lost it).
+    /// Records that this replica holds the key created at `rev`, and writes may
+    /// use it at once (0: lost it).
     pub fn set_revision(&self, rev: i64) {
-        self.rev.store(rev, Ordering::SeqCst);
+        self.held.store(rev, Ordering::SeqCst);
+        self.active.store(rev, Ordering::SeqCst);
+    }
+    /// Records that the campaign won the key created at `rev`; writes use it
+    /// after [`Fence::activate`].
+    pub fn set_won(&self, rev: i64) {
+        self.active.store(0, Ordering::SeqCst);
+        self.held.store(rev, Ordering::SeqCst);
+    }
+    /// Lets writes use the leadership won.
+    pub fn activate(&self) {
+        self.active
+            .store(self.held.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+    /// What writes compare (0: they are refused).
+    pub fn active_revision(&self) -> i64 {
+        self.active.load(Ordering::SeqCst)
     }
     /// What the current leader advertises, as last seen.
     pub fn leader(&self) -> Option<String> {
@@ -233,7 +256,7 @@ impl Store for EtcdStore {
         }
         let mut txn = Txn::new();
         if let Some(f) = &self.fence {
-            let rev = f.revision();
+            let rev = f.active_revision();
             if rev == 0 {
                 return Err(f.not_leader());
             }
