@@ -340,21 +340,6 @@ fn relay_main() -> ! {
     }
 }
 
-/// Until the agent consumes runtime events itself: log them.
-// TODO(logs): hand `events` to the Agent once it has a method consuming TaskEvents.
-fn drain_events(mut events: UnboundedReceiver<TaskEvent>) {
-    tokio::spawn(async move {
-        while let Some(ev) = events.recv().await {
-            match ev {
-                TaskEvent::Log { .. } | TaskEvent::Metrics { .. } => {
-                    tracing::debug!(?ev, "task event")
-                }
-                ev => tracing::info!(?ev, "task event"),
-            }
-        }
-    });
-}
-
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("vm-relay") {
         relay_main();
@@ -425,15 +410,21 @@ fn main() {
                         std::process::exit(1);
                     }
                 };
-                drain_events(rx);
-                serve(args, capacity, runtime).await
+                serve(args, capacity, runtime, Some(rx)).await
             }
-            None => serve(args, capacity, UnavailableRuntime).await,
+            None => serve(args, capacity, UnavailableRuntime, None).await,
         }
     })
 }
 
-async fn serve<R: TaskRuntime>(args: Args, capacity: Capacity, runtime: R) {
+/// Runs the agent with `runtime`; `events`: the runtime's [`TaskEvent`]s, pumped into
+/// the agent (state reports, log batches, metrics) once the registry is recovered.
+async fn serve<R: TaskRuntime>(
+    args: Args,
+    capacity: Capacity,
+    runtime: R,
+    events: Option<UnboundedReceiver<TaskEvent>>,
+) {
     if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
         eprintln!("hostagent: --state-dir {}: {e}", args.state_dir.display());
         std::process::exit(1);
@@ -463,6 +454,9 @@ async fn serve<R: TaskRuntime>(args: Args, capacity: Capacity, runtime: R) {
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
     let agent = Agent::new(store, runtime, capacity, out_tx);
     agent.recover().await;
+    if let Some(rx) = events {
+        tokio::spawn(agent.clone().pump_events(rx));
+    }
     if args.drain {
         agent.start_draining();
     }
