@@ -32,6 +32,8 @@ pub struct Tracker {
     states: Vec<ContainerState>,
     /// The guest sent `taskAccepted`.
     pub accepted: bool,
+    /// When it did.
+    pub accepted_at: Option<Instant>,
     /// The guest's fatal error, if any.
     pub fatal: Option<String>,
     /// `taskStopped`: reason and final states.
@@ -61,6 +63,7 @@ impl Tracker {
                 })
                 .collect(),
             accepted: false,
+            accepted_at: None,
             fatal: None,
             stopped: None,
         }
@@ -100,6 +103,7 @@ impl Tracker {
         match msg {
             GuestMessage::TaskAccepted { .. } => {
                 self.accepted = true;
+                self.accepted_at.get_or_insert_with(Instant::now);
                 None
             }
             GuestMessage::ContainerStateChange {

@@ -63,6 +63,8 @@ pub struct Running<S: Steps> {
     pub vm: S::Vm,
     /// The guest session.
     pub session: S::Session,
+    /// How long each step took, in order (`devices` includes the image pulls).
+    pub phases: Vec<(&'static str, std::time::Duration)>,
 }
 
 /// Runs the steps in order; on the first failure releases what the state says exists
@@ -72,11 +74,21 @@ pub async fn launch<S: Steps>(steps: &S, mut st: TaskState) -> Result<Running<S>
         steps.release(&st).await;
         return Err(f);
     }
+    let mut phases = Vec::with_capacity(4);
     let r = async {
+        let mut t = std::time::Instant::now();
+        let mut lap = |name: &'static str| {
+            phases.push((name, t.elapsed()));
+            t = std::time::Instant::now();
+        };
         let devices = steps.devices(&mut st).await?;
+        lap("devices");
         let net = steps.eni(&mut st).await?;
+        lap("eni");
         let mut vm = steps.jail(&mut st, &devices, &net).await?;
+        lap("jail");
         let session = steps.guest(&mut st, &devices, &net, &mut vm).await?;
+        lap("guest");
         st.running = true;
         steps.save(&st)?;
         Ok::<_, LaunchFailure>((net, vm, session))
@@ -88,6 +100,7 @@ pub async fn launch<S: Steps>(steps: &S, mut st: TaskState) -> Result<Running<S>
             net,
             vm,
             session,
+            phases,
         }),
         Err(f) => {
             for problem in steps.release(&st).await {

@@ -96,6 +96,8 @@ async fn steps_run_in_order_and_nothing_is_released_on_success() {
     let f = Fake::new(None);
     let r = launch(&f, state()).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.session, "session");
+    let names: Vec<&str> = r.phases.iter().map(|p| p.0).collect();
+    assert_eq!(names, vec!["devices", "eni", "jail", "guest"]);
     assert!(r.state.running);
     assert_eq!(r.state.eni_ip.as_deref(), Some("10.0.0.5"));
     assert_eq!(

@@ -236,6 +236,15 @@ impl TaskRuntime for MicroVmRuntime {
             spec,
         };
         let running = launch::launch(&steps, st).await?;
+        let ms = |name: &str| {
+            running
+                .phases
+                .iter()
+                .find(|p| p.0 == name)
+                .map_or(0, |p| p.1.as_millis())
+        };
+        tracing::info!(task = %spec.task_arn, devices_ms = ms("devices"), eni_ms = ms("eni"),
+            jail_ms = ms("jail"), boot_and_start_ms = ms("guest"), "launch phases");
         let (conn, tracker) = running.session;
         let launched = Launched {
             private_ipv4_address: running.state.eni_ip.clone(),

@@ -271,7 +271,8 @@ impl Steps for TaskSteps<'_> {
             let mut conn = relay::connect(&relay_socket, Duration::from_secs(5))
                 .map_err(|e| fail("vm boot", e))?;
             let mut tracker = Tracker::new(&arn, &names, Status::Pending);
-            guest::start_task(
+            let t0 = std::time::Instant::now();
+            let r = guest::start_task(
                 &mut conn,
                 &task,
                 &mut tracker,
@@ -279,7 +280,12 @@ impl Steps for TaskSteps<'_> {
                 start,
                 &|| vmm.alive(),
                 &events,
-            )?;
+            );
+            if let Some(at) = tracker.accepted_at {
+                tracing::info!(task = %arn, boot_ms = at.duration_since(t0).as_millis(),
+                    containers_ms = at.elapsed().as_millis(), "guest answered; containers started");
+            }
+            r?;
             Ok::<_, LaunchFailure>((conn, tracker))
         })
         .await
