@@ -7,6 +7,9 @@ use netd::model::{CreateTaskRequest, EniRequest, Task};
 use netd::Client;
 use std::path::Path;
 
+/// Longest wait for one netd call.
+pub const NETD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// netd, as the runtime uses it.
 #[derive(Debug, Clone)]
 pub struct Netd {
@@ -32,11 +35,13 @@ impl Netd {
 
     /// Names of netd's subnets.
     pub async fn subnets(&self) -> Result<Vec<String>, String> {
-        let (status, v) = self
-            .client
-            .call(Method::GET, "/v1/subnets", None)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (status, v) = tokio::time::timeout(
+            NETD_TIMEOUT,
+            self.client.call(Method::GET, "/v1/subnets", None),
+        )
+        .await
+        .map_err(|_| format!("netd did not answer within {NETD_TIMEOUT:?}"))?
+        .map_err(|e| e.to_string())?;
         if !status.is_success() {
             return Err(format!("netd GET /v1/subnets: {status}"));
         }
@@ -69,10 +74,9 @@ impl Netd {
             tap_uid: Some(tap_owner.0),
             tap_gid: Some(tap_owner.1),
         };
-        let task = self
-            .client
-            .create_task(task_id, &req)
+        let task = tokio::time::timeout(NETD_TIMEOUT, self.client.create_task(task_id, &req))
             .await
+            .map_err(|_| format!("netd did not answer within {NETD_TIMEOUT:?}"))?
             .map_err(|e| e.to_string())?;
         if task.enis.is_empty() {
             let _ = self.release(task_id).await;
@@ -83,10 +87,11 @@ impl Netd {
 
     /// Deletes the task's network (404: already gone, fine).
     pub async fn release(&self, task_id: &str) -> Result<(), String> {
-        match self.client.delete_task(task_id).await {
-            Ok(()) => Ok(()),
-            Err(netd::client::ClientError::Api { status: 404, .. }) => Ok(()),
-            Err(e) => Err(e.to_string()),
+        match tokio::time::timeout(NETD_TIMEOUT, self.client.delete_task(task_id)).await {
+            Err(_) => Err(format!("netd did not answer within {NETD_TIMEOUT:?}")),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(netd::client::ClientError::Api { status: 404, .. })) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
         }
     }
 }

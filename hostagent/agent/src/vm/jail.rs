@@ -187,9 +187,9 @@ pub async fn cleanup(
     parent_cgroup: &str,
 ) -> Result<(), String> {
     let mut last = String::new();
-    for attempt in 0..20 {
+    for attempt in 0..10 {
         if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         let out = tokio::process::Command::new(jailer)
             .args(["--cleanup", "--id", id, "--exec-file", exec_name])
@@ -198,9 +198,15 @@ pub async fn cleanup(
             .args(["--cgroup-version", &cgroup_version.to_string()])
             .args(["--parent-cgroup", parent_cgroup])
             .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| format!("{}: {e}", jailer.display()))?;
+            .kill_on_drop(true)
+            .output();
+        let out = match tokio::time::timeout(Duration::from_secs(30), out).await {
+            Ok(r) => r.map_err(|e| format!("{}: {e}", jailer.display()))?,
+            Err(_) => {
+                last = "jailer --cleanup did not finish within 30 s".into();
+                continue;
+            }
+        };
         if out.status.success() {
             return Ok(());
         }
