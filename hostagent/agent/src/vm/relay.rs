@@ -47,6 +47,11 @@ struct Shared {
     queue: VecDeque<GuestMessage>,
     guest_done: bool,
     guest: Option<GuestConnection>,
+    /// Number of the agent connection being served (1, 2, ... one per agent start).
+    agent_conn: u64,
+    /// The last agent connection whose reader saw it end (EOF or error): an idle guest
+    /// sends nothing, so the writer learns of a killed agent only through this.
+    agent_closed: u64,
 }
 
 struct State {
@@ -127,8 +132,16 @@ fn guest_reader(listener: &HostListener, timeout: Duration, state: &State) {
     }
 }
 
-/// Host messages from one agent to the guest (waits for the guest to connect).
-fn agent_reader(mut chan: Channel<UnixStream>, state: Arc<State>) {
+/// Host messages from agent connection `conn` to the guest (waits for the guest to
+/// connect); marks the connection closed when the agent hangs up.
+fn agent_reader(mut chan: Channel<UnixStream>, state: Arc<State>, conn: u64) {
+    agent_messages(&mut chan, &state);
+    let mut s = state.lock();
+    s.agent_closed = s.agent_closed.max(conn);
+    state.cv.notify_all();
+}
+
+fn agent_messages(chan: &mut Channel<UnixStream>, state: &State) {
     while let Ok(msg) = chan.recv::<HostMessage>() {
         let mut s = state.lock();
         while s.guest.is_none() && !s.guest_done {
@@ -189,14 +202,24 @@ fn serve_one(stream: UnixStream, state: &Arc<State>) -> bool {
         Ok(r) => Channel::new(r),
         Err(_) => return false,
     };
+    let conn = {
+        let mut s = state.lock();
+        s.agent_conn += 1;
+        s.agent_conn
+    };
     {
         let state = state.clone();
-        std::thread::spawn(move || agent_reader(reader, state));
+        std::thread::spawn(move || agent_reader(reader, state, conn));
     }
     loop {
         let next = {
             let mut s = state.lock();
             loop {
+                if s.agent_closed >= conn {
+                    // The agent went away (killed): back to accepting its successor.
+                    let _ = chan.get_ref().shutdown(std::net::Shutdown::Both);
+                    return false;
+                }
                 if let Some(m) = s.queue.front() {
                     break Some(m.clone());
                 }

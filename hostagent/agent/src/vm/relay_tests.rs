@@ -135,6 +135,57 @@ fn relay_survives_an_agent_restart_and_delivers_everything() {
 }
 
 #[test]
+fn relay_takes_a_new_agent_while_the_guest_is_silent() {
+    // An idle task (a web server nobody calls) sends nothing: the relay must notice the
+    // killed agent from its end of the socket, not from a failed write.
+    let d = tempfile::tempdir().unwrap();
+    let uds = d.path().join("v.sock");
+    let args = RelayArgs {
+        guest_socket: guest_proto::host::guest_initiated_socket_path(
+            &uds,
+            guest_proto::CONTROL_PORT,
+        ),
+        agent_socket: d.path().join("relay.sock"),
+        owner: nix_ids(),
+        boot_timeout: Duration::from_secs(10),
+    };
+    let relay = {
+        let a = args.clone();
+        std::thread::spawn(move || run(&a))
+    };
+    let (host_tx, host_rx) = std::sync::mpsc::channel();
+    let (script_tx, script_rx) = std::sync::mpsc::channel();
+    let guest = {
+        let uds = uds.clone();
+        std::thread::spawn(move || fake_guest(uds, host_tx, script_rx))
+    };
+    let mut a1 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
+    a1.run_task(&TaskSpec {
+        task_arn: "arn:idle".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(matches!(
+        host_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        HostMessage::RunTask { .. }
+    ));
+    drop(a1);
+    // Nothing from the guest; the second agent's handshake must still be answered
+    // (connect gives the relay 5 s).
+    let mut a2 = connect(&args.agent_socket, Duration::from_secs(5))
+        .expect("the relay accepts the next agent while the guest is silent");
+    a2.stop_task("after restart", false).unwrap();
+    assert!(matches!(
+        host_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+        HostMessage::StopTask { .. }
+    ));
+    script_tx.send(None).unwrap();
+    guest.join().unwrap();
+    assert!(matches!(a2.recv(), Err(guest_proto::ProtoError::Closed)));
+    relay.join().unwrap().unwrap();
+}
+
+#[test]
 fn relay_gives_up_when_the_guest_never_connects() {
     let d = tempfile::tempdir().unwrap();
     let args = RelayArgs {
