@@ -135,8 +135,19 @@ impl Harness {
     /// KVM host reaches services listening on this machine's 127.0.0.1 (10.0.2.2 from the
     /// nested host, 127.0.0.1 directly). After `timeout` the script's process group is
     /// killed. Errors of the harness itself (host gone, no answer) panic with the host's
-    /// console.
+    /// console. In nested mode a scenario whose guest died before its `/init` (or whose
+    /// host died) is run again, at most twice (tests/README.md, "Flakes").
     pub fn run(&self, script: &str, timeout: Duration) -> Outcome {
+        self.run_with(script, timeout, FLAKE_RETRIES)
+    }
+
+    /// [`Harness::run`] without the repeats, for a scenario that is not one guest boot
+    /// (a daemon whose tasks' VMs come and go; its caller handles their flakes).
+    pub fn run_once(&self, script: &str, timeout: Duration) -> Outcome {
+        self.run_with(script, timeout, 0)
+    }
+
+    fn run_with(&self, script: &str, timeout: Duration, retries: u32) -> Outcome {
         let Some(host) = &self.host else {
             return match self.run_direct(script, timeout) {
                 Ok(outcome) => outcome,
@@ -153,7 +164,7 @@ impl Harness {
             let result = current.run(script, timeout);
             attempt += 1;
             match result {
-                Ok(mut outcome) if attempt <= FLAKE_RETRIES && is_flake(&outcome) => {
+                Ok(mut outcome) if attempt <= retries && is_flake(&outcome) => {
                     eprintln!("kvm-tests: the guest triple-faulted before /init; running the scenario again");
                     notes.push_str(&format!(
                         "kvm-tests: attempt {attempt}: the guest triple-faulted before /init (nested TCG flake), output:\n{}\n",
@@ -166,7 +177,7 @@ impl Harness {
                     outcome.output = notes;
                     return outcome;
                 }
-                Err(e) if attempt <= FLAKE_RETRIES && !current.is_alive() => {
+                Err(e) if attempt <= retries && !current.is_alive() => {
                     eprintln!("kvm-tests: the nested host died ({e}); booting a new one");
                     notes.push_str(&format!(
                         "kvm-tests: attempt {attempt}: the nested host died: {e}\n"

@@ -9,4 +9,5 @@ mod kvm {
     pub mod guest_task;
     pub mod harness;
     pub mod jailer;
+    pub mod task_e2e;
 }

@@ -1,7 +1,7 @@
 //! Helpers shared by the scenario modules.
 
 use kvm_tests::{Harness, Outcome};
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Time a scenario that boots one guest may take (nested TCG on a busy machine).
@@ -31,9 +31,29 @@ pub fn require_kernel_config_kernel(why: &str) {
 /// One at a time: two guests at once inside the nested host make its emulated SVM
 /// fail far more often (tests/README.md, "Flakes of the emulated SVM").
 pub fn run(script: &str, secs: u64) -> Outcome {
+    let _turn = turn();
+    run_in_turn(script, secs)
+}
+
+/// The turn [`run`] takes: a test that runs several scenarios at once (a daemon and the
+/// scenarios that talk to it) holds it throughout and uses [`run_in_turn`].
+pub fn turn() -> MutexGuard<'static, ()> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let outcome = harness().run(script, Duration::from_secs(secs));
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// [`run`] for a caller that holds [`turn`].
+pub fn run_in_turn(script: &str, secs: u64) -> Outcome {
+    report(harness().run(script, Duration::from_secs(secs)))
+}
+
+/// [`run_in_turn`] without the harness's repeats of a guest that died early (for a
+/// daemon scenario, see `Harness::run_once`).
+pub fn run_once_in_turn(script: &str, secs: u64) -> Outcome {
+    report(harness().run_once(script, Duration::from_secs(secs)))
+}
+
+fn report(outcome: Outcome) -> Outcome {
     println!(
         "--- scenario exit status {}, output:\n{}",
         outcome.status, outcome.output
