@@ -4,6 +4,8 @@
 //! 2. RunTask latency p50/p99 at 200 requests/s against the real binary with
 //!    simulated hosts.
 //! 3. Heartbeat fan-in: 10,000 agents on WebSocket channels to one control plane.
+//! 4. Log store: appending 200,000 lines in agent-sized batches, GetLogEvents of
+//!    the newest 100 and FilterLogEvents over all of them (BENCH_LOG_LINES).
 //!
 //! Sizes can be reduced with BENCH_HOSTS, BENCH_TASKS, BENCH_RPS, BENCH_SECS,
 //! BENCH_AGENTS.
@@ -313,11 +315,96 @@ async fn fanin_bench() {
     );
 }
 
+fn logs_bench() {
+    use controlplane::logs::api::{dispatch, LogsCtx};
+    use controlplane::logs::store::LogStore;
+    let n = env("BENCH_LOG_LINES", 200_000);
+    let dir = std::env::temp_dir().join(format!("cp-logs-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let store = LogStore::open(&dir.join("logs-0.db"), 1_000_000).expect("log store");
+    let now = controlplane::logs::now_ms();
+    let batch = 500;
+    let t0 = Instant::now();
+    let mut i = 0;
+    while i < n {
+        let events: Vec<(i64, String)> = (i..(i + batch).min(n))
+            .map(|k| {
+                let level = if k % 100 == 0 { "ERROR" } else { "INFO" };
+                (
+                    now - (n - k) as i64,
+                    format!("{level} request {k} served in 3 ms"),
+                )
+            })
+            .collect();
+        let stream = format!("app/web/task{}", (i / batch) % 10);
+        store
+            .append("111122223333", "/ecs/web", &stream, &events, true, now)
+            .map_err(|_| "append")
+            .expect("append");
+        i += batch;
+    }
+    let dt = t0.elapsed();
+    println!(
+        "log store: {n} lines appended in batches of {batch} in {:.2} s = {:.0} lines/s",
+        dt.as_secs_f64(),
+        n as f64 / dt.as_secs_f64()
+    );
+    let ctx = LogsCtx {
+        account: "111122223333",
+        region: "us-east-1",
+        now_ms: now,
+    };
+    let mut lat = vec![];
+    for _ in 0..200 {
+        let t = Instant::now();
+        let v = dispatch(
+            "GetLogEvents",
+            &ctx,
+            &store,
+            json!({"logGroupName": "/ecs/web", "logStreamName": "app/web/task3", "limit": 100}),
+        )
+        .expect("GetLogEvents");
+        assert_eq!(v["events"].as_array().map(|a| a.len()), Some(100));
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "log store: GetLogEvents (newest 100 of a {}-event stream) p50 {:.2} ms, p99 {:.2} ms",
+        n / 10,
+        pct(&lat, 0.5),
+        pct(&lat, 0.99)
+    );
+    let t = Instant::now();
+    let (mut found, mut token) = (0, None::<String>);
+    loop {
+        let mut inp = json!({"logGroupName": "/ecs/web", "filterPattern": "ERROR"});
+        if let Some(t) = &token {
+            inp["nextToken"] = json!(t);
+        }
+        let v = dispatch("FilterLogEvents", &ctx, &store, inp).expect("FilterLogEvents");
+        found += v["events"].as_array().map(|a| a.len()).unwrap_or(0);
+        match v["nextToken"].as_str() {
+            Some(t) => token = Some(t.to_string()),
+            None => break,
+        }
+    }
+    println!(
+        "log store: FilterLogEvents 'ERROR' over {n} events: {found} found in {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    if std::env::var_os("BENCH_ONLY_LOGS").is_some() {
+        return logs_bench();
+    }
     placement_bench();
+    logs_bench();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
