@@ -44,17 +44,27 @@ fn log(line: &str) -> GuestMessage {
     }
 }
 
-#[test]
-fn relay_survives_an_agent_restart_and_delivers_everything() {
-    let d = tempfile::tempdir().unwrap();
-    let uds = d.path().join("v.sock");
+/// A relay and a fake guest connected to it.
+struct Rig {
+    args: RelayArgs,
+    relay: std::thread::JoinHandle<Result<(), String>>,
+    /// What the guest receives.
+    host_rx: std::sync::mpsc::Receiver<HostMessage>,
+    /// The guest's script (None hangs up).
+    script_tx: std::sync::mpsc::Sender<Option<GuestMessage>>,
+    guest: std::thread::JoinHandle<()>,
+}
+
+/// A relay in `dir` and a fake guest connected to it.
+fn relay_with_guest(dir: &std::path::Path) -> Rig {
+    let uds = dir.join("v.sock");
     let args = RelayArgs {
         guest_socket: guest_proto::host::guest_initiated_socket_path(
             &uds,
             guest_proto::CONTROL_PORT,
         ),
-        agent_socket: d.path().join("relay.sock"),
-        owner: (nix_ids().0, nix_ids().1),
+        agent_socket: dir.join("relay.sock"),
+        owner: nix_ids(),
         boot_timeout: Duration::from_secs(10),
     };
     let relay = {
@@ -63,10 +73,26 @@ fn relay_survives_an_agent_restart_and_delivers_everything() {
     };
     let (host_tx, host_rx) = std::sync::mpsc::channel();
     let (script_tx, script_rx) = std::sync::mpsc::channel();
-    let guest = {
-        let uds = uds.clone();
-        std::thread::spawn(move || fake_guest(uds, host_tx, script_rx))
-    };
+    let guest = std::thread::spawn(move || fake_guest(uds, host_tx, script_rx));
+    Rig {
+        args,
+        relay,
+        host_rx,
+        script_tx,
+        guest,
+    }
+}
+
+#[test]
+fn relay_survives_an_agent_restart_and_delivers_everything() {
+    let d = tempfile::tempdir().unwrap();
+    let Rig {
+        args,
+        relay,
+        host_rx,
+        script_tx,
+        guest,
+    } = relay_with_guest(d.path());
     // First agent: sends the task, gets the first messages.
     let mut a1 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
     a1.run_task(&TaskSpec {
@@ -139,26 +165,13 @@ fn relay_takes_a_new_agent_while_the_guest_is_silent() {
     // An idle task (a web server nobody calls) sends nothing: the relay must notice the
     // killed agent from its end of the socket, not from a failed write.
     let d = tempfile::tempdir().unwrap();
-    let uds = d.path().join("v.sock");
-    let args = RelayArgs {
-        guest_socket: guest_proto::host::guest_initiated_socket_path(
-            &uds,
-            guest_proto::CONTROL_PORT,
-        ),
-        agent_socket: d.path().join("relay.sock"),
-        owner: nix_ids(),
-        boot_timeout: Duration::from_secs(10),
-    };
-    let relay = {
-        let a = args.clone();
-        std::thread::spawn(move || run(&a))
-    };
-    let (host_tx, host_rx) = std::sync::mpsc::channel();
-    let (script_tx, script_rx) = std::sync::mpsc::channel();
-    let guest = {
-        let uds = uds.clone();
-        std::thread::spawn(move || fake_guest(uds, host_tx, script_rx))
-    };
+    let Rig {
+        args,
+        relay,
+        host_rx,
+        script_tx,
+        guest,
+    } = relay_with_guest(d.path());
     let mut a1 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
     a1.run_task(&TaskSpec {
         task_arn: "arn:idle".into(),
