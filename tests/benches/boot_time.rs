@@ -3,7 +3,7 @@
 //! `guest boot marker: <ms> ms since InstanceStart`). Median of 10 boots (BOOTS=N to
 //! change), serial console off, printed with the environment (direct KVM or nested).
 //!
-//!   cargo build --release -p vmm && cargo bench -p kvm-tests --bench boot_time
+//!   scripts/build-static && cargo bench -p kvm-tests --bench boot_time
 
 use kvm_tests::vm::default_boot_args;
 use kvm_tests::VmConfig;
@@ -35,33 +35,19 @@ fn main() {
         kvm_tests::vm::write_file("vm.json", &vm.config_file())
     );
     let outcome = harness.run(&script, Duration::from_secs(120 * boots as u64 + 60));
-    let mut ms: Vec<f64> = outcome
-        .output
-        .lines()
-        .filter_map(|l| l.strip_prefix("guest boot marker: "))
-        .filter_map(|l| l.trim_end_matches(" ms").parse().ok())
-        .collect();
-    if ms.len() != boots {
+    let mut ms = kvm_tests::bench::ms_values(&outcome.output, "guest boot marker: ");
+    let stats = kvm_tests::bench::median_min_max(&mut ms);
+    let (Some((median, min, max)), true) = (stats, ms.len() == boots) else {
         eprintln!(
             "boot_time: {} of {boots} boots reported the marker; output:\n{}",
             ms.len(),
             outcome.output
         );
         std::process::exit(1);
-    }
-    ms.sort_by(f64::total_cmp);
-    let median = if boots % 2 == 1 {
-        ms[boots / 2]
-    } else {
-        (ms[boots / 2 - 1] + ms[boots / 2]) / 2.0
     };
     println!("boot time, InstanceStart to guest /init (boot-timer device)");
     println!("  environment:  {}", harness.environment());
     println!("  guest kernel: {origin}, serial console off, 1 vCPU, 128 MiB, initramfs");
     println!("  boots:        {boots}");
-    println!(
-        "  median {median:.1} ms   min {:.1} ms   max {:.1} ms",
-        ms[0],
-        ms[boots - 1]
-    );
+    println!("  median {median:.1} ms   min {min:.1} ms   max {max:.1} ms");
 }

@@ -32,6 +32,9 @@ pub struct Harness {
     work: PathBuf,
     /// The nested host and how many times it was booted (nested mode only).
     host: Option<Mutex<(Arc<NestedHost>, u32)>>,
+    /// Set once the nested host stopped answering and could not be replaced: later
+    /// scenarios fail at once with this reason instead of each waiting out its timeout.
+    broken: Mutex<Option<String>>,
     next_scratch: AtomicU64,
 }
 
@@ -102,6 +105,7 @@ impl Harness {
             local_payload,
             work,
             host,
+            broken: Mutex::new(None),
             next_scratch: AtomicU64::new(1),
         })
     }
@@ -154,6 +158,14 @@ impl Harness {
                 Err(e) => panic!("the harness could not run the scenario: {e}"),
             };
         };
+        let broken = self
+            .broken
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(reason) = broken {
+            panic!("the nested host is unusable since an earlier scenario: {reason}");
+        }
         let mut notes = String::new();
         let mut attempt = 0;
         loop {
@@ -184,7 +196,12 @@ impl Harness {
                     ));
                     self.reboot_host(host, boots);
                 }
-                Err(e) => panic!("{notes}the harness could not run the scenario: {e}"),
+                Err(e) => {
+                    if !current.is_alive() || e.contains("no answer from the nested host") {
+                        *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                    }
+                    panic!("{notes}the harness could not run the scenario: {e}")
+                }
             }
         }
     }
@@ -201,7 +218,11 @@ impl Harness {
         let dir = self.work.join(format!("host.{}", boots + 1));
         match NestedHost::boot(&dir, &image) {
             Ok(new) => *guard = (Arc::new(new), boots + 1),
-            Err(e) => panic!("the nested host died and a new one did not come up: {e}"),
+            Err(e) => {
+                let reason = format!("the nested host died and a new one did not come up: {e}");
+                *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+                panic!("{reason}")
+            }
         }
     }
 

@@ -10,6 +10,7 @@
 //!   emulated SVM, booted once per test binary and shared by all its tests (see
 //!   `tests/nested/` and `tests/README.md`).
 
+pub mod bench;
 pub mod environment;
 pub mod harness;
 pub mod nested;

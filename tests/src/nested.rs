@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 /// Command channels: scenarios that run at the same time inside the host.
 const CHANNELS: usize = 4;
 /// How long the host may take to boot (TCG on a busy 2-core machine).
-const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Extra time the outer side waits beyond a scenario's own timeout.
-const SLACK: Duration = Duration::from_secs(60);
+const SLACK: Duration = Duration::from_secs(30);
 
 struct Channel {
     writer: UnixStream,

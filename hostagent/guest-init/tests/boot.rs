@@ -20,8 +20,15 @@ fn boots_as_pid1_runs_the_task_and_resets() {
         eprintln!("SKIPPED: needs root (namespaces, mounts)");
         return;
     }
-    // Not under /tmp or /run: the guest mounts tmpfs there.
-    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // Not under /tmp or /run: the guest mounts tmpfs there (a checkout under /tmp gets
+    // its directory in /var/tmp).
+    let base = env!("CARGO_TARGET_TMPDIR");
+    let base = if base.starts_with("/tmp/") || base.starts_with("/run/") {
+        "/var/tmp"
+    } else {
+        base
+    };
+    let dir = tempfile::tempdir_in(base).unwrap();
     let root = dir.path().join("image");
     std::fs::create_dir_all(root.join("bin")).unwrap();
     std::fs::copy("/bin/busybox", root.join("bin/busybox")).unwrap();

@@ -5,7 +5,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// Time a scenario that boots one guest may take (nested TCG on a busy machine).
-pub const BOOT_SECS: u64 = 240;
+pub const BOOT_SECS: u64 = 150;
 
 /// The harness, or the test fails with the reason it could not be set up.
 pub fn harness() -> &'static Harness {

@@ -13,7 +13,7 @@ fn a_linux_guest_uses_block_net_vsock_and_entropy_devices() {
     require_kernel_config_kernel("virtio-mmio devices");
     let token = fs::read_to_string(harness().local_payload().join("devices/host-token"))
         .expect("the payload has devices/host-token");
-    let o = run("sh \"$PAYLOAD/devices/host-script\"", 600);
+    let o = run("sh \"$PAYLOAD/devices/host-script\"", 300);
     // Block: root drive mounted rw, the host's data read, the guest's data on the image.
     expect(&o, "root=/dev/vda rw");
     expect(&o, "wire: root /dev/root ext4 rw");

@@ -17,7 +17,7 @@ fn a_task_of_three_containers_runs_in_a_microvm() {
         "the payload lacks guest/guest-init.cpio.gz or bin/guest-host: build the static \
          guest-init and guest-host first (run-tests does, see tests/README.md)"
     );
-    let o = run("sh \"$PAYLOAD/scenarios/vm-task\"", 600);
+    let o = run("sh \"$PAYLOAD/scenarios/vm-task\"", 300);
     // The script checks the events itself and prints PASS only if all hold; the lines
     // below are the ones a reader of a failure wants named.
     expect(&o, r#""type":"taskAccepted""#);

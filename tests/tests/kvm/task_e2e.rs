@@ -321,7 +321,7 @@ fn run_task_with_the_aws_cli_runs_a_container_in_a_jailed_microvm() {
         let probe_cmd = "sleep 2; if printf 'GET /index.html HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {IP} 8080 | grep -q 'hello from'; then echo REACHED; else echo BLOCKED; fi";
 
         // 1. A web task: RUNNING, answers HTTP on its ENI address from the host.
-        let (arn, t) = d.launch("web", "sg-web", "RUNNING", 900);
+        let (arn, t) = d.launch("web", "sg-web", "RUNNING", 420);
         let ip = private_ip(&t);
         let o = run_in_turn(&http_get(&ip), 180);
         expect(&o, "hello from a microVM task");
@@ -334,7 +334,7 @@ fn run_task_with_the_aws_cli_runs_a_container_in_a_jailed_microvm() {
         ] {
             let def = task_definition(&tmp, family, &image, Some(&["sh", "-c", &cmd]));
             s.ok(&["ecs", "register-task-definition", "--cli-input-json", &def]);
-            let (p, stopped) = d.launch(family, sg, "STOPPED", 900);
+            let (p, stopped) = d.launch(family, sg, "STOPPED", 420);
             let lines = wait_for(60, "the probe's log lines", || {
                 let l = d.log_lines(family, &p);
                 (!l.is_empty()).then_some(l)

@@ -116,6 +116,10 @@ const VMM: &[i64] = &[
     libc::SYS_timerfd_gettime,
     libc::SYS_unlink,
     libc::SYS_unlinkat,
+    // std's and the getrandom crate's fallback waits for the kernel's entropy pool with
+    // poll on /dev/random (seen in the static build inside the nested host).
+    libc::SYS_poll,
+    libc::SYS_ppoll,
 ];
 
 const API: &[i64] = &[
@@ -172,7 +176,7 @@ pub fn default_filter(kind: ThreadKind) -> Result<BpfProgram, SeccompError> {
     }
     let filter = SeccompFilter::new(
         rules,
-        SeccompAction::KillProcess,
+        SeccompAction::Trap,
         SeccompAction::Allow,
         TargetArch::x86_64,
     )
@@ -212,8 +216,101 @@ pub fn configure(disabled: bool, file: Option<&std::path::Path>) -> Result<(), S
         }
         Some(m)
     };
+    if filters.is_some() {
+        install_sigsys_handler()?;
+    }
     let _ = FILTERS.set(filters);
     Ok(())
+}
+
+thread_local! {
+    /// The filter this thread installed (named by the SIGSYS handler).
+    static FILTERED_AS: std::cell::Cell<Option<ThreadKind>> = const { std::cell::Cell::new(None) };
+}
+
+/// Exit status after a forbidden syscall (what a kill by SIGSYS would give).
+pub const BAD_SYSCALL_EXIT: i32 = 128 + libc::SIGSYS;
+
+/// Installs the SIGSYS handler that reports a syscall the filters trapped.
+fn install_sigsys_handler() -> Result<(), SeccompError> {
+    // SAFETY: sigaction with a zeroed struct filled in before use; the handler only calls
+    // async-signal-safe functions (write, _exit) and touches no shared state.
+    let rc = unsafe {
+        let mut act: libc::sigaction = std::mem::zeroed();
+        act.sa_sigaction = on_sigsys as *const () as libc::sighandler_t;
+        act.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut act.sa_mask);
+        libc::sigaction(libc::SIGSYS, &act, std::ptr::null_mut())
+    };
+    if rc != 0 {
+        return Err(SeccompError::Install(
+            "SIGSYS handler",
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// "vmm: seccomp: forbidden syscall <n> on a <kind> thread, exiting\n" into `buf`;
+/// returns the length.
+fn bad_syscall_message(nr: i32, kind: Option<ThreadKind>, buf: &mut [u8; 96]) -> usize {
+    let mut len = 0;
+    let mut put = |bytes: &[u8], len: &mut usize| {
+        for b in bytes {
+            if *len < buf.len() {
+                buf[*len] = *b;
+                *len += 1;
+            }
+        }
+    };
+    put(b"vmm: seccomp: forbidden syscall ", &mut len);
+    let mut digits = [0u8; 12];
+    let mut n = nr.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    if nr < 0 {
+        put(b"-", &mut len);
+    }
+    put(&digits[i..], &mut len);
+    put(b" on a", &mut len);
+    put(
+        match kind {
+            Some(ThreadKind::Api) => b"n api",
+            Some(ThreadKind::Vmm) => b" vmm",
+            Some(ThreadKind::Vcpu) => b" vcpu",
+            None => b"n unfiltered",
+        },
+        &mut len,
+    );
+    put(b" thread, exiting\n", &mut len);
+    len
+}
+
+extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // For SIGSYS, siginfo_t holds (x86_64) si_call_addr at byte 16 and si_syscall (int) at 24.
+    let nr = if info.is_null() {
+        -1
+    } else {
+        // SAFETY: the kernel passes a valid siginfo_t (128 bytes) to an SA_SIGINFO handler;
+        // offset 24 lies inside it and is 4-byte aligned.
+        unsafe { std::ptr::read((info as *const u8).add(24) as *const i32) }
+    };
+    let kind = FILTERED_AS.try_with(|k| k.get()).ok().flatten();
+    let mut buf = [0u8; 96];
+    let len = bad_syscall_message(nr, kind, &mut buf);
+    // SAFETY: write(2) of a stack buffer and _exit(2): both async-signal-safe and allowed
+    // by every filter.
+    unsafe {
+        libc::write(2, buf.as_ptr().cast(), len);
+        libc::_exit(BAD_SYSCALL_EXIT);
+    }
 }
 
 /// Installs the calling thread's filter, if filters were configured (the vmm binary does;
@@ -230,6 +327,7 @@ pub fn apply(kind: ThreadKind) -> Result<(), SeccompError> {
     }
     seccompiler::apply_filter(prog)
         .map_err(|e| SeccompError::Install(kind.name(), e.to_string()))?;
+    FILTERED_AS.with(|k| k.set(Some(kind)));
     tracing::debug!("seccomp filter {} installed", kind.name());
     Ok(())
 }
@@ -295,5 +393,55 @@ mod tests {
             .unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(st.status.signal(), Some(libc::SIGSYS), "{st:?}");
+    }
+
+    #[test]
+    fn a_forbidden_syscall_is_named_on_stderr_with_the_configured_handler() {
+        if std::env::var_os("VMM_SECCOMP_HANDLER_CHILD").is_some() {
+            configure(false, None).unwrap();
+            apply(ThreadKind::Vcpu).unwrap();
+            // SAFETY: a plain syscall; the handler must end the process before it returns.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+            std::process::exit(0);
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "seccomp::tests::a_forbidden_syscall_is_named_on_stderr_with_the_configured_handler",
+                "--nocapture",
+            ])
+            .env("VMM_SECCOMP_HANDLER_CHILD", "1")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(BAD_SYSCALL_EXIT), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "forbidden syscall {} on a vcpu thread",
+                libc::SYS_getppid
+            )),
+            "{stderr}"
+        );
+    }
+
+    #[test]
+    fn bad_syscall_messages_format_numbers() {
+        let mut buf = [0u8; 96];
+        let n = bad_syscall_message(0, Some(ThreadKind::Api), &mut buf);
+        assert_eq!(
+            &buf[..n],
+            b"vmm: seccomp: forbidden syscall 0 on an api thread, exiting\n"
+        );
+        let n = bad_syscall_message(-1, None, &mut buf);
+        assert_eq!(
+            &buf[..n],
+            b"vmm: seccomp: forbidden syscall -1 on an unfiltered thread, exiting\n"
+        );
+        let n = bad_syscall_message(435, Some(ThreadKind::Vcpu), &mut buf);
+        assert_eq!(
+            &buf[..n],
+            b"vmm: seccomp: forbidden syscall 435 on a vcpu thread, exiting\n"
+        );
     }
 }
