@@ -35,8 +35,16 @@ pub struct Harness {
     /// Set once the nested host stopped answering and could not be replaced: later
     /// scenarios fail at once with this reason instead of each waiting out its timeout.
     broken: Mutex<Option<String>>,
+    /// When the harness was set up, and how long its scenarios may take in all.
+    started: Instant,
+    budget: Duration,
     next_scratch: AtomicU64,
 }
+
+/// Time all scenarios of one test binary may take together (`KVM_TESTS_BUDGET_SECS`):
+/// past it, scenarios fail at once, so a machine on which every guest hangs still ends
+/// the run in bounded time, with the first failures' output to read.
+const DEFAULT_BUDGET: Duration = Duration::from_secs(1800);
 
 /// How often a scenario is run again after an environment flake (see [`is_flake`]).
 const FLAKE_RETRIES: u32 = 2;
@@ -106,6 +114,12 @@ impl Harness {
             work,
             host,
             broken: Mutex::new(None),
+            started,
+            budget: std::env::var("KVM_TESTS_BUDGET_SECS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .map(Duration::from_secs)
+                .unwrap_or(DEFAULT_BUDGET),
             next_scratch: AtomicU64::new(1),
         })
     }
@@ -165,6 +179,13 @@ impl Harness {
             .clone();
         if let Some(reason) = broken {
             panic!("the nested host is unusable since an earlier scenario: {reason}");
+        }
+        if self.started.elapsed() > self.budget {
+            panic!(
+                "the KVM tests ran past their budget of {}s (KVM_TESTS_BUDGET_SECS): not \
+                 starting another scenario; see the first failures",
+                self.budget.as_secs()
+            );
         }
         let mut notes = String::new();
         let mut attempt = 0;
