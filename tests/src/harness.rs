@@ -61,6 +61,13 @@ fn is_flake(outcome: &Outcome) -> bool {
         && !outcome.output.contains("guest-init: started as pid")
 }
 
+/// A host that did not answer a request, not even when the request's own timeout ran
+/// out inside it: its kernel is stuck. Seen on 2026-11-22, once at the first guest boot of
+/// a run (the console said nothing); the host is killed and a new one booted.
+fn is_hung(error: &str) -> bool {
+    error.contains(crate::nested::NO_ANSWER)
+}
+
 /// The harness of this test binary, set up by the first caller (payload build and, on
 /// machines without hardware virtualization, the nested host boot).
 pub fn harness() -> Result<&'static Harness, String> {
@@ -210,15 +217,16 @@ impl Harness {
                     outcome.output = notes;
                     return outcome;
                 }
-                Err(e) if attempt <= retries && !current.is_alive() => {
-                    eprintln!("kvm-tests: the nested host died ({e}); booting a new one");
+                Err(e) if attempt <= retries && (!current.is_alive() || is_hung(&e)) => {
+                    let what = if is_hung(&e) { "hung" } else { "died" };
+                    eprintln!("kvm-tests: the nested host {what} ({e}); booting a new one");
                     notes.push_str(&format!(
-                        "kvm-tests: attempt {attempt}: the nested host died: {e}\n"
+                        "kvm-tests: attempt {attempt}: the nested host {what}: {e}\n"
                     ));
                     self.reboot_host(host, boots);
                 }
                 Err(e) => {
-                    if !current.is_alive() || e.contains("no answer from the nested host") {
+                    if !current.is_alive() || is_hung(&e) {
                         *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
                     }
                     panic!("{notes}the harness could not run the scenario: {e}")
@@ -338,5 +346,14 @@ mod tests {
             "guest-init: started as pid 1\n{crash}\n"
         ))));
         assert!(!is_flake(&outcome("FAILED: guest did not reach init\n")));
+    }
+
+    #[test]
+    fn a_host_that_never_answered_is_hung() {
+        assert!(is_hung(&format!(
+            "{} within 210s\n--- console",
+            crate::nested::NO_ANSWER
+        )));
+        assert!(!is_hung("the nested host closed the channel"));
     }
 }

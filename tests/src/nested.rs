@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 const CHANNELS: usize = 4;
 /// How long the host may take to boot (TCG on a busy 2-core machine).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// How a request that got no answer in time fails (the harness reboots such a host).
+pub const NO_ANSWER: &str = "no answer from the nested host";
 /// Extra time the outer side waits beyond a scenario's own timeout.
 const SLACK: Duration = Duration::from_secs(30);
 
@@ -251,7 +253,7 @@ fn call(
         }
         if Instant::now() > deadline {
             return Err(format!(
-                "no answer from the nested host within {}s",
+                "{NO_ANSWER} within {}s",
                 (timeout + SLACK).as_secs()
             ));
         }

@@ -15,7 +15,7 @@ fn throttles_are_per_account() {
     std::fs::write(
         &cfg,
         json!({"throttle": {"default": {"rate": 100, "burst": 100},
-                            "accounts": {ACCOUNT: {"ListClusters": {"rate": 0.2, "burst": 3}}}}})
+                            "accounts": {ACCOUNT: {"ListClusters": {"rate": 0.01, "burst": 3}}}}})
         .to_string(),
     )
     .unwrap();

@@ -21,7 +21,7 @@ fn boots_as_pid1_runs_the_task_and_resets() {
         return;
     }
     // Not under /tmp or /run: the guest mounts tmpfs there (a checkout under /tmp gets
-    // its directory in /var/tmp).
+    // its directory, and the binary it runs, in /var/tmp).
     let base = env!("CARGO_TARGET_TMPDIR");
     let base = if base.starts_with("/tmp/") || base.starts_with("/run/") {
         "/var/tmp"
@@ -38,6 +38,11 @@ fn boots_as_pid1_runs_the_task_and_resets() {
     let listener = HostListener::bind_path(&dir.path().join("vsock_1024")).unwrap();
     let bin = std::env::var("GUEST_INIT_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_guest-init").to_string());
+    // Run a copy from the test directory: a build under /tmp would vanish under the
+    // guest's tmpfs.
+    let bin_copy = dir.path().join("guest-init");
+    std::fs::copy(&bin, &bin_copy).unwrap();
+    let bin = bin_copy.display().to_string();
     let mut child = Command::new("unshare")
         .args([
             "--pid",
