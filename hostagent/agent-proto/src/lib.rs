@@ -34,6 +34,11 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The container fields the guest init runs as ECS defines them (`dependsOn`,
+/// `healthCheck`, `mountPoints`, `ulimits`): one definition of their shape for the whole
+/// path, task definition -> host -> guest.
+pub use guest_proto::{Condition, Dependency, HealthCheck, MountPoint, Ulimit};
+
 /// Path of the registration endpoint.
 pub const REGISTER_PATH: &str = "/agent/v1/register";
 /// Path of the WebSocket channel endpoint.
@@ -193,6 +198,24 @@ pub struct ContainerSpec {
     /// Where the container's output goes (see [`AwsLogs::of`]); none: it is discarded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_configuration: Option<LogConfiguration>,
+    /// Containers that must reach a condition before this one starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// The health check the guest runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    /// Task volumes ([`TaskSpec::volumes`]) mounted into the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_points: Vec<MountPoint>,
+    /// Working directory (overrides the image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    /// `user[:group]` (overrides the image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Resource limits of the container's processes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
 }
 
 /// The task's network attachment (`awsvpcConfiguration` of RunTask).
@@ -225,6 +248,10 @@ pub struct TaskSpec {
     pub containers: Vec<ContainerSpec>,
     /// The ENI configuration.
     pub network: NetworkSpec,
+    /// Names of the task's volumes (on the task's volume device, shared by the containers
+    /// that mount them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
 }
 
 /// Lifecycle status of a task or container, as ECS shows it.

@@ -99,6 +99,7 @@ fn spec(arn: &str, image: &str) -> TaskSpec {
             security_groups: vec![],
             assign_public_ip: false,
         },
+        volumes: vec![],
     }
 }
 

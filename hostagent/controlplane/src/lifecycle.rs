@@ -5,8 +5,8 @@ use crate::api::{new_id, Ctx};
 use crate::cells::{tables, CellState};
 use crate::frontend::errors::ApiError;
 use crate::model::{
-    now, Attachment, AwsVpcConfiguration, Container, KeyValuePair, NetworkInterface, Task,
-    TaskDefinition, TaskOverride, TaskRecord,
+    now, runtime_fields, Attachment, AwsVpcConfiguration, Container, KeyValuePair,
+    NetworkInterface, Task, TaskDefinition, TaskOverride, TaskRecord,
 };
 use crate::placement::NoCapacity;
 use crate::store::StoreExt;
@@ -79,6 +79,12 @@ fn spec_containers(td: &TaskDefinition, ov: &TaskOverride) -> Vec<ContainerSpec>
     td.container_definitions
         .iter()
         .map(|d| {
+            // Checked when the task definition was registered; a definition stored before
+            // that check existed and failing it runs without these fields (logged).
+            let rt = runtime_fields::runtime_fields(d).unwrap_or_else(|e| {
+                tracing::warn!(task_definition = %td.task_definition_arn, "{e}");
+                Default::default()
+            });
             let o = ov.container_overrides.iter().find(|o| o.name == d.name);
             let mut env: Vec<EnvVar> = d
                 .environment
@@ -122,6 +128,12 @@ fn spec_containers(td: &TaskDefinition, ov: &TaskOverride) -> Vec<ContainerSpec>
                     .extra
                     .get("logConfiguration")
                     .and_then(|v| serde_json::from_value(v.clone()).ok()),
+                depends_on: rt.depends_on,
+                health_check: rt.health_check,
+                mount_points: rt.mount_points,
+                working_directory: rt.working_directory,
+                user: rt.user,
+                ulimits: rt.ulimits,
             }
         })
         .collect()
@@ -189,6 +201,7 @@ pub fn launch(
             security_groups: l.net.security_groups.clone(),
             assign_public_ip: l.net.assign_public_ip == "ENABLED",
         },
+        volumes: runtime_fields::volume_names(&l.td.volumes).unwrap_or_default(),
     };
     let task = Task {
         task_arn: task_arn.clone(),

@@ -1,7 +1,7 @@
 //! Input validation with ECS's rules and, where known, its messages.
 
 use crate::frontend::errors::ApiError;
-use crate::model::{ContainerDefinition, RegisterTaskDefinitionInput};
+use crate::model::{runtime_fields, ContainerDefinition, RegisterTaskDefinitionInput};
 use std::collections::HashSet;
 
 /// The 50 Fargate task sizes: (CPU units, memory MiB).
@@ -117,7 +117,52 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
         )));
     }
     containers(&input.container_definitions, cpu, memory)?;
+    runtime(input)?;
     Ok(TaskSize { cpu, memory })
+}
+
+/// `dependsOn`, `healthCheck`, `mountPoints`, `ulimits`, `workingDirectory`, `user` and
+/// `volumes`, checked by the guest init's own rules (`guest_proto::validate_task` on the
+/// task's shape), so that a task definition accepted here never fails in the guest over
+/// these fields: unknown or cyclic dependencies, HEALTHY on a container without a health
+/// check, undeclared volumes, out-of-range health check timings, unknown ulimits.
+fn runtime(input: &RegisterTaskDefinitionInput) -> Result<(), ApiError> {
+    let volumes = runtime_fields::volume_names(&input.volumes).map_err(ApiError::client)?;
+    let mut containers = Vec::with_capacity(input.container_definitions.len());
+    for (i, d) in input.container_definitions.iter().enumerate() {
+        let f = runtime_fields::runtime_fields(d).map_err(ApiError::client)?;
+        // Neither entryPoint nor command: the image's own, which the host merges in.
+        let command = if d.entry_point.is_empty() && d.command.is_empty() {
+            vec!["(image default)".to_string()]
+        } else {
+            d.command.clone()
+        };
+        containers.push(guest_proto::ContainerSpec {
+            name: d.name.clone(),
+            root_device: format!("/dev/container{i}"),
+            entry_point: d.entry_point.clone(),
+            command,
+            essential: d.essential,
+            depends_on: f.depends_on,
+            health_check: f.health_check,
+            mount_points: f.mount_points,
+            working_directory: f.working_directory,
+            user: f.user,
+            ulimits: f.ulimits,
+            ..Default::default()
+        });
+    }
+    let shape = guest_proto::TaskSpec {
+        task_arn: "task-definition".into(),
+        volumes: volumes
+            .into_iter()
+            .map(|name| guest_proto::Volume { name })
+            .collect(),
+        containers,
+        ..Default::default()
+    };
+    guest_proto::validate_task(&shape)
+        .map_err(|e| ApiError::client(format!("Invalid task definition: {}", e.0)))
 }
 
 /// An `awslogs` log configuration needs a valid `awslogs-group`.

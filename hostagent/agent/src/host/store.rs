@@ -156,6 +156,7 @@ pub(crate) mod tests {
                 security_groups: vec![],
                 assign_public_ip: false,
             },
+            volumes: vec![],
         }
     }
 

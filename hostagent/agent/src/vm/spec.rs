@@ -63,8 +63,8 @@ pub fn process_of(c: &agent_proto::ContainerSpec, image: &ImageConfig) -> Proces
         entry_point: &c.entry_point,
         command: &c.command,
         environment: &env,
-        working_directory: None,
-        user: None,
+        working_directory: c.working_directory.as_deref(),
+        user: c.user.as_deref(),
     })
 }
 
@@ -106,6 +106,10 @@ pub fn guest_task(
             cpu: c.cpu,
             memory: c.memory.map(u64::from),
             memory_reservation: c.memory_reservation.map(u64::from),
+            ulimits: c.ulimits.clone(),
+            depends_on: c.depends_on.clone(),
+            health_check: c.health_check.clone(),
+            mount_points: c.mount_points.clone(),
             ..Default::default()
         })
         .collect();
@@ -142,7 +146,11 @@ pub fn guest_task(
         entropy_seed: Some(extra.entropy_seed.clone()),
         scratch_device: Some(guest_drive(n)),
         volume_device: Some(guest_drive(n + 1)),
-        volumes: vec![],
+        volumes: spec
+            .volumes
+            .iter()
+            .map(|name| guest_proto::Volume { name: name.clone() })
+            .collect(),
         containers,
     }
 }

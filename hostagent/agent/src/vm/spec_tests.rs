@@ -30,6 +30,7 @@ pub(crate) fn task(cpu: u32, memory: u32, containers: Vec<ContainerSpec>) -> Tas
             security_groups: vec!["web".into()],
             assign_public_ip: false,
         },
+        volumes: vec![],
     }
 }
 
@@ -112,6 +113,68 @@ fn guest_task_has_devices_interfaces_and_merged_processes() {
     assert_eq!(g.dns.nameservers, vec!["10.0.0.2"], "deduplicated");
     assert_eq!(g.hostname.as_deref(), Some("ip-10-0-0-5"));
     assert_eq!(g.host_time_ms, Some(42));
+}
+
+#[test]
+fn runtime_fields_and_volumes_reach_the_guest() {
+    // As the control plane sends them (ECS field names).
+    let web: ContainerSpec = serde_json::from_value(serde_json::json!({
+        "name": "web", "image": "busybox", "cpu": 0, "essential": true,
+        "command": ["httpd", "-f"], "stopTimeoutSecs": 10,
+        "healthCheck": {"command": ["CMD-SHELL", "wget -q http://127.0.0.1/"], "interval": 5},
+        "mountPoints": [{"sourceVolume": "shared", "containerPath": "/data", "readOnly": true}],
+        "workingDirectory": "/srv", "user": "1000:1000",
+        "ulimits": [{"name": "nofile", "softLimit": 1024, "hardLimit": 4096}]
+    }))
+    .expect("a container spec");
+    let mut side = container("side", false);
+    side.depends_on = vec![agent_proto::Dependency {
+        container_name: "web".into(),
+        condition: agent_proto::Condition::Healthy,
+    }];
+    let mut t = task(512, 1024, vec![web, side]);
+    t.volumes = vec!["shared".into()];
+    let image = ImageConfig {
+        env: vec![],
+        entrypoint: vec![],
+        cmd: vec!["sh".into()],
+        working_dir: "/".into(),
+        user: "root".into(),
+    };
+    let procs: Vec<ProcessSpec> = t.containers.iter().map(|c| process_of(c, &image)).collect();
+    let g = guest_task(
+        &t,
+        &procs,
+        &[eni(0, [10, 0, 0, 5])],
+        &GuestInputs {
+            host_time_ms: 1,
+            entropy_seed: "ab".into(),
+        },
+    );
+    guest_proto::validate_task(&g).expect("valid for the guest init");
+    assert_eq!(
+        g.volumes,
+        vec![guest_proto::Volume {
+            name: "shared".into()
+        }]
+    );
+    let w = &g.containers[0];
+    assert_eq!(
+        w.working_directory.as_deref(),
+        Some("/srv"),
+        "task's, not the image's"
+    );
+    assert_eq!(w.user.as_deref(), Some("1000:1000"));
+    assert_eq!(w.health_check.as_ref().map(|h| h.interval_secs()), Some(5));
+    assert_eq!(w.mount_points[0].container_path, "/data");
+    assert!(w.mount_points[0].read_only);
+    assert_eq!(w.ulimits[0].hard_limit, 4096);
+    assert_eq!(g.containers[1].depends_on[0].container_name, "web");
+    assert_eq!(
+        g.containers[1].working_directory.as_deref(),
+        Some("/"),
+        "image's"
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! ECS resource types, with ECS's camelCase field names. Fields this control plane
 //! does not interpret are kept in `extra` and returned as given.
 
+pub mod runtime_fields;
 pub mod service;
 pub mod task;
 pub mod task_definition;
