@@ -36,6 +36,8 @@ pub struct VmConfig {
     pub vcpus: u32,
     pub mem_mib: u32,
     pub drives: Vec<Drive>,
+    /// Extra vmm flags of [`VmConfig::script_run_config_file`].
+    pub vmm_flags: Vec<String>,
 }
 
 impl VmConfig {
@@ -53,7 +55,14 @@ impl VmConfig {
             vcpus: 1,
             mem_mib: 256,
             drives: Vec::new(),
+            vmm_flags: Vec::new(),
         }
+    }
+
+    /// Passes `flag` (one shell word) to the vmm.
+    pub fn vmm_flag(mut self, flag: &str) -> Self {
+        self.vmm_flags.push(flag.to_string());
+        self
     }
 
     pub fn vcpus(mut self, n: u32) -> Self {
@@ -139,9 +148,13 @@ impl VmConfig {
     /// seconds, log level Info), prints `vmm exit status: N` and exits with N.
     pub fn script_run_config_file(&self, file: &str, secs: u64) -> String {
         format!(
-            "{}\ntimeout -s KILL {secs} vmm --no-api --config-file {file} --level Info 2>&1\n\
+            "{}\ntimeout -s KILL {secs} vmm --no-api --config-file {file} --level Info{} 2>&1\n\
              status=$?\necho \"vmm exit status: $status\"\nexit $status\n",
-            write_file(file, &self.config_file())
+            write_file(file, &self.config_file()),
+            self.vmm_flags
+                .iter()
+                .map(|f| format!(" {f}"))
+                .collect::<String>()
         )
     }
 }
@@ -217,6 +230,7 @@ mod tests {
             vcpus: 2,
             mem_mib: 256,
             drives: vec![],
+            vmm_flags: vec![],
         }
     }
 
@@ -248,6 +262,10 @@ mod tests {
         assert!(s.contains("cat >vm.json <<'__KVM_TESTS_EOF__'\n{"));
         assert!(s.contains("timeout -s KILL 60 vmm --no-api --config-file vm.json"));
         assert!(s.ends_with("exit $status\n"));
+        let s = config()
+            .vmm_flag("--serial-out-limit 10")
+            .script_run_config_file("vm.json", 60);
+        assert!(s.contains("--level Info --serial-out-limit 10 2>&1"), "{s}");
     }
 
     #[test]

@@ -20,6 +20,25 @@ fn guest_boots_to_init_and_vmm_exits_zero_on_reboot() {
     assert_eq!(o.status, 0);
 }
 
+/// A guest cannot fill the host's disk through its console: past `--serial-out-limit` the
+/// vmm writes a notice and drops the rest, and the guest runs on to its reboot.
+#[test]
+fn console_output_past_the_limit_is_dropped_and_the_guest_runs_on() {
+    require!("linux-boot");
+    let vm = VmConfig::new(harness(), "reboot").vmm_flag("--serial-out-limit 4096");
+    let o = run(
+        &vm.script_run_config_file("vm.json", BOOT_SECS),
+        BOOT_SECS + 30,
+    );
+    expect(
+        &o,
+        "[vmm: serial console output limit of 4096 bytes reached; the rest is dropped]",
+    );
+    // The kernel's own boot messages exceed 4 KiB, so the test init's lines are dropped.
+    assert!(!o.output.contains("guest-init: rebooting"), "{}", o.output);
+    expect(&o, "vmm exit status: 0");
+}
+
 #[test]
 fn boot_timer_device_reports_the_guest_reaching_init() {
     require!("linux-boot");

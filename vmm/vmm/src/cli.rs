@@ -43,6 +43,16 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub serial_out: Option<PathBuf>,
 
+    /// At most this many bytes of the guest's serial console are written (then a notice
+    /// line; the rest is dropped and counted in the metrics). Default: no limit.
+    #[arg(long, value_name = "BYTES")]
+    pub serial_out_limit: Option<u64>,
+
+    /// At most this many bytes of log are written (then a notice line; the rest is
+    /// dropped and counted in the metrics). Default: no limit.
+    #[arg(long, value_name = "BYTES")]
+    pub log_limit: Option<u64>,
+
     /// Do not feed stdin to the guest's serial console.
     #[arg(long)]
     pub no_serial_input: bool,

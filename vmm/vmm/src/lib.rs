@@ -16,6 +16,7 @@ pub mod controller;
 pub mod devices;
 pub mod logger;
 pub mod metrics;
+pub mod output_limit;
 pub mod run;
 pub mod seccomp;
 pub mod signals;

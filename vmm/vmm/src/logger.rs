@@ -78,9 +78,10 @@ struct Sink;
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let budget = &crate::output_limit::LOG;
         match TARGET.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
-            Some(f) => f.write(buf),
-            None => std::io::stderr().write(buf),
+            Some(f) => budget.write(f, buf),
+            None => budget.write(&mut std::io::stderr(), buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {

@@ -81,7 +81,12 @@ impl Metrics {
                 "exits_other": g(&self.vcpu_exits_other),
                 "exits_unhandled": g(&self.vcpu_exits_unhandled),
             },
-            "serial": {"tx_bytes": g(&self.serial_tx_bytes), "rx_bytes": g(&self.serial_rx_bytes)},
+            "serial": {
+                "tx_bytes": g(&self.serial_tx_bytes),
+                "rx_bytes": g(&self.serial_rx_bytes),
+                "tx_dropped_bytes": crate::output_limit::SERIAL.dropped(),
+            },
+            "logger": {"dropped_bytes": crate::output_limit::LOG.dropped()},
             "boot_marker_ms": g(&self.boot_marker_ms),
             "instance_start_ms": g(&self.instance_start_ms),
         });

@@ -53,6 +53,12 @@ pub fn run(cli: Cli) -> i32 {
         Ok(l) => l,
         Err(e) => return fail(&e.to_string()),
     };
+    if let Some(n) = cli.serial_out_limit {
+        crate::output_limit::SERIAL.set_limit(n);
+    }
+    if let Some(n) = cli.log_limit {
+        crate::output_limit::LOG.set_limit(n);
+    }
     if let Err(e) = crate::logger::init(level, cli.log_path.as_deref()) {
         return fail(&e.to_string());
     }

@@ -142,7 +142,7 @@ impl VmRuntimeConfig {
     }
 }
 
-/// `--no-api --config-file /vm.json --level <level>`.
+/// `--no-api --config-file /vm.json --level <level>` and the output limits.
 pub fn default_vmm_args(level: &str) -> Vec<String> {
     vec![
         "--no-api".into(),
@@ -150,8 +150,16 @@ pub fn default_vmm_args(level: &str) -> Vec<String> {
         super::spec::jail_paths::CONFIG.into(),
         "--level".into(),
         level.into(),
+        // Bounds the task's console.log whatever the guest does (both streams go there).
+        "--serial-out-limit".into(),
+        VMM_OUTPUT_LIMIT_BYTES.to_string(),
+        "--log-limit".into(),
+        VMM_OUTPUT_LIMIT_BYTES.to_string(),
     ]
 }
+
+/// Bytes of guest console, and of vmm log, kept per task VM (8 MiB each).
+pub const VMM_OUTPUT_LIMIT_BYTES: u64 = 8 << 20;
 
 /// The id of a task on this host: `t` + 24 hex digits of sha256(task ARN). It names the
 /// netd task, the jail and the state directory (netd and the jailer accept it; ARNs hold

@@ -2,6 +2,7 @@
 //! (stdout, a file or a named pipe), input from stdin through the event loop.
 
 use crate::metrics::METRICS;
+use crate::output_limit::{self, Budget};
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -22,19 +23,22 @@ impl Trigger for IrqEvt {
     }
 }
 
-/// Counts bytes sent by the guest.
-struct Counting<W>(W);
+/// Counts bytes sent by the guest and writes them within the console's byte budget.
+struct Counting<W> {
+    out: W,
+    budget: &'static Budget,
+}
 
 impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.0.write(buf)?;
+        let n = self.budget.write(&mut self.out, buf)?;
         METRICS
             .serial_tx_bytes
             .fetch_add(n as u64, Ordering::Relaxed);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
+        self.out.flush()
     }
 }
 
@@ -47,10 +51,15 @@ pub struct SerialDevice {
 }
 
 impl SerialDevice {
-    /// A UART raising `irq` and writing to `out`.
+    /// A UART raising `irq` and writing to `out` within `--serial-out-limit`.
     pub fn new(irq: EventFd, out: SerialOut) -> Self {
+        Self::with_budget(irq, out, &output_limit::SERIAL)
+    }
+
+    /// A UART raising `irq` and writing to `out` within `budget`.
+    pub fn with_budget(irq: EventFd, out: SerialOut, budget: &'static Budget) -> Self {
         SerialDevice {
-            uart: Serial::new(IrqEvt(irq), Counting(out)),
+            uart: Serial::new(IrqEvt(irq), Counting { out, budget }),
         }
     }
 
@@ -169,5 +178,29 @@ mod tests {
         // Out-of-range offsets and empty accesses are harmless.
         s.read(0x1234, &mut b);
         s.write(0, &[]);
+    }
+
+    #[test]
+    fn a_guest_past_the_console_limit_is_cut_off_but_its_uart_works() {
+        let budget: &'static Budget =
+            Box::leak(Box::new(Budget::unlimited("serial console output")));
+        budget.set_limit(8);
+        let out = Buf::default();
+        let irq = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+        let mut s = SerialDevice::with_budget(irq, Box::new(out.clone()), budget);
+        for b in b"0123456789".iter().cycle().take(1000) {
+            s.write(0, &[*b]);
+        }
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            text.starts_with("01234567\n[vmm: serial console output limit of 8 bytes"),
+            "{text}"
+        );
+        assert!(text.ends_with("dropped]\n"), "{text}");
+        assert_eq!(budget.dropped(), 992);
+        // The transmitter still reports empty: the guest is not stalled.
+        let mut lsr = [0u8; 1];
+        s.read(5, &mut lsr);
+        assert_eq!(lsr[0] & 0x20, 0x20, "THR empty");
     }
 }
