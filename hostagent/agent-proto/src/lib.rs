@@ -24,6 +24,9 @@
 //!    [`AgentMessage::TaskMetrics`]. The control plane keeps the lines of containers
 //!    whose [`ContainerSpec::log_configuration`] is `awslogs` in that group, in the
 //!    stream [`AwsLogs::stream_name`], and serves them through its CloudWatch Logs API.
+//! 5. **Draining**: an agent that drains sends [`AgentMessage::Draining`] on each
+//!    connection; the control plane then places nothing on the host and moves its
+//!    service tasks elsewhere.
 //!
 //! The agent is not trusted: the control plane checks every message against the
 //! host identity of the channel, and answers a message about a task that is not
@@ -404,6 +407,11 @@ pub enum AgentMessage {
         /// When it was sampled, in ms since the Unix epoch.
         timestamp: u64,
     },
+    /// The host is draining: the control plane places no new task on it and moves its
+    /// service tasks elsewhere (within each service's deployment limits); other tasks run
+    /// on until they stop. Sent again on every connection while the agent drains; a new
+    /// connection without it makes the host schedulable again.
+    Draining,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -178,6 +178,13 @@ async fn agent_registers_heartbeats_reconnects_and_answers_launches_honestly() {
     agent.signal(libc::SIGUSR1);
     assert!(agent.wait_exit(15).success(), "{}", agent.log_text());
     assert!(agent.log_text().contains("drained"), "{}", agent.log_text());
+    assert!(
+        agent
+            .log_text()
+            .contains("draining: the control plane places no new task here"),
+        "{}",
+        agent.log_text()
+    );
 }
 
 #[test]

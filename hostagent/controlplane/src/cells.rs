@@ -53,8 +53,19 @@ pub struct HostRecord {
     pub credential_sha256: String,
     /// Registration time.
     pub registered_at: f64,
-    /// `ACTIVE` or `INACTIVE` (lost).
+    /// `ACTIVE`, [`HOST_DRAINING`] or `INACTIVE` (lost).
     pub status: String,
+}
+
+/// Status of a host whose agent drains: no new task goes there, its service tasks move.
+pub const HOST_DRAINING: &str = "DRAINING";
+
+/// Whether the host record says the host drains.
+pub fn is_draining(store: &dyn Store, host: &str) -> bool {
+    matches!(
+        store.get_json::<HostRecord>(tables::HOST, host),
+        Ok(Some(r)) if r.status == HOST_DRAINING
+    )
 }
 
 /// A connected agent channel.
@@ -181,7 +192,8 @@ impl Cell {
                     self.role.activate();
                     let connected: Vec<String> = g.agents.keys().cloned().collect();
                     for h in connected {
-                        g.placement.set_schedulable(&h, true);
+                        let on = !is_draining(g.store.as_ref(), &h);
+                        g.placement.set_schedulable(&h, on);
                     }
                     tracing::info!(cell = self.id, "leader: state reloaded from the store");
                 }

@@ -1,5 +1,7 @@
 //! The service scheduler: keeps each service at desiredCount, replaces stopped or
 //! lost tasks, and rolls deployments within minimumHealthyPercent/maximumPercent.
+//! Tasks on a draining host are replaced the way an old deployment's are: new ones
+//! start elsewhere, then they stop, within the same limits.
 
 use crate::api::{task_definitions, Ctx};
 use crate::cells::{tables, CellState};
@@ -7,7 +9,7 @@ use crate::frontend::errors::ApiError;
 use crate::lifecycle::{self, Launch};
 use crate::model::{now, Service, ServiceEvent, TaskOverride, TaskRecord};
 use crate::store::StoreExt;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 fn event(s: &mut Service, msg: String) {
     s.events.insert(
@@ -77,7 +79,14 @@ fn reconcile_one(
     for r in &live {
         *spread.entry(r.task.availability_zone.clone()).or_default() += 1;
     }
-    let is_new = |r: &TaskRecord| r.task.task_definition_arn == primary;
+    let mut draining = HashSet::new();
+    for r in &live {
+        if crate::cells::is_draining(c.store.as_ref(), &r.host_id) {
+            draining.insert(r.host_id.clone());
+        }
+    }
+    let is_new =
+        |r: &TaskRecord| r.task.task_definition_arn == primary && !draining.contains(&r.host_id);
     let mut n_new = live.iter().filter(|r| is_new(r)).count();
     let n_old = live.len() - n_new;
     // 1. Start tasks of the primary deployment.
@@ -169,7 +178,9 @@ fn reconcile_one(
         if !old {
             extra_new -= 1;
         }
-        let reason = if old {
+        let reason = if draining.contains(&r.host_id) {
+            "Task stopped because its container instance is draining"
+        } else if old {
             "Task replaced by a new deployment"
         } else {
             "Scaling activity initiated by (deployment)"

@@ -240,6 +240,8 @@ async fn session<R: TaskRuntime>(
     let mut beat = tokio::time::interval(interval);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut drain_check = tokio::time::interval(Duration::from_millis(200));
+    // Said once per connection, so that a reconnected control plane knows it too.
+    let mut drain_announced = false;
     macro_rules! send {
         ($m:expr) => {{
             let m: AgentMessage = $m;
@@ -299,6 +301,11 @@ async fn session<R: TaskRuntime>(
                 }
             }
             _ = drain_check.tick(), if agent.is_draining() => {
+                if !drain_announced {
+                    drain_announced = true;
+                    send!(AgentMessage::Draining);
+                    tracing::info!("draining: the control plane places no new task here");
+                }
                 if agent.is_idle() && out.is_empty() {
                     tracing::info!("drained: no task left");
                     close(&mut sink, "drained").await;

@@ -2,7 +2,9 @@
 //! the host identity the channel was authenticated with.
 
 use super::registry::authenticate;
-use crate::cells::{tables, AgentConn, Cell, CellState, HostRecord, TaskMetricsSample};
+use crate::cells::{
+    tables, AgentConn, Cell, CellState, HostRecord, TaskMetricsSample, HOST_DRAINING,
+};
 use crate::lifecycle::{self, key_of_arn};
 use crate::model::TaskRecord;
 use crate::server::App;
@@ -207,7 +209,25 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
             vec![]
         }
         AgentMessage::Logs { .. } => err("log batches are stored by the log pipeline".into()),
+        AgentMessage::Draining => match set_draining(c, host) {
+            Ok(()) => vec![],
+            Err(e) => err(format!("state store error: {e}")),
+        },
     }
+}
+
+/// The host takes no new task (until it connects again without draining); the service
+/// scheduler moves its service tasks to other hosts.
+fn set_draining(c: &mut CellState, host: &str) -> Result<(), crate::store::StoreError> {
+    c.placement.set_schedulable(host, false);
+    if let Some(mut rec) = c.store.get_json::<HostRecord>(tables::HOST, host)? {
+        if rec.status != HOST_DRAINING {
+            tracing::info!(host, "host is draining");
+            rec.status = HOST_DRAINING.into();
+            c.store.put_json(tables::HOST, host, &rec)?;
+        }
+    }
+    Ok(())
 }
 
 /// Highest utilization percentage accepted in a metrics sample.

@@ -60,15 +60,36 @@ struct ListInput {
 pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: ListInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    // No status: every host but INACTIVE (lost) ones, as ECS lists them.
+    let wanted = |s: &str| match inp.status.as_deref() {
+        None => s != "INACTIVE",
+        Some(w) => s == w,
+    };
     match inp.status.as_deref() {
-        None | Some("ACTIVE") => {}
-        Some("DRAINING" | "REGISTERING" | "DEREGISTERING" | "REGISTRATION_FAILED") => {
-            return Ok(json!({"containerInstanceArns": []}))
-        }
+        None
+        | Some(
+            "ACTIVE"
+            | "DRAINING"
+            | "INACTIVE"
+            | "REGISTERING"
+            | "DEREGISTERING"
+            | "REGISTRATION_FAILED",
+        ) => {}
         Some(x) => return Err(ApiError::invalid(format!("Invalid status: {x}"))),
     }
-    let items: Vec<(String, String)> = hosts_of_cluster(ctx, c, &cluster.cluster_name)?
-        .into_keys()
+    let mut hosts = vec![];
+    for h in hosts_of_cluster(ctx, c, &cluster.cluster_name)?.into_keys() {
+        let status = c
+            .store
+            .get_json::<HostRecord>(tables::HOST, &h)?
+            .map(|r| r.status)
+            .unwrap_or_default();
+        if wanted(&status) {
+            hosts.push(h);
+        }
+    }
+    let items: Vec<(String, String)> = hosts
+        .into_iter()
         .map(|h| {
             let arn = ctx.arn(&format!("container-instance/{}/{h}", cluster.cluster_name));
             (h, arn)
