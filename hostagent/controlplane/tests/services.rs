@@ -9,17 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 
 fn running(cp: &ControlPlane, svc: &str) -> Vec<serde_json::Value> {
-    let l = cp
-        .call("ListTasks", json!({"cluster": "web", "serviceName": svc}))
-        .unwrap();
-    let arns = l["taskArns"].as_array().unwrap().clone();
-    if arns.is_empty() {
-        return vec![];
-    }
-    let d = cp
-        .call("DescribeTasks", json!({"cluster": "web", "tasks": arns}))
-        .unwrap();
-    d["tasks"].as_array().unwrap().clone()
+    cp.service_tasks("web", svc)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -343,6 +343,27 @@ impl ControlPlane {
         }
     }
 
+    /// The described tasks of a service (ListTasks + DescribeTasks).
+    pub fn service_tasks(&self, cluster: &str, service: &str) -> Vec<Value> {
+        let l = self
+            .call(
+                "ListTasks",
+                serde_json::json!({"cluster": cluster, "serviceName": service}),
+            )
+            .unwrap();
+        let arns = l["taskArns"].as_array().unwrap().clone();
+        if arns.is_empty() {
+            return vec![];
+        }
+        let d = self
+            .call(
+                "DescribeTasks",
+                serde_json::json!({"cluster": cluster, "tasks": arns}),
+            )
+            .unwrap();
+        d["tasks"].as_array().unwrap().clone()
+    }
+
     /// `GET /metrics`.
     pub fn metrics(&self) -> Option<Value> {
         use std::io::{Read, Write};
