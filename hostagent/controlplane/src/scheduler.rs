@@ -79,12 +79,13 @@ fn reconcile_one(
     for r in &live {
         *spread.entry(r.task.availability_zone.clone()).or_default() += 1;
     }
-    let mut draining = HashSet::new();
-    for r in &live {
-        if crate::cells::is_draining(c.store.as_ref(), &r.host_id) {
-            draining.insert(r.host_id.clone());
-        }
-    }
+    // One host-record read per host, not per task.
+    let hosts: HashSet<&str> = live.iter().map(|r| r.host_id.as_str()).collect();
+    let draining: HashSet<String> = hosts
+        .into_iter()
+        .filter(|h| crate::cells::is_draining(c.store.as_ref(), h))
+        .map(str::to_string)
+        .collect();
     let is_new =
         |r: &TaskRecord| r.task.task_definition_arn == primary && !draining.contains(&r.host_id);
     let mut n_new = live.iter().filter(|r| is_new(r)).count();

@@ -48,20 +48,11 @@ pub fn runtime_fields(d: &ContainerDefinition) -> Result<RuntimeFields, String> 
              mount it with mountPoints in each container"
         ));
     }
-    let mount_points = if d.mount_points.is_empty() {
-        vec![]
-    } else {
-        field(
-            n,
-            "mountPoints",
-            Some(&Value::Array(d.mount_points.clone())),
-        )?
-        .unwrap_or_default()
-    };
+    let mount_points = Value::Array(d.mount_points.clone());
     Ok(RuntimeFields {
         depends_on: field(n, "dependsOn", d.extra.get("dependsOn"))?.unwrap_or_default(),
         health_check: field(n, "healthCheck", d.extra.get("healthCheck"))?,
-        mount_points,
+        mount_points: field(n, "mountPoints", Some(&mount_points))?.unwrap_or_default(),
         working_directory: field(n, "workingDirectory", d.extra.get("workingDirectory"))?,
         user: field(n, "user", d.extra.get("user"))?,
         ulimits: field(n, "ulimits", d.extra.get("ulimits"))?.unwrap_or_default(),
