@@ -1,4 +1,6 @@
-# Shared shell helpers for the project's scripts: timed phases with a summary.
+# Timed phases with a summary, for the two top-level commands ./quickstart and ./run-tests
+# (bash, sourced). (tests/nested/lib.sh is the nested KVM host's settings;
+# tests/scenarios/task-e2e/lib.sh the driver's side of an end-to-end task run.)
 PHASES=()
 # phase NAME CMD...: runs CMD, records its duration, returns its status (under set -e a
 # failing phase ends the script unless the caller writes `phase ... || ...`).

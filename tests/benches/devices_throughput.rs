@@ -1,8 +1,8 @@
 //! Devices benchmark (issue 3): block sequential read/write and net throughput over the
 //! tap, each with the host CPU time the vmm spent per GiB moved. Runs
-//! `vmm/devices/bench/devices-bench` (which takes the VMM by path: any VMM that reads a
-//! Firecracker config file can be measured) on the KVM host: inside the nested host on
-//! machines without hardware virtualization. MIB=N sets the size of each block workload
+//! `tests/scenarios/devices-bench/devices-bench` (which takes the VMM by path: any VMM that
+//! reads a Firecracker config file can be measured) on the KVM host: inside the nested
+//! host on machines without hardware virtualization. MIB=N sets the size of each block workload
 //! (default 256), NET_MIB=N of each network one (default 32: under nested TCG the guest
 //! sends slowly), VMM=path another VMM on the KVM host.
 //!
@@ -27,7 +27,7 @@ fn main() {
     };
     let vmm = std::env::var("VMM").unwrap_or_else(|_| "$PAYLOAD/bin/vmm".into());
     let script = format!(
-        "sh \"$PAYLOAD/devices-bench/devices-bench\" --vmm \"{vmm}\" \
+        "sh \"$PAYLOAD/scenarios/devices-bench/devices-bench\" --vmm \"{vmm}\" \
          --kernel \"$PAYLOAD/guest/vmlinux\" --size-mib {mib} --net-mib {net_mib} --work \"$SCRATCH/bench\""
     );
     // Emulated SVM in the nested host now and then resets a guest mid-run (tests/README.md,

@@ -5,7 +5,7 @@
 //! `guest-host` over vsock; kernel-config kernel, static guest-init initramfs, serial
 //! console off, 1 vCPU, 256 MiB. Median of RUNS=N runs (default 10), printed with the
 //! environment (direct KVM or nested). The scenario is
-//! `hostagent/guest-init/e2e/bench-first-container`.
+//! `tests/scenarios/guest-init/bench-first-container`.
 //!
 //!   scripts/build-static && kernel-config/build && cargo bench -p kvm-tests --bench first_container
 
@@ -24,7 +24,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let script = format!("sh \"$PAYLOAD/scenarios/bench-first-container\" {runs}");
+    let script = format!("sh \"$PAYLOAD/scenarios/guest-init/bench-first-container\" {runs}");
     let outcome = harness.run_once(&script, Duration::from_secs(200 * runs as u64 + 60));
     let mut ms = kvm_tests::bench::ms_values(&outcome.output, "first-container: ");
     let failed = runs - ms.len().min(runs);

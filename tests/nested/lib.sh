@@ -1,23 +1,23 @@
-# Shared settings of the nested KVM host scripts (sourced).
-# The host kernel: Debian's cloud kernel (installed by scripts/install-deps).
-NESTED_KVER=${NESTED_KVER:-$(basename "$(ls -1 /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1)" | sed 's/^vmlinuz-//')}
+# The nested KVM host's settings and helpers (bash, sourced by the scripts beside this
+# file: boot, run, host-initramfs, payload). (scripts/lib.sh is the timed phases of
+# ./quickstart and ./run-tests; tests/scenarios/task-e2e/lib.sh the driver's side of an
+# end-to-end task run.)
+NESTED_REPO=$(readlink -f "$(dirname "${BASH_SOURCE[0]}")/../..")
+# The host kernel: Debian's cloud kernel (scripts/install-deps, group nested).
+nested_kver() { basename "$(ls -1 /boot/vmlinuz-*-cloud-amd64 2>/dev/null | sort -V | tail -1)" | sed 's/^vmlinuz-//'; }
+NESTED_KVER=${NESTED_KVER:-$(nested_kver)}
 NESTED_KERNEL=/boot/vmlinuz-$NESTED_KVER
 NESTED_CACHE=${NESTED_CACHE:-/var/cache/kvm-tests}
 
 nested_log() { printf 'nested: %s\n' "$*" >&2; }
 
-# Installs the packages the nested host needs when one is missing.
+# Installs the packages the nested host needs when one is missing (the nested group of
+# scripts/install-deps; its output goes to stderr), then finds the host kernel again if
+# it was not there before.
 nested_deps() {
-    local pkgs=(qemu-system-x86 linux-image-cloud-amd64 busybox-static e2fsprogs cpio kmod lz4 nftables iproute2 curl socat)
-    local missing=() p
-    for p in "${pkgs[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        nested_log "installing ${missing[*]}"
-        DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
-        NESTED_KVER=$(basename "$(ls -1 /boot/vmlinuz-*-cloud-amd64 | sort -V | tail -1)" | sed 's/^vmlinuz-//')
+    "$NESTED_REPO/scripts/install-deps" --quiet nested >&2
+    if [ ! -e "$NESTED_KERNEL" ]; then
+        NESTED_KVER=$(nested_kver)
         NESTED_KERNEL=/boot/vmlinuz-$NESTED_KVER
     fi
 }

@@ -1,25 +1,26 @@
 //! The harness shared by all tests of one test binary: the payload, and either this
 //! machine (direct KVM) or one nested KVM host, set up on first use.
 
-use crate::environment::{self, Environment};
-use crate::nested::NestedHost;
-use crate::payload;
-use std::fs::{self, File};
-use std::os::unix::process::CommandExt;
+use crate::direct;
+use crate::environment::{self, Environment, EnvironmentError};
+use crate::nested::{ChannelError, NestedError, NestedHost};
+use crate::outcome::Outcome;
+use crate::payload::{self, PayloadError};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::thread;
 use std::time::{Duration, Instant};
 
-/// What a scenario did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    /// The script's exit status (128 + signal number when killed).
-    pub status: i32,
-    /// Its standard output and standard error, interleaved.
-    pub output: String,
+/// Why the harness could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error(transparent)]
+    Environment(#[from] EnvironmentError),
+    #[error(transparent)]
+    Payload(#[from] PayloadError),
+    #[error(transparent)]
+    Nested(#[from] NestedError),
 }
 
 /// The KVM host the scenarios of this test binary run on.
@@ -66,18 +67,21 @@ fn is_flake(outcome: &Outcome) -> bool {
 /// A host that did not answer a request, not even when the request's own timeout ran
 /// out inside it: its kernel is stuck. Seen on 2026-11-22, once at the first guest boot of
 /// a run (the console said nothing); the host is killed and a new one booted.
-fn is_hung(error: &str) -> bool {
-    error.contains(crate::nested::NO_ANSWER)
+fn is_hung(error: &NestedError) -> bool {
+    matches!(
+        error,
+        NestedError::Request {
+            source: ChannelError::NoAnswer { .. },
+            ..
+        }
+    )
 }
 
 /// The harness of this test binary, set up by the first caller (payload build and, on
 /// machines without hardware virtualization, the nested host boot).
-pub fn harness() -> Result<&'static Harness, String> {
-    static HARNESS: OnceLock<Result<Harness, String>> = OnceLock::new();
-    HARNESS
-        .get_or_init(Harness::start)
-        .as_ref()
-        .map_err(Clone::clone)
+pub fn harness() -> Result<&'static Harness, &'static HarnessError> {
+    static HARNESS: OnceLock<Result<Harness, HarnessError>> = OnceLock::new();
+    HARNESS.get_or_init(Harness::start).as_ref()
 }
 
 /// Runs `script` on the KVM host (see [`Harness::run`]). Panics if the harness cannot
@@ -90,9 +94,9 @@ pub fn run(script: &str, timeout: Duration) -> Outcome {
 }
 
 impl Harness {
-    fn start() -> Result<Harness, String> {
+    fn start() -> Result<Harness, HarnessError> {
         let started = Instant::now();
-        let environment = environment::detect();
+        let environment = environment::detect()?;
         let work = payload::work_dir()?;
         let local_payload = work.join("payload");
         payload::build(&local_payload)?;
@@ -229,7 +233,8 @@ impl Harness {
                 }
                 Err(e) => {
                     if !current.is_alive() || is_hung(&e) {
-                        *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                        *self.broken.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(e.to_string());
                     }
                     panic!("{notes}the harness could not run the scenario: {e}")
                 }
@@ -257,75 +262,11 @@ impl Harness {
         }
     }
 
-    fn run_direct(&self, script: &str, timeout: Duration) -> Result<Outcome, String> {
+    fn run_direct(&self, script: &str, timeout: Duration) -> Result<Outcome, direct::DirectError> {
         let n = self.next_scratch.fetch_add(1, Ordering::Relaxed);
         let scratch = self.work.join(format!("scratch.{n}"));
-        fs::create_dir_all(&scratch).map_err(|e| format!("cannot create scratch: {e}"))?;
         let out_path = self.work.join(format!("scratch.{n}.out"));
-        let out = File::create(&out_path).map_err(|e| format!("cannot create output: {e}"))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("cannot dup output: {e}"))?;
-        let path = format!(
-            "{}:{}",
-            self.payload.join("bin").display(),
-            std::env::var("PATH").unwrap_or_default()
-        );
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .current_dir(&scratch)
-            .env("PAYLOAD", &self.payload)
-            .env("SCRATCH", &scratch)
-            .env("PATH", path)
-            .env("LD_LIBRARY_PATH", self.payload.join("lib"))
-            .env("NESTED", "0")
-            .env("OUTER_ADDR", "127.0.0.1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot run sh: {e}"))?;
-        let pgid = child.id() as i32;
-        let deadline = Instant::now() + timeout;
-        let status = loop {
-            match child.try_wait() {
-                Ok(Some(status)) => break status,
-                Ok(None) if Instant::now() > deadline => {
-                    kill_group(pgid);
-                    let _ = child.wait();
-                    let mut output = fs::read_to_string(&out_path).unwrap_or_default();
-                    output.push_str(&format!("kvm-tests: timed out after {timeout:?}\n"));
-                    return Ok(Outcome {
-                        status: 137,
-                        output,
-                    });
-                }
-                Ok(None) => thread::sleep(Duration::from_millis(50)),
-                Err(e) => return Err(format!("cannot wait for sh: {e}")),
-            }
-        };
-        // Whatever the scenario left running in its group goes too.
-        kill_group(pgid);
-        let output = fs::read_to_string(&out_path).unwrap_or_default();
-        let _ = fs::remove_dir_all(&scratch);
-        let _ = fs::remove_file(&out_path);
-        use std::os::unix::process::ExitStatusExt;
-        let code = status
-            .code()
-            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-        Ok(Outcome {
-            status: code,
-            output,
-        })
-    }
-}
-
-fn kill_group(pgid: i32) {
-    // SAFETY: kill(2) on our own child's process group; no memory is involved.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
+        direct::run(&scratch, &out_path, &self.payload, script, timeout)
     }
 }
 
@@ -357,10 +298,16 @@ mod tests {
 
     #[test]
     fn a_host_that_never_answered_is_hung() {
-        assert!(is_hung(&format!(
-            "{} within 210s\n--- console",
-            crate::nested::NO_ANSWER
-        )));
-        assert!(!is_hung("the nested host closed the channel"));
+        let request = |source| NestedError::Request {
+            source,
+            console: "--- console".into(),
+        };
+        let hung = request(ChannelError::NoAnswer { secs: 210 });
+        assert!(is_hung(&hung));
+        assert_eq!(
+            hung.to_string(),
+            "no answer from the nested host within 210s\n--- console"
+        );
+        assert!(!is_hung(&request(ChannelError::Closed)));
     }
 }

@@ -3,11 +3,11 @@
 //! scenarios inside it. Protocol (see `tests/nested/init`): a request is one line
 //! `<id> <timeout s> <base64 script>`, the answer one line `<id> <status> <base64 output>`.
 
-use crate::harness::Outcome;
+use crate::outcome::Outcome;
 use crate::payload;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::io::{self, BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,10 +21,70 @@ use std::time::{Duration, Instant};
 const CHANNELS: usize = 4;
 /// How long the host may take to boot (TCG on a busy 2-core machine).
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-/// How a request that got no answer in time fails (the harness reboots such a host).
-pub const NO_ANSWER: &str = "no answer from the nested host";
 /// Extra time the outer side waits beyond a scenario's own timeout.
 const SLACK: Duration = Duration::from_secs(30);
+
+/// Why one request on a command channel got no valid answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("cannot send to the nested host: {0}")]
+    Send(#[source] io::Error),
+    #[error("cannot set a socket timeout: {0}")]
+    SetTimeout(#[source] io::Error),
+    #[error("the nested host closed the channel")]
+    Closed,
+    #[error("cannot read from the nested host: {0}")]
+    Read(#[source] io::Error),
+    /// Not even within the request's own timeout plus [`SLACK`]: the host is stuck (the
+    /// harness reboots such a host).
+    #[error("no answer from the nested host within {secs}s")]
+    NoAnswer { secs: u64 },
+    #[error("malformed answer from the nested host: {answer:?}")]
+    Malformed { answer: String },
+    #[error("answer for request {got}, expected {expected}")]
+    WrongId { got: String, expected: u64 },
+    #[error("malformed exit status {status:?} from the nested host")]
+    BadStatus { status: String },
+    #[error("malformed output from the nested host: {0}")]
+    BadOutput(#[source] base64::DecodeError),
+}
+
+/// Why the nested host could not be started or could not run a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum NestedError {
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot run {}: {source}", boot.display())]
+    Spawn { boot: PathBuf, source: io::Error },
+    #[error("cannot start the nested-host thread: {0}")]
+    Thread(#[source] io::Error),
+    #[error("the nested-host thread ended")]
+    ThreadEnded,
+    #[error("cannot clone a channel socket: {0}")]
+    CloneSocket(#[source] io::Error),
+    #[error("cannot connect to {}: {source} (QEMU did not start?)\n{log}", path.display())]
+    Connect {
+        path: PathBuf,
+        source: io::Error,
+        /// The host's console so far.
+        log: String,
+    },
+    #[error("nested host did not come up: {source}\n{console}")]
+    NotUp {
+        source: ChannelError,
+        /// The tail of the host's console.
+        console: String,
+    },
+    #[error("nested host answered {0:?} to a ping")]
+    BadPing(Outcome),
+    /// A scenario's request failed; its channel is dropped.
+    #[error("{source}\n{console}")]
+    Request {
+        source: ChannelError,
+        /// The tail of the host's console.
+        console: String,
+    },
+}
 
 struct Channel {
     writer: UnixStream,
@@ -42,9 +102,11 @@ pub struct NestedHost {
 
 impl NestedHost {
     /// Boots the host with `payload_image` as its payload disk; files go to `dir`.
-    pub fn boot(dir: &Path, payload_image: &Path) -> Result<NestedHost, String> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    pub fn boot(dir: &Path, payload_image: &Path) -> Result<NestedHost, NestedError> {
+        std::fs::create_dir_all(dir).map_err(|source| NestedError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let sockets = dir.join("channels");
         let console = dir.join("host-console.log");
         let pid = spawn_qemu(&sockets, payload_image, &console)?;
@@ -63,14 +125,14 @@ impl NestedHost {
         // The first request on each channel waits for the host to boot.
         for mut channel in channels {
             let id = host.next_id.fetch_add(1, Ordering::Relaxed);
-            let ready = call(&mut channel, id, "echo ready", BOOT_TIMEOUT).map_err(|e| {
-                format!(
-                    "nested host did not come up: {e}\n{}",
-                    host.console_tail(40)
-                )
+            let ready = call(&mut channel, id, "echo ready", BOOT_TIMEOUT).map_err(|source| {
+                NestedError::NotUp {
+                    source,
+                    console: host.console_tail(40),
+                }
             })?;
             if ready.status != 0 || ready.output.trim() != "ready" {
-                return Err(format!("nested host answered {ready:?} to a ping"));
+                return Err(NestedError::BadPing(ready));
             }
             host.give_back(channel);
         }
@@ -78,7 +140,7 @@ impl NestedHost {
     }
 
     /// Runs `script` inside the host (busybox sh, cwd = a fresh `$SCRATCH`).
-    pub fn run(&self, script: &str, timeout: Duration) -> Result<Outcome, String> {
+    pub fn run(&self, script: &str, timeout: Duration) -> Result<Outcome, NestedError> {
         let mut channel = self.take();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         match call(&mut channel, id, script, timeout) {
@@ -87,7 +149,10 @@ impl NestedHost {
                 Ok(outcome)
             }
             // A channel in an unknown state is dropped; the others carry on.
-            Err(e) => Err(format!("{e}\n{}", self.console_tail(30))),
+            Err(source) => Err(NestedError::Request {
+                source,
+                console: self.console_tail(30),
+            }),
         }
     }
 
@@ -151,7 +216,7 @@ impl NestedHost {
 /// Starts `tests/nested/boot --serve` from a thread that never ends, so that the
 /// parent-death signal (which follows the spawning *thread*) fires only when the test
 /// process exits. Returns QEMU's pid (the boot script execs QEMU).
-fn spawn_qemu(sockets: &Path, image: &Path, console: &Path) -> Result<u32, String> {
+fn spawn_qemu(sockets: &Path, image: &Path, console: &Path) -> Result<u32, NestedError> {
     let boot = payload::repo_root().join("tests/nested/boot");
     let mut command = Command::new(&boot);
     command
@@ -176,7 +241,7 @@ fn spawn_qemu(sockets: &Path, image: &Path, console: &Path) -> Result<u32, Strin
             Ok(())
         });
     }
-    let (tx, rx) = mpsc::channel::<Result<u32, String>>();
+    let (tx, rx) = mpsc::channel::<io::Result<u32>>();
     thread::Builder::new()
         .name("nested-host".into())
         .spawn(move || {
@@ -191,34 +256,33 @@ fn spawn_qemu(sockets: &Path, image: &Path, console: &Path) -> Result<u32, Strin
                     }
                 }
                 Err(e) => {
-                    let _ = tx.send(Err(format!("cannot run {}: {e}", boot.display())));
+                    let _ = tx.send(Err(e));
                 }
             }
         })
-        .map_err(|e| format!("cannot start the nested-host thread: {e}"))?;
+        .map_err(NestedError::Thread)?;
     rx.recv()
-        .map_err(|_| "the nested-host thread ended".to_string())?
+        .map_err(|_| NestedError::ThreadEnded)?
+        .map_err(|source| NestedError::Spawn { boot, source })
 }
 
-fn connect(path: &Path, console: &Path) -> Result<Channel, String> {
+fn connect(path: &Path, console: &Path) -> Result<Channel, NestedError> {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match UnixStream::connect(path) {
             Ok(stream) => {
-                let reader = stream
-                    .try_clone()
-                    .map_err(|e| format!("cannot clone a channel socket: {e}"))?;
+                let reader = stream.try_clone().map_err(NestedError::CloneSocket)?;
                 return Ok(Channel {
                     writer: stream,
                     reader: BufReader::new(reader),
                 });
             }
-            Err(e) if Instant::now() > deadline => {
-                let log = std::fs::read_to_string(console).unwrap_or_default();
-                return Err(format!(
-                    "cannot connect to {}: {e} (QEMU did not start?)\n{log}",
-                    path.display()
-                ));
+            Err(source) if Instant::now() > deadline => {
+                return Err(NestedError::Connect {
+                    path: path.to_path_buf(),
+                    source,
+                    log: std::fs::read_to_string(console).unwrap_or_default(),
+                });
             }
             Err(_) => thread::sleep(Duration::from_millis(100)),
         }
@@ -230,52 +294,56 @@ fn call(
     id: u64,
     script: &str,
     timeout: Duration,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, ChannelError> {
     let request = format!("{id} {} {}\n", timeout.as_secs().max(1), B64.encode(script));
     channel
         .writer
         .write_all(request.as_bytes())
-        .map_err(|e| format!("cannot send to the nested host: {e}"))?;
+        .map_err(ChannelError::Send)?;
     channel
         .reader
         .get_ref()
         .set_read_timeout(Some(Duration::from_secs(1)))
-        .map_err(|e| format!("cannot set a socket timeout: {e}"))?;
+        .map_err(ChannelError::SetTimeout)?;
     let deadline = Instant::now() + timeout + SLACK;
     let mut line = Vec::new();
     loop {
         match channel.reader.read_until(b'\n', &mut line) {
-            Ok(0) => return Err("the nested host closed the channel".into()),
+            Ok(0) => return Err(ChannelError::Closed),
             Ok(_) if line.ends_with(b"\n") => break,
             Ok(_) => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-            Err(e) => return Err(format!("cannot read from the nested host: {e}")),
+            Err(e) => return Err(ChannelError::Read(e)),
         }
         if Instant::now() > deadline {
-            return Err(format!(
-                "{NO_ANSWER} within {}s",
-                (timeout + SLACK).as_secs()
-            ));
+            return Err(ChannelError::NoAnswer {
+                secs: (timeout + SLACK).as_secs(),
+            });
         }
     }
     parse_answer(id, &line)
 }
 
-fn parse_answer(id: u64, line: &[u8]) -> Result<Outcome, String> {
+fn parse_answer(id: u64, line: &[u8]) -> Result<Outcome, ChannelError> {
     let text = String::from_utf8_lossy(line);
     let mut fields = text.trim_end().splitn(3, ' ');
     let (Some(got_id), Some(status)) = (fields.next(), fields.next()) else {
-        return Err(format!("malformed answer from the nested host: {text:?}"));
+        return Err(ChannelError::Malformed {
+            answer: text.to_string(),
+        });
     };
     if got_id != id.to_string() {
-        return Err(format!("answer for request {got_id}, expected {id}"));
+        return Err(ChannelError::WrongId {
+            got: got_id.to_string(),
+            expected: id,
+        });
     }
-    let status: i32 = status
-        .parse()
-        .map_err(|_| format!("malformed exit status {status:?} from the nested host"))?;
+    let status: i32 = status.parse().map_err(|_| ChannelError::BadStatus {
+        status: status.to_string(),
+    })?;
     let output = B64
         .decode(fields.next().unwrap_or("").trim())
-        .map_err(|e| format!("malformed output from the nested host: {e}"))?;
+        .map_err(ChannelError::BadOutput)?;
     Ok(Outcome {
         status,
         output: String::from_utf8_lossy(&output).into_owned(),

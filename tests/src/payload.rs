@@ -1,8 +1,29 @@
 //! The test payload: built once per test binary by `tests/nested/payload`.
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
+
+/// Why the payload or its disk image could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir { path: PathBuf, source: io::Error },
+    #[error("cannot run {}: {source}", script.display())]
+    Spawn { script: PathBuf, source: io::Error },
+    #[error("{} failed ({status}):\n{output}", script.display())]
+    Script {
+        script: PathBuf,
+        status: ExitStatus,
+        /// Its standard output, then its standard error.
+        output: String,
+    },
+    #[error("cannot run mkfs.ext4: {0}")]
+    MkfsSpawn(#[source] io::Error),
+    #[error("mkfs.ext4 -d {} failed: {stderr}", dir.display())]
+    Mkfs { dir: PathBuf, stderr: String },
+}
 
 /// The repository root (this crate lives in `<repo>/tests`).
 pub fn repo_root() -> PathBuf {
@@ -30,7 +51,7 @@ pub fn release_dir() -> PathBuf {
 
 /// A directory for this process's payload and host files: `<target>/kvm-tests/<pid>`.
 /// Directories of processes that no longer run are removed.
-pub fn work_dir() -> Result<PathBuf, String> {
+pub fn work_dir() -> Result<PathBuf, PayloadError> {
     let base = target_dir().join("kvm-tests");
     if let Ok(entries) = fs::read_dir(&base) {
         for entry in entries.flatten() {
@@ -45,33 +66,37 @@ pub fn work_dir() -> Result<PathBuf, String> {
         }
     }
     let dir = base.join(std::process::id().to_string());
-    fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(|source| PayloadError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
     Ok(dir)
 }
 
 /// Builds the standard payload into `out` (see `tests/nested/payload`).
-pub fn build(out: &Path) -> Result<(), String> {
+pub fn build(out: &Path) -> Result<(), PayloadError> {
     let script = repo_root().join("tests/nested/payload");
-    let result = Command::new(&script)
-        .arg(out)
-        .arg(release_dir())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+    let result = match Command::new(&script).arg(out).arg(release_dir()).output() {
+        Ok(result) => result,
+        Err(source) => return Err(PayloadError::Spawn { script, source }),
+    };
     if !result.status.success() {
-        return Err(format!(
-            "{} failed ({}):\n{}{}",
-            script.display(),
-            result.status,
-            String::from_utf8_lossy(&result.stdout),
-            String::from_utf8_lossy(&result.stderr)
-        ));
+        return Err(PayloadError::Script {
+            script,
+            status: result.status,
+            output: format!(
+                "{}{}",
+                String::from_utf8_lossy(&result.stdout),
+                String::from_utf8_lossy(&result.stderr)
+            ),
+        });
     }
     Ok(())
 }
 
 /// Makes an ext4 image of `dir` (the nested host's payload disk), with free room for
 /// scenarios that write into the payload.
-pub fn ext4_image(dir: &Path, image: &Path) -> Result<(), String> {
+pub fn ext4_image(dir: &Path, image: &Path) -> Result<(), PayloadError> {
     let used = dir_size(dir);
     let size_mib = used * 5 / 4 / (1 << 20) + 256;
     let result = Command::new("mkfs.ext4")
@@ -80,13 +105,12 @@ pub fn ext4_image(dir: &Path, image: &Path) -> Result<(), String> {
         .arg(image)
         .arg(format!("{size_mib}M"))
         .output()
-        .map_err(|e| format!("cannot run mkfs.ext4: {e}"))?;
+        .map_err(PayloadError::MkfsSpawn)?;
     if !result.status.success() {
-        return Err(format!(
-            "mkfs.ext4 -d {} failed: {}",
-            dir.display(),
-            String::from_utf8_lossy(&result.stderr)
-        ));
+        return Err(PayloadError::Mkfs {
+            dir: dir.to_path_buf(),
+            stderr: String::from_utf8_lossy(&result.stderr).into_owned(),
+        });
     }
     Ok(())
 }

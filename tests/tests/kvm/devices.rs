@@ -1,8 +1,8 @@
 //! Issue 3: the vmm's virtio devices with a real Linux guest (kernel-config kernel), booted
 //! from a Firecracker config file with an API socket: an ext4 root drive read-write, a
 //! read-only data drive whose backing file is swapped with `PATCH /drives`, a tap, vsock
-//! both ways and entropy. The scenario is `vmm/vmm/tests/nested/host-script` (host side)
-//! and `vmm/vmm/tests/nested/guest-init` (the guest's /init), from the payload's devices/.
+//! both ways and entropy. The scenario is `tests/scenarios/vmm-devices/host-script` (host
+//! side) and `devices-init` beside it (the guest's /init, on the payload's devices/rootfs.ext4).
 
 use super::common::{expect, harness, require, require_kernel_config_kernel, run};
 use std::fs;
@@ -13,7 +13,7 @@ fn a_linux_guest_uses_block_net_vsock_and_entropy_devices() {
     require_kernel_config_kernel("virtio-mmio devices");
     let token = fs::read_to_string(harness().local_payload().join("devices/host-token"))
         .expect("the payload has devices/host-token");
-    let o = run("sh \"$PAYLOAD/devices/host-script\"", 300);
+    let o = run("sh \"$PAYLOAD/scenarios/vmm-devices/host-script\"", 300);
     // Block: root drive mounted rw, the host's data read, the guest's data on the image.
     expect(&o, "root=/dev/vda rw");
     expect(&o, "wire: root /dev/root ext4 rw");

@@ -2,7 +2,7 @@
 //! static guest-init as its initramfs; the host side (`guest-host`, guest-proto over the
 //! vmm's vsock) sends a task of three busybox containers on read-only ext4 drives with a
 //! shared volume drive, and gets back their state changes, logs per stream, health and
-//! exit codes. The scenario and its checks are `hostagent/guest-init/e2e/vm-task`.
+//! exit codes. The scenario and its checks are `tests/scenarios/guest-init/vm-task`.
 
 use super::common::{expect, harness, require, require_kernel_config_kernel, run};
 
@@ -17,7 +17,7 @@ fn a_task_of_three_containers_runs_in_a_microvm() {
         "the payload lacks guest/guest-init.cpio.gz or bin/guest-host: build the static \
          guest-init and guest-host first (run-tests does, see tests/README.md)"
     );
-    let o = run("sh \"$PAYLOAD/scenarios/vm-task\"", 300);
+    let o = run("sh \"$PAYLOAD/scenarios/guest-init/vm-task\"", 300);
     // The script checks the events itself and prints PASS only if all hold; the lines
     // below are the ones a reader of a failure wants named.
     expect(&o, r#""type":"taskAccepted""#);

@@ -1,9 +1,9 @@
 //! Issue 9 end to end: the real AWS CLI runs tasks through the control plane on a host
 //! agent whose tasks are jailed microVMs. On this machine: the control plane and a real
-//! registry with a busybox web image (`hostagent/e2e/services`). On the KVM host (the
-//! nested one here, reaching this machine at `$OUTER_ADDR`): netd and hostagent with the
-//! microVM runtime (`hostagent/e2e/host-daemons`), held up for the whole test while other
-//! scenarios curl the task's ENI.
+//! registry with a busybox web image (`tests/scenarios/task-e2e/services`). On the KVM
+//! host (the nested one here, reaching this machine at `$OUTER_ADDR`): netd and hostagent
+//! with the microVM runtime (`tests/scenarios/task-e2e/host-daemons`), held up for the
+//! whole test while other scenarios curl the task's ENI.
 
 use super::common::{
     expect, harness, require, require_kernel_config_kernel, run_in_turn, run_once_in_turn, turn,
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// What `hostagent/e2e/services start` wrote.
+/// What `tests/scenarios/task-e2e/services start` wrote.
 struct Services {
     dir: PathBuf,
     env: Vec<(String, String)>,
@@ -22,11 +22,11 @@ struct Services {
 
 impl Services {
     fn start(dir: &Path) -> Services {
-        let out = Command::new(repo().join("hostagent/e2e/services"))
+        let out = Command::new(repo().join("tests/scenarios/task-e2e/services"))
             .arg("start")
             .arg(dir)
             .output()
-            .expect("run hostagent/e2e/services");
+            .expect("run tests/scenarios/task-e2e/services");
         assert!(
             out.status.success(),
             "services start: {}{}",
@@ -99,7 +99,7 @@ impl Services {
 
 impl Drop for Services {
     fn drop(&mut self) {
-        let _ = Command::new(repo().join("hostagent/e2e/services"))
+        let _ = Command::new(repo().join("tests/scenarios/task-e2e/services"))
             .arg("stop")
             .arg(&self.dir)
             .status();
@@ -301,7 +301,7 @@ fn run_task_with_the_aws_cli_runs_a_container_in_a_jailed_microvm() {
 
     let _turn = turn();
     let daemons = format!(
-        "CP_PORT={} TOKEN={} REGISTRY_PORT={} STOP_FILE=/run/e2e/stop sh \"$PAYLOAD/scenarios/host-daemons\"",
+        "CP_PORT={} TOKEN={} REGISTRY_PORT={} STOP_FILE=/run/e2e/stop sh \"$PAYLOAD/scenarios/task-e2e/host-daemons\"",
         s.get("CP_PORT"),
         s.get("TOKEN"),
         s.get("REGISTRY_PORT")
