@@ -1,5 +1,6 @@
 //! netd binary: loads the config, reconciles, serves the API until SIGTERM/SIGINT.
 
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
@@ -24,8 +25,32 @@ struct Args {
     check_config: bool,
 }
 
-async fn run(args: Args) -> Result<(), String> {
-    let mut cfg = Config::load(&args.config).map_err(|e| e.to_string())?;
+/// Why the daemon could not start or stopped serving; logged once before exiting 1.
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Config(netd::error::Error),
+    #[error("start: {0}")]
+    Start(#[source] netd::error::Error),
+    #[error("{}: {source}", dir.display())]
+    SocketDir {
+        dir: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("bind {}: {source}", path.display())]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// Setting the socket's mode, installing the signal handlers, or serving.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+async fn run(args: Args) -> Result<(), MainError> {
+    let mut cfg = Config::load(&args.config).map_err(MainError::Config)?;
     if let Some(s) = args.socket {
         cfg.socket = s;
     }
@@ -34,18 +59,22 @@ async fn run(args: Args) -> Result<(), String> {
         return Ok(());
     }
     let socket = cfg.socket.clone();
-    let d = Netd::start(cfg).await.map_err(|e| format!("start: {e}"))?;
+    let d = Netd::start(cfg).await.map_err(MainError::Start)?;
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| MainError::SocketDir {
+            dir: dir.into(),
+            source,
+        })?;
     }
     let _ = std::fs::remove_file(&socket);
-    let listener = tokio::net::UnixListener::bind(&socket)
-        .map_err(|e| format!("bind {}: {e}", socket.display()))?;
-    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
-        .map_err(|e| e.to_string())?;
+    let listener = tokio::net::UnixListener::bind(&socket).map_err(|source| MainError::Bind {
+        path: socket.clone(),
+        source,
+    })?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
     info!(socket = %socket.display(), "netd listening");
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
@@ -55,8 +84,7 @@ async fn run(args: Args) -> Result<(), String> {
     };
     axum::serve(listener, api::router(d))
         .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

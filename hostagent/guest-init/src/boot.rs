@@ -2,10 +2,80 @@
 //! the boot marker, power-off.
 
 use std::fs;
+use std::io;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{mount, MsFlags};
+
+/// A boot step that failed; the text is what PID 1 prints on the console.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("mkdir {}: {source}", path.display())]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// `what` is the file system type, or the device mounted.
+    #[error("mount {what} on {}: {source}", target.display())]
+    Mount {
+        what: String,
+        target: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("tmpfs on {}: {source}", target.display())]
+    MountTmpfs {
+        target: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    #[error("reading /proc/self/mountinfo: {0}")]
+    ReadMountinfo(#[source] io::Error),
+    #[error("/proc/self/exe: {0}")]
+    SelfExe(#[source] io::Error),
+    #[error("copying {} to {to}: {source}", exe.display())]
+    CopySelf {
+        exe: PathBuf,
+        to: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unmounting /proc: {0}")]
+    UnmountProc(#[source] Errno),
+    #[error("chdir {dir}: {source}")]
+    Chdir {
+        dir: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("moving {from} onto /: {source}")]
+    MoveRoot {
+        from: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("chroot: {0}")]
+    Chroot(#[source] Errno),
+    #[error("exec /init on the new root: {0}")]
+    ExecNewRoot(#[source] io::Error),
+    #[error("clock_settime: {0}")]
+    SetClock(#[source] Errno),
+    #[error("/dev/urandom: {0}")]
+    OpenUrandom(#[source] io::Error),
+    #[error("RNDADDENTROPY: {0}")]
+    AddEntropy(#[source] io::Error),
+}
+
+fn mkdir(path: impl AsRef<Path>) -> Result<(), BootError> {
+    let path = path.as_ref();
+    fs::create_dir_all(path).map_err(|source| BootError::Mkdir {
+        path: path.to_path_buf(),
+        source,
+    })
+}
 
 /// Guest-physical address of the vmm's boot-timer device: a write marks "first container
 /// process started" for the boot benchmark.
@@ -21,21 +91,24 @@ fn try_mount(
     fstype: &str,
     flags: MsFlags,
     data: Option<&str>,
-) -> Result<(), String> {
-    fs::create_dir_all(target).map_err(|e| format!("mkdir {target}: {e}"))?;
+) -> Result<(), BootError> {
+    mkdir(target)?;
     match mount(Some(src), target, Some(fstype), flags, data) {
         Ok(()) => Ok(()),
         // Already mounted (e.g. devtmpfs by CONFIG_DEVTMPFS_MOUNT).
-        Err(nix::errno::Errno::EBUSY) => Ok(()),
-        Err(e) => Err(format!("mount {fstype} on {target}: {e}")),
+        Err(Errno::EBUSY) => Ok(()),
+        Err(source) => Err(BootError::Mount {
+            what: fstype.to_string(),
+            target: target.into(),
+            source,
+        }),
     }
 }
 
 /// Whether `/` is the initramfs itself (`rootfs` in /proc/self/mountinfo, which must be
 /// mounted).
-fn root_is_rootfs() -> Result<bool, String> {
-    let info = fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+fn root_is_rootfs() -> Result<bool, BootError> {
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(BootError::ReadMountinfo)?;
     // "<id> <parent> <maj:min> <root> <mount point> <options> ... - <fstype> <source> ..."
     let fstype = info
         .lines()
@@ -52,7 +125,7 @@ fn root_is_rootfs() -> Result<bool, String> {
 /// memory goes back once we exec), move the tmpfs over `/`, chroot into it and exec the
 /// copy with the same arguments. The exec'd copy finds `/` on tmpfs and carries on.
 /// Returns `Ok(())` when there is nothing to do; on success it does not return.
-pub fn leave_initramfs() -> Result<(), String> {
+pub fn leave_initramfs() -> Result<(), BootError> {
     let ns = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     try_mount("proc", "/proc", "proc", ns, None)?;
     if !root_is_rootfs()? {
@@ -61,11 +134,13 @@ pub fn leave_initramfs() -> Result<(), String> {
     let new = "/.root";
     try_mount("tmpfs", new, "tmpfs", MsFlags::empty(), Some("mode=0755"))?;
     for d in ["dev", "proc", "sys", "run", "tmp", "etc"] {
-        fs::create_dir_all(Path::new(new).join(d)).map_err(|e| format!("mkdir {new}/{d}: {e}"))?;
+        mkdir(Path::new(new).join(d))?;
     }
-    let exe = fs::read_link("/proc/self/exe").map_err(|e| format!("/proc/self/exe: {e}"))?;
-    fs::copy("/proc/self/exe", format!("{new}/init"))
-        .map_err(|e| format!("copying {} to {new}/init: {e}", exe.display()))?;
+    let exe = fs::read_link("/proc/self/exe").map_err(BootError::SelfExe)?;
+    let to = format!("{new}/init");
+    if let Err(source) = fs::copy("/proc/self/exe", &to) {
+        return Err(BootError::CopySelf { exe, to, source });
+    }
     // Only the initramfs copy: the file we run from (it may not be /init with rdinit=).
     if let Err(e) = fs::remove_file(&exe) {
         log(&format!(
@@ -74,22 +149,33 @@ pub fn leave_initramfs() -> Result<(), String> {
         ));
     }
     nix::mount::umount2("/proc", nix::mount::MntFlags::MNT_DETACH)
-        .map_err(|e| format!("unmounting /proc: {e}"))?;
-    nix::unistd::chdir(new).map_err(|e| format!("chdir {new}: {e}"))?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .map_err(|e| format!("moving {new} onto /: {e}"))?;
-    nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
-    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))?;
+        .map_err(BootError::UnmountProc)?;
+    chdir(new)?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|source| {
+        BootError::MoveRoot {
+            from: new.into(),
+            source,
+        }
+    })?;
+    nix::unistd::chroot(".").map_err(BootError::Chroot)?;
+    chdir("/")?;
     let err = std::process::Command::new("/init")
         .args(std::env::args_os().skip(1))
         .arg0(std::env::args_os().next().unwrap_or_else(|| "/init".into()))
         .exec();
-    Err(format!("exec /init on the new root: {err}"))
+    Err(BootError::ExecNewRoot(err))
+}
+
+fn chdir(dir: &str) -> Result<(), BootError> {
+    nix::unistd::chdir(dir).map_err(|source| BootError::Chdir {
+        dir: dir.into(),
+        source,
+    })
 }
 
 /// Mounts the pseudo file systems PID 1 needs. /proc, /sys, /dev and /run are required;
 /// the rest is logged on failure.
-pub fn early_mounts() -> Result<(), String> {
+pub fn early_mounts() -> Result<(), BootError> {
     let ns = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     try_mount("proc", "/proc", "proc", ns, None)?;
     try_mount("sysfs", "/sys", "sysfs", ns, None)?;
@@ -132,7 +218,7 @@ pub fn early_mounts() -> Result<(), String> {
         ("cgroup2", "/sys/fs/cgroup", "cgroup2", ns, None),
     ] {
         if let Err(e) = try_mount(src, target, fstype, flags, data) {
-            log(&e);
+            log(&e.to_string());
         }
     }
     Ok(())
@@ -170,15 +256,14 @@ pub fn ensure_stdio() {
 }
 
 /// Sets the wall clock (a microVM has no battery-backed clock).
-pub fn set_clock(ms: u64) -> Result<(), String> {
+pub fn set_clock(ms: u64) -> Result<(), BootError> {
     let ts = nix::sys::time::TimeSpec::new((ms / 1000) as i64, ((ms % 1000) * 1_000_000) as i64);
-    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts)
-        .map_err(|e| format!("clock_settime: {e}"))
+    nix::time::clock_settime(nix::time::ClockId::CLOCK_REALTIME, ts).map_err(BootError::SetClock)
 }
 
 /// Credits `seed` to the kernel's entropy pool (RNDADDENTROPY), so getrandom() does not
 /// block early even without virtio-rng.
-pub fn seed_entropy(seed: &[u8]) -> Result<(), String> {
+pub fn seed_entropy(seed: &[u8]) -> Result<(), BootError> {
     if seed.is_empty() {
         return Ok(());
     }
@@ -191,7 +276,7 @@ pub fn seed_entropy(seed: &[u8]) -> Result<(), String> {
     let f = fs::OpenOptions::new()
         .write(true)
         .open("/dev/urandom")
-        .map_err(|e| format!("/dev/urandom: {e}"))?;
+        .map_err(BootError::OpenUrandom)?;
     const RNDADDENTROPY: libc::c_ulong = 0x4008_5203; // _IOW('R', 0x03, int[2])
                                                       // SAFETY: the buffer holds a complete rand_pool_info with buf_size bytes of payload.
     let r = unsafe {
@@ -202,17 +287,14 @@ pub fn seed_entropy(seed: &[u8]) -> Result<(), String> {
         )
     };
     if r != 0 {
-        return Err(format!(
-            "RNDADDENTROPY: {}",
-            std::io::Error::last_os_error()
-        ));
+        return Err(BootError::AddEntropy(io::Error::last_os_error()));
     }
     Ok(())
 }
 
 /// Mounts a task block device (ext4) at `target`, or a tmpfs there when there is none.
-pub fn mount_storage(device: Option<&str>, target: &Path) -> Result<(), String> {
-    fs::create_dir_all(target).map_err(|e| format!("mkdir {}: {e}", target.display()))?;
+pub fn mount_storage(device: Option<&str>, target: &Path) -> Result<(), BootError> {
+    mkdir(target)?;
     match device {
         Some(d) => mount(
             Some(d),
@@ -221,7 +303,11 @@ pub fn mount_storage(device: Option<&str>, target: &Path) -> Result<(), String> 
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             None::<&str>,
         )
-        .map_err(|e| format!("mount {d} on {}: {e}", target.display())),
+        .map_err(|source| BootError::Mount {
+            what: d.into(),
+            target: target.into(),
+            source,
+        }),
         None => mount(
             Some("tmpfs"),
             target,
@@ -229,7 +315,10 @@ pub fn mount_storage(device: Option<&str>, target: &Path) -> Result<(), String> 
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("mode=0755"),
         )
-        .map_err(|e| format!("tmpfs on {}: {e}", target.display())),
+        .map_err(|source| BootError::MountTmpfs {
+            target: target.into(),
+            source,
+        }),
     }
 }
 

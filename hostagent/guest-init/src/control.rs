@@ -17,10 +17,15 @@ pub enum Endpoint {
     Unix(PathBuf),
 }
 
+/// A control endpoint that is neither `vsock:CID:PORT` nor `unix:PATH`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: expected vsock:CID:PORT or unix:PATH")]
+pub struct BadEndpoint(pub String);
+
 impl FromStr for Endpoint {
-    type Err = String;
+    type Err = BadEndpoint;
     /// `vsock:CID:PORT` or `unix:PATH`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, BadEndpoint> {
         if let Some(p) = s.strip_prefix("unix:") {
             return Ok(Endpoint::Unix(PathBuf::from(p)));
         }
@@ -31,7 +36,7 @@ impl FromStr for Endpoint {
                 }
             }
         }
-        Err(format!("{s:?}: expected vsock:CID:PORT or unix:PATH"))
+        Err(BadEndpoint(s.to_string()))
     }
 }
 

@@ -11,6 +11,7 @@ mod net;
 mod runtime;
 mod session;
 
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use control::Endpoint;
 use guest_proto::validate::parse_hex;
-use guest_proto::{TaskSpec, CONTROL_PORT, HOST_CID};
+use guest_proto::{SpecError, TaskSpec, CONTROL_PORT, HOST_CID};
 use runtime::RuntimeConfig;
 use session::{Host, Outcome};
 
@@ -74,29 +75,61 @@ fn self_exe() -> PathBuf {
     std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"))
 }
 
+/// Why the guest could not be set up for the task; the session sends the text to the host
+/// after "setting up the guest: ".
+#[derive(Debug, thiserror::Error)]
+enum PrepareError {
+    #[error(transparent)]
+    Boot(#[from] boot::BootError),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
+    #[error("sethostname: {0}")]
+    Hostname(#[source] nix::Error),
+    /// The spec's entropy seed is not hex.
+    #[error(transparent)]
+    EntropySeed(#[from] SpecError),
+    #[error("{path}: {source}")]
+    WriteEtc {
+        path: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("volume {}: {source}", path.display())]
+    Volume {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn write_etc(path: &'static str, content: &str) -> Result<(), PrepareError> {
+    std::fs::write(path, content).map_err(|source| PrepareError::WriteEtc { path, source })
+}
+
 /// The VM's guest-wide setup.
 struct Vm {
     boot_marker: bool,
 }
 
 impl Host for Vm {
-    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), String> {
+    type Error = PrepareError;
+
+    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), PrepareError> {
         if let Some(ms) = task.host_time_ms {
             boot::set_clock(ms)?;
         }
         let hostname = task.hostname.clone().unwrap_or_else(|| "localhost".into());
-        nix::unistd::sethostname(&hostname).map_err(|e| format!("sethostname: {e}"))?;
+        nix::unistd::sethostname(&hostname).map_err(PrepareError::Hostname)?;
         cfg.default_hostname = hostname.clone();
         if let Some(s) = &task.entropy_seed {
-            boot::seed_entropy(&parse_hex(s).map_err(|e| e.to_string())?)?;
+            boot::seed_entropy(&parse_hex(s)?)?;
         }
         net::configure(&task.interfaces)?;
         let resolv = net::resolv_conf(&task.dns);
         let hosts = net::hosts(&hostname);
         let _ = std::fs::create_dir_all("/etc");
-        std::fs::write("/etc/resolv.conf", &resolv)
-            .map_err(|e| format!("/etc/resolv.conf: {e}"))?;
-        std::fs::write("/etc/hosts", &hosts).map_err(|e| format!("/etc/hosts: {e}"))?;
+        write_etc("/etc/resolv.conf", &resolv)?;
+        write_etc("/etc/hosts", &hosts)?;
         cfg.etc_files = vec![
             ("resolv.conf".into(), resolv),
             ("hosts".into(), hosts),
@@ -116,10 +149,12 @@ impl Host for Vm {
     }
 }
 
-fn make_volumes(task: &TaskSpec, cfg: &RuntimeConfig) -> Result<(), String> {
+fn make_volumes(task: &TaskSpec, cfg: &RuntimeConfig) -> Result<(), PrepareError> {
     for v in &task.volumes {
-        let d = cfg.volumes_dir.join(&v.name);
-        std::fs::create_dir_all(&d).map_err(|e| format!("volume {}: {e}", d.display()))?;
+        let path = cfg.volumes_dir.join(&v.name);
+        if let Err(source) = std::fs::create_dir_all(&path) {
+            return Err(PrepareError::Volume { path, source });
+        }
     }
     Ok(())
 }
@@ -130,7 +165,9 @@ struct Local {
 }
 
 impl Host for Local {
-    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), String> {
+    type Error = PrepareError;
+
+    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), PrepareError> {
         if self.configure_network {
             net::configure(&task.interfaces)?;
         }
@@ -159,7 +196,7 @@ fn boot_main(connect: &str, boot_marker: bool) -> ! {
         boot::power_off();
     }
     let outcome = match connect.parse::<Endpoint>() {
-        Err(e) => Outcome::Failed(e),
+        Err(e) => Outcome::Failed(e.to_string()),
         Ok(ep) => match control::connect_retry(&ep, Duration::from_secs(10)) {
             Err(e) => Outcome::Failed(format!("connecting to the host at {connect}: {e}")),
             Ok(conn) => {

@@ -2,15 +2,60 @@
 //! loopback up; each interface (found by MAC, else by name) up with its MTU, addresses,
 //! gateway and routes; DNS in resolv.conf.
 
-use std::net::IpAddr;
+use std::io;
+use std::net::{AddrParseError, IpAddr};
 
 use futures_util::TryStreamExt;
 use guest_proto::validate::{parse_cidr, parse_mac};
-use guest_proto::{Dns, NetInterface};
+use guest_proto::{Dns, NetInterface, SpecError};
 use netlink_packet_route::link::LinkAttribute;
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 const EEXIST: i32 = -libc::EEXIST;
+
+/// Why the task's network could not be configured; the text goes to the host.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("netlink runtime: {0}")]
+    Runtime(#[source] io::Error),
+    #[error("netlink socket: {0}")]
+    Socket(#[source] io::Error),
+    #[error("listing links: {0}")]
+    ListLinks(#[source] rtnetlink::Error),
+    /// A netlink request failed; `what` names it ("lo up", "address A on L", ...).
+    #[error("{what}: {source}")]
+    Netlink {
+        what: String,
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// A MAC or CIDR of the spec does not parse.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// No link has the interface's MAC (or name).
+    #[error("no network interface with {0}")]
+    NoInterface(String),
+    #[error("route via: {0}")]
+    RouteVia(#[source] AddrParseError),
+    #[error("gateway {gateway}: {source}")]
+    Gateway {
+        gateway: String,
+        #[source]
+        source: AddrParseError,
+    },
+    /// The route message builder refused a destination or gateway.
+    #[error(transparent)]
+    InvalidRoute(Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn invalid_route(e: impl std::error::Error + Send + Sync + 'static) -> NetError {
+    NetError::InvalidRoute(Box::new(e))
+}
+
+fn netlink(what: impl Into<String>) -> impl FnOnce(rtnetlink::Error) -> NetError {
+    let what = what.into();
+    move |source| NetError::Netlink { what, source }
+}
 
 struct Link {
     index: u32,
@@ -18,14 +63,10 @@ struct Link {
     mac: Vec<u8>,
 }
 
-async fn links(h: &Handle) -> Result<Vec<Link>, String> {
+async fn links(h: &Handle) -> Result<Vec<Link>, NetError> {
     let mut out = Vec::new();
     let mut s = h.link().get().execute();
-    while let Some(m) = s
-        .try_next()
-        .await
-        .map_err(|e| format!("listing links: {e}"))?
-    {
+    while let Some(m) = s.try_next().await.map_err(NetError::ListLinks)? {
         let mut l = Link {
             index: m.header.index,
             name: String::new(),
@@ -43,11 +84,11 @@ async fn links(h: &Handle) -> Result<Vec<Link>, String> {
     Ok(out)
 }
 
-fn ok_if_exists(r: Result<(), rtnetlink::Error>, what: &str) -> Result<(), String> {
+fn ok_if_exists(r: Result<(), rtnetlink::Error>, what: &str) -> Result<(), NetError> {
     match r {
         Ok(()) => Ok(()),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == EEXIST => Ok(()),
-        Err(e) => Err(format!("{what}: {e}")),
+        Err(e) => Err(netlink(what)(e)),
     }
 }
 
@@ -56,20 +97,20 @@ fn route(
     prefix: u8,
     via: Option<IpAddr>,
     index: u32,
-) -> Result<netlink_packet_route::route::RouteMessage, String> {
+) -> Result<netlink_packet_route::route::RouteMessage, NetError> {
     let mut b = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(dest, prefix)
-        .map_err(|e| e.to_string())?
+        .map_err(invalid_route)?
         .output_interface(index);
     match via {
-        Some(gw) => b = b.gateway(gw).map_err(|e| e.to_string())?,
+        Some(gw) => b = b.gateway(gw).map_err(invalid_route)?,
         None => b = b.scope(netlink_packet_route::route::RouteScope::Link),
     }
     Ok(b.build())
 }
 
-async fn configure_async(ifaces: &[NetInterface]) -> Result<(), String> {
-    let (conn, h, _) = rtnetlink::new_connection().map_err(|e| format!("netlink socket: {e}"))?;
+async fn configure_async(ifaces: &[NetInterface]) -> Result<(), NetError> {
+    let (conn, h, _) = rtnetlink::new_connection().map_err(NetError::Socket)?;
     tokio::spawn(conn);
     let all = links(&h).await?;
     if let Some(lo) = all.iter().find(|l| l.name == "lo") {
@@ -77,15 +118,10 @@ async fn configure_async(ifaces: &[NetInterface]) -> Result<(), String> {
             .set(LinkUnspec::new_with_index(lo.index).up().build())
             .execute()
             .await
-            .map_err(|e| format!("lo up: {e}"))?;
+            .map_err(netlink("lo up"))?;
     }
     for i in ifaces {
-        let want_mac = i
-            .mac
-            .as_deref()
-            .map(parse_mac)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+        let want_mac = i.mac.as_deref().map(parse_mac).transpose()?;
         let link = all
             .iter()
             .find(|l| match (&want_mac, &i.name) {
@@ -94,10 +130,7 @@ async fn configure_async(ifaces: &[NetInterface]) -> Result<(), String> {
                 (None, None) => false,
             })
             .ok_or_else(|| {
-                format!(
-                    "no network interface with {}",
-                    i.mac.clone().or(i.name.clone()).unwrap_or_default()
-                )
+                NetError::NoInterface(i.mac.clone().or(i.name.clone()).unwrap_or_default())
             })?;
         let mut msg = LinkUnspec::new_with_index(link.index).up();
         if let Some(mtu) = i.mtu {
@@ -107,22 +140,22 @@ async fn configure_async(ifaces: &[NetInterface]) -> Result<(), String> {
             .set(msg.build())
             .execute()
             .await
-            .map_err(|e| format!("{} up: {e}", link.name))?;
+            .map_err(netlink(format!("{} up", link.name)))?;
         for a in &i.addresses {
-            let (ip, prefix) = parse_cidr(a).map_err(|e| e.to_string())?;
+            let (ip, prefix) = parse_cidr(a)?;
             ok_if_exists(
                 h.address().add(link.index, ip, prefix).execute().await,
                 &format!("address {a} on {}", link.name),
             )?;
         }
         for r in &i.routes {
-            let (dest, prefix) = parse_cidr(&r.destination).map_err(|e| e.to_string())?;
+            let (dest, prefix) = parse_cidr(&r.destination)?;
             let via = r
                 .via
                 .as_deref()
                 .map(|v| v.parse::<IpAddr>())
                 .transpose()
-                .map_err(|e| format!("route via: {e}"))?;
+                .map_err(NetError::RouteVia)?;
             ok_if_exists(
                 h.route()
                     .add(route(dest, prefix, via, link.index)?)
@@ -132,7 +165,10 @@ async fn configure_async(ifaces: &[NetInterface]) -> Result<(), String> {
             )?;
         }
         if let Some(gw) = &i.gateway {
-            let gw: IpAddr = gw.parse().map_err(|e| format!("gateway {gw}: {e}"))?;
+            let gw: IpAddr = gw.parse().map_err(|source| NetError::Gateway {
+                gateway: gw.clone(),
+                source,
+            })?;
             let any: IpAddr = if gw.is_ipv4() {
                 IpAddr::from([0u8; 4])
             } else {
@@ -151,11 +187,11 @@ async fn configure_async(ifaces: &[NetInterface]) -> Result<(), String> {
 }
 
 /// Configures the interfaces (blocking).
-pub fn configure(ifaces: &[NetInterface]) -> Result<(), String> {
+pub fn configure(ifaces: &[NetInterface]) -> Result<(), NetError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
-        .map_err(|e| format!("netlink runtime: {e}"))?;
+        .map_err(NetError::Runtime)?;
     rt.block_on(configure_async(ifaces))
 }
 

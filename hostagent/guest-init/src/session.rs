@@ -16,8 +16,10 @@ const OUT_QUEUE: usize = 4096;
 
 /// Hooks the caller provides: the VM's boot steps, the boot marker.
 pub trait Host {
+    /// Why [`Host::prepare`] failed; its text goes to the host after "setting up the guest: ".
+    type Error: std::fmt::Display;
     /// Applies the task's guest-wide settings (network, hostname, storage...).
-    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), String>;
+    fn prepare(&mut self, task: &TaskSpec, cfg: &mut RuntimeConfig) -> Result<(), Self::Error>;
     /// Called once when the first container process has started.
     fn first_container_started(&mut self) -> Box<dyn FnOnce()>;
 }
@@ -44,7 +46,7 @@ fn fail(ch: &mut Channel<File>, msg: String) -> Outcome {
 }
 
 /// Runs one task over `conn`.
-pub fn run(conn: File, mut cfg: RuntimeConfig, host: &mut dyn Host) -> Outcome {
+pub fn run<H: Host>(conn: File, mut cfg: RuntimeConfig, host: &mut H) -> Outcome {
     let mut ch = Channel::new(conn);
     if let Err(e) = ch.handshake(Role::Guest, AGENT) {
         if matches!(

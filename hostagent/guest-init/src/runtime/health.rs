@@ -91,7 +91,7 @@ impl Checker {
             Stdio::null(),
         ) {
             Ok(s) => s,
-            Err(e) => return (false, e),
+            Err(e) => return (false, e.to_string()),
         };
         let reader = sp.shim.stdout.take().map(|out| {
             std::thread::spawn(move || {

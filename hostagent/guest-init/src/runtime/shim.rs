@@ -13,16 +13,18 @@
 
 use std::ffi::CString;
 use std::fs;
+use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{chdir, fork, pivot_root, sethostname, ForkResult};
 use serde::{Deserialize, Serialize};
 
-use super::user;
+use super::user::{self, UserError};
 
 /// fd on which the shim reports to the runtime.
 pub const STATUS_FD: i32 = 3;
@@ -81,8 +83,143 @@ fn status(msg: &str) {
     unsafe { libc::write(STATUS_FD, line.as_ptr().cast(), line.len()) };
 }
 
-fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: impl Fn() -> String) -> Result<T, String> {
-    r.map_err(|e| format!("{}: {e}", what()))
+/// Why the shim could not start the process. The text goes to the runtime after `ERR `
+/// and from there, as the container's stop reason, to the host.
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("reading shim config {}: {source}", path.display())]
+    ReadConfig {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("reading shim config {}: {source}", path.display())]
+    ParseConfig {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("fork: {0}")]
+    Fork(#[source] Errno),
+    /// Opening a cgroup's `cgroup.procs` or a namespace file.
+    #[error("opening {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unshare: {0}")]
+    Unshare(#[source] Errno),
+    #[error("setns {flag:?}: {source}")]
+    Setns {
+        flag: CloneFlags,
+        #[source]
+        source: Errno,
+    },
+    #[error("joining the container cgroup: {0}")]
+    JoinCgroup(#[source] io::Error),
+    #[error("oom_score_adj: {0}")]
+    OomScore(#[source] io::Error),
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error("setrlimit {resource}: {source}")]
+    Setrlimit {
+        resource: u32,
+        #[source]
+        source: io::Error,
+    },
+    #[error("setgroups: {0}")]
+    Setgroups(#[source] Errno),
+    #[error("setgid {gid}: {source}")]
+    Setgid {
+        gid: u32,
+        #[source]
+        source: Errno,
+    },
+    #[error("setuid {uid}: {source}")]
+    Setuid {
+        uid: u32,
+        #[source]
+        source: Errno,
+    },
+    #[error("working directory {dir}: {source}")]
+    WorkingDirectory {
+        dir: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("empty command")]
+    EmptyCommand,
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotInPath(String),
+    #[error("NUL byte in {0:?}")]
+    NulByte(String),
+    #[error("exec {}: {source}", exe.display())]
+    Exec {
+        exe: PathBuf,
+        #[source]
+        source: Errno,
+    },
+    /// `fstype` is "bind" for a bind mount or remount.
+    #[error("mount {source_path} on {} ({fstype}): {source}", target.display())]
+    Mount {
+        source_path: String,
+        target: PathBuf,
+        fstype: String,
+        #[source]
+        source: Errno,
+    },
+    #[error("mkdir {}: {source}", path.display())]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("image root {}: {source}", path.display())]
+    ImageRoot {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("writing /etc/{name}: {source}")]
+    WriteEtc {
+        name: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("sethostname: {0}")]
+    Sethostname(#[source] Errno),
+    #[error("chdir to rootfs: {0}")]
+    ChdirRootfs(#[source] Errno),
+    #[error("pivot_root: {0}")]
+    PivotRoot(#[source] Errno),
+    #[error("detaching old root: {0}")]
+    DetachOldRoot(#[source] Errno),
+    #[error("chdir /: {0}")]
+    ChdirSlash(#[source] Errno),
+    #[error("creating {}: {source}", path.display())]
+    CreateNode {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("symlink /dev/{link}: {source}")]
+    Symlink {
+        link: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn read_config(path: &Path) -> Result<ShimConfig, ShimError> {
+    let bytes = fs::read(path).map_err(|source| ShimError::ReadConfig {
+        path: path.into(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| ShimError::ParseConfig {
+        path: path.into(),
+        source,
+    })
 }
 
 fn set_pdeathsig() {
@@ -101,16 +238,10 @@ fn set_pdeathsig() {
 /// Entry point of `guest-init __shim`; returns the process exit code.
 pub fn main(config: &Path) -> i32 {
     set_pdeathsig();
-    let cfg: ShimConfig = match fs::read(config)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
+    let cfg = match read_config(config) {
         Ok(c) => c,
         Err(e) => {
-            status(&format!(
-                "ERR reading shim config {}: {e}",
-                config.display()
-            ));
+            status(&format!("ERR {e}"));
             return 127;
         }
     };
@@ -124,7 +255,7 @@ pub fn main(config: &Path) -> i32 {
     // SAFETY: the shim is single-threaded, so the child may allocate after fork.
     match unsafe { fork() } {
         Err(e) => {
-            status(&format!("ERR fork: {e}"));
+            status(&format!("ERR {}", ShimError::Fork(e)));
             127
         }
         Ok(ForkResult::Child) => {
@@ -157,28 +288,27 @@ pub fn main(config: &Path) -> i32 {
 
 /// Runs in the shim before fork: opens the cgroup (joined by the child only, so that the
 /// shim itself stays out of the container's memory limit and OOM kills), namespaces.
-fn prepare(cfg: &ShimConfig) -> Result<Option<fs::File>, String> {
+fn prepare(cfg: &ShimConfig) -> Result<Option<fs::File>, ShimError> {
     // The shim must outlive its child to report its exit: protect it from the OOM killer.
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
     let cgroup = match &cfg.cgroup {
         Some(cg) => {
-            let p = cg.join("cgroup.procs");
-            Some(ctx(fs::OpenOptions::new().write(true).open(&p), || {
-                format!("opening {}", p.display())
-            })?)
+            let path = cg.join("cgroup.procs");
+            match fs::OpenOptions::new().write(true).open(&path) {
+                Ok(f) => Some(f),
+                Err(source) => return Err(ShimError::Open { path, source }),
+            }
         }
         None => None,
     };
     match &cfg.mode {
-        ShimMode::Run(_) => ctx(
-            unshare(
-                CloneFlags::CLONE_NEWNS
-                    | CloneFlags::CLONE_NEWUTS
-                    | CloneFlags::CLONE_NEWIPC
-                    | CloneFlags::CLONE_NEWPID,
-            ),
-            || "unshare".into(),
-        )?,
+        ShimMode::Run(_) => unshare(
+            CloneFlags::CLONE_NEWNS
+                | CloneFlags::CLONE_NEWUTS
+                | CloneFlags::CLONE_NEWIPC
+                | CloneFlags::CLONE_NEWPID,
+        )
+        .map_err(ShimError::Unshare)?,
         ShimMode::Exec { pid } => {
             // Open every namespace first: after joining the mount namespace /proc is another.
             let mut fds = Vec::new();
@@ -188,11 +318,17 @@ fn prepare(cfg: &ShimConfig) -> Result<Option<fs::File>, String> {
                 ("pid", CloneFlags::CLONE_NEWPID),
                 ("mnt", CloneFlags::CLONE_NEWNS),
             ] {
-                let p = format!("/proc/{pid}/ns/{ns}");
-                fds.push((ctx(fs::File::open(&p), || format!("opening {p}"))?, flag));
+                let path = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
+                match fs::File::open(&path) {
+                    Ok(f) => fds.push((f, flag)),
+                    Err(source) => return Err(ShimError::Open { path, source }),
+                }
             }
             for (f, flag) in &fds {
-                ctx(setns(f.as_fd(), *flag), || format!("setns {flag:?}"))?;
+                setns(f.as_fd(), *flag).map_err(|source| ShimError::Setns {
+                    flag: *flag,
+                    source,
+                })?;
             }
         }
     }
@@ -200,18 +336,16 @@ fn prepare(cfg: &ShimConfig) -> Result<Option<fs::File>, String> {
 }
 
 /// First steps of the child: its cgroup, its normal OOM score.
-fn join(cgroup: Option<fs::File>) -> Result<(), String> {
+fn join(cgroup: Option<fs::File>) -> Result<(), ShimError> {
     use std::io::Write;
     if let Some(mut f) = cgroup {
-        ctx(f.write_all(b"0"), || "joining the container cgroup".into())?;
+        f.write_all(b"0").map_err(ShimError::JoinCgroup)?;
     }
-    ctx(fs::write("/proc/self/oom_score_adj", "0"), || {
-        "oom_score_adj".into()
-    })
+    fs::write("/proc/self/oom_score_adj", "0").map_err(ShimError::OomScore)
 }
 
 /// Runs in the forked child; returns only on error.
-fn child(cfg: &ShimConfig) -> String {
+fn child(cfg: &ShimConfig) -> ShimError {
     match child_inner(cfg) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -220,7 +354,7 @@ fn child(cfg: &ShimConfig) -> String {
 
 enum Never {}
 
-fn child_inner(cfg: &ShimConfig) -> Result<Never, String> {
+fn child_inner(cfg: &ShimConfig) -> Result<Never, ShimError> {
     if let ShimMode::Run(root) = &cfg.mode {
         setup_root(root)?;
     }
@@ -234,10 +368,10 @@ fn child_inner(cfg: &ShimConfig) -> Result<Never, String> {
         };
         // SAFETY: setrlimit reads a valid rlimit struct.
         if unsafe { libc::setrlimit(res as _, &lim) } != 0 {
-            return Err(format!(
-                "setrlimit {res}: {}",
-                std::io::Error::last_os_error()
-            ));
+            return Err(ShimError::Setrlimit {
+                resource: res,
+                source: io::Error::last_os_error(),
+            });
         }
     }
     let groups: Vec<nix::unistd::Gid> = ids
@@ -245,18 +379,24 @@ fn child_inner(cfg: &ShimConfig) -> Result<Never, String> {
         .iter()
         .map(|g| nix::unistd::Gid::from_raw(*g))
         .collect();
-    ctx(nix::unistd::setgroups(&groups), || "setgroups".into())?;
-    ctx(
-        nix::unistd::setgid(nix::unistd::Gid::from_raw(ids.gid)),
-        || format!("setgid {}", ids.gid),
-    )?;
-    ctx(
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(ids.uid)),
-        || format!("setuid {}", ids.uid),
-    )?;
+    nix::unistd::setgroups(&groups).map_err(ShimError::Setgroups)?;
+    nix::unistd::setgid(nix::unistd::Gid::from_raw(ids.gid)).map_err(|source| {
+        ShimError::Setgid {
+            gid: ids.gid,
+            source,
+        }
+    })?;
+    nix::unistd::setuid(nix::unistd::Uid::from_raw(ids.uid)).map_err(|source| {
+        ShimError::Setuid {
+            uid: ids.uid,
+            source,
+        }
+    })?;
     set_pdeathsig(); // cleared by the credential change
     let cwd = cfg.cwd.clone().unwrap_or_else(|| "/".into());
-    ctx(chdir(cwd.as_str()), || format!("working directory {cwd}"))?;
+    if let Err(source) = chdir(cwd.as_str()) {
+        return Err(ShimError::WorkingDirectory { dir: cwd, source });
+    }
     let mut env = cfg.env.clone();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.push(format!("PATH={DEFAULT_PATH}"));
@@ -267,9 +407,9 @@ fn child_inner(cfg: &ShimConfig) -> Result<Never, String> {
     exec(&cfg.argv, &env)
 }
 
-fn exec(argv: &[String], env: &[String]) -> Result<Never, String> {
+fn exec(argv: &[String], env: &[String]) -> Result<Never, ShimError> {
     let Some(arg0) = argv.first() else {
-        return Err("empty command".into());
+        return Err(ShimError::EmptyCommand);
     };
     let path_var = env
         .iter()
@@ -282,9 +422,9 @@ fn exec(argv: &[String], env: &[String]) -> Result<Never, String> {
             .split(':')
             .map(|d| Path::new(d).join(arg0))
             .find(|p| fs::metadata(p).map(|m| m.is_file()).unwrap_or(false))
-            .ok_or_else(|| format!("exec: {arg0:?}: executable file not found in $PATH"))?
+            .ok_or_else(|| ShimError::NotInPath(arg0.clone()))?
     };
-    let cstr = |s: &str| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"));
+    let cstr = |s: &str| CString::new(s).map_err(|_| ShimError::NulByte(s.to_string()));
     let exe_c = cstr(&exe.to_string_lossy())?;
     let args = argv
         .iter()
@@ -300,11 +440,10 @@ fn exec(argv: &[String], env: &[String]) -> Result<Never, String> {
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
     }
-    let e = nix::unistd::execve(&exe_c, &args, &envs)
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
-    Err(format!("exec {}: {e}", exe.display()))
+    match nix::unistd::execve(&exe_c, &args, &envs) {
+        Ok(never) => match never {},
+        Err(source) => Err(ShimError::Exec { exe, source }),
+    }
 }
 
 fn mnt(
@@ -313,23 +452,24 @@ fn mnt(
     fstype: Option<&str>,
     flags: MsFlags,
     data: Option<&str>,
-) -> Result<(), String> {
-    ctx(mount(src, target, fstype, flags, data), || {
-        format!(
-            "mount {} on {} ({})",
-            src.map(|s| s.display().to_string()).unwrap_or_default(),
-            target.display(),
-            fstype.unwrap_or("bind")
-        )
+) -> Result<(), ShimError> {
+    mount(src, target, fstype, flags, data).map_err(|source| ShimError::Mount {
+        source_path: src.map(|s| s.display().to_string()).unwrap_or_default(),
+        target: target.into(),
+        fstype: fstype.unwrap_or("bind").into(),
+        source,
     })
 }
 
-fn mkdirs(p: &Path) -> Result<(), String> {
-    ctx(fs::create_dir_all(p), || format!("mkdir {}", p.display()))
+fn mkdirs(p: &Path) -> Result<(), ShimError> {
+    fs::create_dir_all(p).map_err(|source| ShimError::Mkdir {
+        path: p.into(),
+        source,
+    })
 }
 
 /// Assembles the container's root in its own mount namespace and pivots into it.
-fn setup_root(r: &RootSetup) -> Result<(), String> {
+fn setup_root(r: &RootSetup) -> Result<(), ShimError> {
     let none: Option<&Path> = None;
     mnt(
         none,
@@ -339,8 +479,9 @@ fn setup_root(r: &RootSetup) -> Result<(), String> {
         None,
     )?;
     // Image root, read-only.
-    let meta = ctx(fs::metadata(&r.root_source), || {
-        format!("image root {}", r.root_source.display())
+    let meta = fs::metadata(&r.root_source).map_err(|source| ShimError::ImageRoot {
+        path: r.root_source.clone(),
+        source,
     })?;
     if meta.is_dir() {
         mnt(
@@ -421,19 +562,20 @@ fn setup_root(r: &RootSetup) -> Result<(), String> {
     if !r.etc_files.is_empty() {
         mkdirs(&inside("/etc"))?;
         for (name, content) in &r.etc_files {
-            ctx(fs::write(inside("/etc").join(name), content), || {
-                format!("writing /etc/{name}")
+            fs::write(inside("/etc").join(name), content).map_err(|source| {
+                ShimError::WriteEtc {
+                    name: name.clone(),
+                    source,
+                }
             })?;
         }
     }
-    ctx(sethostname(&r.hostname), || "sethostname".into())?;
+    sethostname(&r.hostname).map_err(ShimError::Sethostname)?;
     // pivot_root(".", "."): the old root ends up stacked under the new one; detach it.
-    ctx(chdir(&r.rootfs_dir), || "chdir to rootfs".into())?;
-    ctx(pivot_root(".", "."), || "pivot_root".into())?;
-    ctx(umount2(".", MntFlags::MNT_DETACH), || {
-        "detaching old root".into()
-    })?;
-    ctx(chdir("/"), || "chdir /".into())?;
+    chdir(&r.rootfs_dir).map_err(ShimError::ChdirRootfs)?;
+    pivot_root(".", ".").map_err(ShimError::PivotRoot)?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(ShimError::DetachOldRoot)?;
+    chdir("/").map_err(ShimError::ChdirSlash)?;
     if r.readonly {
         mnt(
             none,
@@ -447,7 +589,7 @@ fn setup_root(r: &RootSetup) -> Result<(), String> {
 }
 
 /// A minimal /dev: tmpfs with the usual character devices bound from the init's /dev.
-fn setup_dev(dev: &Path) -> Result<(), String> {
+fn setup_dev(dev: &Path) -> Result<(), ShimError> {
     mkdirs(dev)?;
     mnt(
         Some(Path::new("tmpfs")),
@@ -462,7 +604,9 @@ fn setup_dev(dev: &Path) -> Result<(), String> {
             continue;
         }
         let t = dev.join(node);
-        ctx(fs::write(&t, b""), || format!("creating {}", t.display()))?;
+        if let Err(source) = fs::write(&t, b"") {
+            return Err(ShimError::CreateNode { path: t, source });
+        }
         mnt(Some(&host), &t, None, MsFlags::MS_BIND, None)?;
     }
     mkdirs(&dev.join("pts"))?;
@@ -488,9 +632,8 @@ fn setup_dev(dev: &Path) -> Result<(), String> {
         ("stderr", "/proc/self/fd/2"),
         ("ptmx", "pts/ptmx"),
     ] {
-        ctx(std::os::unix::fs::symlink(t, dev.join(l)), || {
-            format!("symlink /dev/{l}")
-        })?;
+        std::os::unix::fs::symlink(t, dev.join(l))
+            .map_err(|source| ShimError::Symlink { link: l, source })?;
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ use super::cgroup::Cgroups;
 use super::health::Checker;
 use super::logs::{now_ms, pump};
 use super::shim::{Bind, RootSetup, ShimConfig, ShimMode};
-use super::spawn::{exit_code, spawn_shim};
+use super::spawn::{exit_code, spawn_shim, SpawnError};
 use super::{Event, RuntimeConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,22 @@ pub struct Supervisor {
     stopping: Option<String>,
     cgroups: Option<Cgroups>,
     on_first_start: Option<Box<dyn FnOnce()>>,
+}
+
+/// Why a container could not be started; the container stops with
+/// "CannotStartContainerError: " and this text.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("creating {}: {source}", path.display())]
+    StateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cgroup: {0}")]
+    Cgroup(#[source] std::io::Error),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
 }
 
 enum Deps {
@@ -320,18 +336,20 @@ impl Supervisor {
         }
     }
 
-    fn try_start(&mut self, i: usize) -> Result<(), String> {
+    fn try_start(&mut self, i: usize) -> Result<(), StartError> {
         let spec = self.ctrs[i].spec.clone();
         let dir = self.cfg.state_dir.join(&spec.name);
         let sub = |s: &str| dir.join(s);
         for d in ["lower", "upper", "work", "rootfs"] {
-            std::fs::create_dir_all(sub(d))
-                .map_err(|e| format!("creating {}: {e}", sub(d).display()))?;
+            let path = sub(d);
+            if let Err(source) = std::fs::create_dir_all(&path) {
+                return Err(StartError::StateDir { path, source });
+            }
         }
         let cgroup = match &self.cgroups {
             Some(cg) => Some(
                 cg.container(&spec.name, spec.cpu, spec.memory_reservation, spec.memory)
-                    .map_err(|e| format!("cgroup: {e}"))?,
+                    .map_err(StartError::Cgroup)?,
             ),
             None => None,
         };

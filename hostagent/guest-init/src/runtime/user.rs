@@ -1,6 +1,15 @@
 //! Resolves a container's `user` (`uid[:gid]` or `name[:group]`) against the image's
 //! /etc/passwd and /etc/group, without NSS (the guest init is a static binary).
 
+/// A user or group name the image does not define.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    UnknownUser(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    UnknownGroup(String),
+}
+
 /// Credentials a container process runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ids {
@@ -46,7 +55,7 @@ fn group_entries(group: &str) -> impl Iterator<Item = (&str, u32, Vec<&str>)> {
 
 /// Resolves `spec` (None = root) given the contents of /etc/passwd and /etc/group (empty
 /// strings when the image has none).
-pub fn resolve(spec: Option<&str>, passwd: &str, group: &str) -> Result<Ids, String> {
+pub fn resolve(spec: Option<&str>, passwd: &str, group: &str) -> Result<Ids, UserError> {
     let spec = spec.unwrap_or("0");
     let (user, grp) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -60,9 +69,7 @@ pub fn resolve(spec: Option<&str>, passwd: &str, group: &str) -> Result<Ids, Str
     } else {
         let e = passwd_entries(passwd)
             .find(|e| e.name == user)
-            .ok_or_else(|| {
-                format!("unable to find user {user}: no matching entries in passwd file")
-            })?;
+            .ok_or_else(|| UserError::UnknownUser(user.to_string()))?;
         (e.uid, e.gid, e.home.to_string(), Some(e.name.to_string()))
     };
     if let Some(g) = grp {
@@ -71,9 +78,7 @@ pub fn resolve(spec: Option<&str>, passwd: &str, group: &str) -> Result<Ids, Str
             Err(_) => group_entries(group)
                 .find(|(n, _, _)| *n == g)
                 .map(|(_, id, _)| id)
-                .ok_or_else(|| {
-                    format!("unable to find group {g}: no matching entries in group file")
-                })?,
+                .ok_or_else(|| UserError::UnknownGroup(g.to_string()))?,
         };
     }
     let mut groups = vec![gid];
@@ -129,9 +134,11 @@ mod tests {
     fn unknown_names_are_errors() {
         assert!(resolve(Some("ghost"), PASSWD, GROUP)
             .unwrap_err()
+            .to_string()
             .contains("ghost"));
         assert!(resolve(Some("web:ghosts"), PASSWD, GROUP)
             .unwrap_err()
+            .to_string()
             .contains("ghosts"));
     }
 }
