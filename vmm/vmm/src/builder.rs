@@ -1,10 +1,10 @@
 //! Builds and starts a microVM: memory, KVM VM, devices, boot structures, vCPU threads.
 
 use crate::boot::{self, BootSpec};
-use crate::devices::boot_timer::BootTimer;
-use crate::devices::i8042::I8042;
-use crate::devices::serial::{SerialDevice, SerialOut};
-use crate::devices::{DeviceError, DeviceManager};
+use crate::device_manager::{DeviceError, DeviceManager};
+use crate::legacy::boot_timer::BootTimer;
+use crate::legacy::i8042::I8042;
+use crate::legacy::serial::{SerialDevice, SerialOut};
 use crate::vstate::exit::{ExitNotifier, UnhandledLog};
 use crate::vstate::memory::{create_guest_memory, GuestMemory, MemoryError};
 use crate::vstate::vcpu::{supported_cpuid, Buses, Vcpu};
@@ -57,7 +57,7 @@ pub struct RunningVm {
     /// vCPU threads.
     pub vcpu_threads: Vec<JoinHandle<()>>,
     /// Subscribers to add to the event loop (device queues, ...).
-    pub subscribers: Vec<crate::devices::Subscriber>,
+    pub subscribers: Vec<crate::device_manager::Subscriber>,
 }
 
 /// Hook for adding devices (virtio-mmio) between VM creation and boot.

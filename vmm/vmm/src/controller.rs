@@ -2,29 +2,89 @@
 //! request and the config file.
 
 use crate::boot::BootSpec;
-use crate::builder::{self, RunningVm, VmSpec};
+use crate::builder::{self, BuildError, RunningVm, VmSpec};
 use crate::config::{
-    host_mem_mib, ActionType, BootSource, LoggerConfig, MachineConfig, MachineConfigUpdate,
-    MetricsConfig, VmConfigFile, DEFAULT_BOOT_ARGS,
+    host_mem_mib, ActionType, BootSource, LoggerConfig, MachineConfig, MachineConfigError,
+    MachineConfigUpdate, MetricsConfig, VmConfigFile, DEFAULT_BOOT_ARGS,
 };
 use crate::config::{Drive, DriveUpdate, Entropy, NetworkInterface, NetworkInterfaceUpdate, Vsock};
-use crate::devices::serial::SerialOut;
-use crate::devices::Subscriber;
-use crate::metrics::METRICS;
-use crate::virtio::VirtioDevices;
+use crate::device_manager::Subscriber;
+use crate::legacy::serial::SerialOut;
+use crate::logger::LoggerError;
+use crate::metrics::{MetricsError, METRICS};
+use crate::seccomp::SeccompError;
+use crate::sync::lock;
+use crate::virtio::{VirtioDevices, VirtioError};
 use crate::vstate::exit::ExitNotifier;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-/// An error returned to the API client as 400 `{"fault_message": ...}`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fault(pub String);
-
-impl<E: std::fmt::Display> From<E> for Fault {
-    fn from(e: E) -> Self {
-        Fault(e.to_string())
-    }
+/// Why a request (API or config file) was refused. It stays typed up to the API module,
+/// which answers it as 400 `{"fault_message": "<Display>"}`; in config-file mode the
+/// message goes to stderr and the log.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// A configuration request after InstanceStart (the operation is named).
+    #[error("{0} is not allowed after the microVM started")]
+    AfterStart(&'static str),
+    /// A live update before InstanceStart (the operation is named).
+    #[error("{0} is only allowed on a running microVM (use PUT before InstanceStart)")]
+    NotRunning(&'static str),
+    /// `/machine-config` values this vmm or host cannot run.
+    #[error(transparent)]
+    MachineConfig(#[from] MachineConfigError),
+    /// `kernel_image_path` cannot be opened.
+    #[error("cannot open kernel image {path}: {source}")]
+    KernelImage {
+        /// The path as given.
+        path: String,
+        /// The open error.
+        source: std::io::Error,
+    },
+    /// `initrd_path` cannot be opened.
+    #[error("cannot open initrd {path}: {source}")]
+    Initrd {
+        /// The path as given.
+        path: String,
+        /// The open error.
+        source: std::io::Error,
+    },
+    /// `serial_out_path` is empty.
+    #[error("serial_out_path must not be empty")]
+    EmptySerialPath,
+    /// The serial output file or pipe cannot be opened (at InstanceStart).
+    #[error("cannot open serial output {}: {source}", path.display())]
+    SerialOutput {
+        /// The file or named pipe.
+        path: PathBuf,
+        /// The open error.
+        source: std::io::Error,
+    },
+    /// `/logger`: bad level or log file.
+    #[error(transparent)]
+    Logger(#[from] LoggerError),
+    /// `/metrics`: already configured or bad file.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// `FlushMetrics` without a metrics file.
+    #[error("metrics are not configured")]
+    MetricsNotConfigured,
+    /// `SendCtrlAltDel` before InstanceStart.
+    #[error("SendCtrlAltDel needs a running microVM (InstanceStart first)")]
+    CtrlAltDelNotRunning,
+    /// InstanceStart without `/boot-source`.
+    #[error("cannot start: no boot source configured (PUT /boot-source)")]
+    NoBootSource,
+    /// Building or starting the VM failed (memory, KVM, devices, kernel loading, vCPUs).
+    #[error("cannot start the microVM: {0}")]
+    Build(BuildError),
+    /// The event loop's seccomp filter could not be installed (the vmm then exits).
+    #[error(transparent)]
+    Seccomp(SeccompError),
+    /// A virtio device request.
+    #[error(transparent)]
+    Virtio(#[from] VirtioError),
 }
 
 /// Where the serial console goes.
@@ -38,7 +98,7 @@ pub enum SerialSink {
 }
 
 impl SerialSink {
-    fn open(&self) -> Result<SerialOut, Fault> {
+    fn open(&self) -> Result<SerialOut, ControllerError> {
         Ok(match self {
             SerialSink::Stdout => Box::new(std::io::stdout()),
             SerialSink::Path(p) => Box::new(
@@ -46,8 +106,9 @@ impl SerialSink {
                     .append(true)
                     .create(true)
                     .open(p)
-                    .map_err(|e| {
-                        Fault(format!("cannot open serial output {}: {e}", p.display()))
+                    .map_err(|source| ControllerError::SerialOutput {
+                        path: p.clone(),
+                        source,
                     })?,
             ),
         })
@@ -96,11 +157,9 @@ impl Controller {
         }
     }
 
-    fn ensure_not_started(&self, what: &str) -> Result<(), Fault> {
+    fn ensure_not_started(&self, what: &'static str) -> Result<(), ControllerError> {
         if self.running.is_some() {
-            return Err(Fault(format!(
-                "{what} is not allowed after the microVM started"
-            )));
+            return Err(ControllerError::AfterStart(what));
         }
         Ok(())
     }
@@ -125,37 +184,40 @@ impl Controller {
     }
 
     /// `PUT /machine-config`.
-    pub fn put_machine_config(&mut self, m: MachineConfig) -> Result<(), Fault> {
+    pub fn put_machine_config(&mut self, m: MachineConfig) -> Result<(), ControllerError> {
         self.ensure_not_started("changing the machine configuration")?;
-        m.validate(host_mem_mib()).map_err(Fault)?;
+        m.validate(host_mem_mib())?;
         self.machine = m;
         Ok(())
     }
 
     /// `PATCH /machine-config`.
-    pub fn patch_machine_config(&mut self, u: MachineConfigUpdate) -> Result<(), Fault> {
+    pub fn patch_machine_config(&mut self, u: MachineConfigUpdate) -> Result<(), ControllerError> {
         let m = self.machine.update(u);
         self.put_machine_config(m)
     }
 
     /// `PUT /boot-source`: checks that the files exist and can be read now.
-    pub fn put_boot_source(&mut self, b: BootSource) -> Result<(), Fault> {
+    pub fn put_boot_source(&mut self, b: BootSource) -> Result<(), ControllerError> {
         self.ensure_not_started("changing the boot source")?;
-        std::fs::File::open(&b.kernel_image_path).map_err(|e| {
-            Fault(format!(
-                "cannot open kernel image {}: {e}",
-                b.kernel_image_path
-            ))
+        std::fs::File::open(&b.kernel_image_path).map_err(|source| {
+            ControllerError::KernelImage {
+                path: b.kernel_image_path.clone(),
+                source,
+            }
         })?;
         if let Some(i) = &b.initrd_path {
-            std::fs::File::open(i).map_err(|e| Fault(format!("cannot open initrd {i}: {e}")))?;
+            std::fs::File::open(i).map_err(|source| ControllerError::Initrd {
+                path: i.clone(),
+                source,
+            })?;
         }
         self.boot = Some(b);
         Ok(())
     }
 
     /// `PUT /logger`.
-    pub fn put_logger(&mut self, l: LoggerConfig) -> Result<(), Fault> {
+    pub fn put_logger(&mut self, l: LoggerConfig) -> Result<(), ControllerError> {
         if let Some(level) = &l.level {
             crate::logger::set_level(crate::logger::parse_level(level)?);
         }
@@ -166,97 +228,92 @@ impl Controller {
     }
 
     /// `PUT /serial`: the guest console goes to a file or named pipe.
-    pub fn put_serial(&mut self, s: crate::config::SerialConfig) -> Result<(), Fault> {
+    pub fn put_serial(&mut self, s: crate::config::SerialConfig) -> Result<(), ControllerError> {
         self.ensure_not_started("changing the serial output")?;
         if s.serial_out_path.is_empty() {
-            return Err(Fault("serial_out_path must not be empty".into()));
+            return Err(ControllerError::EmptySerialPath);
         }
         self.serial = SerialSink::Path(s.serial_out_path.into());
         Ok(())
     }
 
     /// `PUT /metrics`.
-    pub fn put_metrics(&mut self, m: MetricsConfig) -> Result<(), Fault> {
+    pub fn put_metrics(&mut self, m: MetricsConfig) -> Result<(), ControllerError> {
         crate::metrics::init(std::path::Path::new(&m.metrics_path))?;
         Ok(())
     }
 
     /// `PUT /drives/{id}` (before start).
-    pub fn put_drive(&mut self, id: &str, d: Drive) -> Result<(), Fault> {
+    pub fn put_drive(&mut self, id: &str, d: Drive) -> Result<(), ControllerError> {
         self.ensure_not_started("PUT /drives")?;
-        self.virtio.put_drive(id, d)
+        Ok(self.virtio.put_drive(id, d)?)
     }
 
     /// `PATCH /drives/{id}` (running VM).
-    pub fn patch_drive(&mut self, id: &str, u: DriveUpdate) -> Result<(), Fault> {
+    pub fn patch_drive(&mut self, id: &str, u: DriveUpdate) -> Result<(), ControllerError> {
         self.ensure_started("PATCH /drives")?;
-        self.virtio.patch_drive(id, u)
+        Ok(self.virtio.patch_drive(id, u)?)
     }
 
     /// `PUT /network-interfaces/{id}` (before start).
-    pub fn put_net(&mut self, id: &str, n: NetworkInterface) -> Result<(), Fault> {
+    pub fn put_net(&mut self, id: &str, n: NetworkInterface) -> Result<(), ControllerError> {
         self.ensure_not_started("PUT /network-interfaces")?;
-        self.virtio.put_net(id, n)
+        Ok(self.virtio.put_net(id, n)?)
     }
 
     /// `PATCH /network-interfaces/{id}` (running VM).
-    pub fn patch_net(&mut self, id: &str, u: NetworkInterfaceUpdate) -> Result<(), Fault> {
+    pub fn patch_net(
+        &mut self,
+        id: &str,
+        u: NetworkInterfaceUpdate,
+    ) -> Result<(), ControllerError> {
         self.ensure_started("PATCH /network-interfaces")?;
-        self.virtio.patch_net(id, u)
+        Ok(self.virtio.patch_net(id, u)?)
     }
 
     /// `PUT /vsock` (before start).
-    pub fn put_vsock(&mut self, v: Vsock) -> Result<(), Fault> {
+    pub fn put_vsock(&mut self, v: Vsock) -> Result<(), ControllerError> {
         self.ensure_not_started("PUT /vsock")?;
-        self.virtio.put_vsock(v)
+        Ok(self.virtio.put_vsock(v)?)
     }
 
     /// `PUT /entropy` (before start).
-    pub fn put_entropy(&mut self, e: Entropy) -> Result<(), Fault> {
+    pub fn put_entropy(&mut self, e: Entropy) -> Result<(), ControllerError> {
         self.ensure_not_started("PUT /entropy")?;
-        self.virtio.put_entropy(e)
+        Ok(self.virtio.put_entropy(e)?)
     }
 
-    fn ensure_started(&self, what: &str) -> Result<(), Fault> {
+    fn ensure_started(&self, what: &'static str) -> Result<(), ControllerError> {
         if self.running.is_none() {
-            return Err(Fault(format!(
-                "{what} is only allowed on a running microVM (use PUT before InstanceStart)"
-            )));
+            return Err(ControllerError::NotRunning(what));
         }
         Ok(())
     }
 
     /// `PUT /actions`.
-    pub fn action(&mut self, a: ActionType) -> Result<(), Fault> {
+    pub fn action(&mut self, a: ActionType) -> Result<(), ControllerError> {
         match a {
             ActionType::InstanceStart => self.start(),
             ActionType::FlushMetrics => {
                 if !crate::metrics::flush() {
-                    return Err(Fault("metrics are not configured".into()));
+                    return Err(ControllerError::MetricsNotConfigured);
                 }
                 Ok(())
             }
             ActionType::SendCtrlAltDel => match &self.running {
                 Some(vm) => {
-                    vm.i8042
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .send_ctrl_alt_del();
+                    lock(&vm.i8042).send_ctrl_alt_del();
                     Ok(())
                 }
-                None => Err(Fault(
-                    "SendCtrlAltDel needs a running microVM (InstanceStart first)".into(),
-                )),
+                None => Err(ControllerError::CtrlAltDelNotRunning),
             },
         }
     }
 
     /// InstanceStart: builds the VM and starts the vCPUs.
-    pub fn start(&mut self) -> Result<(), Fault> {
+    pub fn start(&mut self) -> Result<(), ControllerError> {
         self.ensure_not_started("InstanceStart")?;
-        let boot = self.boot.clone().ok_or_else(|| {
-            Fault("cannot start: no boot source configured (PUT /boot-source)".into())
-        })?;
+        let boot = self.boot.clone().ok_or(ControllerError::NoBootSource)?;
         let t0 = Instant::now();
         let spec = VmSpec {
             vcpus: self.machine.vcpu_count,
@@ -275,11 +332,11 @@ impl Controller {
         let vm = builder::build_and_start(&spec, out, &self.exit, t0, &mut |vm, mem, dm| {
             virtio.attach(&vm.fd, mem, dm)
         })
-        .map_err(|e| Fault(format!("cannot start the microVM: {e}")))?;
+        .map_err(ControllerError::Build)?;
         // The event loop handles guest-driven events from now on: filter it first.
         if let Err(e) = crate::seccomp::apply(crate::seccomp::ThreadKind::Vmm) {
             self.exit.notify(1);
-            return Err(Fault(e.to_string()));
+            return Err(ControllerError::Seccomp(e));
         }
         METRICS
             .instance_start_ms
@@ -293,7 +350,7 @@ impl Controller {
         );
         if self.read_stdin {
             let input =
-                crate::devices::serial::SerialInput::new(vm.serial.clone(), std::io::stdin());
+                crate::legacy::serial::SerialInput::new(vm.serial.clone(), std::io::stdin());
             self.pending
                 .push(std::sync::Arc::new(std::sync::Mutex::new(input)));
         }
@@ -303,7 +360,7 @@ impl Controller {
     }
 
     /// Applies a config file (everything but starting).
-    pub fn apply_config_file(&mut self, c: VmConfigFile) -> Result<(), Fault> {
+    pub fn apply_config_file(&mut self, c: VmConfigFile) -> Result<(), ControllerError> {
         if let Some(l) = c.logger {
             self.put_logger(l)?;
         }
@@ -363,7 +420,7 @@ mod tests {
     fn start_without_boot_source_is_a_fault() {
         let mut c = ctl();
         let e = c.action(ActionType::InstanceStart).unwrap_err();
-        assert!(e.0.contains("boot source"), "{e:?}");
+        assert!(e.to_string().contains("boot source"), "{e:?}");
         assert!(!c.is_running());
     }
 
@@ -377,7 +434,7 @@ mod tests {
                 initrd_path: None,
             })
             .unwrap_err();
-        assert!(e.0.contains("/nonexistent/vmlinux"), "{e:?}");
+        assert!(e.to_string().contains("/nonexistent/vmlinux"), "{e:?}");
     }
 
     #[test]
@@ -400,7 +457,11 @@ mod tests {
             mem_size_mib: Some(usize::MAX / 2),
             ..Default::default()
         };
-        assert!(c.patch_machine_config(huge).unwrap_err().0.contains("host"));
+        assert!(c
+            .patch_machine_config(huge)
+            .unwrap_err()
+            .to_string()
+            .contains("host"));
         assert_eq!(c.machine_config().mem_size_mib, 256);
         assert_eq!(c.info().state, "Not started");
     }
@@ -421,7 +482,9 @@ mod tests {
         let e = r.unwrap_err();
         // Without /dev/kvm the VM creation fails first; with it, the format check does.
         assert!(
-            e.0.contains("neither an ELF vmlinux nor a bzImage") || e.0.contains("/dev/kvm"),
+            e.to_string()
+                .contains("neither an ELF vmlinux nor a bzImage")
+                || e.to_string().contains("/dev/kvm"),
             "{e:?}"
         );
         assert!(!c.is_running());

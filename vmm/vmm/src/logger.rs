@@ -1,5 +1,6 @@
 //! Logging through tracing: level and destination set by flags or `PUT /logger`.
 
+use crate::sync::lock;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -69,7 +70,7 @@ pub fn set_path(path: &Path) -> Result<(), LoggerError> {
             path: path.display().to_string(),
             source,
         })?;
-    *TARGET.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    *lock(&TARGET) = Some(f);
     Ok(())
 }
 
@@ -79,13 +80,13 @@ struct Sink;
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let budget = &crate::output_limit::LOG;
-        match TARGET.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        match lock(&TARGET).as_mut() {
             Some(f) => budget.write(f, buf),
             None => budget.write(&mut std::io::stderr(), buf),
         }
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        match TARGET.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+        match lock(&TARGET).as_mut() {
             Some(f) => f.flush(),
             None => std::io::stderr().flush(),
         }

@@ -1,6 +1,7 @@
 //! Metrics: process-wide counters written as one JSON object per line to the metrics file,
 //! periodically and on exit.
 
+use crate::sync::lock;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -59,7 +60,7 @@ static DEVICES: Mutex<DeviceList> = Mutex::new(Vec::new());
 /// Adds a virtio device's counters to every metrics line (under `key`; a key registered
 /// again replaces the old counters).
 pub fn register_device(key: String, m: Arc<DeviceMetrics>) {
-    let mut d = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+    let mut d = lock(&DEVICES);
     d.retain(|(k, _)| *k != key);
     d.push((key, m));
 }
@@ -90,7 +91,7 @@ impl Metrics {
             "boot_marker_ms": g(&self.boot_marker_ms),
             "instance_start_ms": g(&self.instance_start_ms),
         });
-        let devices = DEVICES.lock().unwrap_or_else(|e| e.into_inner());
+        let devices = lock(&DEVICES);
         for (key, m) in devices.iter() {
             if let Ok(snap) = serde_json::to_value(m.snapshot()) {
                 v[key.as_str()] = snap;
@@ -118,7 +119,7 @@ pub enum MetricsError {
 
 /// Sends metrics to `path` (a file or named pipe, opened for appending). Only once.
 pub fn init(path: &Path) -> Result<(), MetricsError> {
-    let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sink = lock(&SINK);
     if sink.is_some() {
         return Err(MetricsError::AlreadyConfigured);
     }
@@ -136,7 +137,7 @@ pub fn init(path: &Path) -> Result<(), MetricsError> {
 
 /// Writes one line of metrics if a sink is configured; returns whether it wrote.
 pub fn flush() -> bool {
-    let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sink = lock(&SINK);
     let Some(f) = sink.as_mut() else {
         return false;
     };

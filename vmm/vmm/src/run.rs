@@ -3,7 +3,8 @@
 use crate::cli::Cli;
 use crate::config::VmConfigFile;
 use crate::controller::{Controller, SerialSink};
-use crate::devices::Subscriber;
+use crate::device_manager::Subscriber;
+use crate::sync::lock;
 use crate::vstate::exit::ExitNotifier;
 use event_manager::{EventManager, EventOps, Events, MutEventSubscriber, SubscriberOps};
 use std::sync::{Arc, Mutex};
@@ -112,12 +113,12 @@ pub fn run(cli: Cli) -> i32 {
             Ok(t) => t,
             Err(e) => return fail(&format!("cannot read config file {}: {e}", path.display())),
         };
-        let applied = VmConfigFile::parse(&text).and_then(|c| {
-            let mut ctl = controller.lock().unwrap_or_else(|e| e.into_inner());
-            ctl.apply_config_file(c).map_err(|f| f.0)
-        });
-        if let Err(e) = applied {
-            return fail(&e);
+        let config = match VmConfigFile::parse(&text) {
+            Ok(c) => c,
+            Err(e) => return fail(&e.to_string()),
+        };
+        if let Err(e) = lock(&controller).apply_config_file(config) {
+            return fail(&e.to_string());
         }
     }
     let api_sock = (!cli.no_api).then(|| cli.api_sock.clone());
@@ -131,20 +132,17 @@ pub fn run(cli: Cli) -> i32 {
         }
     }
     if cli.config_file.is_some() {
-        let started = controller.lock().unwrap_or_else(|e| e.into_inner()).start();
-        if let Err(f) = started {
+        let started = lock(&controller).start();
+        if let Err(e) = started {
             cleanup(api_sock.as_deref(), false);
-            return fail(&f.0);
+            return fail(&e.to_string());
         }
     }
     let raw = read_stdin
         && std::io::IsTerminal::is_terminal(&std::io::stdin())
         && std::io::stdin().lock().set_raw_mode().is_ok();
     let code = event_loop(&mut em, &controller, &exit);
-    controller
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .shutdown();
+    lock(&controller).shutdown();
     cleanup(api_sock.as_deref(), raw);
     code
 }
@@ -155,10 +153,7 @@ fn event_loop(
     exit: &ExitNotifier,
 ) -> i32 {
     loop {
-        let subs = controller
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take_subscribers();
+        let subs = lock(controller).take_subscribers();
         for s in subs {
             em.add_subscriber(s);
         }

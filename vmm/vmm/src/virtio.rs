@@ -3,24 +3,83 @@
 //! at InstanceStart (root drive first, so it is `/dev/vda`), updated live on `PATCH`.
 
 use crate::config::{
-    validate_id, Drive, DriveUpdate, Entropy, NetworkInterface, NetworkInterfaceUpdate,
-    RateLimiter, Vsock,
+    same_id, Drive, DriveConfigError, DriveUpdate, Entropy, IdError, NetConfigError,
+    NetworkInterface, NetworkInterfaceUpdate, RateLimiter, Vsock,
 };
-use crate::controller::Fault;
-use crate::devices::{DeviceError, DeviceManager, Subscriber};
+use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
+use crate::sync::lock;
 use crate::vstate::memory::GuestMemory;
 use kvm_ioctls::VmFd;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use vmm_devices::block::{Block, BlockConfig};
+use std::sync::{Arc, Mutex};
+use vmm_devices::block::{Block, BlockConfig, BlockError};
+use vmm_devices::net::tap::TapError;
 use vmm_devices::net::{parse_mac, Net, NetConfig};
 use vmm_devices::rng::Rng;
 use vmm_devices::transport::{MmioTransport, VirtioDevice};
-use vmm_devices::vsock::{Vsock as VsockDev, VsockConfig};
+use vmm_devices::vsock::{Vsock as VsockDev, VsockConfig, VsockError};
 use vmm_sys_util::eventfd::EventFd;
 
-fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+/// Why a virtio device request (`PUT`/`PATCH` of `/drives`, `/network-interfaces`,
+/// `/vsock`, `/entropy`) was refused. Each message names the device.
+#[derive(Debug, thiserror::Error)]
+pub enum VirtioError {
+    /// A malformed id, or path and body ids that differ.
+    #[error(transparent)]
+    Id(#[from] IdError),
+    /// A drive body this vmm does not serve.
+    #[error(transparent)]
+    DriveConfig(#[from] DriveConfigError),
+    /// A network interface body with a malformed field.
+    #[error(transparent)]
+    NetConfig(#[from] NetConfigError),
+    /// The block device could not open or swap its backing file.
+    #[error("drive {id}: {source}")]
+    Block {
+        /// The drive.
+        id: String,
+        /// The device's error.
+        source: BlockError,
+    },
+    /// `PATCH /drives/{id}` of a drive never configured.
+    #[error("no drive with drive_id {0:?}")]
+    NoDrive(String),
+    /// Two interfaces on one tap.
+    #[error("host_dev_name {tap} is already used by {by}")]
+    TapInUse {
+        /// The tap.
+        tap: String,
+        /// The interface that has it.
+        by: String,
+    },
+    /// Two interfaces with one MAC.
+    #[error("guest_mac {mac} is already used by {by}")]
+    MacInUse {
+        /// The MAC as given.
+        mac: String,
+        /// The interface that has it.
+        by: String,
+    },
+    /// The tap could not be opened or set up.
+    #[error("network interface {id}: {source}")]
+    Tap {
+        /// The interface.
+        id: String,
+        /// The device's error.
+        source: TapError,
+    },
+    /// `PATCH /network-interfaces/{id}` of an interface never configured.
+    #[error("no network interface with iface_id {0:?}")]
+    NoNet(String),
+    /// `uds_path` is empty.
+    #[error("uds_path must not be empty")]
+    EmptyUdsPath,
+    /// The vsock device could not bind its socket.
+    #[error("vsock: {0}")]
+    Vsock(VsockError),
+    /// The entropy device could not be created.
+    #[error("entropy device: {0}")]
+    Entropy(std::io::Error),
 }
 
 struct DriveEntry {
@@ -42,59 +101,22 @@ pub struct VirtioDevices {
     entropy: Option<Arc<Mutex<Rng>>>,
 }
 
-fn same_id(kind: &str, path_id: &str, body_id: &str) -> Result<(), Fault> {
-    validate_id(kind, path_id).map_err(Fault)?;
-    if path_id != body_id {
-        return Err(Fault(format!(
-            "the {kind} in the path ({path_id:?}) and in the body ({body_id:?}) differ"
-        )));
-    }
-    Ok(())
-}
-
 impl VirtioDevices {
     /// `PUT /drives/{id}`: opens the backing file now.
-    pub fn put_drive(&mut self, id: &str, d: Drive) -> Result<(), Fault> {
+    pub fn put_drive(&mut self, id: &str, d: Drive) -> Result<(), VirtioError> {
         same_id("drive_id", id, &d.drive_id)?;
-        if d.socket.is_some() {
-            return Err(Fault("vhost-user drives (socket) are not supported".into()));
-        }
-        if let Some(e) = d.io_engine.as_deref().filter(|e| *e != "Sync") {
-            return Err(Fault(format!(
-                "io_engine {e:?} is not supported (only \"Sync\")"
-            )));
-        }
-        if let Some(c) = d.cache_type.as_deref() {
-            if c != "Unsafe" && c != "Writeback" {
-                return Err(Fault(format!(
-                    "invalid cache_type {c:?} (\"Unsafe\" or \"Writeback\")"
-                )));
-            }
-        }
-        let path = d
-            .path_on_host
-            .clone()
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| Fault(format!("drive {id}: path_on_host is required")))?;
-        if d.is_root_device {
-            if let Some(other) = self
-                .drives
-                .iter()
-                .find(|e| e.cfg.is_root_device && e.cfg.drive_id != id)
-            {
-                return Err(Fault(format!(
-                    "drive {id}: a root device is already configured ({})",
-                    other.cfg.drive_id
-                )));
-            }
-        }
+        let path = PathBuf::from(d.validate()?);
+        d.check_single_root(self.drives.iter().map(|e| &e.cfg))?;
         let dev = Block::new(&BlockConfig {
             drive_id: id.to_string(),
-            path_on_host: PathBuf::from(&path),
+            path_on_host: path,
             is_read_only: d.is_read_only.unwrap_or(false),
             rate_limiter: RateLimiter::to_device(d.rate_limiter.as_ref()),
         })
-        .map_err(|e| Fault(format!("drive {id}: {e}")))?;
+        .map_err(|source| VirtioError::Block {
+            id: id.to_string(),
+            source,
+        })?;
         let entry = DriveEntry {
             cfg: d,
             dev: Arc::new(Mutex::new(dev)),
@@ -107,17 +129,20 @@ impl VirtioDevices {
     }
 
     /// `PATCH /drives/{id}` on a running VM: new backing file and/or rate limiter.
-    pub fn patch_drive(&mut self, id: &str, u: DriveUpdate) -> Result<(), Fault> {
+    pub fn patch_drive(&mut self, id: &str, u: DriveUpdate) -> Result<(), VirtioError> {
         same_id("drive_id", id, &u.drive_id)?;
         let e = self
             .drives
             .iter_mut()
             .find(|e| e.cfg.drive_id == id)
-            .ok_or_else(|| Fault(format!("no drive with drive_id {id:?}")))?;
+            .ok_or_else(|| VirtioError::NoDrive(id.to_string()))?;
         if let Some(p) = &u.path_on_host {
             lock(&e.dev)
                 .update_backing_file(Path::new(p))
-                .map_err(|err| Fault(format!("drive {id}: {err}")))?;
+                .map_err(|source| VirtioError::Block {
+                    id: id.to_string(),
+                    source,
+                })?;
             e.cfg.path_on_host = Some(p.clone());
         }
         if let Some(rl) = u.rate_limiter {
@@ -128,25 +153,21 @@ impl VirtioDevices {
     }
 
     /// `PUT /network-interfaces/{id}`: opens the tap now.
-    pub fn put_net(&mut self, id: &str, n: NetworkInterface) -> Result<(), Fault> {
+    pub fn put_net(&mut self, id: &str, n: NetworkInterface) -> Result<(), VirtioError> {
         same_id("iface_id", id, &n.iface_id)?;
-        let mac = match &n.guest_mac {
-            Some(s) => Some(parse_mac(s).ok_or_else(|| Fault(format!("invalid guest_mac {s:?}")))?),
-            None => None,
-        };
+        let mac = n.mac()?;
         for other in self.nets.iter().filter(|e| e.cfg.iface_id != id) {
             if other.cfg.host_dev_name == n.host_dev_name {
-                return Err(Fault(format!(
-                    "host_dev_name {} is already used by {}",
-                    n.host_dev_name, other.cfg.iface_id
-                )));
+                return Err(VirtioError::TapInUse {
+                    tap: n.host_dev_name.clone(),
+                    by: other.cfg.iface_id.clone(),
+                });
             }
             if mac.is_some() && other.cfg.guest_mac.as_deref().and_then(parse_mac) == mac {
-                return Err(Fault(format!(
-                    "guest_mac {} is already used by {}",
-                    n.guest_mac.as_deref().unwrap_or(""),
-                    other.cfg.iface_id
-                )));
+                return Err(VirtioError::MacInUse {
+                    mac: n.guest_mac.clone().unwrap_or_default(),
+                    by: other.cfg.iface_id.clone(),
+                });
             }
         }
         // A tap can be opened once: an interface being replaced lets go of it first.
@@ -161,7 +182,10 @@ impl VirtioDevices {
             rx_rate_limiter: RateLimiter::to_device(n.rx_rate_limiter.as_ref()),
             tx_rate_limiter: RateLimiter::to_device(n.tx_rate_limiter.as_ref()),
         })
-        .map_err(|e| Fault(format!("network interface {id}: {e}")))?;
+        .map_err(|source| VirtioError::Tap {
+            id: id.to_string(),
+            source,
+        })?;
         let entry = NetEntry {
             cfg: n,
             dev: Arc::new(Mutex::new(dev)),
@@ -175,13 +199,13 @@ impl VirtioDevices {
 
     /// `PATCH /network-interfaces/{id}` on a running VM: new rate limiters (an absent one
     /// stays as it is).
-    pub fn patch_net(&mut self, id: &str, u: NetworkInterfaceUpdate) -> Result<(), Fault> {
+    pub fn patch_net(&mut self, id: &str, u: NetworkInterfaceUpdate) -> Result<(), VirtioError> {
         same_id("iface_id", id, &u.iface_id)?;
         let e = self
             .nets
             .iter_mut()
             .find(|e| e.cfg.iface_id == id)
-            .ok_or_else(|| Fault(format!("no network interface with iface_id {id:?}")))?;
+            .ok_or_else(|| VirtioError::NoNet(id.to_string()))?;
         if let Some(rx) = u.rx_rate_limiter {
             e.cfg.rx_rate_limiter = Some(rx);
         }
@@ -196,9 +220,9 @@ impl VirtioDevices {
     }
 
     /// `PUT /vsock`: binds `uds_path` now (`vsock_id` is accepted and ignored).
-    pub fn put_vsock(&mut self, v: Vsock) -> Result<(), Fault> {
+    pub fn put_vsock(&mut self, v: Vsock) -> Result<(), VirtioError> {
         if v.uds_path.is_empty() {
-            return Err(Fault("uds_path must not be empty".into()));
+            return Err(VirtioError::EmptyUdsPath);
         }
         // The old device removes its socket when dropped, so a PUT with the same path works.
         self.vsock = None;
@@ -206,15 +230,15 @@ impl VirtioDevices {
             guest_cid: u64::from(v.guest_cid),
             uds_path: PathBuf::from(&v.uds_path),
         })
-        .map_err(|e| Fault(format!("vsock: {e}")))?;
+        .map_err(VirtioError::Vsock)?;
         self.vsock = Some((v, Arc::new(Mutex::new(dev))));
         Ok(())
     }
 
     /// `PUT /entropy`.
-    pub fn put_entropy(&mut self, e: Entropy) -> Result<(), Fault> {
+    pub fn put_entropy(&mut self, e: Entropy) -> Result<(), VirtioError> {
         let dev = Rng::new(&RateLimiter::to_device(e.rate_limiter.as_ref()))
-            .map_err(|err| Fault(format!("entropy device: {err}")))?;
+            .map_err(VirtioError::Entropy)?;
         self.entropy = Some(Arc::new(Mutex::new(dev)));
         Ok(())
     }

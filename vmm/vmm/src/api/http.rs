@@ -76,6 +76,20 @@ impl Response {
     }
 }
 
+/// A request head the server refuses (answered 400, then the connection closes).
+#[derive(Debug, thiserror::Error)]
+pub enum HeadError {
+    /// Not HTTP/1.x.
+    #[error("malformed HTTP request: {0}")]
+    Malformed(httparse::Error),
+    /// A Content-Length that is not a number.
+    #[error("invalid Content-Length {0:?}")]
+    ContentLength(String),
+    /// `Transfer-Encoding` (chunked bodies).
+    #[error("chunked transfer encoding is not supported; send Content-Length")]
+    Chunked,
+}
+
 /// A parsed request head.
 struct Head {
     method: String,
@@ -86,13 +100,13 @@ struct Head {
     head_len: usize,
 }
 
-fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
+fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(format!("malformed HTTP request: {e}")),
+        Err(e) => return Err(HeadError::Malformed(e)),
     };
     let mut h = Head {
         method: req.method.unwrap_or("").to_string(),
@@ -108,13 +122,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, String> {
             h.content_length = v
                 .trim()
                 .parse()
-                .map_err(|_| format!("invalid Content-Length {v:?}"))?;
+                .map_err(|_| HeadError::ContentLength(v.to_string()))?;
         } else if hd.name.eq_ignore_ascii_case("expect") {
             h.expect_continue = v.eq_ignore_ascii_case("100-continue");
         } else if hd.name.eq_ignore_ascii_case("connection") {
             h.close = v.eq_ignore_ascii_case("close");
         } else if hd.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Err("chunked transfer encoding is not supported; send Content-Length".into());
+            return Err(HeadError::Chunked);
         }
     }
     Ok(Some(h))
@@ -138,8 +152,8 @@ pub fn serve_connection(
                     return Ok(());
                 }
                 Ok(None) => {}
-                Err(msg) => {
-                    s.write_all(&Response::fault(400, &msg).to_bytes())?;
+                Err(e) => {
+                    s.write_all(&Response::fault(400, &e.to_string()).to_bytes())?;
                     return Ok(());
                 }
             }

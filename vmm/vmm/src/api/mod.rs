@@ -1,11 +1,25 @@
 //! The Firecracker-compatible API: HTTP on a Unix socket, served by an API thread; requests
 //! run on the event-loop thread, which owns the controller.
+//!
+//! A request crosses the threads in five steps:
+//! 1. the API thread ([`start`], seccomp filter `api`) reads it ([`http::serve`]);
+//! 2. [`routes::parse`] turns method, path and body into an [`ApiRequest`] (a
+//!    [`routes::RouteError`] is answered 400 here, without waking the event loop);
+//! 3. the request and a reply channel go over an mpsc channel, and an eventfd wakes the
+//!    event loop;
+//! 4. on the event-loop thread (seccomp filter `vmm` once the VM runs), [`ApiHandler`] runs
+//!    [`execute`] against the [`Controller`];
+//! 5. the [`Response`] goes back over the reply channel and the API thread writes it.
+//!
+//! Errors stay typed ([`ControllerError`], [`routes::RouteError`]) until [`bad_request`]
+//! turns them into `400 {"fault_message": "..."}`: the only place that does.
 
 pub mod http;
 pub mod routes;
 
-use crate::controller::Controller;
+use crate::controller::{Controller, ControllerError};
 use crate::metrics::METRICS;
+use crate::sync::lock;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use http::Response;
 use routes::ApiRequest;
@@ -19,9 +33,14 @@ use vmm_sys_util::eventfd::EventFd;
 
 type Job = (ApiRequest, Sender<Response>);
 
+/// The answer to a refused request: 400 with the error's message as `fault_message`.
+pub fn bad_request(e: &dyn std::error::Error) -> Response {
+    Response::fault(400, &e.to_string())
+}
+
 /// Runs one request against the controller.
 pub fn execute(c: &mut Controller, req: ApiRequest) -> Response {
-    let r = match req {
+    let r: Result<(), ControllerError> = match req {
         ApiRequest::GetInfo => return Response::json(&c.info()),
         ApiRequest::GetVersion => {
             return Response::json(&serde_json::json!({
@@ -45,7 +64,7 @@ pub fn execute(c: &mut Controller, req: ApiRequest) -> Response {
     };
     match r {
         Ok(()) => Response::no_content(),
-        Err(f) => Response::fault(400, &f.0),
+        Err(e) => bad_request(&e),
     }
 }
 
@@ -60,8 +79,7 @@ impl MutEventSubscriber for ApiHandler {
     fn process(&mut self, _events: Events, _ops: &mut EventOps) {
         let _ = self.evt.read();
         while let Ok((req, reply)) = self.rx.try_recv() {
-            let mut c = self.controller.lock().unwrap_or_else(|e| e.into_inner());
-            let resp = execute(&mut c, req);
+            let resp = execute(&mut lock(&self.controller), req);
             let _ = reply.send(resp);
         }
     }
@@ -91,7 +109,7 @@ pub fn start(path: &Path, controller: Arc<Mutex<Controller>>) -> std::io::Result
                 METRICS.api_requests.fetch_add(1, Ordering::Relaxed);
                 let resp = match routes::parse(method, path, body) {
                     Ok(req) => dispatch(&tx, &wake, req),
-                    Err(msg) => Response::fault(400, &msg),
+                    Err(e) => bad_request(&e),
                 };
                 if resp.status >= 400 {
                     METRICS.api_errors.fetch_add(1, Ordering::Relaxed);

@@ -47,15 +47,54 @@ pub enum ApiRequest {
 /// Endpoints Firecracker has that this vmm does not serve yet.
 const NOT_YET: &[&str] = &["balloon", "mmds", "snapshot", "cpu-config", "hotplug"];
 
-fn body<T: DeserializeOwned>(b: &[u8]) -> Result<T, String> {
-    if b.is_empty() {
-        return Err("the request needs a JSON body".into());
-    }
-    serde_json::from_slice(b).map_err(|e| format!("invalid JSON body: {e}"))
+/// A request that maps to no [`ApiRequest`]; answered as a 400 by the API module.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// A route that takes a body got none.
+    #[error("the request needs a JSON body")]
+    NoBody,
+    /// The body is not JSON of the route's shape (unknown fields included).
+    #[error("invalid JSON body: {0}")]
+    Json(serde_json::Error),
+    /// `/drives` or `/network-interfaces` without a single id segment.
+    #[error("{method} {path}: the path needs an id: /{first}/{{id}}")]
+    NeedsId {
+        /// HTTP method.
+        method: String,
+        /// Request path (query removed).
+        path: String,
+        /// The path's first segment.
+        first: String,
+    },
+    /// A Firecracker endpoint this vmm does not serve yet.
+    #[error("{method} {path}: /{first} is not supported by this vmm yet")]
+    NotYet {
+        /// HTTP method.
+        method: String,
+        /// Request path (query removed).
+        path: String,
+        /// The path's first segment.
+        first: String,
+    },
+    /// Any other method and path.
+    #[error("invalid request method and/or path: {method} {path}")]
+    Unknown {
+        /// HTTP method.
+        method: String,
+        /// Request path (query removed).
+        path: String,
+    },
 }
 
-/// Parses a request; the error is the fault message of a 400.
-pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, String> {
+fn body<T: DeserializeOwned>(b: &[u8]) -> Result<T, RouteError> {
+    if b.is_empty() {
+        return Err(RouteError::NoBody);
+    }
+    serde_json::from_slice(b).map_err(RouteError::Json)
+}
+
+/// Parses a request.
+pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, RouteError> {
     let path = path.split('?').next().unwrap_or("");
     let trimmed = path.trim_end_matches('/');
     let first = trimmed
@@ -69,7 +108,11 @@ pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, String> {
             .split_once('/')
             .map(|(_, id)| id.to_string())
             .filter(|id| !id.is_empty() && !id.contains('/'))
-            .ok_or_else(|| format!("{method} {path}: the path needs an id: /{first}/{{id}}"))
+            .ok_or_else(|| RouteError::NeedsId {
+                method: method.to_string(),
+                path: path.to_string(),
+                first: first.to_string(),
+            })
     };
     Ok(match (method, trimmed) {
         ("GET", "") => ApiRequest::GetInfo,
@@ -89,14 +132,17 @@ pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, String> {
         ("PUT", _) if first == "network-interfaces" => ApiRequest::PutNet(id()?, body(b)?),
         ("PATCH", _) if first == "network-interfaces" => ApiRequest::PatchNet(id()?, body(b)?),
         _ if NOT_YET.contains(&first) => {
-            return Err(format!(
-                "{method} {path}: /{first} is not supported by this vmm yet"
-            ))
+            return Err(RouteError::NotYet {
+                method: method.to_string(),
+                path: path.to_string(),
+                first: first.to_string(),
+            })
         }
         _ => {
-            return Err(format!(
-                "invalid request method and/or path: {method} {path}"
-            ))
+            return Err(RouteError::Unknown {
+                method: method.to_string(),
+                path: path.to_string(),
+            })
         }
     })
 }
@@ -182,7 +228,7 @@ mod tests {
                 "PUT"
             };
             assert!(
-                !matches!(parse(m, method_path, b"{}"), Err(e) if e.contains("invalid request"))
+                !matches!(parse(m, method_path, b"{}"), Err(e) if e.to_string().contains("invalid request"))
             );
         }
         for action in ["InstanceStart", "SendCtrlAltDel", "FlushMetrics"] {
@@ -194,21 +240,27 @@ mod tests {
     fn errors_say_what_is_wrong() {
         assert!(parse("PUT", "/boot-source", b"{not json")
             .unwrap_err()
+            .to_string()
             .contains("invalid JSON"));
         assert!(parse("PUT", "/boot-source", b"")
             .unwrap_err()
+            .to_string()
             .contains("JSON body"));
         assert!(parse("PUT", "/boot-source", br#"{"boot_args":"x"}"#)
             .unwrap_err()
+            .to_string()
             .contains("kernel_image_path"));
         assert!(parse("DELETE", "/", b"")
             .unwrap_err()
+            .to_string()
             .contains("invalid request"));
         assert!(parse("PUT", "/balloon", b"{}")
             .unwrap_err()
+            .to_string()
             .contains("not supported"));
         assert!(parse("PUT", "/drives/rootfs", b"{}")
             .unwrap_err()
+            .to_string()
             .contains("drive_id"));
         assert!(parse(
             "PUT",
@@ -216,12 +268,15 @@ mod tests {
             br#"{"drive_id":"x","is_root_device":false}"#
         )
         .unwrap_err()
+        .to_string()
         .contains("needs an id"));
         assert!(parse("PATCH", "/drives/a/b", br#"{"drive_id":"a"}"#)
             .unwrap_err()
+            .to_string()
             .contains("needs an id"));
         assert!(parse("PUT", "/vsock", br#"{"guest_cid":3}"#)
             .unwrap_err()
+            .to_string()
             .contains("uds_path"));
     }
 }

@@ -3,8 +3,8 @@
 pub mod devices;
 
 pub use devices::{
-    validate_id, Drive, DriveUpdate, Entropy, NetworkInterface, NetworkInterfaceUpdate,
-    RateLimiter, Vsock,
+    same_id, validate_id, Drive, DriveConfigError, DriveUpdate, Entropy, IdError, NetConfigError,
+    NetworkInterface, NetworkInterfaceUpdate, RateLimiter, Vsock,
 };
 use serde::{Deserialize, Serialize};
 
@@ -79,44 +79,60 @@ impl MachineConfig {
 
     /// Checks the values against what this vmm and host support (`host_mem_mib` is the
     /// host's total RAM).
-    pub fn validate(&self, host_mem_mib: Option<usize>) -> Result<(), String> {
+    pub fn validate(&self, host_mem_mib: Option<usize>) -> Result<(), MachineConfigError> {
         if self.vcpu_count == 0 || self.vcpu_count > MAX_VCPUS {
-            return Err(format!(
-                "vcpu_count must be between 1 and {MAX_VCPUS}, got {}",
-                self.vcpu_count
-            ));
+            return Err(MachineConfigError::VcpuCount(self.vcpu_count));
         }
         if self.smt {
-            return Err("smt is not supported: every vCPU is one core".into());
+            return Err(MachineConfigError::Smt);
         }
         if self.mem_size_mib < 16 {
-            return Err(format!(
-                "mem_size_mib must be at least 16, got {}",
-                self.mem_size_mib
-            ));
+            return Err(MachineConfigError::MemTooSmall(self.mem_size_mib));
         }
         if let Some(host) = host_mem_mib {
             if self.mem_size_mib > host {
-                return Err(format!(
-                    "mem_size_mib {} exceeds the host's memory ({host} MiB)",
-                    self.mem_size_mib
-                ));
+                return Err(MachineConfigError::MemExceedsHost {
+                    mem_size_mib: self.mem_size_mib,
+                    host_mib: host,
+                });
             }
         }
-        if let Some(t) = &self.cpu_template {
-            if t != "None" {
-                return Err(format!(
-                    "cpu_template {t:?} is not supported (only \"None\")"
-                ));
-            }
+        if let Some(t) = self.cpu_template.as_deref().filter(|t| *t != "None") {
+            return Err(MachineConfigError::CpuTemplate(t.to_string()));
         }
-        if let Some(h) = &self.huge_pages {
-            if h != "None" {
-                return Err(format!("huge_pages {h:?} is not supported (only \"None\")"));
-            }
+        if let Some(h) = self.huge_pages.as_deref().filter(|h| *h != "None") {
+            return Err(MachineConfigError::HugePages(h.to_string()));
         }
         Ok(())
     }
+}
+
+/// A `/machine-config` this vmm or host cannot run.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MachineConfigError {
+    /// `vcpu_count` outside 1..=[`MAX_VCPUS`].
+    #[error("vcpu_count must be between 1 and {MAX_VCPUS}, got {0}")]
+    VcpuCount(u8),
+    /// `smt: true`.
+    #[error("smt is not supported: every vCPU is one core")]
+    Smt,
+    /// `mem_size_mib` below 16.
+    #[error("mem_size_mib must be at least 16, got {0}")]
+    MemTooSmall(usize),
+    /// `mem_size_mib` above the host's total RAM.
+    #[error("mem_size_mib {mem_size_mib} exceeds the host's memory ({host_mib} MiB)")]
+    MemExceedsHost {
+        /// Requested guest memory.
+        mem_size_mib: usize,
+        /// The host's total RAM.
+        host_mib: usize,
+    },
+    /// A CPU template other than "None".
+    #[error("cpu_template {0:?} is not supported (only \"None\")")]
+    CpuTemplate(String),
+    /// Huge pages other than "None".
+    #[error("huge_pages {0:?} is not supported (only \"None\")")]
+    HugePages(String),
 }
 
 /// Total host RAM in MiB from /proc/meminfo.
@@ -234,11 +250,21 @@ pub struct VmConfigFile {
     pub cpu_config: Option<serde_json::Value>,
 }
 
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// Not JSON, or not the config file's shape (unknown keys included).
+    #[error("invalid config file: {0}")]
+    Parse(serde_json::Error),
+    /// A section Firecracker has that this vmm does not implement yet.
+    #[error("config file section \"{0}\" is not supported by this vmm yet")]
+    Unsupported(&'static str),
+}
+
 impl VmConfigFile {
     /// Parses the file's JSON and rejects sections this vmm does not implement yet.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let c: VmConfigFile =
-            serde_json::from_str(text).map_err(|e| format!("invalid config file: {e}"))?;
+    pub fn parse(text: &str) -> Result<Self, ConfigFileError> {
+        let c: VmConfigFile = serde_json::from_str(text).map_err(ConfigFileError::Parse)?;
         let unsupported = [
             ("balloon", c.balloon.is_some()),
             ("mmds-config", c.mmds_config.is_some()),
@@ -246,9 +272,7 @@ impl VmConfigFile {
         ];
         for (name, present) in unsupported {
             if present {
-                return Err(format!(
-                    "config file section \"{name}\" is not supported by this vmm yet"
-                ));
+                return Err(ConfigFileError::Unsupported(name));
             }
         }
         Ok(c)
@@ -264,10 +288,18 @@ mod tests {
         let mut m = MachineConfig::default();
         assert!(m.validate(Some(1024)).is_ok());
         m.vcpu_count = 33;
-        assert!(m.validate(None).unwrap_err().contains("vcpu_count"));
+        assert!(m
+            .validate(None)
+            .unwrap_err()
+            .to_string()
+            .contains("vcpu_count"));
         m.vcpu_count = 2;
         m.mem_size_mib = 4096;
-        assert!(m.validate(Some(1024)).unwrap_err().contains("host"));
+        assert!(m
+            .validate(Some(1024))
+            .unwrap_err()
+            .to_string()
+            .contains("host"));
         let p = m.update(MachineConfigUpdate {
             mem_size_mib: Some(256),
             ..Default::default()
@@ -342,9 +374,13 @@ mod tests {
           "balloon": {"amount_mib": 1, "deflate_on_oom": false}}"#;
         assert!(VmConfigFile::parse(balloon)
             .unwrap_err()
+            .to_string()
             .contains("balloon"));
         let unknown = r#"{"boot-source": {"kernel_image_path": "k"}, "gpu": {}}"#;
-        assert!(VmConfigFile::parse(unknown).unwrap_err().contains("gpu"));
+        assert!(VmConfigFile::parse(unknown)
+            .unwrap_err()
+            .to_string()
+            .contains("gpu"));
     }
 
     #[test]

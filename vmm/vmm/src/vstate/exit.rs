@@ -1,5 +1,6 @@
 //! How vCPUs and devices ask the vmm to exit, and the log-once record of unhandled exits.
 
+use crate::sync::lock;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -64,7 +65,7 @@ impl UnhandledLog {
         crate::metrics::METRICS
             .vcpu_exits_unhandled
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = lock(&self.seen);
         if seen.len() >= MAX_LOGGED || !seen.insert((kind.to_string(), addr)) {
             return false;
         }
@@ -77,7 +78,7 @@ impl UnhandledLog {
 
     /// Whether an unhandled `kind` access at `addr` was seen (and logged).
     pub fn seen(&self, kind: &str, addr: u64) -> bool {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = lock(&self.seen);
         seen.contains(&(kind.to_string(), addr))
     }
 }

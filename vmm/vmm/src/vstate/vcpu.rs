@@ -5,7 +5,7 @@ use super::memory::GuestMemory;
 use super::msrs::boot_msrs;
 use super::regs;
 use super::vm::{Vm, VmError};
-use crate::devices::bus::Bus;
+use crate::device_manager::bus::Bus;
 use crate::metrics::METRICS;
 use crate::vstate::exit::{ExitNotifier, UnhandledLog};
 use kvm_bindings::{CpuId, KVM_MAX_CPUID_ENTRIES};

@@ -1,11 +1,10 @@
-//! Devices the vmm core owns (serial, i8042, boot timer), the buses, and the registration
-//! interface for virtio-mmio devices from `vmm-devices`.
+//! The buses of a VM being built and what is placed on them: the legacy devices of
+//! [`crate::legacy`] at their fixed ports and addresses, and virtio-mmio transports from
+//! `vmm-devices` in numbered slots (irqfd, ioeventfds, kernel command-line entry).
 
-pub mod boot_timer;
 pub mod bus;
-pub mod i8042;
-pub mod serial;
 
+use crate::legacy::{boot_timer, i8042, serial};
 use crate::vstate::layout::{
     BOOT_TIMER_ADDR, I8042_IRQ, I8042_PORT, SERIAL_IRQ, SERIAL_PORT, VIRTIO_IRQ_FIRST,
     VIRTIO_IRQ_LAST, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_START,

@@ -1,5 +1,6 @@
 //! Port-I/O and MMIO buses: ranges of guest addresses mapped to [`BusDevice`]s.
 
+use crate::sync::lock;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use vmm_devices::bus::BusDevice;
@@ -65,8 +66,7 @@ impl Bus {
         match self.find(addr) {
             Some((offset, dev)) => {
                 // A poisoned lock means a device panicked earlier; keep serving the bus.
-                let mut d = dev.lock().unwrap_or_else(|e| e.into_inner());
-                d.read(offset, data);
+                lock(dev).read(offset, data);
                 true
             }
             None => false,
@@ -77,8 +77,7 @@ impl Bus {
     pub fn write(&self, addr: u64, data: &[u8]) -> bool {
         match self.find(addr) {
             Some((offset, dev)) => {
-                let mut d = dev.lock().unwrap_or_else(|e| e.into_inner());
-                d.write(offset, data);
+                lock(dev).write(offset, data);
                 true
             }
             None => false,

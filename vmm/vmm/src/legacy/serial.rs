@@ -3,6 +3,7 @@
 
 use crate::metrics::METRICS;
 use crate::output_limit::{self, Budget};
+use crate::sync::lock;
 use event_manager::{EventOps, Events, MutEventSubscriber};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
@@ -127,7 +128,7 @@ impl<R: Read + AsRawFd + Send> MutEventSubscriber for SerialInput<R> {
             let _ = ops.remove(Events::new(&self.input.as_raw_fd(), EventSet::IN));
             return;
         }
-        let mut serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
+        let mut serial = lock(&self.serial);
         let taken = serial.enqueue(&buf[..n]);
         if taken < n {
             tracing::debug!(
