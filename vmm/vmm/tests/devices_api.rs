@@ -5,29 +5,12 @@
 mod common;
 
 use common::*;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-fn put(sock: &Path, path: &str, body: &str) -> (u16, String) {
-    request(sock, "PUT", path, Some(body))
-}
-
-fn patch(sock: &Path, path: &str, body: &str) -> (u16, String) {
-    request(sock, "PATCH", path, Some(body))
-}
-
-fn expect_fault(r: (u16, String), want: &str) {
-    assert_eq!(r.0, 400, "{}", r.1);
-    let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
-    let msg = v["fault_message"].as_str().unwrap();
-    assert!(msg.contains(want), "{msg:?} should mention {want:?}");
 }
 
 fn drive(id: &str, path: &Path, root: bool) -> String {
@@ -39,69 +22,65 @@ fn drive(id: &str, path: &Path, root: bool) -> String {
 
 #[test]
 fn device_configuration_errors_before_start() {
-    let dir = scratch("dev-errors");
-    let (_vmm, sock) = spawn_api(&dir, &[], false);
+    let api = ApiVmm::spawn("dev-errors", &[], false);
+    let dir = api.dir.clone();
     let disk = dir.join("disk.img");
     std::fs::write(&disk, vec![0u8; 4096]).unwrap();
 
     let missing = dir.join("nope.img");
     expect_fault(
-        put(&sock, "/drives/rootfs", &drive("rootfs", &missing, true)),
+        api.put("/drives/rootfs", &drive("rootfs", &missing, true)),
         "nope.img",
     );
-    expect_fault(put(&sock, "/drives/rootfs", "{not json"), "invalid JSON");
+    expect_fault(api.put("/drives/rootfs", "{not json"), "invalid JSON");
     expect_fault(
-        put(
-            &sock,
+        api.put(
             "/drives/rootfs",
             r#"{"drive_id": "rootfs", "is_root_device": true, "colour": "red"}"#,
         ),
         "colour",
     );
     expect_fault(
-        put(&sock, "/drives/other", &drive("rootfs", &disk, true)),
+        api.put("/drives/other", &drive("rootfs", &disk, true)),
         "differ",
     );
     expect_fault(
-        put(&sock, "/drives/bad-id", &drive("bad-id", &disk, false)),
+        api.put("/drives/bad-id", &drive("bad-id", &disk, false)),
         "letters",
     );
     expect_fault(
-        put(
-            &sock,
+        api.put(
             "/drives/rootfs",
             r#"{"drive_id": "rootfs", "is_root_device": true}"#,
         ),
         "path_on_host",
     );
     assert_eq!(
-        put(&sock, "/drives/rootfs", &drive("rootfs", &disk, true)).0,
+        api.put("/drives/rootfs", &drive("rootfs", &disk, true)).0,
         204
     );
     // Replacing the same drive is fine; a second root device is not.
     assert_eq!(
-        put(&sock, "/drives/rootfs", &drive("rootfs", &disk, true)).0,
+        api.put("/drives/rootfs", &drive("rootfs", &disk, true)).0,
         204
     );
     expect_fault(
-        put(&sock, "/drives/second", &drive("second", &disk, true)),
+        api.put("/drives/second", &drive("second", &disk, true)),
         "root device is already configured (rootfs)",
     );
     expect_fault(
-        patch(
-            &sock,
+        api.patch(
             "/drives/rootfs",
             r#"{"drive_id": "rootfs", "path_on_host": "/x"}"#,
         ),
         "running microVM",
     );
     expect_fault(
-        patch(&sock, "/network-interfaces/eth0", r#"{"iface_id": "eth0"}"#),
+        api.patch("/network-interfaces/eth0", r#"{"iface_id": "eth0"}"#),
         "running microVM",
     );
     expect_fault(
-        put(
-            &sock,
+        api.put(
             "/network-interfaces/eth0",
             r#"{"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "not-a-mac"}"#,
         ),
@@ -109,8 +88,7 @@ fn device_configuration_errors_before_start() {
     );
     let vs = dir.join("v.sock");
     expect_fault(
-        put(
-            &sock,
+        api.put(
             "/vsock",
             &format!(r#"{{"guest_cid": 2, "uds_path": "{}"}}"#, vs.display()),
         ),
@@ -120,23 +98,20 @@ fn device_configuration_errors_before_start() {
         r#"{{"vsock_id": "vsock0", "guest_cid": 3, "uds_path": "{}"}}"#,
         vs.display()
     );
-    assert_eq!(put(&sock, "/vsock", &vsock_body).0, 204);
+    assert_eq!(api.put("/vsock", &vsock_body).0, 204);
     assert!(vs.exists(), "vsock listener not bound");
     // A second PUT replaces the device (same path: the old listener lets go of it).
-    assert_eq!(put(&sock, "/vsock", &vsock_body).0, 204);
-    assert_eq!(put(&sock, "/entropy", "{}").0, 204);
+    assert_eq!(api.put("/vsock", &vsock_body).0, 204);
+    assert_eq!(api.put("/entropy", "{}").0, 204);
     expect_fault(
-        put(
-            &sock,
+        api.put(
             "/entropy",
             r#"{"rate_limiter": {"bandwidth": {"size": 1}}}"#,
         ),
         "refill_time",
     );
-    let (_, info) = request(&sock, "GET", "/", None);
+    let (_, info) = api.get("/");
     assert!(info.contains("Not started"), "{info}");
-    drop(_vmm);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Guest code: prints the kernel command line (at 0x20000), a newline, then for each
@@ -179,18 +154,19 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
     let dir = scratch("dev-kvm");
     let serial = dir.join("serial.out");
     let metrics = dir.join("metrics.json");
-    let (vmm, sock) = spawn_api(&dir, &["--serial-out", serial.to_str().unwrap()], false);
+    let mut api = ApiVmm::spawn_in(
+        dir.clone(),
+        &["--serial-out", serial.to_str().unwrap()],
+        false,
+    );
     let root = dir.join("root.img");
     let data = dir.join("data.img");
     std::fs::write(&root, vec![0u8; 3 * 512]).unwrap();
     std::fs::write(&data, vec![0u8; 5 * 512]).unwrap();
     // The data drive is PUT first, the root drive is still attached first (/dev/vda).
+    assert_eq!(api.put("/drives/data", &drive("data", &data, false)).0, 204);
     assert_eq!(
-        put(&sock, "/drives/data", &drive("data", &data, false)).0,
-        204
-    );
-    assert_eq!(
-        put(&sock, "/drives/rootfs", &drive("rootfs", &root, true)).0,
+        api.put("/drives/rootfs", &drive("rootfs", &root, true)).0,
         204
     );
     let tap = format!("vwt{}", std::process::id() % 100_000);
@@ -199,23 +175,17 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
         let body = format!(
             r#"{{"iface_id": "eth0", "host_dev_name": "{tap}", "guest_mac": "06:00:ac:10:00:02"}}"#
         );
-        assert_eq!(put(&sock, "/network-interfaces/eth0", &body).0, 204);
+        assert_eq!(api.put("/network-interfaces/eth0", &body).0, 204);
     }
     let vs = dir.join("v.sock");
     let body = format!(r#"{{"guest_cid": 3, "uds_path": "{}"}}"#, vs.display());
-    assert_eq!(put(&sock, "/vsock", &body).0, 204);
-    assert_eq!(put(&sock, "/entropy", "{}").0, 204);
+    assert_eq!(api.put("/vsock", &body).0, 204);
+    assert_eq!(api.put("/entropy", "{}").0, 204);
     let slots = if with_net { 5 } else { 4 };
-    let kernel = dir.join("probe.elf");
-    std::fs::write(&kernel, tiny_elf(&probe_program(slots, 2))).unwrap();
-    let body = format!(
-        r#"{{"kernel_image_path": "{}", "boot_args": "console=ttyS0 pci=off"}}"#,
-        kernel.display()
-    );
-    assert_eq!(put(&sock, "/boot-source", &body).0, 204);
+    api.boot_tiny(&probe_program(slots, 2), "console=ttyS0 pci=off");
     let body = format!(r#"{{"metrics_path": "{}"}}"#, metrics.display());
-    assert_eq!(put(&sock, "/metrics", &body).0, 204);
-    let (st, body) = put(&sock, "/actions", r#"{"action_type": "InstanceStart"}"#);
+    assert_eq!(api.put("/metrics", &body).0, 204);
+    let (st, body) = api.action("InstanceStart");
     assert_eq!(st, 204, "{body}");
 
     // block(2) root with 3 sectors, block data with 5, [net(1)], vsock(19 = 'C'), rng(4).
@@ -238,7 +208,7 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
     assert_eq!(cmdline, expected);
 
     // Every thread (event loop, API, vCPU) runs under its seccomp filter (mode 2).
-    let tasks = std::fs::read_dir(format!("/proc/{}/task", vmm.0.id())).unwrap();
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", api.vmm.0.id())).unwrap();
     let mut modes = Vec::new();
     for t in tasks {
         let status = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
@@ -257,29 +227,27 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
 
     // Running: PUT is refused, PATCH works, unknown ids and missing files are refused.
     expect_fault(
-        put(&sock, "/drives/more", &drive("more", &data, false)),
+        api.put("/drives/more", &drive("more", &data, false)),
         "after the microVM started",
     );
-    expect_fault(put(&sock, "/entropy", "{}"), "after the microVM started");
+    expect_fault(api.put("/entropy", "{}"), "after the microVM started");
     let bigger = dir.join("bigger.img");
     std::fs::write(&bigger, vec![0u8; 7 * 512]).unwrap();
     let body = format!(
         r#"{{"drive_id": "data", "path_on_host": "{}", "rate_limiter": {{"ops": {{"size": 100, "refill_time": 1000}}}}}}"#,
         bigger.display()
     );
-    let (st, msg) = patch(&sock, "/drives/data", &body);
+    let (st, msg) = api.patch("/drives/data", &body);
     assert_eq!(st, 204, "{msg}");
     expect_fault(
-        patch(
-            &sock,
+        api.patch(
             "/drives/nosuch",
             r#"{"drive_id": "nosuch", "path_on_host": "/x"}"#,
         ),
         "no drive with drive_id \"nosuch\"",
     );
     expect_fault(
-        patch(
-            &sock,
+        api.patch(
             "/drives/data",
             &format!(
                 r#"{{"drive_id": "data", "path_on_host": "{}"}}"#,
@@ -290,33 +258,23 @@ fn devices_attached_in_order_with_cmdline_patch_and_metrics() {
     );
     if with_net {
         let body = r#"{"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 100}}}"#;
-        assert_eq!(patch(&sock, "/network-interfaces/eth0", body).0, 204);
+        assert_eq!(api.patch("/network-interfaces/eth0", body).0, 204);
     }
     expect_fault(
-        patch(&sock, "/network-interfaces/eth9", r#"{"iface_id": "eth9"}"#),
+        api.patch("/network-interfaces/eth9", r#"{"iface_id": "eth9"}"#),
         "no network interface",
     );
 
-    assert_eq!(
-        put(&sock, "/actions", r#"{"action_type": "FlushMetrics"}"#).0,
-        204
-    );
+    assert_eq!(api.action("FlushMetrics").0, 204);
     let text = std::fs::read_to_string(&metrics).unwrap();
     let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     for key in ["block_rootfs", "block_data", "vsock", "entropy"] {
         assert!(last[key]["errors"].is_u64(), "{key} missing: {last}");
     }
     assert_eq!(last["net_eth0"]["errors"].is_u64(), with_net, "{last}");
-    let mut vmm = vmm;
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(vmm.0.id() as i32, libc::SIGTERM) };
-    let end = Instant::now() + Duration::from_secs(10);
-    while vmm.0.try_wait().unwrap().is_none() && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(vmm.0.try_wait().unwrap().and_then(|s| s.code()), Some(0));
+    api.vmm.sigterm();
+    assert_eq!(api.vmm.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(!vs.exists(), "vsock socket left behind");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -348,23 +306,8 @@ fn config_file_with_devices_boots_and_reports_bad_drives() {
     };
     let file = dir.join("vm.json");
     std::fs::write(&file, cfg(&root)).unwrap();
-    let mut child = Command::new(VMM)
-        .args(["--no-api", "--config-file"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{out:?}");
+    let (code, out) = boot_config_file(&file, Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{out:?}");
     assert_eq!(
         out,
         "console=ttyS0 reboot=k root=PARTUUID=0eaa91a0-01 ro \
@@ -372,12 +315,7 @@ fn config_file_with_devices_boots_and_reports_bad_drives() {
     );
 
     std::fs::write(&file, cfg(&dir.join("missing.img"))).unwrap();
-    let out = Command::new(VMM)
-        .args(["--no-api", "--config-file"])
-        .arg(&file)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = config_file_vmm(&file).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.img"), "{err}");

@@ -78,12 +78,9 @@ fn seccomp_filter_file_is_what_the_threads_run_under() {
             format!(r#"{{"api": {permissive}, "vmm": {permissive}, "vcpu": {vcpu}}}"#),
         )
         .unwrap();
-        Command::new(VMM)
-            .args(["--no-api", "--seccomp-filter"])
+        config_file_vmm(&cfg)
+            .arg("--seccomp-filter")
             .arg(&f)
-            .arg("--config-file")
-            .arg(&cfg)
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     };
@@ -96,11 +93,9 @@ fn seccomp_filter_file_is_what_the_threads_run_under() {
     assert_eq!(killed.status.signal(), Some(libc::SIGSYS), "{killed:?}");
     assert!(killed.stdout.is_empty());
 
-    let missing = Command::new(VMM)
-        .args(["--no-api", "--seccomp-filter"])
+    let missing = config_file_vmm(&cfg)
+        .arg("--seccomp-filter")
         .arg(dir.join("nope.json"))
-        .arg("--config-file")
-        .arg(&cfg)
         .output()
         .unwrap();
     assert_eq!(missing.status.code(), Some(1));

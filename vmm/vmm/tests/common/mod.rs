@@ -1,5 +1,9 @@
 //! Helpers shared by the integration tests and the start-up benchmark: a tiny ELF "kernel",
 //! the vmm process under test and a minimal HTTP client for the API socket.
+//!
+//! The fixture most tests start from is [`ApiVmm::spawn`]: a scratch directory, a vmm
+//! serving its API there, and request helpers; [`ApiVmm::boot_tiny`] puts a tiny ELF kernel
+//! in it as the boot source. [`config_file_vmm`] is the `--no-api --config-file` command.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -41,6 +45,154 @@ impl Drop for Vmm {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+impl Vmm {
+    /// Waits up to `timeout` for the process to exit; returns its exit code (None: still
+    /// running, or ended by a signal).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        wait_exit(&mut self.0, timeout)
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit; returns its exit code (None: still running,
+/// or ended by a signal).
+pub fn wait_exit(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st.code();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// A vmm serving its API on `api.sock` in a fresh scratch directory, with request helpers.
+/// Dropping it kills the vmm, then removes the directory.
+pub struct ApiVmm {
+    /// The vmm process (declared first: dropped, so killed, before the directory goes).
+    pub vmm: Vmm,
+    /// The API socket.
+    pub sock: PathBuf,
+    /// The scratch directory (`scratch(name)`).
+    pub dir: PathBuf,
+}
+
+impl ApiVmm {
+    /// A scratch directory `name` and a vmm started there with `extra` flags (see
+    /// [`spawn_api`] for `capture`).
+    pub fn spawn(name: &str, extra: &[&str], capture: bool) -> Self {
+        Self::spawn_in(scratch(name), extra, capture)
+    }
+
+    /// Like [`ApiVmm::spawn`] in a scratch directory made beforehand (for flags that name
+    /// files in it).
+    pub fn spawn_in(dir: PathBuf, extra: &[&str], capture: bool) -> Self {
+        let (vmm, sock) = spawn_api(&dir, extra, capture);
+        ApiVmm { vmm, sock, dir }
+    }
+
+    /// `dir/name`.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Sends one request; returns (status, body).
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        request(&self.sock, method, path, body)
+    }
+
+    /// `GET path`.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.request("GET", path, None)
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put(&self, path: &str, body: &str) -> (u16, String) {
+        self.request("PUT", path, Some(body))
+    }
+
+    /// `PATCH path` with a JSON body.
+    pub fn patch(&self, path: &str, body: &str) -> (u16, String) {
+        self.request("PATCH", path, Some(body))
+    }
+
+    /// `PUT /actions` with `action_type` (`InstanceStart`, `SendCtrlAltDel`, ...).
+    pub fn action(&self, action_type: &str) -> (u16, String) {
+        self.put(
+            "/actions",
+            &format!(r#"{{"action_type": "{action_type}"}}"#),
+        )
+    }
+
+    /// Writes `code` as a tiny ELF kernel (`dir/tiny.elf`) and makes it the boot source with
+    /// `boot_args`; asserts the 204.
+    pub fn boot_tiny(&self, code: &[u8], boot_args: &str) {
+        let kernel = self.path("tiny.elf");
+        std::fs::write(&kernel, tiny_elf(code)).unwrap();
+        let body = format!(
+            r#"{{"kernel_image_path": "{}", "boot_args": "{boot_args}"}}"#,
+            kernel.display()
+        );
+        let (st, msg) = self.put("/boot-source", &body);
+        assert_eq!(st, 204, "{msg}");
+    }
+}
+
+impl Drop for ApiVmm {
+    fn drop(&mut self) {
+        let _ = self.vmm.0.kill();
+        let _ = self.vmm.0.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Asserts a 400 whose `fault_message` contains `want`.
+pub fn expect_fault(r: (u16, String), want: &str) {
+    assert_eq!(r.0, 400, "{}", r.1);
+    let v: serde_json::Value = serde_json::from_str(&r.1).unwrap();
+    let msg = v["fault_message"].as_str().unwrap();
+    assert!(msg.contains(want), "{msg:?} should mention {want:?}");
+}
+
+/// Runs `vmm --no-api --config-file cfg` to its end (at most `timeout`); returns its exit
+/// code (None: still running at the timeout, or killed by a signal) and its stdout (the
+/// guest console).
+pub fn boot_config_file(cfg: &Path, timeout: Duration) -> (Option<i32>, String) {
+    let mut child = config_file_vmm(cfg)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let code = wait_exit(&mut child, timeout);
+    if code.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    (code, out)
+}
+
+/// `vmm --no-api --config-file cfg` with stdin from /dev/null.
+pub fn config_file_vmm(cfg: &Path) -> Command {
+    let mut c = Command::new(VMM);
+    c.args(["--no-api", "--config-file"])
+        .arg(cfg)
+        .stdin(Stdio::null());
+    c
 }
 
 /// Starts the vmm with its API on `dir/api.sock` plus `extra` flags and waits for the
