@@ -6,6 +6,7 @@
 //! - `guest-init __shim CONFIG`: internal, the per-container shim.
 
 mod boot;
+mod clock;
 mod control;
 mod net;
 mod runtime;

@@ -5,15 +5,10 @@ use std::sync::mpsc::SyncSender;
 
 use guest_proto::{GuestMessage, LogStream};
 
+use crate::clock::now_ms;
+
 /// Longest line sent as one message; longer lines are split (as Docker's 16 KiB).
 pub const MAX_LINE: usize = 16 * 1024;
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 /// Splits a byte stream into lines of at most `max` bytes (without the newline), calling
 /// `f` for each; a final unterminated line is delivered too.

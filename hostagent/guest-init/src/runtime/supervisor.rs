@@ -14,9 +14,11 @@ use guest_proto::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::clock::now_ms;
+
 use super::cgroup::Cgroups;
 use super::health::Checker;
-use super::logs::{now_ms, pump};
+use super::logs::pump;
 use super::shim::{Bind, RootSetup, ShimConfig, ShimMode};
 use super::spawn::{exit_code, spawn_shim, SpawnError};
 use super::{Event, RuntimeConfig};
