@@ -59,14 +59,8 @@ fn bad_input_is_rejected_without_partial_state() {
             400
         );
         // Duplicate task: the same request is idempotent, a different one conflicts.
-        let t = c
-            .create_task("t1", &req(vec![eni("svc", &["g"])]))
-            .await
-            .unwrap();
-        let again = c
-            .create_task("t1", &req(vec![eni("svc", &["g"])]))
-            .await
-            .unwrap();
+        let t = create(&c, "t1", vec![eni("svc", &["g"])]).await;
+        let again = create(&c, "t1", vec![eni("svc", &["g"])]).await;
         assert_eq!(t, again);
         assert_eq!(
             api_status(c.create_task("t1", &req(vec![eni("svc", &[])])).await).0,
@@ -81,10 +75,7 @@ fn bad_input_is_rejected_without_partial_state() {
         // Exhaust the /29.
         let mut ips = std::collections::HashSet::new();
         for i in 0..5 {
-            let t = c
-                .create_task(&format!("x{i}"), &req(vec![eni("tiny", &[])]))
-                .await
-                .unwrap();
+            let t = create(&c, &format!("x{i}"), vec![eni("tiny", &[])]).await;
             assert!(ips.insert(t.enis[0].ip), "address handed out twice");
         }
         let e = c.create_task("x5", &req(vec![eni("tiny", &[])])).await;
@@ -99,9 +90,7 @@ fn bad_input_is_rejected_without_partial_state() {
         assert_eq!(api_status(c.task("broken").await).0, 404);
         // Release: deleting one makes room again.
         c.delete_task("x2").await.unwrap();
-        c.create_task("x5", &req(vec![eni("tiny", &[])]))
-            .await
-            .unwrap();
+        create(&c, "x5", vec![eni("tiny", &[])]).await;
         assert_eq!(c.tasks().await.unwrap().len(), 6); // t1 + x0..x5 without x2
     });
     // Only ENIs of existing tasks exist in the kernel: 6 tasks = 6 veths (+2 gateways).
@@ -139,31 +128,13 @@ fn overlapping_subnets_refuse_to_start() {
 
 #[test]
 fn kill9_and_restart_keeps_addresses_rules_and_traffic() {
-    let mut env = Env::new(&["svc", "cust"], 24);
-    env.start();
-    let rt = rt();
-    let c = env.client();
+    let (mut env, rt, c) = started(&["svc", "cust"]);
     let (srv, cli, oth) = rt.block_on(async {
-        put(&c, "client", spec(vec![], egress_all())).await;
-        let web_in = vec![rule(
-            Protocol::Tcp,
-            Some((8080, 8080)),
-            None,
-            Some("client"),
-        )];
-        put(&c, "web", spec(web_in, vec![])).await;
-        let srv = c
-            .create_task("srv", &req(vec![eni("svc", &["web"]), eni("cust", &[])]))
-            .await
-            .unwrap();
-        let cli = c
-            .create_task("cli", &req(vec![eni("svc", &["client"])]))
-            .await
-            .unwrap();
-        let oth = c
-            .create_task("oth", &req(vec![eni("svc", &[])]))
-            .await
-            .unwrap();
+        put_egress_all(&c, "client").await;
+        put_ingress(&c, "web", vec![tcp_from_group((8080, 8080), "client")]).await;
+        let srv = create(&c, "srv", vec![eni("svc", &["web"]), eni("cust", &[])]).await;
+        let cli = create(&c, "cli", vec![eni("svc", &["client"])]).await;
+        let oth = create(&c, "oth", vec![eni("svc", &[])]).await;
         (srv, cli, oth)
     });
     let (gs, gc, go) = (env.guest(&srv), env.guest(&cli), env.guest(&oth));
@@ -209,10 +180,7 @@ fn kill9_and_restart_keeps_addresses_rules_and_traffic() {
         assert_eq!(c.task("srv").await.unwrap(), srv);
         assert_eq!(c.task("cli").await.unwrap(), cli);
         // No double allocation: a new task gets an address nobody holds.
-        let n = c
-            .create_task("new", &req(vec![eni("svc", &[])]))
-            .await
-            .unwrap();
+        let n = create(&c, "new", vec![eni("svc", &[])]).await;
         assert!(![ip(&srv, 0), ip(&cli, 0), ip(&oth, 0)].contains(&n.enis[0].ip));
         c.delete_task("new").await.unwrap();
     });
@@ -244,19 +212,13 @@ fn kill9_and_restart_keeps_addresses_rules_and_traffic() {
 
 #[test]
 fn two_hundred_enis_leave_nothing_behind() {
-    let mut env = Env::new(&["svc", "cust"], 24);
-    env.start();
-    let rt = rt();
-    let c = env.client();
+    let (env, rt, c) = started(&["svc", "cust"]);
     let rules_empty = env.ruleset();
     rt.block_on(async {
         put(
             &c,
             "a",
-            spec(
-                vec![rule(Protocol::Tcp, Some((80, 80)), None, Some("a"))],
-                egress_all(),
-            ),
+            spec(vec![tcp_from_group((80, 80), "a")], egress_all()),
         )
         .await;
         for i in 0..100 {
@@ -299,15 +261,8 @@ fn two_hundred_enis_leave_nothing_behind() {
 
 #[test]
 fn sigterm_stops_cleanly_and_keeps_enis() {
-    let mut env = Env::new(&["svc"], 24);
-    env.start();
-    let rt = rt();
-    let c = env.client();
-    let t = rt.block_on(async {
-        c.create_task("keep", &req(vec![eni("svc", &[])]))
-            .await
-            .unwrap()
-    });
+    let (mut env, rt, c) = started(&["svc"]);
+    let t = rt.block_on(create(&c, "keep", vec![eni("svc", &[])]));
     let st = env.terminate();
     assert!(st.success(), "netd exited with {st}");
     assert!(!env.socket.exists(), "socket left behind");

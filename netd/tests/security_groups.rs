@@ -4,41 +4,19 @@
 mod common;
 
 use common::*;
-use netd::model::Protocol;
 use std::net::Ipv4Addr;
 
 #[test]
 fn default_deny_and_group_port_rules() {
-    let mut env = Env::new(&["svc"], 24);
-    env.start();
-    let rt = rt();
-    let c = env.client();
+    let (env, rt, c) = started(&["svc"]);
     let (srv, cli, other, bare) = rt.block_on(async {
-        put(&c, "client", spec(vec![], egress_all())).await;
-        put(&c, "other", spec(vec![], egress_all())).await;
-        let web_in = vec![rule(
-            Protocol::Tcp,
-            Some((8080, 8080)),
-            None,
-            Some("client"),
-        )];
-        put(&c, "web", spec(web_in, vec![])).await;
-        let srv = c
-            .create_task("srv", &req(vec![eni("svc", &["web"])]))
-            .await
-            .unwrap();
-        let cli = c
-            .create_task("cli", &req(vec![eni("svc", &["client"])]))
-            .await
-            .unwrap();
-        let other = c
-            .create_task("oth", &req(vec![eni("svc", &["other"])]))
-            .await
-            .unwrap();
-        let bare = c
-            .create_task("bare", &req(vec![eni("svc", &[])]))
-            .await
-            .unwrap();
+        put_egress_all(&c, "client").await;
+        put_egress_all(&c, "other").await;
+        put_ingress(&c, "web", vec![tcp_from_group((8080, 8080), "client")]).await;
+        let srv = create(&c, "srv", vec![eni("svc", &["web"])]).await;
+        let cli = create(&c, "cli", vec![eni("svc", &["client"])]).await;
+        let other = create(&c, "oth", vec![eni("svc", &["other"])]).await;
+        let bare = create(&c, "bare", vec![eni("svc", &[])]).await;
         (srv, cli, other, bare)
     });
     let (gs, gc, go, gb) = (
@@ -101,15 +79,11 @@ fn default_deny_and_group_port_rules() {
     );
 
     // Live rule change of a group: web now admits 8081 only.
-    rt.block_on(async {
-        let web_in = vec![rule(
-            Protocol::Tcp,
-            Some((8081, 8081)),
-            None,
-            Some("client"),
-        )];
-        put(&c, "web", spec(web_in, vec![])).await;
-    });
+    rt.block_on(put_ingress(
+        &c,
+        "web",
+        vec![tcp_from_group((8081, 8081), "client")],
+    ));
     assert!(tcp_ok(&gc, ip(&srv, 0), 8081), "updated rule not applied");
     assert!(!tcp_ok(&gc, ip(&srv, 0), 8080), "old rule still applied");
     // Anti-spoofing: each ENI chain drops any source address but its own.
@@ -122,29 +96,14 @@ fn default_deny_and_group_port_rules() {
 
 #[test]
 fn egress_rules_hold() {
-    let mut env = Env::new(&["svc"], 24);
-    env.start();
-    let rt = rt();
-    let c = env.client();
+    let (env, rt, c) = started(&["svc"]);
     let (src, dst) = rt.block_on(async {
-        let open_in = vec![rule(
-            Protocol::Tcp,
-            Some((9000, 9001)),
-            Some("0.0.0.0/0"),
-            None,
-        )];
-        put(&c, "open", spec(open_in, vec![])).await;
+        put_ingress(&c, "open", vec![tcp_from_cidr((9000, 9001), "0.0.0.0/0")]).await;
         put(&c, "dst", spec(vec![], vec![])).await;
-        let eg = vec![rule(Protocol::Tcp, Some((9000, 9000)), None, Some("dst"))];
+        let eg = vec![tcp_from_group((9000, 9000), "dst")];
         put(&c, "narrow", spec(vec![], eg)).await;
-        let dst = c
-            .create_task("dst", &req(vec![eni("svc", &["open", "dst"])]))
-            .await
-            .unwrap();
-        let src = c
-            .create_task("src", &req(vec![eni("svc", &["narrow"])]))
-            .await
-            .unwrap();
+        let dst = create(&c, "dst", vec![eni("svc", &["open", "dst"])]).await;
+        let src = create(&c, "src", vec![eni("svc", &["narrow"])]).await;
         (src, dst)
     });
     let (gs, gd) = (env.guest(&src), env.guest(&dst));
@@ -166,7 +125,7 @@ fn egress_rules_hold() {
     // Egress by CIDR: allow the whole subnet on 9001.
     rt.block_on(async {
         let cidr = format!("{}.0/24", env.subnets[0].1);
-        let eg = vec![rule(Protocol::Tcp, Some((9001, 9001)), Some(&cidr), None)];
+        let eg = vec![tcp_from_cidr((9001, 9001), &cidr)];
         put(&c, "narrow", spec(vec![], eg)).await;
     });
     assert!(
@@ -181,31 +140,16 @@ fn egress_rules_hold() {
 
 #[test]
 fn dual_homed_task_reaches_both_subnets() {
-    let mut env = Env::new(&["svc", "cust"], 24);
-    env.start();
-    let rt = rt();
-    let c = env.client();
+    let (env, rt, c) = started(&["svc", "cust"]);
     let (dual, pa, pb) = rt.block_on(async {
-        put(&c, "out", spec(vec![], egress_all())).await;
-        let inn = vec![rule(
-            Protocol::Tcp,
-            Some((7000, 7000)),
-            Some("10.0.0.0/8"),
-            None,
-        )];
-        put(&c, "in", spec(inn, vec![])).await;
+        put_egress_all(&c, "out").await;
+        put_ingress(&c, "in", vec![tcp_from_cidr((7000, 7000), "10.0.0.0/8")]).await;
         let mut r = req(vec![eni("svc", &["out"]), eni("cust", &["out"])]);
         r.tap_uid = Some(1234);
         r.tap_gid = Some(4321);
         let dual = c.create_task("dual", &r).await.unwrap();
-        let pa = c
-            .create_task("pa", &req(vec![eni("svc", &["in"])]))
-            .await
-            .unwrap();
-        let pb = c
-            .create_task("pb", &req(vec![eni("cust", &["in"])]))
-            .await
-            .unwrap();
+        let pa = create(&c, "pa", vec![eni("svc", &["in"])]).await;
+        let pb = create(&c, "pb", vec![eni("cust", &["in"])]).await;
         (dual, pa, pb)
     });
     assert_eq!(dual.enis.len(), 2);
@@ -291,19 +235,11 @@ fn uplink_masquerade_public_ip_and_host_policy() {
     let rt = rt();
     let c = env.client();
     let t = rt.block_on(async {
-        let inn = vec![rule(
-            Protocol::Tcp,
-            Some((80, 80)),
-            Some(&format!("{outer}.0/24")),
-            None,
-        )];
+        let inn = vec![tcp_from_cidr((80, 80), &format!("{outer}.0/24"))];
         put(&c, "pub", spec(inn, egress_all())).await;
         let mut r = req(vec![eni("svc", &["pub"])]);
         r.enis[0].public_ip = Some(public.parse().unwrap());
-        let p = c
-            .create_task("priv", &req(vec![eni("svc", &["pub"])]))
-            .await
-            .unwrap();
+        let p = create(&c, "priv", vec![eni("svc", &["pub"])]).await;
         (c.create_task("web", &r).await.unwrap(), p)
     });
     let (t, private) = t;

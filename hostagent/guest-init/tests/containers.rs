@@ -10,9 +10,14 @@ use std::time::{Duration, Instant};
 use guest_proto::host::HostListener;
 use guest_proto::*;
 
-fn is_root() -> bool {
+/// These tests need root (namespaces, mounts): true, after saying so, when they must skip.
+fn skip_unless_root() -> bool {
     // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    if unsafe { libc::geteuid() } == 0 {
+        return false;
+    }
+    eprintln!("SKIPPED: needs root (namespaces, mounts)");
+    true
 }
 
 /// A busybox image root: /bin/busybox plus applet links, /etc/passwd and /etc/group.
@@ -73,13 +78,17 @@ fn guest_init_bin() -> String {
     std::env::var("GUEST_INIT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_guest-init").to_string())
 }
 
-/// Starts `guest-init run` in new mount + network namespaces, connected back to us.
-fn start_guest() -> Guest {
+/// The usual start of a test: `guest-init run` in new mount + network namespaces,
+/// connected back to us; `None` (the test is skipped) unless we are root.
+fn start_guest() -> Option<Guest> {
     start_guest_with("true")
 }
 
 /// Same, running `setup` (shell) in the new namespaces first.
-fn start_guest_with(setup: &str) -> Guest {
+fn start_guest_with(setup: &str) -> Option<Guest> {
+    if skip_unless_root() {
+        return None;
+    }
     let dir = tempfile::tempdir().unwrap();
     let root = busybox_rootfs(dir.path());
     let listener = HostListener::bind_path(&dir.path().join("control.sock")).unwrap();
@@ -107,13 +116,13 @@ fn start_guest_with(setup: &str) -> Guest {
         cmd.arg(format!("--cgroup-root={}", cg.display()));
     }
     let child = cmd.spawn().expect("unshare guest-init");
-    Guest {
+    Some(Guest {
         _dir: dir,
         root,
         listener,
         child,
         cgroup,
-    }
+    })
 }
 
 impl Drop for Guest {
@@ -230,11 +239,9 @@ fn exit_of(states: &[ContainerState], name: &str) -> Option<i32> {
 
 #[test]
 fn http_server_shared_volume_dependencies_health_and_essential_exit() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+    let Some(mut g) = start_guest() else {
         return;
-    }
-    let mut g = start_guest();
+    };
     let r = g.root.clone();
     let mut writer = container("writer", &r, &["sh", "-c", "echo hello-from-writer > /data/index.html && echo wrote && echo oops >&2 && cat /etc/image-marker"]);
     writer.mount_points = vec![MountPoint {
@@ -369,11 +376,9 @@ fn http_server_shared_volume_dependencies_health_and_essential_exit() {
 
 #[test]
 fn host_stop_sigterm_start_failures_and_unmet_dependencies() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+    let Some(mut g) = start_guest() else {
         return;
-    }
-    let mut g = start_guest();
+    };
     let r = g.root.clone();
     let mut main = container("main", &r, &["sh", "-c", "trap 'echo term-received >&2; exit 0' TERM; echo running; while true; do sleep 0.1; done"]);
     main.essential = true;
@@ -453,11 +458,9 @@ fn host_stop_sigterm_start_failures_and_unmet_dependencies() {
 
 #[test]
 fn invalid_spec_is_reported_and_the_guest_ends_cleanly() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+    let Some(mut g) = start_guest() else {
         return;
-    }
-    let mut g = start_guest();
+    };
     let r = g.root.clone();
     let mut a = container("a", &r, &["true"]);
     a.depends_on = dep("b", Condition::Start);
@@ -489,11 +492,9 @@ fn invalid_spec_is_reported_and_the_guest_ends_cleanly() {
 
 #[test]
 fn eni_addresses_routes_and_dns_from_the_spec() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+    let Some(mut g) = start_guest_with("ip link add eni0 address 02:00:0a:00:01:05 type veth peer name peer0 && ip link set peer0 up") else {
         return;
-    }
-    let mut g = start_guest_with("ip link add eni0 address 02:00:0a:00:01:05 type veth peer name peer0 && ip link set peer0 up");
+    };
     let r = g.root.clone();
     let mut show = container("show", &r, &["sh", "-c", "ip -4 addr show eni0; ip -6 addr show eni0; ip route; ip link show eni0; cat /etc/resolv.conf"]);
     show.essential = true;
@@ -542,11 +543,9 @@ fn eni_addresses_routes_and_dns_from_the_spec() {
 
 #[test]
 fn missing_interface_is_a_fatal_error() {
-    if !is_root() {
-        eprintln!("SKIPPED: needs root (namespaces, mounts)");
+    let Some(mut g) = start_guest() else {
         return;
-    }
-    let mut g = start_guest();
+    };
     let r = g.root.clone();
     let mut c = container("c", &r, &["true"]);
     c.essential = true;

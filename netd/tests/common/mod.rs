@@ -379,6 +379,16 @@ pub fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The usual start of a test: netd running with /24 subnets `names`, a runtime for client
+/// calls and a client.
+pub fn started(names: &[&str]) -> (Env, tokio::runtime::Runtime, Client) {
+    let mut env = Env::new(names, 24);
+    env.start();
+    let rt = rt();
+    let c = env.client();
+    (env, rt, c)
+}
+
 // ---- request builders shared by the test files ----
 
 pub fn eni(subnet: &str, groups: &[&str]) -> EniRequest {
@@ -420,6 +430,16 @@ pub fn egress_all() -> Vec<Rule> {
     vec![rule(Protocol::All, None, Some("0.0.0.0/0"), None)]
 }
 
+/// TCP on `ports` from the members of `group`.
+pub fn tcp_from_group(ports: (u16, u16), group: &str) -> Rule {
+    rule(Protocol::Tcp, Some(ports), None, Some(group))
+}
+
+/// TCP on `ports` from `cidr`.
+pub fn tcp_from_cidr(ports: (u16, u16), cidr: &str) -> Rule {
+    rule(Protocol::Tcp, Some(ports), Some(cidr), None)
+}
+
 pub fn ip(t: &Task, i: usize) -> Ipv4Addr {
     t.enis[i].ip
 }
@@ -433,4 +453,19 @@ pub fn api_status<T: std::fmt::Debug>(r: Result<T, ClientError>) -> (u16, String
 
 pub async fn put(c: &Client, name: &str, s: SecurityGroupSpec) {
     c.put_group(name, &s).await.unwrap();
+}
+
+/// Puts group `name`: no ingress, egress anywhere (the clients of the tests).
+pub async fn put_egress_all(c: &Client, name: &str) {
+    put(c, name, spec(vec![], egress_all())).await;
+}
+
+/// Puts group `name`: `ingress` only, no egress.
+pub async fn put_ingress(c: &Client, name: &str, ingress: Vec<Rule>) {
+    put(c, name, spec(ingress, vec![])).await;
+}
+
+/// Creates task `id` with `enis`, which must succeed.
+pub async fn create(c: &Client, id: &str, enis: Vec<EniRequest>) -> Task {
+    c.create_task(id, &req(enis)).await.unwrap()
 }
