@@ -316,14 +316,15 @@ async fn fanin_bench() {
 }
 
 fn logs_bench() {
-    use controlplane::logs::api::{dispatch, LogsCtx};
+    use controlplane::logs::api::dispatch;
+    use controlplane::logs::common::LogsCtx;
     use controlplane::logs::store::LogStore;
     let n = env("BENCH_LOG_LINES", 200_000);
     let dir = std::env::temp_dir().join(format!("cp-logs-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let store = LogStore::open(&dir.join("logs-0.db"), 1_000_000).expect("log store");
-    let now = controlplane::logs::now_ms();
+    let now = controlplane::clock::now_ms();
     let batch = 500;
     let t0 = Instant::now();
     let mut i = 0;

@@ -5,12 +5,13 @@
 
 use crate::config::{Config, StoreConfig};
 use crate::leader::{leader_key, Campaign, Leadership, Role};
-use crate::model::TaskRecord;
+use crate::model::{HostStatus, TaskRecord};
 use crate::placement::Placement;
 use crate::store::etcd::{EtcdStore, Fence};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
 use agent_proto::ControlMessage;
+use agent_proto::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -53,18 +54,15 @@ pub struct HostRecord {
     pub credential_sha256: String,
     /// Registration time.
     pub registered_at: f64,
-    /// `ACTIVE`, [`HOST_DRAINING`] or `INACTIVE` (lost).
-    pub status: String,
+    /// Active, draining, or lost.
+    pub status: HostStatus,
 }
-
-/// Status of a host whose agent drains: no new task goes there, its service tasks move.
-pub const HOST_DRAINING: &str = "DRAINING";
 
 /// Whether the host record says the host drains.
 pub fn is_draining(store: &dyn Store, host: &str) -> bool {
     matches!(
         store.get_json::<HostRecord>(tables::HOST, host),
-        Ok(Some(r)) if r.status == HOST_DRAINING
+        Ok(Some(r)) if r.status == HostStatus::Draining
     )
 }
 
@@ -120,14 +118,14 @@ fn load(store: &dyn Store) -> Result<Indexes, StoreError> {
     let now = Instant::now();
     for (_, h) in store.scan_json::<HostRecord>(tables::HOST, "")? {
         placement.add_host(&h.host_id, &h.availability_zone, h.cpu, h.memory);
-        if h.status == "ACTIVE" {
+        if h.status == HostStatus::Active {
             // Hosts get one heartbeat timeout to reconnect after a restart.
             heartbeats.insert(h.host_id.clone(), now);
         }
     }
     let mut host_tasks: HashMap<String, HashSet<String>> = HashMap::new();
     for (k, t) in store.scan_json::<TaskRecord>(tables::TASK, "")? {
-        if t.task.last_status != "STOPPED" {
+        if t.task.last_status != Status::Stopped {
             placement.reserve(&t.host_id, t.spec.cpu, t.spec.memory);
             host_tasks.entry(t.host_id).or_default().insert(k);
         }
@@ -180,7 +178,7 @@ impl Cell {
     /// leader changed them); connected agents stay, and every ACTIVE host gets one
     /// heartbeat timeout to show up.
     pub fn lock(&self) -> MutexGuard<'_, CellState> {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = crate::sync::lock(&self.state);
         let epoch = self.role.epoch();
         if g.loaded_epoch != epoch {
             match load(g.store.as_ref()) {
@@ -213,7 +211,7 @@ impl Cell {
     /// agent channels it still holds from when it led, so those hosts reconnect
     /// (to the new leader).
     pub fn follower_tick(&self) {
-        let mut g = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = crate::sync::lock(&self.state);
         if !g.agents.is_empty() {
             tracing::warn!(
                 cell = self.id,
@@ -318,17 +316,12 @@ impl Router {
     /// The cell of `account`, assigning the least-loaded cell on first use (the
     /// first assignment stored wins, also between replicas).
     pub fn cell_of(&self, account: &str) -> Result<Arc<Cell>, StoreError> {
-        let known = self
-            .map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(account)
-            .copied();
+        let known = crate::sync::read(&self.map).get(account).copied();
         let id = match known {
             Some(id) => id,
             None => {
-                let _g = self.assign.lock().unwrap_or_else(|e| e.into_inner());
-                let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+                let _g = crate::sync::lock(&self.assign);
+                let mut map = crate::sync::write(&self.map);
                 if let Some(&id) = map.get(account) {
                     id
                 } else {
@@ -358,11 +351,7 @@ impl Router {
 
     /// The recorded cell number of `account`, if any.
     pub fn assigned(&self, account: &str) -> Option<u32> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(account)
-            .copied()
+        crate::sync::read(&self.map).get(account).copied()
     }
 }
 

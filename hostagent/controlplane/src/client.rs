@@ -44,11 +44,7 @@ impl Client {
     pub async fn call(&self, op: &str, input: &Value) -> Result<Value, (String, String)> {
         let io = |e: std::io::Error| ("Transport".to_string(), e.to_string());
         let body = input.to_string();
-        let secs = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let date = amz_date(secs);
+        let date = amz_date(crate::clock::now_unix());
         let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
         let mut headers = HeaderMap::new();
         let bad = |_| ("Client".to_string(), "bad header".to_string());

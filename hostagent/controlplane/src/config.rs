@@ -1,12 +1,36 @@
 //! Configuration: command-line flags, optionally completed by a JSON config file.
 
-use crate::frontend::throttle::ThrottleConfig;
+use crate::throttle::ThrottleConfig;
 use clap::Parser;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// Why the flags and the config file do not make a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file cannot be read.
+    #[error("{}: {err}", .path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// The config file is not the JSON expected.
+    #[error("{}: {err}", .path.display())]
+    Parse {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        err: serde_json::Error,
+    },
+    /// A value out of range or malformed; the message says which and what is expected.
+    #[error("{0}")]
+    Invalid(String),
+}
 
 /// Log events kept per cell unless configured.
 pub const DEFAULT_LOG_RETENTION_EVENTS: u64 = 1_000_000;
@@ -123,7 +147,7 @@ pub enum StoreConfig {
 pub const DEFAULT_ETCD_PREFIX: &str = "/controlplane";
 
 impl StoreConfig {
-    fn build(args: &Args, file: StoreFileConfig) -> Result<StoreConfig, String> {
+    fn build(args: &Args, file: StoreFileConfig) -> Result<StoreConfig, ConfigError> {
         let endpoints = if args.etcd_endpoints.is_empty() {
             file.endpoints
         } else {
@@ -138,15 +162,15 @@ impl StoreConfig {
             return Ok(StoreConfig::Sqlite);
         }
         if endpoints.is_empty() {
-            return Err(
+            return Err(ConfigError::Invalid(
                 "the etcd store needs --etcd-endpoint http://HOST:PORT (or \"endpoints\")".into(),
-            );
+            ));
         }
         for e in &endpoints {
             if !e.starts_with("http://") || e.len() < 10 {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "etcd endpoint {e:?}: expected http://HOST:PORT (no TLS support)"
-                ));
+                )));
             }
         }
         let prefix = args
@@ -156,13 +180,15 @@ impl StoreConfig {
             .unwrap_or_else(|| DEFAULT_ETCD_PREFIX.into());
         let prefix = prefix.trim_end_matches('/').to_string();
         if prefix.is_empty() || !prefix.starts_with('/') {
-            return Err(format!(
+            return Err(ConfigError::Invalid(format!(
                 "etcd prefix {prefix:?}: must start with / and not be /"
-            ));
+            )));
         }
         let ttl_ms = args.lease_ttl_ms.or(file.lease_ttl_ms).unwrap_or(10_000);
         if !(1_000..=600_000).contains(&ttl_ms) {
-            return Err("lease TTL must be between 1000 and 600000 ms".into());
+            return Err(ConfigError::Invalid(
+                "lease TTL must be between 1000 and 600000 ms".into(),
+            ));
         }
         Ok(StoreConfig::Etcd {
             endpoints,
@@ -245,34 +271,49 @@ pub struct Config {
     pub store: StoreConfig,
 }
 
-fn add_account(map: &mut HashMap<String, (String, String)>, a: AccountEntry) -> Result<(), String> {
+fn add_account(
+    map: &mut HashMap<String, (String, String)>,
+    a: AccountEntry,
+) -> Result<(), ConfigError> {
     if a.account_id.len() != 12 || !a.account_id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("account id {:?} must be 12 digits", a.account_id));
+        return Err(ConfigError::Invalid(format!(
+            "account id {:?} must be 12 digits",
+            a.account_id
+        )));
     }
     if a.access_key_id.is_empty() || a.secret_access_key.is_empty() || a.access_key_id.contains('/')
     {
-        return Err(format!(
+        return Err(ConfigError::Invalid(format!(
             "account {}: empty or invalid access key / secret",
             a.account_id
-        ));
+        )));
     }
     if map
         .insert(a.access_key_id.clone(), (a.account_id, a.secret_access_key))
         .is_some()
     {
-        return Err(format!("access key {} given twice", a.access_key_id));
+        return Err(ConfigError::Invalid(format!(
+            "access key {} given twice",
+            a.access_key_id
+        )));
     }
     Ok(())
 }
 
 impl Config {
     /// Builds the configuration from flags and the optional file.
-    pub fn from_args(args: &Args) -> Result<Config, String> {
+    pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
         let mut file: FileConfig = match &args.config {
             None => FileConfig::default(),
             Some(p) => {
-                let s = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-                serde_json::from_str(&s).map_err(|e| format!("{}: {e}", p.display()))?
+                let s = std::fs::read_to_string(p).map_err(|err| ConfigError::Read {
+                    path: p.clone(),
+                    err,
+                })?;
+                serde_json::from_str(&s).map_err(|err| ConfigError::Parse {
+                    path: p.clone(),
+                    err,
+                })?
             }
         };
         let store = StoreConfig::build(args, file.store.take().unwrap_or_default())?;
@@ -283,9 +324,9 @@ impl Config {
         for s in &args.accounts {
             let mut it = s.splitn(3, ':');
             let (Some(id), Some(key), Some(secret)) = (it.next(), it.next(), it.next()) else {
-                return Err(format!(
+                return Err(ConfigError::Invalid(format!(
                     "--account {s:?}: expected ACCOUNT_ID:ACCESS_KEY_ID:SECRET"
-                ));
+                )));
             };
             add_account(
                 &mut accounts,
@@ -297,14 +338,16 @@ impl Config {
             )?;
         }
         if accounts.is_empty() {
-            return Err(
+            return Err(ConfigError::Invalid(
                 "no accounts: give --account ACCOUNT_ID:ACCESS_KEY_ID:SECRET or a config file"
                     .into(),
-            );
+            ));
         }
         let cells = args.cells.or(file.cells).unwrap_or(1);
         if !(1..=64).contains(&cells) {
-            return Err("cells must be between 1 and 64".into());
+            return Err(ConfigError::Invalid(
+                "cells must be between 1 and 64".into(),
+            ));
         }
         let ms = |a: Option<u64>, f: Option<u64>, d: u64| {
             Duration::from_millis(a.or(f).unwrap_or(d).max(1))
@@ -358,6 +401,7 @@ mod tests {
         }
         argv.extend(extra);
         Config::from_args(&Args::try_parse_from(argv).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //!
 //! See README.md beside this crate for the design.
 
-pub mod agent;
 pub mod api;
+pub mod app;
 pub mod cells;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod client;
+pub mod clock;
 pub mod config;
+pub mod ctx;
+pub mod domain;
+pub mod error;
 pub mod frontend;
+pub mod hosts;
 pub mod leader;
 pub mod lifecycle;
 pub mod logs;
@@ -16,5 +22,8 @@ pub mod placement;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod sync;
+#[cfg(any(test, feature = "test-utils"))]
 pub mod testagent;
+pub mod throttle;
 pub mod validate;

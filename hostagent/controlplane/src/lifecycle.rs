@@ -1,14 +1,14 @@
 //! Task lifecycle: launching onto a host, stop requests, state changes reported by
 //! hosts, and the terminal STOPPED transition (which frees the host's resources).
 
-use crate::api::{new_id, Ctx};
 use crate::cells::{tables, CellState};
-use crate::frontend::errors::ApiError;
+use crate::clock::now;
+use crate::ctx::{new_id, Ctx};
+use crate::domain::DomainError;
 use crate::model::{
-    now, runtime_fields, Attachment, AwsVpcConfiguration, Container, KeyValuePair,
-    NetworkInterface, Task, TaskDefinition, TaskOverride, TaskRecord,
+    runtime_fields, Attachment, AwsVpcConfiguration, Container, KeyValuePair, NetworkInterface,
+    Task, TaskDefinition, TaskOverride, TaskRecord,
 };
-use crate::placement::NoCapacity;
 use crate::store::StoreExt;
 use agent_proto::{
     ContainerSpec, ControlMessage, EnvVar, NetworkSpec, PortMapping, Status, TaskSpec,
@@ -37,10 +37,19 @@ pub fn key_of_arn(arn: &str) -> Option<String> {
     Some(format!("{account}/{cluster}/{id}"))
 }
 
+/// The task `arn` if it is assigned to `host`; otherwise why not.
+pub fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, DomainError> {
+    let denied = || DomainError::NotAssigned(arn.to_string());
+    let key = key_of_arn(arn).ok_or_else(denied)?;
+    match c.store.get_json::<TaskRecord>(tables::TASK, &key)? {
+        Some(t) if t.host_id == host => Ok(t),
+        _ => Err(denied()),
+    }
+}
+
 /// Saves a task record.
-pub fn save(c: &CellState, rec: &TaskRecord) -> Result<(), ApiError> {
-    let key =
-        key_of_arn(&rec.task.task_arn).ok_or_else(|| ApiError::server("malformed task ARN"))?;
+pub fn save(c: &CellState, rec: &TaskRecord) -> Result<(), DomainError> {
+    let key = key_of_arn(&rec.task.task_arn).ok_or(DomainError::MalformedArn)?;
     c.store.put_json(tables::TASK, &key, rec)?;
     Ok(())
 }
@@ -139,20 +148,17 @@ fn spec_containers(td: &TaskDefinition, ov: &TaskOverride) -> Vec<ContainerSpec>
         .collect()
 }
 
-/// Places and records one task, and sends it to its host.
-pub fn launch(
-    ctx: &Ctx<'_>,
-    c: &mut CellState,
-    l: &Launch<'_>,
-) -> Result<Result<TaskRecord, NoCapacity>, ApiError> {
+/// Places and records one task, and sends it to its host
+/// ([`DomainError::NoCapacity`] when no host has room).
+pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRecord, DomainError> {
     let (cpu, memory) = (
         l.td.cpu.parse::<u32>().unwrap_or(0),
         l.td.memory.parse::<u32>().unwrap_or(0),
     );
-    let host = match c.placement.place(cpu, memory, l.spread) {
-        Ok(h) => h,
-        Err(e) => return Ok(Err(e)),
-    };
+    let host = c
+        .placement
+        .place(cpu, memory, l.spread)
+        .map_err(DomainError::NoCapacity)?;
     let az = c
         .placement
         .host(&host)
@@ -173,7 +179,7 @@ pub fn launch(
                 task_arn: task_arn.clone(),
                 name: d.name.clone(),
                 image: d.image.clone(),
-                last_status: "PENDING".into(),
+                last_status: Status::Pending,
                 exit_code: None,
                 reason: None,
                 network_bindings: vec![],
@@ -209,8 +215,8 @@ pub fn launch(
         task_definition_arn: l.td.task_definition_arn.clone(),
         container_instance_arn: ctx.arn(&format!("container-instance/{}/{host}", l.cluster)),
         overrides: l.overrides.clone(),
-        last_status: "PROVISIONING".into(),
-        desired_status: "RUNNING".into(),
+        last_status: Status::Provisioning,
+        desired_status: Status::Running,
         cpu: l.td.cpu.clone(),
         memory: l.td.memory.clone(),
         containers,
@@ -266,7 +272,7 @@ pub fn launch(
         c.host_tasks.entry(host.clone()).or_default().insert(k);
     }
     notify(c, &host, ControlMessage::LaunchTask { task: spec });
-    Ok(Ok(rec))
+    Ok(rec)
 }
 
 /// Asks for a task to stop (desiredStatus STOPPED) and tells its host.
@@ -275,11 +281,11 @@ pub fn request_stop(
     rec: &mut TaskRecord,
     code: &str,
     reason: &str,
-) -> Result<(), ApiError> {
-    if rec.task.desired_status == "STOPPED" {
+) -> Result<(), DomainError> {
+    if rec.task.desired_status == Status::Stopped {
         return Ok(());
     }
-    rec.task.desired_status = "STOPPED".into();
+    rec.task.desired_status = Status::Stopped;
     rec.task.stopping_at = Some(now());
     rec.task.stop_code = Some(code.into());
     rec.task.stopped_reason = Some(reason.into());
@@ -302,14 +308,14 @@ pub fn mark_stopped(
     rec: &mut TaskRecord,
     code: &str,
     reason: &str,
-) -> Result<(), ApiError> {
-    if rec.task.last_status == "STOPPED" {
+) -> Result<(), DomainError> {
+    if rec.task.last_status == Status::Stopped {
         return Ok(());
     }
     let t = now();
     let task = &mut rec.task;
-    task.last_status = "STOPPED".into();
-    task.desired_status = "STOPPED".into();
+    task.last_status = Status::Stopped;
+    task.desired_status = Status::Stopped;
     task.stopping_at.get_or_insert(t);
     task.execution_stopped_at.get_or_insert(t);
     task.stopped_at = Some(t);
@@ -318,7 +324,7 @@ pub fn mark_stopped(
         task.stopped_reason = Some(reason.into());
     }
     for ct in &mut task.containers {
-        ct.last_status = "STOPPED".into();
+        ct.last_status = Status::Stopped;
     }
     if let Some(a) = task.attachments.first_mut() {
         a.status = "DELETED".into();
@@ -346,31 +352,30 @@ pub fn apply_report(
     containers: &[agent_proto::ContainerState],
     stopped_reason: Option<&str>,
     ip: Option<&str>,
-) -> Result<(), String> {
-    let current = Status::parse(&rec.task.last_status).unwrap_or(Status::Provisioning);
+) -> Result<(), DomainError> {
+    let current = rec.task.last_status;
     if current == Status::Stopped {
-        return Err(format!("task {} is already STOPPED", rec.task.task_arn));
+        return Err(DomainError::AlreadyStopped(rec.task.task_arn.clone()));
     }
     if status < current {
-        return Err(format!(
-            "task {} cannot go from {} back to {}",
-            rec.task.task_arn,
-            current.as_str(),
-            status.as_str()
-        ));
+        return Err(DomainError::Backwards {
+            arn: rec.task.task_arn.clone(),
+            from: current,
+            to: status,
+        });
     }
     for cs in containers {
         if !rec.task.containers.iter().any(|x| x.name == cs.name) {
-            return Err(format!(
-                "task {} has no container {}",
-                rec.task.task_arn, cs.name
-            ));
+            return Err(DomainError::NoContainer {
+                arn: rec.task.task_arn.clone(),
+                name: cs.name.clone(),
+            });
         }
     }
     let t = now();
     for cs in containers {
         if let Some(x) = rec.task.containers.iter_mut().find(|x| x.name == cs.name) {
-            x.last_status = cs.last_status.as_str().into();
+            x.last_status = cs.last_status;
             if cs.exit_code.is_some() {
                 x.exit_code = cs.exit_code;
             }
@@ -416,12 +421,11 @@ pub fn apply_report(
     }
     if status == Status::Stopped {
         let reason = stopped_reason.unwrap_or("Essential container in task exited");
-        mark_stopped(c, rec, "EssentialContainerExited", reason).map_err(|e| e.message)?;
-        return Ok(());
+        return mark_stopped(c, rec, "EssentialContainerExited", reason);
     }
-    task.last_status = status.as_str().into();
+    task.last_status = status;
     task.version += 1;
-    save(c, rec).map_err(|e| e.message)
+    save(c, rec)
 }
 
 #[cfg(test)]

@@ -3,12 +3,17 @@
 //! Tasks on a draining host are replaced the way an old deployment's are: new ones
 //! start elsewhere, then they stop, within the same limits.
 
-use crate::api::{task_definitions, Ctx};
 use crate::cells::{tables, CellState};
-use crate::frontend::errors::ApiError;
+use crate::clock::now;
+use crate::ctx::Ctx;
+use crate::domain::DomainError;
 use crate::lifecycle::{self, Launch};
-use crate::model::{now, Service, ServiceEvent, TaskOverride, TaskRecord};
+use crate::model::{
+    RolloutState, Service, ServiceEvent, ServiceStatus, TaskDefinition, TaskDefinitionStatus,
+    TaskOverride, TaskRecord,
+};
 use crate::store::StoreExt;
+use agent_proto::Status;
 use std::collections::{HashMap, HashSet};
 
 fn event(s: &mut Service, msg: String) {
@@ -23,11 +28,74 @@ fn event(s: &mut Service, msg: String) {
     s.events.truncate(100);
 }
 
+/// The task definition ARN `arn` of a service names, if it is still ACTIVE.
+fn active_task_definition(
+    ctx: &Ctx<'_>,
+    c: &CellState,
+    arn: &str,
+) -> Result<Option<TaskDefinition>, DomainError> {
+    let Some((family, rev)) = ctx
+        .own_resource(arn)
+        .and_then(|r| r.strip_prefix("task-definition/"))
+        .and_then(|r| r.split_once(':'))
+        .and_then(|(f, r)| Some((f, r.parse::<u32>().ok().filter(|&r| r > 0)?)))
+    else {
+        return Ok(None);
+    };
+    let key = format!("{}/{family}/{rev:010}", ctx.account);
+    Ok(c.store
+        .get_json::<TaskDefinition>(tables::TASK_DEFINITION, &key)?
+        .filter(|t| t.status == TaskDefinitionStatus::Active))
+}
+
+/// Fills running/pending counts from the service's live tasks.
+pub fn with_counts(
+    c: &CellState,
+    account: &str,
+    cluster: &str,
+    mut s: Service,
+) -> Result<Service, DomainError> {
+    let (mut run, mut pend) = (0, 0);
+    let mut per_td: std::collections::HashMap<String, (i64, i64)> = Default::default();
+    for (_, r) in c
+        .store
+        .scan_json::<TaskRecord>(tables::TASK, &format!("{account}/{cluster}/"))?
+    {
+        if r.service.as_deref() != Some(s.service_name.as_str())
+            || r.task.desired_status != Status::Running
+        {
+            continue;
+        }
+        let e = per_td
+            .entry(r.task.task_definition_arn.clone())
+            .or_default();
+        match r.task.last_status {
+            Status::Running => {
+                run += 1;
+                e.0 += 1
+            }
+            Status::Provisioning | Status::Pending => {
+                pend += 1;
+                e.1 += 1
+            }
+            _ => {}
+        }
+    }
+    s.running_count = run;
+    s.pending_count = pend;
+    for d in &mut s.deployments {
+        let (r, p) = per_td.get(&d.task_definition).copied().unwrap_or((0, 0));
+        d.running_count = r;
+        d.pending_count = p;
+    }
+    Ok(s)
+}
+
 /// One pass over every service of the cell.
-pub fn reconcile(c: &mut CellState) -> Result<(), ApiError> {
+pub fn reconcile(c: &mut CellState) -> Result<(), DomainError> {
     let region = c.region.clone();
     for (key, svc) in c.store.scan_json::<Service>(tables::SERVICE, "")? {
-        if svc.status == "INACTIVE" {
+        if svc.status == ServiceStatus::Inactive {
             continue;
         }
         let mut parts = key.splitn(3, '/');
@@ -51,7 +119,7 @@ fn reconcile_one(
     cluster: &str,
     key: &str,
     mut s: Service,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     let before = s.clone();
     let name = s.service_name.clone();
     let mut live: Vec<TaskRecord> = c
@@ -61,11 +129,11 @@ fn reconcile_one(
         .map(|(_, r)| r)
         .filter(|r| {
             r.service.as_deref() == Some(s.service_name.as_str())
-                && r.task.desired_status == "RUNNING"
-                && r.task.last_status != "STOPPED"
+                && r.task.desired_status == Status::Running
+                && r.task.last_status != Status::Stopped
         })
         .collect();
-    let desired = if s.status == "ACTIVE" {
+    let desired = if s.status == ServiceStatus::Active {
         s.desired_count.max(0) as usize
     } else {
         0
@@ -92,9 +160,7 @@ fn reconcile_one(
     let n_old = live.len() - n_new;
     // 1. Start tasks of the primary deployment.
     if n_new < desired && n_new + n_old < max_total {
-        if let Some(td) =
-            task_definitions::resolve(ctx, c, &primary)?.filter(|t| t.status == "ACTIVE")
-        {
+        if let Some(td) = active_task_definition(ctx, c, &primary)? {
             let net = s
                 .network_configuration
                 .awsvpc_configuration
@@ -118,7 +184,7 @@ fn reconcile_one(
                     spread: Some(&spread),
                     tags: vec![],
                 };
-                match lifecycle::launch(ctx, c, &l)? {
+                match lifecycle::launch(ctx, c, &l) {
                     Ok(rec) => {
                         *spread
                             .entry(rec.task.availability_zone.clone())
@@ -134,12 +200,13 @@ fn reconcile_one(
                         live.push(rec);
                         n_new += 1;
                     }
-                    Err(no) => {
+                    Err(DomainError::NoCapacity(no)) => {
                         event(&mut s, format!(
                             "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {}.",
                             no.reason()));
                         break;
                     }
+                    Err(e) => return Err(e),
                 }
             }
             if !started.is_empty() {
@@ -158,18 +225,18 @@ fn reconcile_one(
     //    extra primary tasks when scaled down. Non-running ones go first.
     let healthy = live
         .iter()
-        .filter(|r| r.task.last_status == "RUNNING")
+        .filter(|r| r.task.last_status == Status::Running)
         .count();
     let mut can_stop_running = healthy.saturating_sub(min_healthy);
     let mut extra_new = n_new.saturating_sub(desired);
-    live.sort_by_key(|r| r.task.last_status == "RUNNING");
+    live.sort_by_key(|r| r.task.last_status == Status::Running);
     let mut stopped = vec![];
     for r in &mut live {
         let old = !is_new(r);
         if !old && extra_new == 0 {
             continue;
         }
-        let running = r.task.last_status == "RUNNING";
+        let running = r.task.last_status == Status::Running;
         if running && can_stop_running == 0 {
             continue;
         }
@@ -202,27 +269,33 @@ fn reconcile_one(
     // 3. Bookkeeping: retire finished deployments, finish draining.
     let old_left = live
         .iter()
-        .any(|r| !is_new(r) && r.task.desired_status == "RUNNING");
+        .any(|r| !is_new(r) && r.task.desired_status == Status::Running);
     if !old_left && s.deployments.len() > 1 {
         s.deployments.truncate(1);
     }
     let running_new = live
         .iter()
         .filter(|r| {
-            is_new(r) && r.task.last_status == "RUNNING" && r.task.desired_status == "RUNNING"
+            is_new(r)
+                && r.task.last_status == Status::Running
+                && r.task.desired_status == Status::Running
         })
         .count();
     if let Some(d) = s.deployments.first_mut() {
-        if !old_left && running_new == desired && d.rollout_state == "IN_PROGRESS" {
-            d.rollout_state = "COMPLETED".into();
+        if !old_left && running_new == desired && d.rollout_state == RolloutState::InProgress {
+            d.rollout_state = RolloutState::Completed;
             d.rollout_state_reason = "ECS deployment completed.".into();
             d.updated_at = now();
         }
     }
-    if s.status == "DRAINING" && live.iter().all(|r| r.task.desired_status == "STOPPED") {
-        s.status = "INACTIVE".into();
+    if s.status == ServiceStatus::Draining
+        && live
+            .iter()
+            .all(|r| r.task.desired_status == Status::Stopped)
+    {
+        s.status = ServiceStatus::Inactive;
     }
-    let s = crate::api::services::with_counts(c, ctx.account, cluster, s)?;
+    let s = with_counts(c, ctx.account, cluster, s)?;
     if s != before {
         c.store.put_json(tables::SERVICE, key, &s)?;
     }

@@ -17,34 +17,88 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
+/// Why a simulated host could not register or connect.
+#[derive(Debug, thiserror::Error)]
+pub enum TestAgentError {
+    /// The control plane cannot be reached.
+    #[error("connect {addr}: {err}")]
+    Connect {
+        /// Its address.
+        addr: String,
+        /// The error.
+        err: std::io::Error,
+    },
+    /// Reading or writing the registration failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// A message could not be encoded.
+    #[error("{0}")]
+    Encode(#[from] serde_json::Error),
+    /// The answer is not HTTP.
+    #[error("malformed HTTP answer")]
+    MalformedAnswer,
+    /// The control plane refused the registration.
+    #[error("registration refused: {status} {body}")]
+    Refused {
+        /// The status line.
+        status: String,
+        /// The body.
+        body: String,
+    },
+    /// The registration answer does not parse.
+    #[error("bad registration answer: {err}: {body}")]
+    BadAnswer {
+        /// The parse error.
+        err: serde_json::Error,
+        /// The body.
+        body: String,
+    },
+    /// The channel URL does not make a request.
+    #[error("{0}")]
+    Request(tokio_tungstenite::tungstenite::Error),
+    /// The credential is not a valid header value.
+    #[error("bad credential")]
+    BadCredential,
+    /// The WebSocket upgrade failed.
+    #[error("channel: {0}")]
+    Channel(tokio_tungstenite::tungstenite::Error),
+}
+
 /// Registers a host with `POST /agent/v1/register` (plain HTTP/1.1).
-pub async fn register(addr: &str, req: &RegisterRequest) -> Result<RegisterResponse, String> {
-    let body = serde_json::to_string(req).map_err(|e| e.to_string())?;
-    let mut s = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| format!("connect {addr}: {e}"))?;
+pub async fn register(
+    addr: &str,
+    req: &RegisterRequest,
+) -> Result<RegisterResponse, TestAgentError> {
+    let body = serde_json::to_string(req)?;
+    let mut s =
+        tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|err| TestAgentError::Connect {
+                addr: addr.to_string(),
+                err,
+            })?;
     let head = format!(
         "POST {REGISTER_PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    s.write_all(head.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
-    s.write_all(body.as_bytes())
-        .await
-        .map_err(|e| e.to_string())?;
+    s.write_all(head.as_bytes()).await?;
+    s.write_all(body.as_bytes()).await?;
     let mut resp = Vec::new();
-    s.read_to_end(&mut resp).await.map_err(|e| e.to_string())?;
+    s.read_to_end(&mut resp).await?;
     let text = String::from_utf8_lossy(&resp);
-    let (head, body) = text.split_once("\r\n\r\n").ok_or("malformed HTTP answer")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or(TestAgentError::MalformedAnswer)?;
     if !head.starts_with("HTTP/1.1 200") {
-        return Err(format!(
-            "registration refused: {} {}",
-            head.lines().next().unwrap_or(""),
-            body
-        ));
+        return Err(TestAgentError::Refused {
+            status: head.lines().next().unwrap_or("").to_string(),
+            body: body.to_string(),
+        });
     }
-    serde_json::from_str(body).map_err(|e| format!("bad registration answer: {e}: {body}"))
+    serde_json::from_str(body).map_err(|err| TestAgentError::BadAnswer {
+        err,
+        body: body.to_string(),
+    })
 }
 
 /// What the simulated host does and saw.
@@ -93,7 +147,7 @@ impl TestAgent {
         memory: u32,
         cell: Option<u32>,
         heartbeat: Duration,
-    ) -> Result<TestAgent, String> {
+    ) -> Result<TestAgent, TestAgentError> {
         let reg = register(
             addr,
             &RegisterRequest {
@@ -123,19 +177,19 @@ impl TestAgent {
         credential: &str,
         cell: u32,
         heartbeat: Duration,
-    ) -> Result<TestAgent, String> {
+    ) -> Result<TestAgent, TestAgentError> {
         let mut req = format!("ws://{addr}{CHANNEL_PATH}")
             .into_client_request()
-            .map_err(|e| e.to_string())?;
+            .map_err(TestAgentError::Request)?;
         req.headers_mut().insert(
             "authorization",
             bearer(host_id, credential)
                 .parse()
-                .map_err(|_| "bad credential")?,
+                .map_err(|_| TestAgentError::BadCredential)?,
         );
         let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
-            .map_err(|e| format!("channel: {e}"))?;
+            .map_err(TestAgentError::Channel)?;
         let state = Arc::new(Mutex::new(HostState::default()));
         let heartbeats = Arc::new(AtomicBool::new(true));
         let (out, mut out_rx) = mpsc::unbounded_channel::<AgentMessage>();

@@ -1,6 +1,6 @@
 //! Input validation with ECS's rules and, where known, its messages.
 
-use crate::frontend::errors::ApiError;
+use crate::domain::DomainError;
 use crate::model::{runtime_fields, ContainerDefinition, RegisterTaskDefinitionInput};
 use std::collections::HashSet;
 
@@ -64,6 +64,11 @@ pub fn is_valid_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A refusal, in ECS's words (ECS answers `ClientException`).
+fn invalid(m: impl Into<String>) -> DomainError {
+    DomainError::Invalid(m.into())
+}
+
 /// A validated task size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TaskSize {
@@ -74,19 +79,19 @@ pub struct TaskSize {
 }
 
 /// Validates a RegisterTaskDefinition input; returns the task size.
-pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, ApiError> {
+pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, DomainError> {
     if input.family.is_empty() {
-        return Err(ApiError::client("Family must not be empty."));
+        return Err(invalid("Family must not be empty."));
     }
     if !is_valid_name(&input.family) {
-        return Err(ApiError::client(
+        return Err(invalid(
             "Family contains invalid characters. Up to 255 letters (uppercase and lowercase), \
              numbers, underscores, and hyphens are allowed.",
         ));
     }
     for c in &input.requires_compatibilities {
         if c != "FARGATE" && c != "EC2" && c != "EXTERNAL" {
-            return Err(ApiError::client(format!(
+            return Err(invalid(format!(
                 "Invalid requiresCompatibilities value: {c}"
             )));
         }
@@ -94,24 +99,26 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
     match input.network_mode.as_deref() {
         None | Some("awsvpc") => {}
         Some(m @ ("bridge" | "host" | "none")) => {
-            return Err(ApiError::client(format!(
+            return Err(invalid(format!(
                 "Fargate only supports network mode 'awsvpc'; got '{m}'."
             )))
         }
-        Some(m) => return Err(ApiError::client(format!("Invalid network mode: {m}"))),
+        Some(m) => return Err(invalid(format!("Invalid network mode: {m}"))),
     }
-    let cpu_s = input.cpu.as_deref().ok_or_else(|| {
-        ApiError::client("Fargate requires that 'cpu' be defined at the task level.")
-    })?;
-    let mem_s = input.memory.as_deref().ok_or_else(|| {
-        ApiError::client("Fargate requires that 'memory' be defined at the task level.")
-    })?;
+    let cpu_s = input
+        .cpu
+        .as_deref()
+        .ok_or_else(|| invalid("Fargate requires that 'cpu' be defined at the task level."))?;
+    let mem_s = input
+        .memory
+        .as_deref()
+        .ok_or_else(|| invalid("Fargate requires that 'memory' be defined at the task level."))?;
     let cpu = parse_cpu(cpu_s)
-        .ok_or_else(|| ApiError::client(format!("Invalid 'cpu' setting for task: {cpu_s}")))?;
+        .ok_or_else(|| invalid(format!("Invalid 'cpu' setting for task: {cpu_s}")))?;
     let memory = parse_memory(mem_s)
-        .ok_or_else(|| ApiError::client(format!("Invalid 'memory' setting for task: {mem_s}")))?;
+        .ok_or_else(|| invalid(format!("Invalid 'memory' setting for task: {mem_s}")))?;
     if !is_fargate_size(cpu, memory) {
-        return Err(ApiError::client(format!(
+        return Err(invalid(format!(
             "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. \
              See the Amazon ECS documentation for the valid values."
         )));
@@ -126,11 +133,12 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
 /// task's shape), so that a task definition accepted here never fails in the guest over
 /// these fields: unknown or cyclic dependencies, HEALTHY on a container without a health
 /// check, undeclared volumes, out-of-range health check timings, unknown ulimits.
-fn runtime(input: &RegisterTaskDefinitionInput) -> Result<(), ApiError> {
-    let volumes = runtime_fields::volume_names(&input.volumes).map_err(ApiError::client)?;
+fn runtime(input: &RegisterTaskDefinitionInput) -> Result<(), DomainError> {
+    let volumes =
+        runtime_fields::volume_names(&input.volumes).map_err(|e| invalid(e.to_string()))?;
     let mut containers = Vec::with_capacity(input.container_definitions.len());
     for (i, d) in input.container_definitions.iter().enumerate() {
-        let f = runtime_fields::runtime_fields(d).map_err(ApiError::client)?;
+        let f = runtime_fields::runtime_fields(d).map_err(|e| invalid(e.to_string()))?;
         // Neither entryPoint nor command: the image's own, which the host merges in.
         let command = if d.entry_point.is_empty() && d.command.is_empty() {
             vec!["(image default)".to_string()]
@@ -162,16 +170,16 @@ fn runtime(input: &RegisterTaskDefinitionInput) -> Result<(), ApiError> {
         ..Default::default()
     };
     guest_proto::validate_task(&shape)
-        .map_err(|e| ApiError::client(format!("Invalid task definition: {}", e.0)))
+        .map_err(|e| invalid(format!("Invalid task definition: {}", e.0)))
 }
 
 /// An `awslogs` log configuration needs a valid `awslogs-group`.
-fn log_configuration(c: &ContainerDefinition) -> Result<(), ApiError> {
+fn log_configuration(c: &ContainerDefinition) -> Result<(), DomainError> {
     let Some(lc) = c.extra.get("logConfiguration") else {
         return Ok(());
     };
     let lc: agent_proto::LogConfiguration = serde_json::from_value(lc.clone()).map_err(|e| {
-        ApiError::client(format!(
+        invalid(format!(
             "Invalid logConfiguration for container '{}': {e}",
             c.name
         ))
@@ -180,24 +188,24 @@ fn log_configuration(c: &ContainerDefinition) -> Result<(), ApiError> {
         return Ok(());
     }
     match lc.options.get("awslogs-group") {
-        Some(g) if crate::logs::api::is_valid_group_name(g) => Ok(()),
-        Some(g) => Err(ApiError::client(format!(
+        Some(g) if crate::logs::common::is_valid_group_name(g) => Ok(()),
+        Some(g) => Err(invalid(format!(
             "Invalid awslogs-group '{g}' for container '{}'.",
             c.name
         ))),
-        None => Err(ApiError::client(format!(
+        None => Err(invalid(format!(
             "Log driver awslogs requires the option awslogs-group (container '{}').",
             c.name
         ))),
     }
 }
 
-fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(), ApiError> {
+fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(), DomainError> {
     if defs.is_empty() {
-        return Err(ApiError::client("Container list cannot be empty."));
+        return Err(invalid("Container list cannot be empty."));
     }
     if defs.len() > 10 {
-        return Err(ApiError::client(format!(
+        return Err(invalid(format!(
             "Too many containers: {} given; a task definition may have at most 10.",
             defs.len()
         )));
@@ -206,29 +214,22 @@ fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(),
     let (mut cpu_sum, mut mem_sum) = (0i64, 0i64);
     for c in defs {
         if c.name.is_empty() {
-            return Err(ApiError::client(
-                "Container.name should not be null or empty.",
-            ));
+            return Err(invalid("Container.name should not be null or empty."));
         }
         if !is_valid_name(&c.name) {
-            return Err(ApiError::client(format!(
+            return Err(invalid(format!(
                 "Invalid container name '{}': up to 255 letters, numbers, hyphens and underscores.",
                 c.name
             )));
         }
         if !names.insert(c.name.as_str()) {
-            return Err(ApiError::client(format!(
-                "Duplicate container name '{}'.",
-                c.name
-            )));
+            return Err(invalid(format!("Duplicate container name '{}'.", c.name)));
         }
         if c.image.trim().is_empty() {
-            return Err(ApiError::client(
-                "Container.image should not be null or empty.",
-            ));
+            return Err(invalid("Container.image should not be null or empty."));
         }
         if c.cpu < 0 {
-            return Err(ApiError::client(format!(
+            return Err(invalid(format!(
                 "Invalid 'cpu' setting for container '{}'.",
                 c.name
             )));
@@ -239,13 +240,13 @@ fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(),
         ] {
             if let Some(v) = v {
                 if v < 6 {
-                    return Err(ApiError::client(format!(
+                    return Err(invalid(format!(
                         "Invalid '{what}' setting for container '{}': the minimum is 6 MiB.",
                         c.name
                     )));
                 }
                 if v > memory as i64 {
-                    return Err(ApiError::client(format!(
+                    return Err(invalid(format!(
                         "Invalid '{what}' setting for container '{}': {v} MiB exceeds the task memory ({memory} MiB).",
                         c.name
                     )));
@@ -254,7 +255,7 @@ fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(),
         }
         if let (Some(m), Some(r)) = (c.memory, c.memory_reservation) {
             if r > m {
-                return Err(ApiError::client(format!(
+                return Err(invalid(format!(
                     "Invalid setting for container '{}': the memoryReservation ({r}) must be less than or equal to the memory limit ({m}).",
                     c.name
                 )));
@@ -263,18 +264,18 @@ fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(),
         for p in &c.port_mappings {
             let cp = p.container_port.unwrap_or(0);
             if !(1..=65535).contains(&cp) {
-                return Err(ApiError::client(format!(
+                return Err(invalid(format!(
                     "Invalid containerPort for container '{}': must be 1-65535.",
                     c.name
                 )));
             }
             if p.host_port.is_some_and(|h| h != cp) {
-                return Err(ApiError::client(
+                return Err(invalid(
                     "When networkMode=awsvpc, the host ports and container ports in port mappings must match.",
                 ));
             }
             if p.protocol != "tcp" && p.protocol != "udp" {
-                return Err(ApiError::client(format!(
+                return Err(invalid(format!(
                     "Invalid protocol '{}': tcp or udp.",
                     p.protocol
                 )));
@@ -285,17 +286,17 @@ fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(),
         mem_sum += c.memory_reservation.or(c.memory).unwrap_or(0);
     }
     if !defs.iter().any(|c| c.essential) {
-        return Err(ApiError::client(
+        return Err(invalid(
             "A task definition must have at least one essential container.",
         ));
     }
     if cpu_sum > cpu as i64 {
-        return Err(ApiError::client(format!(
+        return Err(invalid(format!(
             "The sum of the container cpu values ({cpu_sum}) exceeds the task cpu ({cpu})."
         )));
     }
     if mem_sum > memory as i64 {
-        return Err(ApiError::client(format!(
+        return Err(invalid(format!(
             "The sum of the container memory reservations ({mem_sum} MiB) exceeds the task memory ({memory} MiB)."
         )));
     }

@@ -82,7 +82,8 @@ async fn leader_killed_second_replica_takes_over_and_keeps_placing() {
     let e = TestAgent::start(&b.addr, TOKEN, "us-east-1c", 1024, 2048, Some(0), hb)
         .await
         .err()
-        .expect("the follower registered a host");
+        .expect("the follower registered a host")
+        .to_string();
     assert!(e.contains("503") && e.contains(&a.addr), "{e}");
     let first = run_one(&a).unwrap();
     let first_arn = first["tasks"][0]["taskArn"].as_str().unwrap().to_string();

@@ -1,11 +1,15 @@
 //! CreateCluster, DescribeClusters, ListClusters, DeleteCluster.
 
-use super::{cluster_name, input, paginate, Ctx};
+use super::common::{active_cluster, cluster_name, input, paginate};
 use crate::cells::{tables, CellState};
-use crate::frontend::errors::ApiError;
-use crate::model::{Cluster, Failure, KeyValuePair, Service, Tag, TaskRecord};
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::model::{
+    Cluster, ClusterStatus, Failure, KeyValuePair, Service, ServiceStatus, Tag, TaskRecord,
+};
 use crate::store::StoreExt;
 use crate::validate;
+use agent_proto::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -28,12 +32,12 @@ pub fn with_counts(ctx: &Ctx<'_>, c: &CellState, mut cl: Cluster) -> Result<Clus
     let (mut running, mut pending) = (0, 0);
     let mut hosts = HashSet::new();
     for (_, t) in c.store.scan_json::<TaskRecord>(tables::TASK, &prefix)? {
-        match t.task.last_status.as_str() {
-            "RUNNING" => running += 1,
-            "PROVISIONING" | "PENDING" => pending += 1,
+        match t.task.last_status {
+            Status::Running => running += 1,
+            Status::Provisioning | Status::Pending => pending += 1,
             _ => {}
         }
-        if t.task.last_status != "STOPPED" {
+        if t.task.last_status != Status::Stopped {
             hosts.insert(t.host_id);
         }
     }
@@ -44,7 +48,7 @@ pub fn with_counts(ctx: &Ctx<'_>, c: &CellState, mut cl: Cluster) -> Result<Clus
         .store
         .scan_json::<Service>(tables::SERVICE, &prefix)?
         .iter()
-        .filter(|(_, s)| s.status == "ACTIVE")
+        .filter(|(_, s)| s.status == ServiceStatus::Active)
         .count() as u64;
     Ok(cl)
 }
@@ -61,7 +65,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     }
     let key = format!("{}/{}", ctx.account, name);
     if let Some(cl) = c.store.get_json::<Cluster>(tables::CLUSTER, &key)? {
-        if cl.status == "ACTIVE" {
+        if cl.status == ClusterStatus::Active {
             return Ok(json!({"cluster": with_counts(ctx, c, cl)?}));
         }
     }
@@ -76,7 +80,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     let cl = Cluster {
         cluster_arn: ctx.arn(&format!("cluster/{name}")),
         cluster_name: name,
-        status: "ACTIVE".into(),
+        status: ClusterStatus::Active,
         registered_container_instances_count: 0,
         running_tasks_count: 0,
         pending_tasks_count: 0,
@@ -142,7 +146,7 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
         .store
         .scan_json::<Cluster>(tables::CLUSTER, &format!("{}/", ctx.account))?
         .into_iter()
-        .filter(|(_, cl)| cl.status == "ACTIVE")
+        .filter(|(_, cl)| cl.status == ClusterStatus::Active)
         .map(|(k, cl)| (k, cl.cluster_arn))
         .collect();
     let (arns, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 100)?;
@@ -161,7 +165,7 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     let s = inp
         .cluster
         .ok_or_else(|| ApiError::invalid("cluster is required."))?;
-    let cl = super::active_cluster(ctx, c, Some(&s))?;
+    let cl = active_cluster(ctx, c, Some(&s))?;
     let cl = with_counts(ctx, c, cl)?;
     if cl.active_services_count > 0 {
         return Err(ApiError::cluster_has_services());
@@ -170,12 +174,12 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     if c.store
         .scan_json::<TaskRecord>(tables::TASK, &prefix)?
         .iter()
-        .any(|(_, t)| t.task.last_status != "STOPPED")
+        .any(|(_, t)| t.task.last_status != Status::Stopped)
     {
         return Err(ApiError::cluster_has_tasks());
     }
     let mut cl = cl;
-    cl.status = "INACTIVE".into();
+    cl.status = ClusterStatus::Inactive;
     c.store.put_json(
         tables::CLUSTER,
         &format!("{}/{}", ctx.account, cl.cluster_name),

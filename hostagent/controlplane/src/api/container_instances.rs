@@ -2,11 +2,13 @@
 //! customer instances; a cluster's container instances are the platform hosts that
 //! run at least one of its unstopped tasks, shown with that cluster's view only.
 
-use super::{active_cluster, input, paginate, Ctx};
+use super::common::{active_cluster, input, paginate};
 use crate::cells::{tables, CellState, HostRecord};
-use crate::frontend::errors::ApiError;
-use crate::model::{Failure, TaskRecord};
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::model::{status, Failure, HostStatus, TaskRecord};
 use crate::store::StoreExt;
+use agent_proto::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -38,9 +40,9 @@ fn hosts_of_cluster(
         .store
         .scan_json::<TaskRecord>(tables::TASK, &format!("{}/{cluster}/", ctx.account))?
     {
-        match r.task.last_status.as_str() {
-            "STOPPED" => {}
-            "RUNNING" => m.entry(r.host_id).or_default().0 += 1,
+        match r.task.last_status {
+            Status::Stopped => {}
+            Status::Running => m.entry(r.host_id).or_default().0 += 1,
             _ => m.entry(r.host_id).or_default().1 += 1,
         }
     }
@@ -61,30 +63,24 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
     let inp: ListInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
     // No status: every host but INACTIVE (lost) ones, as ECS lists them.
-    let wanted = |s: &str| match inp.status.as_deref() {
-        None => s != "INACTIVE",
-        Some(w) => s == w,
+    let filter = match inp.status.as_deref() {
+        None => None,
+        Some(x) => Some(
+            status::parse::<HostStatus>(x)
+                .ok_or_else(|| ApiError::invalid(format!("Invalid status: {x}")))?,
+        ),
     };
-    match inp.status.as_deref() {
-        None
-        | Some(
-            "ACTIVE"
-            | "DRAINING"
-            | "INACTIVE"
-            | "REGISTERING"
-            | "DEREGISTERING"
-            | "REGISTRATION_FAILED",
-        ) => {}
-        Some(x) => return Err(ApiError::invalid(format!("Invalid status: {x}"))),
-    }
+    let wanted = |s: Option<HostStatus>| match filter {
+        None => s != Some(HostStatus::Inactive),
+        Some(w) => s == Some(w),
+    };
     let mut hosts = vec![];
     for h in hosts_of_cluster(ctx, c, &cluster.cluster_name)?.into_keys() {
         let status = c
             .store
             .get_json::<HostRecord>(tables::HOST, &h)?
-            .map(|r| r.status)
-            .unwrap_or_default();
-        if wanted(&status) {
+            .map(|r| r.status);
+        if wanted(status) {
             hosts.push(h);
         }
     }

@@ -1,25 +1,21 @@
 //! CreateService, UpdateService, DescribeServices, ListServices, DeleteService.
 //! The scheduler (crate::scheduler) does the work of keeping them running.
 
-use super::{active_cluster, input, paginate, tasks, Ctx};
+use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
+use super::task_definitions::runnable_td;
 use crate::cells::{tables, CellState};
-use crate::frontend::errors::ApiError;
+use crate::clock::now;
+use crate::ctx::Ctx;
+use crate::error::ApiError;
 use crate::model::{
-    now, Deployment, DeploymentConfiguration, Failure, NetworkConfiguration, Service, Tag,
-    TaskRecord,
+    Deployment, DeploymentConfiguration, DeploymentStatus, Failure, NetworkConfiguration,
+    RolloutState, Service, ServiceStatus, Tag,
 };
+use crate::scheduler;
 use crate::store::StoreExt;
 use crate::validate;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// The service name a `service` parameter (name or ARN) denotes.
-pub fn service_name(ctx: &Ctx<'_>, s: &str) -> String {
-    if let Some(r) = ctx.own_resource(s).and_then(|r| r.strip_prefix("service/")) {
-        return r.rsplit('/').next().unwrap_or(r).to_string();
-    }
-    s.to_string()
-}
 
 fn key(ctx: &Ctx<'_>, cluster: &str, name: &str) -> String {
     format!("{}/{cluster}/{name}", ctx.account)
@@ -53,7 +49,7 @@ pub fn deployment(td: &str, desired: i64, net: &NetworkConfiguration) -> Deploym
             "ecs-svc/{:019}",
             uuid::Uuid::new_v4().as_u128() % 10_000_000_000_000_000_000
         ),
-        status: "PRIMARY".into(),
+        status: DeploymentStatus::Primary,
         task_definition: td.to_string(),
         desired_count: desired,
         pending_count: 0,
@@ -62,53 +58,10 @@ pub fn deployment(td: &str, desired: i64, net: &NetworkConfiguration) -> Deploym
         created_at: t,
         updated_at: t,
         launch_type: "FARGATE".into(),
-        rollout_state: "IN_PROGRESS".into(),
+        rollout_state: RolloutState::InProgress,
         rollout_state_reason: "ECS deployment in progress.".into(),
         network_configuration: Some(net.clone()),
     }
-}
-
-/// Fills running/pending counts from the service's live tasks.
-pub fn with_counts(
-    c: &CellState,
-    account: &str,
-    cluster: &str,
-    mut s: Service,
-) -> Result<Service, ApiError> {
-    let (mut run, mut pend) = (0, 0);
-    let mut per_td: std::collections::HashMap<String, (i64, i64)> = Default::default();
-    for (_, r) in c
-        .store
-        .scan_json::<TaskRecord>(tables::TASK, &format!("{account}/{cluster}/"))?
-    {
-        if r.service.as_deref() != Some(s.service_name.as_str())
-            || r.task.desired_status != "RUNNING"
-        {
-            continue;
-        }
-        let e = per_td
-            .entry(r.task.task_definition_arn.clone())
-            .or_default();
-        match r.task.last_status.as_str() {
-            "RUNNING" => {
-                run += 1;
-                e.0 += 1
-            }
-            "PROVISIONING" | "PENDING" => {
-                pend += 1;
-                e.1 += 1
-            }
-            _ => {}
-        }
-    }
-    s.running_count = run;
-    s.pending_count = pend;
-    for d in &mut s.deployments {
-        let (r, p) = per_td.get(&d.task_definition).copied().unwrap_or((0, 0));
-        d.running_count = r;
-        d.pending_count = p;
-    }
-    Ok(s)
 }
 
 #[derive(Deserialize)]
@@ -140,7 +93,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
              underscores, and hyphens are allowed.",
         ));
     }
-    tasks::launch_type(inp.launch_type.as_deref())?;
+    launch_type(inp.launch_type.as_deref())?;
     match inp.scheduling_strategy.as_deref() {
         None | Some("REPLICA") => {}
         Some("DAEMON") => {
@@ -163,15 +116,15 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
             "desiredCount must be between 0 and 5000.",
         ));
     }
-    let td = tasks::runnable_td(ctx, c, inp.task_definition.as_deref())?;
-    tasks::network(inp.network_configuration.as_ref())?;
+    let td = runnable_td(ctx, c, inp.task_definition.as_deref())?;
+    network(inp.network_configuration.as_ref())?;
     let net = inp.network_configuration.unwrap_or(NetworkConfiguration {
         awsvpc_configuration: None,
     });
     let dc = deployment_config(inp.deployment_configuration)?;
     let k = key(ctx, &cluster.cluster_name, &name);
     if let Some(old) = c.store.get_json::<Service>(tables::SERVICE, &k)? {
-        if old.status != "INACTIVE" {
+        if old.status != ServiceStatus::Inactive {
             return Err(ApiError::invalid("Creation of service was not idempotent."));
         }
     }
@@ -179,7 +132,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         service_arn: ctx.arn(&format!("service/{}/{name}", cluster.cluster_name)),
         service_name: name,
         cluster_arn: cluster.cluster_arn.clone(),
-        status: "ACTIVE".into(),
+        status: ServiceStatus::Active,
         desired_count: desired,
         running_count: 0,
         pending_count: 0,
@@ -232,7 +185,7 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     let inp: UpdateInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
     let (k, mut s) = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
-    if s.status != "ACTIVE" {
+    if s.status != ServiceStatus::Active {
         return Err(ApiError::service_not_active());
     }
     if let Some(d) = inp.desired_count {
@@ -248,18 +201,18 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     }
     let mut redeploy = inp.force_new_deployment;
     if let Some(n) = inp.network_configuration {
-        tasks::network(Some(&n))?;
+        network(Some(&n))?;
         redeploy |= n != s.network_configuration;
         s.network_configuration = n;
     }
     if let Some(t) = inp.task_definition.as_deref() {
-        let td = tasks::runnable_td(ctx, c, Some(t))?;
+        let td = runnable_td(ctx, c, Some(t))?;
         redeploy |= td.task_definition_arn != s.task_definition;
         s.task_definition = td.task_definition_arn;
     }
     if redeploy {
         for d in &mut s.deployments {
-            d.status = "ACTIVE".into();
+            d.status = DeploymentStatus::Active;
         }
         s.deployments.insert(
             0,
@@ -275,7 +228,7 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         p.updated_at = now();
     }
     c.store.put_json(tables::SERVICE, &k, &s)?;
-    let s = with_counts(c, ctx.account, &cluster.cluster_name, s)?;
+    let s = scheduler::with_counts(c, ctx.account, &cluster.cluster_name, s)?;
     Ok(json!({"service": s}))
 }
 
@@ -299,7 +252,12 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
     let (mut out, mut failures) = (vec![], vec![]);
     for n in names {
         match get_service(ctx, c, &cluster.cluster_name, Some(&n)) {
-            Ok((_, s)) => out.push(with_counts(c, ctx.account, &cluster.cluster_name, s)?),
+            Ok((_, s)) => out.push(scheduler::with_counts(
+                c,
+                ctx.account,
+                &cluster.cluster_name,
+                s,
+            )?),
             Err(e) if e.kind == "ServiceNotFoundException" => failures.push(Failure {
                 arn: Some(if n.starts_with("arn:") {
                     n
@@ -327,7 +285,7 @@ struct ListInput {
 pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: ListInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
-    tasks::launch_type(inp.launch_type.as_deref())?;
+    launch_type(inp.launch_type.as_deref())?;
     let items: Vec<(String, String)> = c
         .store
         .scan_json::<Service>(
@@ -335,7 +293,7 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
             &format!("{}/{}/", ctx.account, cluster.cluster_name),
         )?
         .into_iter()
-        .filter(|(_, s)| s.status != "INACTIVE")
+        .filter(|(_, s)| s.status != ServiceStatus::Inactive)
         .map(|(k, s)| (k, s.service_arn))
         .collect();
     let (arns, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 10)?;
@@ -356,7 +314,7 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     let inp: DeleteInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
     let (k, mut s) = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
-    if s.status != "ACTIVE" {
+    if s.status != ServiceStatus::Active {
         return Err(ApiError::service_not_active());
     }
     if s.desired_count > 0 && !inp.force {
@@ -365,8 +323,8 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         ));
     }
     s.desired_count = 0;
-    s.status = "DRAINING".into();
+    s.status = ServiceStatus::Draining;
     c.store.put_json(tables::SERVICE, &k, &s)?;
-    let s = with_counts(c, ctx.account, &cluster.cluster_name, s)?;
+    let s = scheduler::with_counts(c, ctx.account, &cluster.cluster_name, s)?;
     Ok(json!({"service": s}))
 }

@@ -1,10 +1,12 @@
 //! RegisterTaskDefinition, DescribeTaskDefinition, ListTaskDefinitions,
 //! ListTaskDefinitionFamilies, DeregisterTaskDefinition.
 
-use super::{input, paginate, Ctx};
+use super::common::{input, paginate};
 use crate::cells::{tables, CellState};
-use crate::frontend::errors::ApiError;
-use crate::model::{now, RegisterTaskDefinitionInput, TaskDefinition};
+use crate::clock::now;
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::model::{status, RegisterTaskDefinitionInput, TaskDefinition, TaskDefinitionStatus};
 use crate::store::{StoreExt, Write};
 use crate::validate;
 use serde::Deserialize;
@@ -48,9 +50,26 @@ pub fn resolve(ctx: &Ctx<'_>, c: &CellState, s: &str) -> Result<Option<TaskDefin
                 .into_iter()
                 .rev()
                 .map(|(_, t)| t)
-                .find(|t| t.status == "ACTIVE"))
+                .find(|t| t.status == TaskDefinitionStatus::Active))
         }
     }
+}
+
+/// The ACTIVE task definition a RunTask/CreateService names.
+pub fn runnable_td(
+    ctx: &Ctx<'_>,
+    c: &CellState,
+    s: Option<&str>,
+) -> Result<TaskDefinition, ApiError> {
+    let s = s
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("TaskDefinition can not be blank."))?;
+    let td = resolve(ctx, c, s)?
+        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?;
+    if td.status != TaskDefinitionStatus::Active {
+        return Err(ApiError::client("TaskDefinition is inactive"));
+    }
+    Ok(td)
 }
 
 /// RegisterTaskDefinition.
@@ -69,7 +88,7 @@ pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
         task_definition_arn: ctx.arn(&format!("task-definition/{}:{revision}", inp.family)),
         family: inp.family.clone(),
         revision,
-        status: "ACTIVE".into(),
+        status: TaskDefinitionStatus::Active,
         container_definitions: inp.container_definitions,
         cpu: size.cpu.to_string(),
         memory: size.memory.to_string(),
@@ -120,11 +139,17 @@ struct ListInput {
     max_results: Option<i64>,
 }
 
-fn status_filter(s: Option<&str>, allow_all: bool) -> Result<String, ApiError> {
-    match s.unwrap_or("ACTIVE") {
-        x @ ("ACTIVE" | "INACTIVE") => Ok(x.to_string()),
-        "ALL" if allow_all => Ok("ALL".into()),
-        x => Err(ApiError::invalid(format!("Invalid status: {x}"))),
+/// The `status` filter (ACTIVE when not given); None: `ALL`, where `allow_all`.
+fn status_filter(
+    s: Option<&str>,
+    allow_all: bool,
+) -> Result<Option<TaskDefinitionStatus>, ApiError> {
+    match s {
+        None => Ok(Some(TaskDefinitionStatus::Active)),
+        Some("ALL") if allow_all => Ok(None),
+        Some(x) => status::parse(x)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(format!("Invalid status: {x}"))),
     }
 }
 
@@ -140,7 +165,7 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
         .store
         .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
         .into_iter()
-        .filter(|(_, t)| t.status == status)
+        .filter(|(_, t)| Some(t.status) == status)
         .map(|(k, t)| (k, t.task_definition_arn))
         .collect();
     match inp.sort.as_deref() {
@@ -170,19 +195,19 @@ pub fn list_families(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value
         .store
         .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
     {
-        let ok = status == "ALL" || t.status == status;
+        let ok = status.is_none_or(|s| t.status == s);
         if ok && fams.last().is_none_or(|(f, _)| f != &t.family) {
             fams.push((t.family.clone(), t.family));
         }
     }
     // INACTIVE families are those with no ACTIVE revision left.
-    if status == "INACTIVE" {
+    if status == Some(TaskDefinitionStatus::Inactive) {
         let mut active = std::collections::HashSet::new();
         for (_, t) in c
             .store
             .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
         {
-            if t.status == "ACTIVE" {
+            if t.status == TaskDefinitionStatus::Active {
                 active.insert(t.family);
             }
         }
@@ -207,8 +232,8 @@ pub fn deregister(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, A
         .store
         .get_json(tables::TASK_DEFINITION, &k)?
         .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
-    if td.status == "ACTIVE" {
-        td.status = "INACTIVE".into();
+    if td.status == TaskDefinitionStatus::Active {
+        td.status = TaskDefinitionStatus::Inactive;
         td.deregistered_at = Some(now());
         c.store.put_json(tables::TASK_DEFINITION, &k, &td)?;
     }

@@ -1,87 +1,17 @@
 //! RunTask, StopTask, DescribeTasks, ListTasks.
 
-use super::{active_cluster, input, paginate, task_definitions, Ctx};
+use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
+use super::task_definitions::runnable_td;
 use crate::cells::{tables, CellState};
-use crate::frontend::errors::ApiError;
+use crate::ctx::Ctx;
+use crate::domain::DomainError;
+use crate::error::ApiError;
 use crate::lifecycle::{self, Launch};
-use crate::model::{
-    AwsVpcConfiguration, Failure, NetworkConfiguration, Tag, TaskDefinition, TaskOverride,
-    TaskRecord,
-};
+use crate::model::{Failure, NetworkConfiguration, Tag, TaskOverride, TaskRecord};
 use crate::store::StoreExt;
+use agent_proto::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-/// Validates a `networkConfiguration` the way ECS does for awsvpc tasks.
-pub fn network(n: Option<&NetworkConfiguration>) -> Result<AwsVpcConfiguration, ApiError> {
-    let a = n
-        .and_then(|n| n.awsvpc_configuration.as_ref())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
-            )
-        })?;
-    if a.subnets.is_empty() {
-        return Err(ApiError::invalid("subnets can not be empty."));
-    }
-    if a.subnets.len() > 16 {
-        return Err(ApiError::invalid("subnets can have at most 16 items."));
-    }
-    if a.security_groups.len() > 5 {
-        return Err(ApiError::invalid(
-            "securityGroups can have at most 5 items.",
-        ));
-    }
-    for s in &a.subnets {
-        if !s.starts_with("subnet-") || s.len() < 8 {
-            return Err(ApiError::invalid(format!(
-                "Error retrieving subnet information for [{s}]: The subnet ID '{s}' is malformed"
-            )));
-        }
-    }
-    for g in &a.security_groups {
-        if !g.starts_with("sg-") || g.len() < 4 {
-            return Err(ApiError::invalid(format!(
-                "Error retrieving security group information for [{g}]: The security group ID '{g}' is malformed"
-            )));
-        }
-    }
-    if a.assign_public_ip != "ENABLED" && a.assign_public_ip != "DISABLED" {
-        return Err(ApiError::invalid(format!(
-            "assignPublicIp must be ENABLED or DISABLED, not {}",
-            a.assign_public_ip
-        )));
-    }
-    Ok(a.clone())
-}
-
-/// Checks `launchType` (only FARGATE is served).
-pub fn launch_type(l: Option<&str>) -> Result<(), ApiError> {
-    match l {
-        None | Some("FARGATE") => Ok(()),
-        Some(x @ ("EC2" | "EXTERNAL")) => Err(ApiError::invalid(format!(
-            "launchType {x} is not supported: this control plane runs FARGATE tasks only."
-        ))),
-        Some(x) => Err(ApiError::invalid(format!("Invalid launchType: {x}"))),
-    }
-}
-
-/// The ACTIVE task definition a RunTask/CreateService names.
-pub fn runnable_td(
-    ctx: &Ctx<'_>,
-    c: &CellState,
-    s: Option<&str>,
-) -> Result<TaskDefinition, ApiError> {
-    let s = s
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::invalid("TaskDefinition can not be blank."))?;
-    let td = task_definitions::resolve(ctx, c, s)?
-        .ok_or_else(|| ApiError::client("Unable to describe task definition."))?;
-    if td.status != "ACTIVE" {
-        return Err(ApiError::client("TaskDefinition is inactive"));
-    }
-    Ok(td)
-}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -138,12 +68,13 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     };
     let (mut tasks, mut failures) = (vec![], vec![]);
     for _ in 0..count {
-        match lifecycle::launch(ctx, c, &launch)? {
+        match lifecycle::launch(ctx, c, &launch) {
             Ok(rec) => tasks.push(rec.task),
-            Err(no) => failures.push(Failure {
+            Err(DomainError::NoCapacity(no)) => failures.push(Failure {
                 arn: None,
                 reason: no.reason().into(),
             }),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(json!({"tasks": tasks, "failures": failures}))
@@ -278,12 +209,12 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
     let inp: ListInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
     launch_type(inp.launch_type.as_deref())?;
-    let desired = inp.desired_status.as_deref().unwrap_or("RUNNING");
-    if !matches!(desired, "RUNNING" | "PENDING" | "STOPPED") {
-        return Err(ApiError::invalid(format!(
-            "Invalid desiredStatus: {desired}"
-        )));
-    }
+    let desired = match inp.desired_status.as_deref() {
+        None => Status::Running,
+        Some(d) => Status::parse(d)
+            .filter(|s| matches!(s, Status::Running | Status::Pending | Status::Stopped))
+            .ok_or_else(|| ApiError::invalid(format!("Invalid desiredStatus: {d}")))?,
+    };
     let host = match &inp.container_instance {
         None => None,
         Some(s) => Some(
@@ -291,10 +222,7 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
                 .ok_or_else(|| ApiError::invalid("Invalid containerInstance."))?,
         ),
     };
-    let svc = inp
-        .service_name
-        .as_ref()
-        .map(|s| super::services::service_name(ctx, s));
+    let svc = inp.service_name.as_ref().map(|s| service_name(ctx, s));
     let items: Vec<(String, String)> = c
         .store
         .scan_json::<TaskRecord>(
@@ -305,7 +233,9 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
         .filter(|(_, r)| {
             let t = &r.task;
             let status_ok = match desired {
-                "PENDING" => t.desired_status == "RUNNING" && t.last_status != "RUNNING",
+                Status::Pending => {
+                    t.desired_status == Status::Running && t.last_status != Status::Running
+                }
                 d => t.desired_status == d,
             };
             status_ok

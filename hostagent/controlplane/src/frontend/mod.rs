@@ -1,18 +1,17 @@
 //! The front end: the ECS JSON 1.1 protocol over HTTP, SigV4 authentication,
 //! per-account throttles, ECS error shapes.
 
-pub mod errors;
 pub mod sigv4;
-pub mod throttle;
 
-use crate::api::{self, Ctx};
-use crate::server::App;
+use crate::api;
+use crate::app::App;
+use crate::ctx::Ctx;
+use crate::error::ApiError;
 use axum::body::{to_bytes, Body};
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use errors::ApiError;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -22,13 +21,6 @@ pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 pub const LOGS_TARGET_PREFIX: &str = "Logs_20140328.";
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 /// Which API a call is for (from its `X-Amz-Target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +40,7 @@ fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, Api, String, 
         Some(op) => (
             Api::Logs,
             "logs",
-            Some(op).filter(|op| crate::logs::api::OPERATIONS.contains(op)),
+            Some(op).filter(|op| crate::logs::api::is_known(op)),
         ),
         None => (
             Api::Ecs,
@@ -65,7 +57,7 @@ fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, Api, String, 
         headers: &parts.headers,
         body,
     };
-    let account = sigv4::verify(&req, &app.region, service, now_unix(), |k| {
+    let account = sigv4::verify(&req, &app.region, service, crate::clock::now_unix(), |k| {
         app.accounts.get(k).cloned()
     })?;
     let op = op.ok_or_else(ApiError::unknown_operation)?.to_string();
@@ -93,7 +85,7 @@ fn strip_nulls(v: &mut Value) {
 }
 
 /// `POST /`: one ECS or CloudWatch Logs call.
-pub async fn ecs(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
+pub async fn call(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
     let result = match to_bytes(body, MAX_BODY).await {
@@ -108,10 +100,10 @@ pub async fn ecs(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
                 tokio::task::spawn_blocking(move || {
                     let cell = app2.router.cell_of(&account)?;
                     if which == Api::Logs {
-                        let ctx = crate::logs::api::LogsCtx {
+                        let ctx = crate::logs::common::LogsCtx {
                             account: &account,
                             region: &app2.region,
-                            now_ms: crate::logs::now_ms(),
+                            now_ms: crate::clock::now_ms(),
                         };
                         let store = app2.logs.get(cell.id as usize).ok_or_else(|| {
                             ApiError::service_unavailable("No log store for this cell.")

@@ -2,7 +2,7 @@
 //! recomputed (canonical request, string to sign, derived key) and compared in
 //! constant time; the credential scope and the request date are checked too.
 
-use super::errors::ApiError;
+use crate::error::ApiError;
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -237,7 +237,8 @@ pub fn sign(req: &SignedRequest<'_>, auth: &Authorization, amz_date: &str, secre
     hex::encode(hmac(&k, sts.as_bytes()))
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+/// Whether `a` and `b` are equal, in a time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -2,112 +2,37 @@
 //! CreateLogGroup, DescribeLogGroups, DescribeLogStreams, GetLogEvents,
 //! FilterLogEvents. Every call sees only the caller's account's groups.
 
+use super::common::{
+    bad_token, check_group_name, decode, group_not_found, limit, store_err, LogsCtx,
+};
 use super::store::LogStore;
-use crate::frontend::errors::ApiError;
+use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-/// The operations implemented.
-pub const OPERATIONS: &[&str] = &[
-    "CreateLogGroup",
-    "DescribeLogGroups",
-    "DescribeLogStreams",
-    "GetLogEvents",
-    "FilterLogEvents",
+/// A CloudWatch Logs operation: the caller, its cell's log store and the JSON input
+/// give the JSON output.
+type Handler = fn(&LogsCtx<'_>, &LogStore, Value) -> Result<Value, ApiError>;
+
+/// The operations implemented, by name. It drives both [`dispatch`] and [`is_known`].
+const OPERATIONS: &[(&str, Handler)] = &[
+    ("CreateLogGroup", create_log_group),
+    ("DescribeLogGroups", describe_log_groups),
+    ("DescribeLogStreams", describe_log_streams),
+    ("GetLogEvents", super::read::get_log_events),
+    ("FilterLogEvents", super::read::filter_log_events),
 ];
 
-/// Who is calling.
-pub struct LogsCtx<'a> {
-    /// Caller's account.
-    pub account: &'a str,
-    /// Region.
-    pub region: &'a str,
-    /// Now, ms since the Unix epoch.
-    pub now_ms: i64,
+fn handler(op: &str) -> Option<Handler> {
+    OPERATIONS
+        .iter()
+        .find(|(name, _)| *name == op)
+        .map(|(_, h)| *h)
 }
 
-impl LogsCtx<'_> {
-    fn group_arn(&self, name: &str) -> String {
-        format!(
-            "arn:aws:logs:{}:{}:log-group:{name}",
-            self.region, self.account
-        )
-    }
-
-    /// The group name of a `logGroupName` or `logGroupIdentifier` (name or ARN).
-    pub(super) fn group_name(
-        &self,
-        name: Option<String>,
-        ident: Option<String>,
-    ) -> Result<String, ApiError> {
-        let v = match (name, ident) {
-            (Some(_), Some(_)) => {
-                return Err(ApiError::invalid(
-                    "LogGroup name and LogGroup ARN are mutually exclusive parameters.",
-                ))
-            }
-            (Some(n), None) => n,
-            (None, Some(i)) => match i.strip_prefix("arn:") {
-                None => i,
-                Some(_) => {
-                    let p = format!("arn:aws:logs:{}:{}:log-group:", self.region, self.account);
-                    let rest = i.strip_prefix(&p).ok_or_else(group_not_found)?;
-                    rest.strip_suffix(":*").unwrap_or(rest).to_string()
-                }
-            },
-            (None, None) => {
-                return Err(ApiError::invalid(
-                    "Should provide either name or ARN of the log group.",
-                ))
-            }
-        };
-        check_group_name(&v)?;
-        Ok(v)
-    }
-}
-
-pub(super) fn group_not_found() -> ApiError {
-    ApiError::resource_not_found("The specified log group does not exist.")
-}
-
-pub(super) fn stream_not_found() -> ApiError {
-    ApiError::resource_not_found("The specified log stream does not exist.")
-}
-
-pub(super) fn store_err(e: rusqlite::Error) -> ApiError {
-    tracing::error!("log store: {e}");
-    ApiError::service_unavailable("The log store is unavailable.")
-}
-
-/// Whether `s` is a valid log group name (1-512 of `[.-_/#A-Za-z0-9]`).
-pub fn is_valid_group_name(s: &str) -> bool {
-    (1..=512).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-/#".contains(&b))
-}
-
-fn check_group_name(s: &str) -> Result<(), ApiError> {
-    if is_valid_group_name(s) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "1 validation error detected: Value '{s}' at 'logGroupName' failed to satisfy constraint: Member must satisfy regular expression pattern: [\\.\\-_/#A-Za-z0-9]+"
-        )))
-    }
-}
-
-pub(super) fn limit(v: Option<i64>, max: i64) -> Result<usize, ApiError> {
-    match v {
-        None => Ok(max as usize),
-        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
-        Some(n) => Err(ApiError::invalid(format!(
-            "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {max}"
-        ))),
-    }
-}
-
-pub(super) fn bad_token() -> ApiError {
-    ApiError::invalid("The specified nextToken is invalid.")
+/// Whether `op` is an implemented operation.
+pub fn is_known(op: &str) -> bool {
+    handler(op).is_some()
 }
 
 /// Runs one operation by name.
@@ -117,18 +42,10 @@ pub fn dispatch(
     store: &LogStore,
     input: Value,
 ) -> Result<Value, ApiError> {
-    match op {
-        "CreateLogGroup" => create_log_group(ctx, store, input),
-        "DescribeLogGroups" => describe_log_groups(ctx, store, input),
-        "DescribeLogStreams" => describe_log_streams(ctx, store, input),
-        "GetLogEvents" => super::read::get_log_events(ctx, store, input),
-        "FilterLogEvents" => super::read::filter_log_events(ctx, store, input),
-        _ => Err(ApiError::unknown_operation()),
+    match handler(op) {
+        Some(h) => h(ctx, store, input),
+        None => Err(ApiError::unknown_operation()),
     }
-}
-
-pub(super) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::serialization(e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -262,15 +179,4 @@ fn describe_log_streams(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result
         .collect();
     let token = more.then(|| format!("o{}", offset + n));
     Ok(json!({"logStreams": out, "nextToken": token}))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn group_names() {
-        assert!(is_valid_group_name("/ecs/web-app_1#x.y"));
-        assert!(!is_valid_group_name("a b") && !is_valid_group_name(""));
-    }
 }

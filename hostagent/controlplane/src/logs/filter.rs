@@ -3,6 +3,17 @@
 //! occur). Matching is case-sensitive substring matching, as CloudWatch's is.
 //! JSON (`{ $.x = ... }`) and space-delimited (`[a, b]`) patterns are refused.
 
+/// Why a filter pattern is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// `{ $.x = ... }` or `[a, b]`.
+    #[error("JSON and space-delimited filter patterns are not supported; use terms")]
+    Unsupported,
+    /// A `"` without its closing one.
+    #[error("unterminated quoted term in filter pattern")]
+    Unterminated,
+}
+
 /// A parsed filter pattern.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Pattern {
@@ -13,12 +24,10 @@ pub struct Pattern {
 
 impl Pattern {
     /// Parses `s`; Err: why it is not supported.
-    pub fn parse(s: &str) -> Result<Pattern, String> {
+    pub fn parse(s: &str) -> Result<Pattern, PatternError> {
         let t = s.trim();
         if t.starts_with('{') || t.starts_with('[') {
-            return Err(
-                "JSON and space-delimited filter patterns are not supported; use terms".into(),
-            );
+            return Err(PatternError::Unsupported);
         }
         let mut p = Pattern::default();
         let mut chars = t.chars().peekable();
@@ -53,7 +62,7 @@ impl Pattern {
                     }
                 }
                 if !closed {
-                    return Err("unterminated quoted term in filter pattern".into());
+                    return Err(PatternError::Unterminated);
                 }
             } else {
                 while let Some(&c) = chars.peek() {

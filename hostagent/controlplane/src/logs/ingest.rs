@@ -4,8 +4,8 @@
 //! group and in the stream `prefix/container-name/task-id`.
 
 use super::store::{AppendError, LogStore};
-use crate::agent::channel::own_task;
 use crate::cells::Cell;
+use crate::lifecycle::own_task;
 use agent_proto::{truncate_log_line, AwsLogs, ControlMessage, LogLine, MAX_LOG_BATCH_LINES};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,7 +56,7 @@ pub fn ingest(
     counters
         .dropped_by_agents
         .fetch_add(dropped, Ordering::Relaxed);
-    let now_s = crate::model::now();
+    let now_s = crate::clock::now();
     // Resolve every (task, container) under the cell lock, store outside it.
     let mut targets: HashMap<(String, String), Option<Target>> = HashMap::new();
     let mut refused: HashMap<String, String> = HashMap::new();
@@ -73,8 +73,8 @@ pub fn ingest(
             }
             let rec = match own_task(&c, host, &l.task_arn) {
                 Ok(r) => r,
-                Err(m) => {
-                    refused.insert(l.task_arn.clone(), m);
+                Err(e) => {
+                    refused.insert(l.task_arn.clone(), e.to_string());
                     continue;
                 }
             };
@@ -111,7 +111,7 @@ pub fn ingest(
             targets.insert(key, t);
         }
     }
-    let now = super::now_ms();
+    let now = crate::clock::now_ms();
     // Group the accepted lines by stream (one per task and container), in order.
     let mut order: Vec<(String, String)> = Vec::new();
     let mut batches: HashMap<(String, String), Vec<(i64, String)>> = HashMap::new();

@@ -1,10 +1,12 @@
 //! The reading operations of the CloudWatch Logs API: GetLogEvents (one stream,
 //! forward/backward tokens) and FilterLogEvents (a group's streams, filter pattern).
 
-use super::api::{bad_token, decode, group_not_found, limit, store_err, stream_not_found, LogsCtx};
+use super::common::{
+    bad_token, decode, group_not_found, limit, store_err, stream_not_found, LogsCtx,
+};
 use super::filter::Pattern;
 use super::store::{Event, LogStore, Pos, Streams};
-use crate::frontend::errors::ApiError;
+use crate::error::ApiError;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -64,11 +66,7 @@ fn cap_bytes(mut events: Vec<Event>, forward: bool) -> Vec<Event> {
     events
 }
 
-pub(super) fn get_log_events(
-    ctx: &LogsCtx<'_>,
-    store: &LogStore,
-    v: Value,
-) -> Result<Value, ApiError> {
+pub fn get_log_events(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<Value, ApiError> {
     let inp: GetEventsInput = decode(v)?;
     let group = ctx.group_name(inp.log_group_name, inp.log_group_identifier)?;
     let stream = inp
@@ -132,11 +130,7 @@ struct FilterInput {
     limit: Option<i64>,
 }
 
-pub(super) fn filter_log_events(
-    ctx: &LogsCtx<'_>,
-    store: &LogStore,
-    v: Value,
-) -> Result<Value, ApiError> {
+pub fn filter_log_events(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<Value, ApiError> {
     let inp: FilterInput = decode(v)?;
     let group = ctx.group_name(inp.log_group_name, inp.log_group_identifier)?;
     let n = limit(inp.limit, 10_000)?;

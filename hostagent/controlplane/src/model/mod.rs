@@ -3,10 +3,14 @@
 
 pub mod runtime_fields;
 pub mod service;
+pub mod status;
 pub mod task;
 pub mod task_definition;
 
 pub use service::*;
+pub use status::{
+    ClusterStatus, DeploymentStatus, HostStatus, RolloutState, ServiceStatus, TaskDefinitionStatus,
+};
 pub use task::*;
 pub use task_definition::*;
 
@@ -51,8 +55,8 @@ pub struct Cluster {
     pub cluster_arn: String,
     /// Name.
     pub cluster_name: String,
-    /// `ACTIVE` or `INACTIVE`.
-    pub status: String,
+    /// Whether it is in use or deleted.
+    pub status: ClusterStatus,
     /// Counters (filled when described).
     #[serde(default)]
     pub registered_container_instances_count: u64,
@@ -104,12 +108,4 @@ fn disabled() -> String {
 pub struct NetworkConfiguration {
     /// The awsvpc configuration.
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
-}
-
-/// Seconds since the epoch, as the ECS JSON protocol sends timestamps.
-pub fn now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| (d.as_millis() as f64) / 1000.0)
-        .unwrap_or(0.0)
 }

@@ -1,6 +1,6 @@
 //! Services.
 
-use super::{NetworkConfiguration, Tag};
+use super::{DeploymentStatus, NetworkConfiguration, RolloutState, ServiceStatus, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -39,7 +39,7 @@ pub struct Deployment {
     /// `ecs-svc/<digits>`.
     pub id: String,
     /// `PRIMARY` (newest) or `ACTIVE` (being replaced).
-    pub status: String,
+    pub status: DeploymentStatus,
     /// Task definition.
     pub task_definition: String,
     /// Desired.
@@ -57,7 +57,7 @@ pub struct Deployment {
     /// `FARGATE`.
     pub launch_type: String,
     /// `IN_PROGRESS` or `COMPLETED`.
-    pub rollout_state: String,
+    pub rollout_state: RolloutState,
     /// Why.
     pub rollout_state_reason: String,
     /// Network configuration.
@@ -87,8 +87,8 @@ pub struct Service {
     pub service_name: String,
     /// Cluster.
     pub cluster_arn: String,
-    /// `ACTIVE`, `DRAINING`, `INACTIVE`.
-    pub status: String,
+    /// Kept running, deleted and draining, or deleted.
+    pub status: ServiceStatus,
     /// Desired.
     pub desired_count: i64,
     /// RUNNING tasks.

@@ -1,6 +1,7 @@
 //! Tasks as ECS shows them, and the record the control plane stores.
 
 use super::{KeyValuePair, Tag};
+use agent_proto::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -27,8 +28,8 @@ pub struct Container {
     pub name: String,
     /// Image.
     pub image: String,
-    /// Status.
-    pub last_status: String,
+    /// Where the container is in its lifecycle.
+    pub last_status: Status,
     /// Exit code once stopped.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -112,10 +113,10 @@ pub struct Task {
     pub container_instance_arn: String,
     /// Overrides.
     pub overrides: TaskOverride,
-    /// Status.
-    pub last_status: String,
-    /// `RUNNING` or `STOPPED`.
-    pub desired_status: String,
+    /// Where the task is in its lifecycle.
+    pub last_status: Status,
+    /// `RUNNING`, or `STOPPED` once a stop was asked for.
+    pub desired_status: Status,
     /// CPU units.
     pub cpu: String,
     /// Memory MiB.

@@ -1,6 +1,6 @@
 //! Task definitions.
 
-use super::{KeyValuePair, Tag};
+use super::{KeyValuePair, Tag, TaskDefinitionStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -86,8 +86,8 @@ pub struct TaskDefinition {
     pub family: String,
     /// Revision, from 1.
     pub revision: u32,
-    /// `ACTIVE` or `INACTIVE`.
-    pub status: String,
+    /// Runnable, or deregistered.
+    pub status: TaskDefinitionStatus,
     /// Containers.
     pub container_definitions: Vec<ContainerDefinition>,
     /// Task CPU units, normalised to a number string.

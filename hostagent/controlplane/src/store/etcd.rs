@@ -119,14 +119,11 @@ impl Fence {
     }
     /// What the current leader advertises, as last seen.
     pub fn leader(&self) -> Option<String> {
-        self.leader
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        crate::sync::lock(&self.leader).clone()
     }
     /// Records what the current leader advertises.
     pub fn set_leader(&self, l: Option<String>) {
-        *self.leader.lock().unwrap_or_else(|e| e.into_inner()) = l;
+        *crate::sync::lock(&self.leader) = l;
     }
     fn not_leader(&self) -> StoreError {
         StoreError::NotLeader {

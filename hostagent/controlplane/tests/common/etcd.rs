@@ -1,5 +1,5 @@
 //! The etcd side of the harness. Test binaries whose name starts with `etcd` (for
-//! example `etcd_api`, which includes the SQLite suites' files) run every
+//! example `etcd_api`, which runs the suites of `tests/suites`) run every
 //! [`super::ControlPlane`] over a real etcd (Debian's `/usr/bin/etcd`) instead of
 //! SQLite: one etcd per data directory, kept while a control plane over that
 //! directory lives, so kill -9 and restart tests keep their state.

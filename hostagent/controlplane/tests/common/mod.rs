@@ -270,77 +270,33 @@ pub fn json_file(dir: &Path, name: &str, v: &Value) -> String {
     format!("file://{}", p.display())
 }
 
-/// `YYYYMMDDTHHMMSSZ` of now.
-fn amz_date() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    controlplane::client::amz_date(secs)
-}
-
 impl ControlPlane {
-    /// A quick signed ECS call from Rust (for polling; the assertions that matter use
-    /// the AWS CLI and boto3). Err: (error type, message).
-    pub fn call(&self, op: &str, input: Value) -> Result<Value, (String, String)> {
-        use controlplane::frontend::sigv4::{sign, Authorization, SignedRequest};
-        use std::io::{Read, Write};
-        let body = input.to_string();
-        let date = amz_date();
-        let mut headers = axum::http::HeaderMap::new();
-        headers.insert("host", self.addr.parse().unwrap());
-        headers.insert("x-amz-date", date.parse().unwrap());
-        headers.insert(
-            "content-type",
-            "application/x-amz-json-1.1".parse().unwrap(),
-        );
-        let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
-        headers.insert("x-amz-target", target.parse().unwrap());
-        let auth = Authorization {
-            access_key: KEY.into(),
-            date: date[..8].into(),
+    /// A signing client of this control plane, as the account of `key`.
+    pub fn client(&self, key: &str, secret: &str) -> controlplane::client::Client {
+        controlplane::client::Client {
+            addr: self.addr.clone(),
             region: "us-east-1".into(),
-            service: "ecs".into(),
-            signed_headers: vec![
-                "content-type".into(),
-                "host".into(),
-                "x-amz-date".into(),
-                "x-amz-target".into(),
-            ],
-            signature: String::new(),
-        };
-        let req = SignedRequest {
-            method: "POST",
-            path: "/",
-            query: "",
-            headers: &headers,
-            body: body.as_bytes(),
-        };
-        let sig = sign(&req, &auth, &date, SECRET);
-        let mut s = std::net::TcpStream::connect(&self.addr).expect("connect");
-        write!(
-            s,
-            "POST / HTTP/1.1\r\nHost: {}\r\nX-Amz-Date: {date}\r\nContent-Type: application/x-amz-json-1.1\r\n\
-             X-Amz-Target: {target}\r\nAuthorization: AWS4-HMAC-SHA256 Credential={KEY}/{}/us-east-1/ecs/aws4_request, \
-             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.addr,
-            &date[..8],
-            body.len()
-        )
-        .expect("write");
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).expect("read");
-        let (head, body) = resp.split_once("\r\n\r\n").expect("http answer");
-        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        if head.starts_with("HTTP/1.1 200") {
-            Ok(v)
-        } else {
-            Err((
-                v["__type"].as_str().unwrap_or("").into(),
-                v["message"].as_str().unwrap_or("").into(),
-            ))
+            key: key.into(),
+            secret: secret.into(),
         }
+    }
+
+    /// A quick signed ECS call from Rust (for polling; the assertions that matter use
+    /// the AWS CLI and boto3), as the first account. Err: (error type, message).
+    /// It blocks, on a thread of its own, so async tests can call it too.
+    pub fn call(&self, op: &str, input: Value) -> Result<Value, (String, String)> {
+        let client = self.client(KEY, SECRET);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime")
+                    .block_on(client.call(op, &input))
+            })
+            .join()
+            .expect("client thread")
+        })
     }
 
     /// The described tasks of a service (ListTasks + DescribeTasks).

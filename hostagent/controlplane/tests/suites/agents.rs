@@ -1,9 +1,7 @@
 //! The agent channel: registration, host identity checks, lost hosts, capacity.
 
-mod common;
-
+use crate::common::*;
 use agent_proto::{AgentMessage, RegisterRequest, Status};
-use common::*;
 use controlplane::testagent::{register, TestAgent};
 use serde_json::json;
 use std::time::Duration;
@@ -37,7 +35,7 @@ async fn registration_and_channel_need_credentials() {
         memory: 8192,
         cell: None,
     };
-    let e = register(&cp.addr, &req).await.unwrap_err();
+    let e = register(&cp.addr, &req).await.unwrap_err().to_string();
     assert!(e.contains("401"), "{e}");
     req.bootstrap_token = TOKEN.into();
     let ok = register(&cp.addr, &req).await.unwrap();

@@ -1,9 +1,7 @@
 //! Front end and state: per-account throttles, pagination, cells, durability
 //! across kill -9, clean SIGTERM.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use controlplane::testagent::TestAgent;
 use serde_json::json;
 use std::time::Duration;

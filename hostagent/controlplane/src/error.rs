@@ -1,4 +1,5 @@
-//! ECS error shapes: `{"__type": "...", "message": "..."}` with the HTTP status ECS uses.
+//! The wire error of the ECS and CloudWatch Logs APIs, and the one place domain
+//! errors become it. ECS error shapes: `{"__type": "...", "message": "..."}` with the HTTP status ECS uses.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -105,6 +106,24 @@ impl From<crate::store::StoreError> for ApiError {
         }
         tracing::error!("store error: {e}");
         ApiError::server("Internal state store error.")
+    }
+}
+
+impl From<crate::domain::DomainError> for ApiError {
+    fn from(e: crate::domain::DomainError) -> Self {
+        use crate::domain::DomainError as D;
+        match e {
+            D::Invalid(m) => ApiError::client(m),
+            D::Store(e) => ApiError::from(e),
+            D::MalformedArn => ApiError::server("malformed task ARN"),
+            // Handled by the callers (a failure entry, a message to the host); should
+            // one get here, it is a fault of this control plane.
+            e @ (D::NoCapacity(_)
+            | D::NotAssigned(_)
+            | D::AlreadyStopped(_)
+            | D::Backwards { .. }
+            | D::NoContainer { .. }) => ApiError::server(e.to_string()),
+        }
     }
 }
 

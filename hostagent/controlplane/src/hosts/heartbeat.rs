@@ -3,7 +3,7 @@
 
 use crate::cells::{tables, CellState, HostRecord};
 use crate::lifecycle;
-use crate::model::TaskRecord;
+use crate::model::{HostStatus, TaskRecord};
 use crate::store::StoreExt;
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ fn host_lost(c: &mut CellState, host: &str, timeout: Duration) {
     c.agents.remove(host);
     c.placement.set_schedulable(host, false);
     if let Ok(Some(mut rec)) = c.store.get_json::<HostRecord>(tables::HOST, host) {
-        rec.status = "INACTIVE".into();
+        rec.status = HostStatus::Inactive;
         if let Err(e) = c.store.put_json(tables::HOST, host, &rec) {
             tracing::error!("host {host}: {e}");
         }

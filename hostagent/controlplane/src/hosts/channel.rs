@@ -2,14 +2,12 @@
 //! the host identity the channel was authenticated with.
 
 use super::registry::authenticate;
-use crate::cells::{
-    tables, AgentConn, Cell, CellState, HostRecord, TaskMetricsSample, HOST_DRAINING,
-};
-use crate::lifecycle::{self, key_of_arn};
-use crate::model::TaskRecord;
-use crate::server::App;
+use crate::app::App;
+use crate::cells::{tables, AgentConn, Cell, CellState, HostRecord, TaskMetricsSample};
+use crate::lifecycle::{self, own_task};
+use crate::model::{HostStatus, TaskRecord};
 use crate::store::StoreExt;
-use agent_proto::{AgentMessage, ControlMessage};
+use agent_proto::{AgentMessage, ControlMessage, Status};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -74,8 +72,8 @@ fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage
     c.agents.insert(host.to_string(), conn);
     c.heartbeats.insert(host.to_string(), Instant::now());
     if let Ok(Some(mut rec)) = c.store.get_json::<HostRecord>(tables::HOST, host) {
-        if rec.status != "ACTIVE" {
-            rec.status = "ACTIVE".into();
+        if rec.status != HostStatus::Active {
+            rec.status = HostStatus::Active;
             let _ = c.store.put_json(tables::HOST, host, &rec);
         }
         c.placement
@@ -91,7 +89,7 @@ fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage
     let mut out = vec![];
     for k in keys {
         if let Ok(Some(t)) = c.store.get_json::<TaskRecord>(tables::TASK, &k) {
-            out.push(if t.task.desired_status == "STOPPED" {
+            out.push(if t.task.desired_status == Status::Stopped {
                 ControlMessage::StopTask {
                     task_arn: t.task.task_arn.clone(),
                     reason: t.task.stopped_reason.clone().unwrap_or_default(),
@@ -102,17 +100,6 @@ fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage
         }
     }
     out
-}
-
-/// The task `arn` if it is assigned to `host`; otherwise why not.
-pub(crate) fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, String> {
-    let denied = || format!("task {arn} is not assigned to this host");
-    let key = key_of_arn(arn).ok_or_else(denied)?;
-    match c.store.get_json::<TaskRecord>(tables::TASK, &key) {
-        Ok(Some(t)) if t.host_id == host => Ok(t),
-        Ok(_) => Err(denied()),
-        Err(e) => Err(format!("state store error: {e}")),
-    }
 }
 
 /// Handles one agent message other than [`AgentMessage::Logs`] (which
@@ -132,8 +119,8 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
             for arn in running_tasks {
                 match own_task(c, host, &arn) {
                     Ok(t)
-                        if t.task.desired_status == "STOPPED"
-                            || t.task.last_status == "STOPPED" =>
+                        if t.task.desired_status == Status::Stopped
+                            || t.task.last_status == Status::Stopped =>
                     {
                         out.push(ControlMessage::StopTask {
                             task_arn: arn,
@@ -141,7 +128,9 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
                         })
                     }
                     Ok(_) => {}
-                    Err(m) => out.push(ControlMessage::Error { message: m }),
+                    Err(e) => out.push(ControlMessage::Error {
+                        message: e.to_string(),
+                    }),
                 }
             }
             out
@@ -155,7 +144,7 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
         } => {
             let mut rec = match own_task(c, host, &task_arn) {
                 Ok(t) => t,
-                Err(m) => return err(m),
+                Err(e) => return err(e.to_string()),
             };
             if containers.len() > 10 || stopped_reason.as_ref().is_some_and(|r| r.len() > 1024) {
                 return err("too many containers or reason too long".into());
@@ -177,7 +166,7 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
                 private_ipv4_address.as_deref(),
             ) {
                 Ok(()) => vec![],
-                Err(m) => err(m),
+                Err(e) => err(e.to_string()),
             }
         }
         AgentMessage::TaskMetrics {
@@ -188,7 +177,7 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
         } => {
             let rec = match own_task(c, host, &task_arn) {
                 Ok(t) => t,
-                Err(m) => return err(m),
+                Err(e) => return err(e.to_string()),
             };
             let ok = |v: f64| v.is_finite() && (0.0..=MAX_UTILIZATION).contains(&v);
             if !ok(cpu_utilization) || !ok(memory_utilization) {
@@ -196,7 +185,7 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
                     "utilization out of range (0..={MAX_UTILIZATION} percent)"
                 ));
             }
-            if rec.task.last_status != "STOPPED" {
+            if rec.task.last_status != Status::Stopped {
                 c.task_metrics.insert(
                     task_arn,
                     TaskMetricsSample {
@@ -221,9 +210,9 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
 fn set_draining(c: &mut CellState, host: &str) -> Result<(), crate::store::StoreError> {
     c.placement.set_schedulable(host, false);
     if let Some(mut rec) = c.store.get_json::<HostRecord>(tables::HOST, host)? {
-        if rec.status != HOST_DRAINING {
+        if rec.status != HostStatus::Draining {
             tracing::info!(host, "host is draining");
-            rec.status = HOST_DRAINING.into();
+            rec.status = HostStatus::Draining;
             c.store.put_json(tables::HOST, host, &rec)?;
         }
     }

@@ -83,17 +83,10 @@ impl Throttle {
     }
 
     fn account(&self, account: &str) -> AccountBuckets {
-        if let Some(a) = self
-            .accounts
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(account)
-        {
+        if let Some(a) = crate::sync::read(&self.accounts).get(account) {
             return a.clone();
         }
-        self.accounts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        crate::sync::write(&self.accounts)
             .entry(account.to_string())
             .or_default()
             .clone()
@@ -103,7 +96,7 @@ impl Throttle {
     pub fn allow_at(&self, account: &str, op: &str, now: Instant) -> bool {
         let limit = self.config.limit(account, op);
         let acct = self.account(account);
-        let mut buckets = acct.lock().unwrap_or_else(|e| e.into_inner());
+        let mut buckets = crate::sync::lock(&acct);
         let b = buckets.entry(op.to_string()).or_insert(Bucket {
             tokens: limit.burst,
             last: now,

@@ -1,9 +1,11 @@
 //! Host registration (bootstrap token -> host identity + credential) and the
 //! authentication of channel connections.
 
+use crate::app::App;
 use crate::cells::{tables, Cell, HostRecord};
-use crate::model::now;
-use crate::server::App;
+use crate::clock::now;
+use crate::frontend::sigv4::constant_time_eq;
+use crate::model::HostStatus;
 use crate::store::StoreExt;
 use agent_proto::{ErrorBody, RegisterRequest, RegisterResponse};
 use axum::body::Bytes;
@@ -20,10 +22,6 @@ fn error(status: StatusCode, message: &str) -> Response {
     })
     .unwrap_or_default();
     (status, [("content-type", "application/json")], body).into_response()
-}
-
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |x, (p, q)| x | (p ^ q)) == 0
 }
 
 /// `POST /agent/v1/register`.
@@ -43,7 +41,7 @@ pub async fn register(State(app): State<Arc<App>>, body: Bytes) -> Response {
             )
         }
     };
-    if !ct_eq(req.bootstrap_token.as_bytes(), token.as_bytes()) {
+    if !constant_time_eq(req.bootstrap_token.as_bytes(), token.as_bytes()) {
         return error(StatusCode::UNAUTHORIZED, "invalid bootstrap token");
     }
     if req.cpu == 0
@@ -85,7 +83,7 @@ pub async fn register(State(app): State<Arc<App>>, body: Bytes) -> Response {
         memory: req.memory,
         credential_sha256: hex::encode(Sha256::digest(credential.as_bytes())),
         registered_at: now(),
-        status: "ACTIVE".into(),
+        status: HostStatus::Active,
     };
     {
         let mut c = cell.lock();
@@ -137,7 +135,7 @@ pub fn authenticate(app: &App, header: Option<&str>) -> Result<(Arc<Cell>, Strin
         }
     };
     let got = hex::encode(Sha256::digest(cred.as_bytes()));
-    if !ct_eq(got.as_bytes(), rec.credential_sha256.as_bytes()) {
+    if !constant_time_eq(got.as_bytes(), rec.credential_sha256.as_bytes()) {
         return Err(deny());
     }
     Ok((cell, id.to_string()))

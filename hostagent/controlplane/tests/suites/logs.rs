@@ -2,10 +2,8 @@
 //! through the CloudWatch Logs API with the real AWS CLI (`aws logs ...`), only for
 //! the task's own account and only from the host that runs the task.
 
-mod common;
-
+use crate::common::*;
 use agent_proto::{AgentMessage, LogLine, LogStream};
-use common::*;
 use controlplane::testagent::TestAgent;
 use serde_json::{json, Value};
 use std::time::Duration;

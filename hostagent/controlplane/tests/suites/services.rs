@@ -1,9 +1,7 @@
 //! Services: desiredCount kept, stopped tasks replaced, rolling deployment to a new
 //! revision within minimumHealthyPercent / maximumPercent, AZ spread.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use controlplane::testagent::TestAgent;
 use serde_json::json;
 use std::time::Duration;

@@ -1,9 +1,7 @@
 //! Bad inputs of every operation get ECS errors (boto3 for the table, the AWS CLI
 //! for a sample), and unsigned or badly signed calls are refused.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const BAD_CALLS: &str = r#"
 import json, os, boto3, botocore.config

@@ -1,4 +1,4 @@
-//! The agent communication service: host registration, the WebSocket channel, and
+//! The hosts: their registration, the WebSocket channel of each host's agent, and
 //! the heartbeat monitor. See the `agent-proto` crate for the protocol.
 
 pub mod channel;

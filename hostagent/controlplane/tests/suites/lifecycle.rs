@@ -1,9 +1,7 @@
 //! The scorekeep walk-through with the real AWS CLI and simulated hosts (real
 //! clients of the agent channel).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use controlplane::testagent::TestAgent;
 use std::time::Duration;
 

@@ -1,0 +1,158 @@
+//! What the ECS operations share: decoding the input, paging a listing, and the
+//! parameters several resources take (`cluster`, `networkConfiguration`,
+//! `launchType`, `service`).
+
+use crate::cells::{tables, CellState};
+use crate::ctx::Ctx;
+use crate::error::ApiError;
+use crate::model::{AwsVpcConfiguration, Cluster, ClusterStatus, NetworkConfiguration};
+use crate::store::StoreExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Decodes an operation's input.
+pub fn input<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v).map_err(|e| ApiError::serialization(e.to_string()))
+}
+
+/// One page of `items` (sorted by key): the `nextToken` is the last key, hex.
+pub fn paginate<T>(
+    items: Vec<(String, T)>,
+    next_token: Option<&str>,
+    max_results: Option<i64>,
+    default_max: usize,
+) -> Result<(Vec<T>, Option<String>), ApiError> {
+    let max = match max_results {
+        None => default_max,
+        Some(m) if (1..=100).contains(&m) => m as usize,
+        Some(_) => return Err(ApiError::invalid("maxResults must be between 1 and 100.")),
+    };
+    let after = match next_token {
+        None | Some("") => None,
+        Some(t) => Some(
+            hex::decode(t)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| ApiError::invalid("Invalid nextToken."))?,
+        ),
+    };
+    let mut page = Vec::new();
+    let mut last = None;
+    let mut more = false;
+    for (k, v) in items {
+        if after.as_ref().is_some_and(|a| k.as_str() <= a.as_str()) {
+            continue;
+        }
+        if page.len() == max {
+            more = true;
+            break;
+        }
+        last = Some(k);
+        page.push(v);
+    }
+    let token = if more { last.map(hex::encode) } else { None };
+    Ok((page, token))
+}
+
+/// The cluster name a `cluster` parameter (name or ARN, default `default`) denotes.
+pub fn cluster_name(ctx: &Ctx<'_>, s: Option<&str>) -> Result<String, ApiError> {
+    let s = s.unwrap_or("default");
+    if s.starts_with("arn:") {
+        return ctx
+            .own_resource(s)
+            .and_then(|r| r.strip_prefix("cluster/"))
+            .map(str::to_string)
+            .ok_or_else(ApiError::cluster_not_found);
+    }
+    Ok(s.to_string())
+}
+
+/// The ACTIVE cluster a `cluster` parameter denotes.
+pub fn active_cluster(ctx: &Ctx<'_>, c: &CellState, s: Option<&str>) -> Result<Cluster, ApiError> {
+    let name = cluster_name(ctx, s)?;
+    let key = format!("{}/{}", ctx.account, name);
+    match c.store.get_json::<Cluster>(tables::CLUSTER, &key)? {
+        Some(cl) if cl.status == ClusterStatus::Active => Ok(cl),
+        _ => Err(ApiError::cluster_not_found()),
+    }
+}
+
+/// Validates a `networkConfiguration` the way ECS does for awsvpc tasks.
+pub fn network(n: Option<&NetworkConfiguration>) -> Result<AwsVpcConfiguration, ApiError> {
+    let a = n
+        .and_then(|n| n.awsvpc_configuration.as_ref())
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+            )
+        })?;
+    if a.subnets.is_empty() {
+        return Err(ApiError::invalid("subnets can not be empty."));
+    }
+    if a.subnets.len() > 16 {
+        return Err(ApiError::invalid("subnets can have at most 16 items."));
+    }
+    if a.security_groups.len() > 5 {
+        return Err(ApiError::invalid(
+            "securityGroups can have at most 5 items.",
+        ));
+    }
+    for s in &a.subnets {
+        if !s.starts_with("subnet-") || s.len() < 8 {
+            return Err(ApiError::invalid(format!(
+                "Error retrieving subnet information for [{s}]: The subnet ID '{s}' is malformed"
+            )));
+        }
+    }
+    for g in &a.security_groups {
+        if !g.starts_with("sg-") || g.len() < 4 {
+            return Err(ApiError::invalid(format!(
+                "Error retrieving security group information for [{g}]: The security group ID '{g}' is malformed"
+            )));
+        }
+    }
+    if a.assign_public_ip != "ENABLED" && a.assign_public_ip != "DISABLED" {
+        return Err(ApiError::invalid(format!(
+            "assignPublicIp must be ENABLED or DISABLED, not {}",
+            a.assign_public_ip
+        )));
+    }
+    Ok(a.clone())
+}
+
+/// Checks `launchType` (only FARGATE is served).
+pub fn launch_type(l: Option<&str>) -> Result<(), ApiError> {
+    match l {
+        None | Some("FARGATE") => Ok(()),
+        Some(x @ ("EC2" | "EXTERNAL")) => Err(ApiError::invalid(format!(
+            "launchType {x} is not supported: this control plane runs FARGATE tasks only."
+        ))),
+        Some(x) => Err(ApiError::invalid(format!("Invalid launchType: {x}"))),
+    }
+}
+
+/// The service name a `service` parameter (name or ARN) denotes.
+pub fn service_name(ctx: &Ctx<'_>, s: &str) -> String {
+    if let Some(r) = ctx.own_resource(s).and_then(|r| r.strip_prefix("service/")) {
+        return r.rsplit('/').next().unwrap_or(r).to_string();
+    }
+    s.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_tokens() {
+        let items = |n: usize| (0..n).map(|i| (format!("k{i:02}"), i)).collect::<Vec<_>>();
+        let (p, t) = paginate(items(5), None, Some(2), 100).unwrap();
+        assert_eq!(p, vec![0, 1]);
+        let (p, t) = paginate(items(5), t.as_deref(), Some(2), 100).unwrap();
+        assert_eq!(p, vec![2, 3]);
+        let (p, t) = paginate(items(5), t.as_deref(), Some(2), 100).unwrap();
+        assert_eq!((p, t), (vec![4], None));
+        assert!(paginate(items(1), None, Some(0), 100).is_err());
+        assert!(paginate(items(1), Some("zz"), None, 100).is_err());
+    }
+}

@@ -1,0 +1,78 @@
+//! The shared state of the control plane: accounts, throttles, the cells and their
+//! router, the log stores, timings and counters. Every handler and background loop
+//! takes an `Arc<App>`; it sits below them all.
+
+use crate::cells::{Cell, Router};
+use crate::config::Config;
+use crate::leader::Leadership;
+use crate::logs::ingest::LogCounters;
+use crate::logs::store::LogStore;
+use crate::store::StoreError;
+use crate::throttle::Throttle;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Shared state of the control plane.
+pub struct App {
+    /// Region.
+    pub region: String,
+    /// access key -> (account, secret).
+    pub accounts: HashMap<String, (String, String)>,
+    /// Throttles.
+    pub throttle: Throttle,
+    /// Cells and the account router.
+    pub router: Router,
+    /// Host bootstrap token.
+    pub bootstrap_token: Option<String>,
+    /// Heartbeat interval told to agents.
+    pub heartbeat_interval: Duration,
+    /// Heartbeat timeout.
+    pub heartbeat_timeout: Duration,
+    /// Scheduler period.
+    pub scheduler_interval: Duration,
+    /// Connection counter.
+    pub next_conn: AtomicU64,
+    /// Agent messages handled (metric).
+    pub agent_messages: AtomicU64,
+    /// Hosts declared lost (metric).
+    pub hosts_lost: AtomicU64,
+    /// The log store of each cell (`logs-N.db`), by cell number.
+    pub logs: Vec<Arc<LogStore>>,
+    /// Log pipeline counters (metric).
+    pub log_counters: LogCounters,
+    /// The etcd leadership campaign of this replica (none over SQLite).
+    pub leadership: std::sync::Mutex<Option<Leadership>>,
+}
+
+impl App {
+    /// Opens the state under `cfg.data_dir` (created if needed).
+    pub fn open(cfg: &Config) -> Result<App, StoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let opened = crate::cells::open_stores(cfg)?;
+        let cells: Vec<Arc<Cell>> = opened.cells;
+        let mut logs = vec![];
+        for i in 0..cfg.cells {
+            let p = cfg.data_dir.join(format!("logs-{i}.db"));
+            let s = LogStore::open(&p, cfg.log_retention_events)?;
+            logs.push(Arc::new(s));
+        }
+        Ok(App {
+            region: cfg.region.clone(),
+            accounts: cfg.accounts.clone(),
+            throttle: Throttle::new(cfg.throttle.clone()),
+            router: Router::new(cells, opened.router_store)?,
+            bootstrap_token: cfg.bootstrap_token.clone(),
+            heartbeat_interval: cfg.heartbeat_interval,
+            heartbeat_timeout: cfg.heartbeat_timeout,
+            scheduler_interval: cfg.scheduler_interval,
+            next_conn: AtomicU64::new(1),
+            agent_messages: AtomicU64::new(0),
+            hosts_lost: AtomicU64::new(0),
+            logs,
+            log_counters: LogCounters::default(),
+            leadership: std::sync::Mutex::new(opened.leadership),
+        })
+    }
+}

@@ -1,0 +1,4 @@
+//! The API test suites (`tests/suites`) over the SQLite store.
+
+mod common;
+mod suites;
