@@ -3,19 +3,20 @@
 //! all of it on drop, also when the test fails.
 #![allow(dead_code)]
 
+mod jail_probe;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::OnceLock;
 
 use jailer::cgroups::{cgroup_v1_mounts, cgroup_v2_mount};
 use jailer::CgroupVersion;
 
 pub const UID: u32 = 41234;
 pub const GID: u32 = 41235;
-pub const EXEC_NAME: &str = "jail-probe";
+pub use jail_probe::EXEC_NAME;
 
 pub fn jailer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_jailer")
@@ -23,40 +24,7 @@ pub fn jailer_bin() -> &'static str {
 
 /// jail-probe built as a static binary (the jail holds no libraries).
 pub fn probe() -> &'static Path {
-    static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jail-probe-static");
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join(EXEC_NAME);
-        // Built under a private name, then renamed: test binaries may run in parallel.
-        let tmp = dir.join(format!("{EXEC_NAME}.{}", std::process::id()));
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/jail-probe.rs");
-        // RUSTC if set, else the rustc next to the cargo running the tests, else PATH.
-        let rustc = std::env::var("RUSTC").ok().unwrap_or_else(|| {
-            std::env::var("CARGO")
-                .ok()
-                .map(|c| Path::new(&c).with_file_name("rustc"))
-                .filter(|p| p.exists())
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "rustc".into())
-        });
-        let st = Command::new(rustc)
-            .args([
-                "--edition",
-                "2021",
-                "-O",
-                "-C",
-                "target-feature=+crt-static",
-                "-o",
-            ])
-            .arg(&tmp)
-            .arg(&src)
-            .status()
-            .expect("run rustc");
-        assert!(st.success(), "building the static jail-probe failed");
-        std::fs::rename(&tmp, &out).unwrap();
-        out
-    })
+    jail_probe::jail_probe(Path::new(env!("CARGO_MANIFEST_DIR")))
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

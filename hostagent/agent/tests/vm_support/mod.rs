@@ -4,9 +4,11 @@
 //! jail-probe standing in for the vmm (this machine's /dev/kvm cannot boot Linux).
 #![allow(dead_code)]
 
+#[path = "../../../../jailer/tests/common/jail_probe.rs"]
+mod jail_probe;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Whether we run as root.
@@ -27,41 +29,8 @@ pub fn workspace_bin(name: &str) -> Option<PathBuf> {
 
 /// The jailer's jail-probe, built static with rustc (the jail has no libraries).
 pub fn probe() -> PathBuf {
-    static PROBE: OnceLock<PathBuf> = OnceLock::new();
-    PROBE
-        .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("vm-jail-probe");
-            std::fs::create_dir_all(&dir).unwrap();
-            let out = dir.join("jail-probe");
-            let tmp = dir.join(format!("jail-probe.{}", std::process::id()));
-            let src =
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../jailer/src/bin/jail-probe.rs");
-            let rustc = std::env::var("RUSTC").ok().unwrap_or_else(|| {
-                std::env::var("CARGO")
-                    .ok()
-                    .map(|c| Path::new(&c).with_file_name("rustc"))
-                    .filter(|p| p.exists())
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "rustc".into())
-            });
-            let st = Command::new(rustc)
-                .args([
-                    "--edition",
-                    "2021",
-                    "-O",
-                    "-C",
-                    "target-feature=+crt-static",
-                    "-o",
-                ])
-                .arg(&tmp)
-                .arg(&src)
-                .status()
-                .expect("run rustc");
-            assert!(st.success(), "building the static jail-probe failed");
-            std::fs::rename(&tmp, &out).unwrap();
-            out
-        })
-        .clone()
+    let jailer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../jailer");
+    jail_probe::jail_probe(&jailer).to_path_buf()
 }
 
 fn sh_out(args: &[&str]) -> String {
