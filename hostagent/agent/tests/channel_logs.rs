@@ -47,6 +47,11 @@ fn states(spec: &TaskSpec, status: Status, code: Option<i32>) -> Vec<ContainerSt
         .collect()
 }
 
+/// The only adopt answer of [`ScriptedRuntime`].
+#[derive(Debug, thiserror::Error)]
+#[error("not adoptable")]
+struct NotAdoptable;
+
 impl TaskRuntime for ScriptedRuntime {
     async fn launch(&self, spec: &TaskSpec) -> Result<Launched, LaunchFailure> {
         let (ev, spec2) = (self.events.clone(), spec.clone());
@@ -90,8 +95,10 @@ impl TaskRuntime for ScriptedRuntime {
             containers: states(spec, Status::Running, None),
         })
     }
-    async fn adopt(&self, _: &TaskSpec) -> Result<Launched, String> {
-        Err("not adoptable".into())
+    type AdoptError = NotAdoptable;
+
+    async fn adopt(&self, _: &TaskSpec) -> Result<Launched, NotAdoptable> {
+        Err(NotAdoptable)
     }
     async fn stop(&self, spec: &TaskSpec, _: &str) -> Vec<ContainerState> {
         states(spec, Status::Stopped, Some(143))

@@ -274,7 +274,7 @@ async fn adopt_reports_a_vm_that_died_and_releases_its_eni() {
     let arn = "arn:aws:ecs:local:123456789012:task/default/adopt1";
     let s = spec(arn, "unused");
     let err = rt.adopt(&s).await.unwrap_err();
-    assert!(err.contains("no microVM state"), "{err}");
+    assert!(err.to_string().contains("no microVM state"), "{err}");
     // A task whose VM ran when the agent died: its ENI exists, its vmm is gone.
     let id = task_id(arn);
     let req = netd::CreateTaskRequest {
@@ -303,7 +303,10 @@ async fn adopt_reports_a_vm_that_died_and_releases_its_eni() {
     };
     state::save(&e.cfg.task_dir(&id), &st).unwrap();
     let err = rt.adopt(&s).await.unwrap_err();
-    assert!(err.contains("exited while the agent was down"), "{err}");
+    assert!(
+        err.to_string().contains("exited while the agent was down"),
+        "{err}"
+    );
     assert_released(&e, &id).await;
     // stop of a task the runtime does not know: every container STOPPED with the reason.
     let c = rt.stop(&s, "user stop").await;

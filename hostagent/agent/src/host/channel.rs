@@ -115,7 +115,7 @@ async fn identity(
     cfg: &ChannelConfig,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Identity>, Fatal> {
-    if let Some(id) = identity::load(&cfg.state_dir).map_err(Fatal)? {
+    if let Some(id) = identity::load(&cfg.state_dir).map_err(|e| Fatal(e.to_string()))? {
         tracing::info!(host = %id.host_id, cell = id.cell, "using stored host identity");
         return Ok(Some(id));
     }
@@ -134,7 +134,7 @@ async fn identity(
                     cell: r.cell,
                     heartbeat_interval_secs: r.heartbeat_interval_secs,
                 };
-                identity::save(&cfg.state_dir, &id).map_err(Fatal)?;
+                identity::save(&cfg.state_dir, &id).map_err(|e| Fatal(e.to_string()))?;
                 tracing::info!(host = %id.host_id, cell = id.cell, "registered");
                 return Ok(Some(id));
             }

@@ -84,7 +84,7 @@ pub fn mem_total_mib(meminfo: &str) -> Option<u64> {
 
 impl Args {
     /// The capacity: flags, else derived from the host.
-    pub fn capacity(&self) -> Result<Capacity, String> {
+    pub fn capacity(&self) -> Result<Capacity, FlagError> {
         let cpu = match self.cpu_units {
             Some(c) => c,
             None => {
@@ -95,25 +95,20 @@ impl Args {
         let memory = match self.memory_mib {
             Some(m) => m,
             None => {
-                let text = std::fs::read_to_string("/proc/meminfo")
-                    .map_err(|e| format!("/proc/meminfo: {e}"))?;
-                let total = mem_total_mib(&text).ok_or("/proc/meminfo: no MemTotal")?;
+                let text = std::fs::read_to_string("/proc/meminfo").map_err(FlagError::MemInfo)?;
+                let total = mem_total_mib(&text).ok_or(FlagError::NoMemTotal)?;
                 let m = total.saturating_sub(u64::from(self.reserved_memory_mib));
                 u32::try_from(m).unwrap_or(u32::MAX)
             }
         };
         if cpu < 256 {
-            return Err(format!(
-                "--cpu-units {cpu}: a host needs at least 256 CPU units"
-            ));
+            return Err(FlagError::CpuUnits(cpu));
         }
         if memory < 512 {
-            return Err(format!(
-                "--memory-mib {memory}: a host needs at least 512 MiB for tasks"
-            ));
+            return Err(FlagError::MemoryMib(memory));
         }
         if self.max_enis == 0 {
-            return Err("--max-enis must be at least 1".into());
+            return Err(FlagError::MaxEnis);
         }
         Ok(Capacity {
             cpu,
@@ -123,13 +118,13 @@ impl Args {
     }
 
     /// Checks every flag; the first problem found.
-    pub fn validate(&self) -> Result<Capacity, String> {
+    pub fn validate(&self) -> Result<Capacity, FlagError> {
         let u = &self.controlplane;
         let rest = u
             .strip_prefix("http://")
-            .ok_or_else(|| format!("--controlplane {u}: must be an http:// URL"))?;
+            .ok_or_else(|| FlagError::NotHttp(u.clone()))?;
         if rest.trim_end_matches('/').is_empty() || rest.trim_end_matches('/').contains('/') {
-            return Err(format!("--controlplane {u}: expected http://host:port"));
+            return Err(FlagError::NotHostPort(u.clone()));
         }
         if self.availability_zone.is_empty()
             || !self
@@ -137,10 +132,7 @@ impl Args {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         {
-            return Err(format!(
-                "--availability-zone {:?}: letters, digits and '-' only",
-                self.availability_zone
-            ));
+            return Err(FlagError::AvailabilityZone(self.availability_zone.clone()));
         }
         let files = [
             ("--vmm-bin", &self.vmm_bin, true),
@@ -154,12 +146,9 @@ impl Args {
         {
             check_file(flag, p, exec)?;
         }
-        self.level.parse::<tracing::Level>().map_err(|_| {
-            format!(
-                "--level {}: expected error, warn, info, debug or trace",
-                self.level
-            )
-        })?;
+        self.level
+            .parse::<tracing::Level>()
+            .map_err(|_| FlagError::Level(self.level.clone()))?;
         self.capacity()
     }
 
@@ -172,16 +161,80 @@ impl Args {
     }
 }
 
-fn check_file(flag: &str, p: &Path, executable: bool) -> Result<(), String> {
+fn check_file(flag: &'static str, p: &Path, executable: bool) -> Result<(), FlagError> {
     use std::os::unix::fs::PermissionsExt;
-    let m = std::fs::metadata(p).map_err(|e| format!("{flag} {}: {e}", p.display()))?;
+    let path = || p.to_path_buf();
+    let m = std::fs::metadata(p).map_err(|source| FlagError::File {
+        flag,
+        path: path(),
+        source,
+    })?;
     if !m.is_file() {
-        return Err(format!("{flag} {}: not a regular file", p.display()));
+        return Err(FlagError::NotAFile { flag, path: path() });
     }
     if executable && m.permissions().mode() & 0o111 == 0 {
-        return Err(format!("{flag} {}: not executable", p.display()));
+        return Err(FlagError::NotExecutable { flag, path: path() });
     }
     Ok(())
+}
+
+/// A flag the daemon refuses (the text names the flag).
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    /// `/proc/meminfo` cannot be read (no `--memory-mib`).
+    #[error("/proc/meminfo: {0}")]
+    MemInfo(#[source] std::io::Error),
+    /// `/proc/meminfo` has no `MemTotal` line.
+    #[error("/proc/meminfo: no MemTotal")]
+    NoMemTotal,
+    /// Fewer than 256 CPU units.
+    #[error("--cpu-units {0}: a host needs at least 256 CPU units")]
+    CpuUnits(u32),
+    /// Less than 512 MiB for tasks.
+    #[error("--memory-mib {0}: a host needs at least 512 MiB for tasks")]
+    MemoryMib(u32),
+    /// `--max-enis 0`.
+    #[error("--max-enis must be at least 1")]
+    MaxEnis,
+    /// `--controlplane` is not `http://`.
+    #[error("--controlplane {0}: must be an http:// URL")]
+    NotHttp(String),
+    /// `--controlplane` has a path.
+    #[error("--controlplane {0}: expected http://host:port")]
+    NotHostPort(String),
+    /// `--availability-zone` holds other characters.
+    #[error("--availability-zone {0:?}: letters, digits and '-' only")]
+    AvailabilityZone(String),
+    /// A file flag names something that cannot be read.
+    #[error("{flag} {}: {source}", path.display())]
+    File {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file flag names a directory or device.
+    #[error("{flag} {}: not a regular file", path.display())]
+    NotAFile {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        path: PathBuf,
+    },
+    /// A binary flag names a file without execute permission.
+    #[error("{flag} {}: not executable", path.display())]
+    NotExecutable {
+        /// The flag.
+        flag: &'static str,
+        /// Its value.
+        path: PathBuf,
+    },
+    /// `--level` is not a tracing level.
+    #[error("--level {0}: expected error, warn, info, debug or trace")]
+    Level(String),
 }
 
 #[cfg(test)]
@@ -217,8 +270,8 @@ mod tests {
         ])
         .validate();
         assert_eq!(
-            c,
-            Ok(Capacity {
+            c.ok(),
+            Some(Capacity {
                 cpu: 4096,
                 memory: 8192,
                 max_enis: 3
@@ -233,7 +286,7 @@ mod tests {
             Some(2048)
         );
         assert_eq!(mem_total_mib("nothing"), None);
-        let e = |a: &[&str]| args(a).validate().unwrap_err();
+        let e = |a: &[&str]| args(a).validate().unwrap_err().to_string();
         assert!(e(&["--cpu-units", "100"]).contains("--cpu-units"));
         assert!(e(&["--memory-mib", "10"]).contains("--memory-mib"));
         assert!(e(&["--max-enis", "0"]).contains("--max-enis"));
@@ -248,13 +301,17 @@ mod tests {
         assert!(e(&["--level", "loud"]).contains("--level"));
         let mut a = args(&[]);
         a.controlplane = "https://x:1".into();
-        assert!(a.validate().unwrap_err().contains("http://"));
+        assert!(a.validate().unwrap_err().to_string().contains("http://"));
         a.controlplane = "http://x:1/path".into();
         assert!(a.validate().is_err());
         a.controlplane = "http://x:1/".into();
         assert_eq!(a.controlplane_addr(), "x:1");
         let mut a = args(&[]);
         a.availability_zone = "a z".into();
-        assert!(a.validate().unwrap_err().contains("--availability-zone"));
+        assert!(a
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--availability-zone"));
     }
 }

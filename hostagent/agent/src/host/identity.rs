@@ -26,23 +26,49 @@ pub fn path(state_dir: &Path) -> PathBuf {
     state_dir.join("identity.json")
 }
 
+/// The identity file cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// The file holds no identity.
+    #[error("{}: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Reading or writing the file failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The identity does not serialize.
+    #[error(transparent)]
+    Encode(serde_json::Error),
+}
+
 /// The stored identity, if any.
-pub fn load(state_dir: &Path) -> Result<Option<Identity>, String> {
+pub fn load(state_dir: &Path) -> Result<Option<Identity>, IdentityError> {
     let p = path(state_dir);
     match std::fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
-            .map_err(|e| format!("{}: {e}", p.display())),
+            .map_err(|source| IdentityError::Parse { path: p, source }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", p.display())),
+        Err(source) => Err(IdentityError::Io { path: p, source }),
     }
 }
 
 /// Stores the identity (atomically, owner-only).
-pub fn save(state_dir: &Path, id: &Identity) -> Result<(), String> {
-    let bytes = serde_json::to_vec_pretty(id).map_err(|e| e.to_string())?;
+pub fn save(state_dir: &Path, id: &Identity) -> Result<(), IdentityError> {
+    let bytes = serde_json::to_vec_pretty(id).map_err(IdentityError::Encode)?;
     let p = path(state_dir);
-    write_atomic(&p, &bytes, 0o600).map_err(|e| format!("{}: {e}", p.display()))
+    write_atomic(&p, &bytes, 0o600).map_err(|source| IdentityError::Io { path: p, source })
 }
 
 #[cfg(test)]
@@ -69,6 +95,9 @@ mod tests {
             .mode();
         assert_eq!(mode & 0o777, 0o600);
         std::fs::write(path(tmp.path()), b"garbage").unwrap();
-        assert!(load(tmp.path()).unwrap_err().contains("identity.json"));
+        assert!(load(tmp.path())
+            .unwrap_err()
+            .to_string()
+            .contains("identity.json"));
     }
 }

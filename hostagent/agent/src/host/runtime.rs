@@ -83,9 +83,16 @@ pub trait TaskRuntime: Send + Sync + 'static {
         spec: &TaskSpec,
     ) -> impl Future<Output = Result<Launched, LaunchFailure>> + Send;
 
+    /// Why [`TaskRuntime::adopt`] could not take a task over (its text goes into the
+    /// task's stoppedReason, after `agent restart: `).
+    type AdoptError: std::error::Error + Send + 'static;
+
     /// After an agent restart: takes over a task the registry says was PENDING or
     /// RUNNING (its VM outlives the agent), or says why it cannot (it died meanwhile).
-    fn adopt(&self, spec: &TaskSpec) -> impl Future<Output = Result<Launched, String>> + Send;
+    fn adopt(
+        &self,
+        spec: &TaskSpec,
+    ) -> impl Future<Output = Result<Launched, Self::AdoptError>> + Send;
 
     /// Stops a task this runtime launched (SIGTERM, stop timeout, SIGKILL), releases
     /// its resources and returns the final container states.
@@ -104,7 +111,14 @@ pub struct UnavailableRuntime;
 /// The stoppedReason every launch gets from [`UnavailableRuntime`].
 pub const UNAVAILABLE_REASON: &str = "microVM runtime not available on this agent";
 
+/// [`UnavailableRuntime`] adopts nothing (text: [`UNAVAILABLE_REASON`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", UNAVAILABLE_REASON)]
+pub struct Unavailable;
+
 impl TaskRuntime for UnavailableRuntime {
+    type AdoptError = Unavailable;
+
     async fn launch(&self, _spec: &TaskSpec) -> Result<Launched, LaunchFailure> {
         Err(LaunchFailure {
             step: "launch".into(),
@@ -112,8 +126,8 @@ impl TaskRuntime for UnavailableRuntime {
         })
     }
 
-    async fn adopt(&self, _spec: &TaskSpec) -> Result<Launched, String> {
-        Err(UNAVAILABLE_REASON.into())
+    async fn adopt(&self, _spec: &TaskSpec) -> Result<Launched, Unavailable> {
+        Err(Unavailable)
     }
 
     async fn stop(&self, _spec: &TaskSpec, _reason: &str) -> Vec<ContainerState> {

@@ -66,7 +66,7 @@ impl BlobCache {
     /// Serialises work on one digest inside this process.
     async fn lock(&self, d: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
         let m = {
-            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            let mut locks = crate::util::lock(&self.locks);
             locks.retain(|_, w| w.strong_count() > 0);
             match locks.get(d).and_then(Weak::upgrade) {
                 Some(m) => m,
@@ -118,7 +118,7 @@ impl BlobCache {
             fetch(tmp.clone()).await?;
             check_blob(&tmp, d, size)
                 .await
-                .map_err(|why| Failure::new(ErrorKind::BadContent, why))?;
+                .map_err(|why| Failure::new(ErrorKind::BadContent, why.to_string()))?;
             let dest = self.blob_path(d);
             tokio::fs::rename(&tmp, &dest)
                 .await
@@ -172,18 +172,45 @@ fn remove_stale_temps(tmp: &Path) {
     }
 }
 
+/// Why a blob file is not the blob its descriptor names.
+#[derive(Debug, thiserror::Error)]
+enum BlobMismatch {
+    /// The hashing task died.
+    #[error("hash task failed: {0}")]
+    HashTask(#[source] tokio::task::JoinError),
+    /// The file cannot be read.
+    #[error("read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Wrong size.
+    #[error("size {got} does not match the descriptor's {want}")]
+    Size { got: u64, want: u64 },
+    /// Wrong content.
+    #[error("content digest {got} does not match {want}")]
+    Digest { got: Digest, want: Digest },
+}
+
 /// Checks a blob file's size and sha256.
-async fn check_blob(path: &Path, d: &Digest, size: u64) -> Result<(), String> {
+async fn check_blob(path: &Path, d: &Digest, size: u64) -> Result<(), BlobMismatch> {
     let p = path.to_path_buf();
     let (got, n) = tokio::task::spawn_blocking(move || hash_file(&p))
         .await
-        .map_err(|e| format!("hash task failed: {e}"))?
-        .map_err(|e| format!("read {}: {e}", path.display()))?;
+        .map_err(BlobMismatch::HashTask)?
+        .map_err(|source| BlobMismatch::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
     if n != size {
-        return Err(format!("size {n} does not match the descriptor's {size}"));
+        return Err(BlobMismatch::Size { got: n, want: size });
     }
     if &got != d {
-        return Err(format!("content digest {got} does not match {d}"));
+        return Err(BlobMismatch::Digest {
+            got,
+            want: d.clone(),
+        });
     }
     Ok(())
 }

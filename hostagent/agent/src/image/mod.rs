@@ -26,8 +26,6 @@ mod manifest;
 mod registry;
 mod source;
 mod unpack;
-#[cfg(test)]
-mod unpack_tests;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -115,7 +115,7 @@ impl VmRuntimeConfig {
     }
 
     /// Checks the files exist and the numbers make sense.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (flag, p) in [
             ("--guest-kernel", &self.kernel),
             ("--guest-initramfs", &self.initramfs),
@@ -123,23 +123,45 @@ impl VmRuntimeConfig {
             ("--vmm-bin", &self.vmm),
         ] {
             if !p.is_file() {
-                return Err(format!("{flag} {}: not a regular file", p.display()));
+                return Err(ConfigError::NotAFile {
+                    flag,
+                    path: p.clone(),
+                });
             }
         }
         if !self.chroot_base.is_absolute() {
-            return Err(format!(
-                "--chroot-base {}: must be absolute",
-                self.chroot_base.display()
-            ));
+            return Err(ConfigError::RelativeChrootBase(self.chroot_base.clone()));
         }
         if self.uid == 0 || self.uid == u32::MAX || self.gid == 0 || self.gid == u32::MAX {
-            return Err("--jail-uid/--jail-gid: an unprivileged id (not 0) is required".into());
+            return Err(ConfigError::PrivilegedJailId);
         }
         if self.boot_timeout.is_zero() || self.start_timeout.is_zero() {
-            return Err("boot and start timeouts must be positive".into());
+            return Err(ConfigError::ZeroTimeout);
         }
         Ok(())
     }
+}
+
+/// A [`VmRuntimeConfig`] that cannot run tasks (the text names the flag).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A binary or guest file is missing or not a regular file.
+    #[error("{flag} {}: not a regular file", path.display())]
+    NotAFile {
+        /// The flag that names it.
+        flag: &'static str,
+        /// The path given.
+        path: PathBuf,
+    },
+    /// `--chroot-base` is relative.
+    #[error("--chroot-base {}: must be absolute", .0.display())]
+    RelativeChrootBase(PathBuf),
+    /// The jail identity is root (or `u32::MAX`).
+    #[error("--jail-uid/--jail-gid: an unprivileged id (not 0) is required")]
+    PrivilegedJailId,
+    /// A boot or start timeout of zero.
+    #[error("boot and start timeouts must be positive")]
+    ZeroTimeout,
 }
 
 /// `--no-api --config-file /vm.json --level <level>` and the output limits.
@@ -199,7 +221,11 @@ mod tests {
         c.chroot_base = "/srv/jailer".into();
         assert_eq!(c.jail_root("t1"), Path::new("/srv/jailer/vmm/t1/root"));
         assert_eq!(c.task_dir("t1"), Path::new("/var/lib/hostagent/vm/t1"));
-        assert!(c.validate().unwrap_err().contains("--guest-kernel"));
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--guest-kernel"));
         assert!(is_within(Path::new("/a/b/c"), Path::new("/a/b")));
         assert!(!is_within(Path::new("/a/b/../c"), Path::new("/a/b")));
     }

@@ -10,6 +10,23 @@ use std::path::Path;
 /// Longest wait for one netd call.
 pub const NETD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// A netd call that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum NetdError {
+    /// netd did not answer within [`NETD_TIMEOUT`].
+    #[error("netd did not answer within {NETD_TIMEOUT:?}")]
+    Timeout,
+    /// The call failed (connection, HTTP error answer, bad body).
+    #[error(transparent)]
+    Client(#[from] netd::client::ClientError),
+    /// `GET /v1/subnets` answered an error status.
+    #[error("netd GET /v1/subnets: {0}")]
+    Subnets(hyper::StatusCode),
+    /// netd created the task without an ENI.
+    #[error("netd answered a task without ENI")]
+    NoEni,
+}
+
 /// netd, as the runtime uses it.
 #[derive(Debug, Clone)]
 pub struct Netd {
@@ -34,16 +51,15 @@ impl Netd {
     }
 
     /// Names of netd's subnets.
-    pub async fn subnets(&self) -> Result<Vec<String>, String> {
+    pub async fn subnets(&self) -> Result<Vec<String>, NetdError> {
         let (status, v) = tokio::time::timeout(
             NETD_TIMEOUT,
             self.client.call(Method::GET, "/v1/subnets", None),
         )
         .await
-        .map_err(|_| format!("netd did not answer within {NETD_TIMEOUT:?}"))?
-        .map_err(|e| e.to_string())?;
+        .map_err(|_| NetdError::Timeout)??;
         if !status.is_success() {
-            return Err(format!("netd GET /v1/subnets: {status}"));
+            return Err(NetdError::Subnets(status));
         }
         Ok(v.as_array()
             .map(|a| {
@@ -62,7 +78,7 @@ impl Netd {
         spec: &TaskSpec,
         default_subnet: &str,
         tap_owner: (u32, u32),
-    ) -> Result<Task, String> {
+    ) -> Result<Task, NetdError> {
         let known = self.subnets().await?;
         let subnet = pick_subnet(&spec.network.subnets, &known, default_subnet);
         let req = CreateTaskRequest {
@@ -76,22 +92,21 @@ impl Netd {
         };
         let task = tokio::time::timeout(NETD_TIMEOUT, self.client.create_task(task_id, &req))
             .await
-            .map_err(|_| format!("netd did not answer within {NETD_TIMEOUT:?}"))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| NetdError::Timeout)??;
         if task.enis.is_empty() {
             let _ = self.release(task_id).await;
-            return Err("netd answered a task without ENI".into());
+            return Err(NetdError::NoEni);
         }
         Ok(task)
     }
 
     /// Deletes the task's network (404: already gone, fine).
-    pub async fn release(&self, task_id: &str) -> Result<(), String> {
+    pub async fn release(&self, task_id: &str) -> Result<(), NetdError> {
         match tokio::time::timeout(NETD_TIMEOUT, self.client.delete_task(task_id)).await {
-            Err(_) => Err(format!("netd did not answer within {NETD_TIMEOUT:?}")),
+            Err(_) => Err(NetdError::Timeout),
             Ok(Ok(())) => Ok(()),
             Ok(Err(netd::client::ClientError::Api { status: 404, .. })) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(e.into()),
         }
     }
 }

@@ -12,6 +12,53 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+/// The jailer could not start the vmm, or `jailer --cleanup` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JailError {
+    /// The console file cannot be opened.
+    #[error("{}: {source}", path.display())]
+    Console {
+        /// `JailSpec::console`.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The jailer cannot be run.
+    #[error("{}: {source}", path.display())]
+    Spawn {
+        /// The jailer binary.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The jailer ended before the vmm ran.
+    #[error("jailer exited ({status}): {console}")]
+    Exited {
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The end of the console file.
+        console: String,
+    },
+    /// The vmm's pid did not appear in time.
+    #[error("no vmm pid in {} after {timeout:?}", pid_file.display())]
+    NoVmmPid {
+        /// The jailer's pid file.
+        pid_file: PathBuf,
+        /// How long was waited.
+        timeout: Duration,
+    },
+    /// `jailer --cleanup` kept failing.
+    #[error("jailer --cleanup --id {id}: {last}")]
+    Cleanup {
+        /// The jail id.
+        id: String,
+        /// The last attempt's error output.
+        last: String,
+    },
+}
+
 /// One jailer invocation.
 #[derive(Debug, Clone)]
 pub struct JailSpec {
@@ -74,23 +121,24 @@ impl JailSpec {
         a
     }
 
-    /// `<base>/<exec-name>/<id>/root`.
-    pub fn root(&self) -> PathBuf {
-        let exec = self
-            .exec_file
+    /// The exec file's name (the jailer names the jail directory and pid file after it).
+    fn exec_name(&self) -> String {
+        self.exec_file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.chroot_base.join(&exec).join(&self.id).join("root")
+            .unwrap_or_default()
+    }
+
+    /// `<base>/<exec-name>/<id>/root`.
+    pub fn root(&self) -> PathBuf {
+        self.chroot_base
+            .join(self.exec_name())
+            .join(&self.id)
+            .join("root")
     }
 
     fn pid_file(&self) -> PathBuf {
-        let exec = self
-            .exec_file
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.root().join(format!("{exec}.pid"))
+        self.root().join(format!("{}.pid", self.exec_name()))
     }
 }
 
@@ -117,15 +165,17 @@ pub fn tail(path: &Path, n: u64) -> String {
 }
 
 /// Starts the jailer and waits (up to `timeout`) for the vmm's pid.
-pub async fn start(spec: &JailSpec, timeout: Duration) -> Result<Started, String> {
+pub async fn start(spec: &JailSpec, timeout: Duration) -> Result<Started, JailError> {
+    let console_err = |source| JailError::Console {
+        path: spec.console.clone(),
+        source,
+    };
     let console = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&spec.console)
-        .map_err(|e| format!("{}: {e}", spec.console.display()))?;
-    let console2 = console
-        .try_clone()
-        .map_err(|e| format!("{}: {e}", spec.console.display()))?;
+        .map_err(console_err)?;
+    let console2 = console.try_clone().map_err(console_err)?;
     let mut cmd = std::process::Command::new(&spec.jailer);
     cmd.args(spec.args())
         .stdin(Stdio::null())
@@ -134,7 +184,10 @@ pub async fn start(spec: &JailSpec, timeout: Duration) -> Result<Started, String
         .process_group(0);
     let mut child = tokio::process::Command::from(cmd)
         .spawn()
-        .map_err(|e| format!("{}: {e}", spec.jailer.display()))?;
+        .map_err(|source| JailError::Spawn {
+            path: spec.jailer.clone(),
+            source,
+        })?;
     let pid_file = spec.pid_file();
     // The pid file names the jailer's child before its exec: the vmm runs once that
     // process's command name is the exec file's (a failed exec ends the jailer instead).
@@ -159,18 +212,15 @@ pub async fn start(spec: &JailSpec, timeout: Duration) -> Result<Started, String
             }
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(format!(
-                "jailer exited ({status}): {}",
-                tail(&spec.console, 600)
-            ));
+            return Err(JailError::Exited {
+                status,
+                console: tail(&spec.console, 600),
+            });
         }
         if tokio::time::Instant::now() >= deadline {
             let _ = child.start_kill();
             let _ = child.wait().await;
-            return Err(format!(
-                "no vmm pid in {} after {timeout:?}",
-                pid_file.display()
-            ));
+            return Err(JailError::NoVmmPid { pid_file, timeout });
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -185,7 +235,7 @@ pub async fn cleanup(
     chroot_base: &Path,
     cgroup_version: u8,
     parent_cgroup: &str,
-) -> Result<(), String> {
+) -> Result<(), JailError> {
     let mut last = String::new();
     for attempt in 0..10 {
         if attempt > 0 {
@@ -201,7 +251,10 @@ pub async fn cleanup(
             .kill_on_drop(true)
             .output();
         let out = match tokio::time::timeout(Duration::from_secs(30), out).await {
-            Ok(r) => r.map_err(|e| format!("{}: {e}", jailer.display()))?,
+            Ok(r) => r.map_err(|source| JailError::Spawn {
+                path: jailer.to_path_buf(),
+                source,
+            })?,
             Err(_) => {
                 last = "jailer --cleanup did not finish within 30 s".into();
                 continue;
@@ -212,7 +265,10 @@ pub async fn cleanup(
         }
         last = String::from_utf8_lossy(&out.stderr).trim().to_string();
     }
-    Err(format!("jailer --cleanup --id {id}: {last}"))
+    Err(JailError::Cleanup {
+        id: id.to_string(),
+        last,
+    })
 }
 
 #[cfg(test)]

@@ -112,5 +112,187 @@ pub async fn launch<S: Steps>(steps: &S, mut st: TaskState) -> Result<Running<S>
 }
 
 #[cfg(test)]
-#[path = "launch_tests.rs"]
-mod tests;
+mod tests {
+    //! The launch order and release-on-failure, with a fake behind `Steps`.
+
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Records calls; fails at the step named `fail_at`.
+    struct Fake {
+        fail_at: Option<&'static str>,
+        calls: Mutex<Vec<String>>,
+        released: Mutex<Vec<TaskState>>,
+    }
+
+    impl Fake {
+        fn new(fail_at: Option<&'static str>) -> Fake {
+            Fake {
+                fail_at,
+                calls: Mutex::new(vec![]),
+                released: Mutex::new(vec![]),
+            }
+        }
+        fn step(&self, name: &'static str) -> Result<(), LaunchFailure> {
+            self.calls.lock().unwrap().push(name.to_string());
+            if self.fail_at == Some(name) {
+                return Err(LaunchFailure {
+                    step: name.into(),
+                    reason: "injected".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl Steps for Fake {
+        type Devices = ();
+        type Net = String;
+        type Vm = u32;
+        type Session = &'static str;
+
+        fn save(&self, st: &TaskState) -> Result<(), LaunchFailure> {
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("save running={}", st.running));
+            if self.fail_at == Some("save") {
+                return Err(LaunchFailure {
+                    step: "launch".into(),
+                    reason: "disk full".into(),
+                });
+            }
+            Ok(())
+        }
+        async fn devices(&self, st: &mut TaskState) -> Result<(), LaunchFailure> {
+            st.jail_dir = Some("/jail".into());
+            self.step("devices")
+        }
+        async fn eni(&self, st: &mut TaskState) -> Result<String, LaunchFailure> {
+            st.netd_task = true;
+            self.step("eni")?;
+            st.eni_ip = Some("10.0.0.5".into());
+            Ok("net".into())
+        }
+        async fn jail(
+            &self,
+            st: &mut TaskState,
+            _: &(),
+            net: &String,
+        ) -> Result<u32, LaunchFailure> {
+            assert_eq!(net, "net");
+            st.jailer_started = true;
+            self.step("jail")?;
+            Ok(7)
+        }
+        async fn guest(
+            &self,
+            _: &mut TaskState,
+            _: &(),
+            _: &String,
+            vm: &mut u32,
+        ) -> Result<&'static str, LaunchFailure> {
+            assert_eq!(*vm, 7);
+            self.step("guest")?;
+            Ok("session")
+        }
+        async fn release(&self, st: &TaskState) -> Vec<String> {
+            self.calls.lock().unwrap().push("release".into());
+            self.released.lock().unwrap().push(st.clone());
+            vec![]
+        }
+    }
+
+    fn state() -> TaskState {
+        TaskState {
+            task_arn: "arn:t".into(),
+            task_id: "t1".into(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn steps_run_in_order_and_nothing_is_released_on_success() {
+        let f = Fake::new(None);
+        let r = launch(&f, state()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.session, "session");
+        let names: Vec<&str> = r.phases.iter().map(|p| p.0).collect();
+        assert_eq!(names, vec!["devices", "eni", "jail", "guest"]);
+        assert!(r.state.running);
+        assert_eq!(r.state.eni_ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(
+            *f.calls.lock().unwrap(),
+            vec![
+                "save running=false",
+                "devices",
+                "eni",
+                "jail",
+                "guest",
+                "save running=true"
+            ]
+        );
+        assert!(f.released.lock().unwrap().is_empty());
+    }
+
+    /// (failing step, steps called, (jail dir, netd task, jailer) in the released state)
+    type Case = (&'static str, &'static [&'static str], (bool, bool, bool));
+
+    #[tokio::test]
+    async fn a_failure_stops_the_launch_and_releases_what_was_started() {
+        // (failing step, steps called, what the released state says exists)
+        let cases: [Case; 4] = [
+            ("devices", &["devices"], (true, false, false)),
+            ("eni", &["devices", "eni"], (true, true, false)),
+            ("jail", &["devices", "eni", "jail"], (true, true, true)),
+            (
+                "guest",
+                &["devices", "eni", "jail", "guest"],
+                (true, true, true),
+            ),
+        ];
+        for (at, called, (jail, netd, jailer)) in cases {
+            let f = Fake::new(Some(at));
+            let Err(e) = launch(&f, state()).await else {
+                panic!("launch failing at {at} succeeded")
+            };
+            assert_eq!((e.step.as_str(), e.reason.as_str()), (at, "injected"));
+            let calls = f.calls.lock().unwrap().clone();
+            let steps: Vec<&str> = calls
+                .iter()
+                .map(String::as_str)
+                .filter(|c| !c.starts_with("save") && *c != "release")
+                .collect();
+            assert_eq!(steps, called, "failing at {at}");
+            assert_eq!(
+                calls.last().map(String::as_str),
+                Some("release"),
+                "failing at {at}"
+            );
+            let rel = f.released.lock().unwrap();
+            assert_eq!(rel.len(), 1, "released once");
+            assert_eq!(
+                (
+                    rel[0].jail_dir.is_some(),
+                    rel[0].netd_task,
+                    rel[0].jailer_started
+                ),
+                (jail, netd, jailer),
+                "failing at {at}"
+            );
+            assert!(!rel[0].running);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_that_cannot_be_saved_fails_before_anything_is_created() {
+        let f = Fake::new(Some("save"));
+        let Err(e) = launch(&f, state()).await else {
+            panic!("succeeded")
+        };
+        assert_eq!(e.step, "launch");
+        assert_eq!(
+            *f.calls.lock().unwrap(),
+            vec!["save running=false", "release"]
+        );
+    }
+}

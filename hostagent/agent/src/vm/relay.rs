@@ -15,6 +15,7 @@
 //! The relay exits once the guest has hung up and its last message was delivered (or
 //! no agent came for [`ORPHAN_TIMEOUT`]), or when the guest does not connect in time.
 
+use crate::util::wait;
 use guest_proto::host::{GuestConnection, HostListener};
 use guest_proto::messages::Role;
 use guest_proto::{Channel, GuestMessage, HostMessage};
@@ -42,6 +43,50 @@ pub struct RelayArgs {
     pub boot_timeout: Duration,
 }
 
+/// Why the relay stopped, or an agent could not reach it.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// A socket cannot be bound.
+    #[error("{}: {source}", path.display())]
+    Bind {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The guest socket cannot be given to the jailed vmm's identity.
+    #[error("chown {}: {source}", path.display())]
+    Chown {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The guest did not connect within the boot timeout.
+    #[error("the guest never connected")]
+    GuestNeverConnected,
+    /// Accepting agents failed.
+    #[error("agent socket: {0}")]
+    AgentSocket(#[source] std::io::Error),
+    /// No relay answers on its agent socket (within the timeout).
+    #[error("relay {}: {source}", path.display())]
+    Connect {
+        /// The agent socket.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The relay's handshake failed.
+    #[error("relay handshake: {0}")]
+    Handshake(#[source] guest_proto::ProtoError),
+    /// A socket option cannot be set.
+    #[error(transparent)]
+    Socket(std::io::Error),
+}
+
 #[derive(Default)]
 struct Shared {
     queue: VecDeque<GuestMessage>,
@@ -61,20 +106,30 @@ struct State {
 
 impl State {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.m.lock().unwrap_or_else(|p| p.into_inner())
+        crate::util::lock(&self.m)
     }
 }
 
 /// Runs the relay until the guest is gone and its messages delivered. Errors: setup
 /// failures and a guest that never connected.
-pub fn run(args: &RelayArgs) -> Result<(), String> {
-    let guest_listener = HostListener::bind_path(&args.guest_socket)
-        .map_err(|e| format!("{}: {e}", args.guest_socket.display()))?;
-    std::os::unix::fs::chown(&args.guest_socket, Some(args.owner.0), Some(args.owner.1))
-        .map_err(|e| format!("chown {}: {e}", args.guest_socket.display()))?;
+pub fn run(args: &RelayArgs) -> Result<(), RelayError> {
+    let guest_listener =
+        HostListener::bind_path(&args.guest_socket).map_err(|source| RelayError::Bind {
+            path: args.guest_socket.clone(),
+            source,
+        })?;
+    std::os::unix::fs::chown(&args.guest_socket, Some(args.owner.0), Some(args.owner.1)).map_err(
+        |source| RelayError::Chown {
+            path: args.guest_socket.clone(),
+            source,
+        },
+    )?;
     let _ = std::fs::remove_file(&args.agent_socket);
-    let agent_listener = UnixListener::bind(&args.agent_socket)
-        .map_err(|e| format!("{}: {e}", args.agent_socket.display()))?;
+    let agent_listener =
+        UnixListener::bind(&args.agent_socket).map_err(|source| RelayError::Bind {
+            path: args.agent_socket.clone(),
+            source,
+        })?;
     let state = Arc::new(State {
         m: Mutex::new(Shared::default()),
         cv: Condvar::new(),
@@ -88,7 +143,7 @@ pub fn run(args: &RelayArgs) -> Result<(), String> {
     let _ = std::fs::remove_file(&args.agent_socket);
     let never = state.lock().guest.is_none();
     match result {
-        Ok(()) if never => Err("the guest never connected".into()),
+        Ok(()) if never => Err(RelayError::GuestNeverConnected),
         r => r,
     }
 }
@@ -117,7 +172,7 @@ fn guest_reader(listener: &HostListener, timeout: Duration, state: &State) {
                 s.queue.push_back(m);
                 state.cv.notify_all();
                 while s.queue.len() >= QUEUE_LIMIT {
-                    s = state.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+                    s = wait(&state.cv, s);
                 }
             }
             Err(e) => {
@@ -145,7 +200,7 @@ fn agent_messages(chan: &mut Channel<UnixStream>, state: &State) {
     while let Ok(msg) = chan.recv::<HostMessage>() {
         let mut s = state.lock();
         while s.guest.is_none() && !s.guest_done {
-            s = state.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            s = wait(&state.cv, s);
         }
         let Some(g) = s.guest.as_mut() else { return };
         let sent = match &msg {
@@ -158,10 +213,10 @@ fn agent_messages(chan: &mut Channel<UnixStream>, state: &State) {
     }
 }
 
-fn serve_agents(listener: &UnixListener, state: &Arc<State>) -> Result<(), String> {
+fn serve_agents(listener: &UnixListener, state: &Arc<State>) -> Result<(), RelayError> {
     listener
         .set_nonblocking(true)
-        .map_err(|e| format!("agent socket: {e}"))?;
+        .map_err(RelayError::AgentSocket)?;
     let mut idle_since = std::time::Instant::now();
     loop {
         let stream = match listener.accept() {
@@ -170,7 +225,7 @@ fn serve_agents(listener: &UnixListener, state: &Arc<State>) -> Result<(), Strin
                 {
                     let s = state.lock();
                     if s.guest_done && s.guest.is_none() && s.queue.is_empty() {
-                        return Err("the guest never connected".into());
+                        return Err(RelayError::GuestNeverConnected);
                     }
                     if s.guest_done && idle_since.elapsed() > ORPHAN_TIMEOUT {
                         return Ok(());
@@ -179,7 +234,7 @@ fn serve_agents(listener: &UnixListener, state: &Arc<State>) -> Result<(), Strin
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
-            Err(e) => return Err(format!("agent socket: {e}")),
+            Err(e) => return Err(RelayError::AgentSocket(e)),
         };
         if serve_one(stream, state) {
             return Ok(());
@@ -226,7 +281,7 @@ fn serve_one(stream: UnixStream, state: &Arc<State>) -> bool {
                 if s.guest_done {
                     break None;
                 }
-                s = state.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+                s = wait(&state.cv, s);
             }
         };
         let Some(msg) = next else {
@@ -244,14 +299,17 @@ fn serve_one(stream: UnixStream, state: &Arc<State>) -> bool {
 
 /// Connects to a relay's agent socket (retrying until `timeout`: the relay may still be
 /// starting) and does the handshake.
-pub fn connect(path: &Path, timeout: Duration) -> Result<GuestConnection, String> {
+pub fn connect(path: &Path, timeout: Duration) -> Result<GuestConnection, RelayError> {
     let deadline = std::time::Instant::now() + timeout;
     let stream = loop {
         match UnixStream::connect(path) {
             Ok(s) => break s,
             Err(e) => {
                 if std::time::Instant::now() >= deadline {
-                    return Err(format!("relay {}: {e}", path.display()));
+                    return Err(RelayError::Connect {
+                        path: path.to_path_buf(),
+                        source: e,
+                    });
                 }
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -259,12 +317,235 @@ pub fn connect(path: &Path, timeout: Duration) -> Result<GuestConnection, String
     };
     stream
         .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let conn = GuestConnection::handshake(stream).map_err(|e| format!("relay handshake: {e}"))?;
-    conn.set_read_timeout(None).map_err(|e| e.to_string())?;
+        .map_err(RelayError::Socket)?;
+    let conn = GuestConnection::handshake(stream).map_err(RelayError::Handshake)?;
+    conn.set_read_timeout(None).map_err(RelayError::Socket)?;
     Ok(conn)
 }
 
 #[cfg(test)]
-#[path = "relay_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use guest_proto::{ContainerStatus, TaskSpec};
+
+    fn fake_guest(
+        uds: PathBuf,
+        out: std::sync::mpsc::Sender<HostMessage>,
+        script: std::sync::mpsc::Receiver<Option<GuestMessage>>,
+    ) {
+        let path = guest_proto::host::guest_initiated_socket_path(&uds, guest_proto::CONTROL_PORT);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let stream = loop {
+            match UnixStream::connect(&path) {
+                Ok(s) => break s,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(e) => panic!("guest connect: {e}"),
+            }
+        };
+        let mut chan = Channel::new(stream);
+        chan.handshake(Role::Guest, "fake-guest").unwrap();
+        let mut reader = Channel::new(chan.get_ref().try_clone().unwrap());
+        std::thread::spawn(move || {
+            while let Ok(m) = reader.recv::<HostMessage>() {
+                if out.send(m).is_err() {
+                    return;
+                }
+            }
+        });
+        // None: hang up.
+        while let Ok(Some(m)) = script.recv() {
+            chan.send(&m).unwrap();
+        }
+        // Like a VM that resets: the connection ends for both directions.
+        let _ = chan.get_ref().shutdown(std::net::Shutdown::Both);
+    }
+
+    fn log(line: &str) -> GuestMessage {
+        GuestMessage::Log {
+            container: "web".into(),
+            stream: guest_proto::LogStream::Stdout,
+            timestamp_ms: 1,
+            line: line.into(),
+        }
+    }
+
+    /// A relay and a fake guest connected to it.
+    struct Rig {
+        args: RelayArgs,
+        relay: std::thread::JoinHandle<Result<(), RelayError>>,
+        /// What the guest receives.
+        host_rx: std::sync::mpsc::Receiver<HostMessage>,
+        /// The guest's script (None hangs up).
+        script_tx: std::sync::mpsc::Sender<Option<GuestMessage>>,
+        guest: std::thread::JoinHandle<()>,
+    }
+
+    /// A relay in `dir` and a fake guest connected to it.
+    fn relay_with_guest(dir: &std::path::Path) -> Rig {
+        let uds = dir.join("v.sock");
+        let args = RelayArgs {
+            guest_socket: guest_proto::host::guest_initiated_socket_path(
+                &uds,
+                guest_proto::CONTROL_PORT,
+            ),
+            agent_socket: dir.join("relay.sock"),
+            owner: nix_ids(),
+            boot_timeout: Duration::from_secs(10),
+        };
+        let relay = {
+            let a = args.clone();
+            std::thread::spawn(move || run(&a))
+        };
+        let (host_tx, host_rx) = std::sync::mpsc::channel();
+        let (script_tx, script_rx) = std::sync::mpsc::channel();
+        let guest = std::thread::spawn(move || fake_guest(uds, host_tx, script_rx));
+        Rig {
+            args,
+            relay,
+            host_rx,
+            script_tx,
+            guest,
+        }
+    }
+
+    #[test]
+    fn relay_survives_an_agent_restart_and_delivers_everything() {
+        let d = tempfile::tempdir().unwrap();
+        let Rig {
+            args,
+            relay,
+            host_rx,
+            script_tx,
+            guest,
+        } = relay_with_guest(d.path());
+        // First agent: sends the task, gets the first messages.
+        let mut a1 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
+        a1.run_task(&TaskSpec {
+            task_arn: "arn:t".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        match host_rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            HostMessage::RunTask { task } => assert_eq!(task.task_arn, "arn:t"),
+            m => panic!("{m:?}"),
+        }
+        script_tx
+            .send(Some(GuestMessage::TaskAccepted {
+                task_arn: "arn:t".into(),
+            }))
+            .unwrap();
+        script_tx.send(Some(log("one"))).unwrap();
+        assert!(matches!(
+            a1.recv().unwrap(),
+            GuestMessage::TaskAccepted { .. }
+        ));
+        assert_eq!(a1.recv().unwrap(), log("one"));
+        // The agent dies; the guest goes on talking.
+        drop(a1);
+        script_tx.send(Some(log("two"))).unwrap();
+        script_tx
+            .send(Some(GuestMessage::ContainerStateChange {
+                container: "web".into(),
+                status: ContainerStatus::Running,
+                exit_code: None,
+                reason: None,
+                pid: Some(5),
+                timestamp_ms: 2,
+            }))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        // A new agent gets what it missed, and can stop the task.
+        let mut a2 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
+        assert_eq!(a2.recv().unwrap(), log("two"));
+        assert!(matches!(
+            a2.recv().unwrap(),
+            GuestMessage::ContainerStateChange { .. }
+        ));
+        a2.stop_task("user", false).unwrap();
+        match host_rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+            HostMessage::StopTask { reason, spot } => {
+                assert_eq!((reason.as_str(), spot), ("user", false))
+            }
+            m => panic!("{m:?}"),
+        }
+        script_tx
+            .send(Some(GuestMessage::TaskStopped {
+                reason: "user".into(),
+                containers: vec![],
+            }))
+            .unwrap();
+        script_tx.send(None).unwrap();
+        guest.join().unwrap();
+        assert!(matches!(
+            a2.recv().unwrap(),
+            GuestMessage::TaskStopped { .. }
+        ));
+        assert!(matches!(a2.recv(), Err(guest_proto::ProtoError::Closed)));
+        relay.join().unwrap().unwrap();
+        assert!(!args.agent_socket.exists());
+    }
+
+    #[test]
+    fn relay_takes_a_new_agent_while_the_guest_is_silent() {
+        // An idle task (a web server nobody calls) sends nothing: the relay must notice the
+        // killed agent from its end of the socket, not from a failed write.
+        let d = tempfile::tempdir().unwrap();
+        let Rig {
+            args,
+            relay,
+            host_rx,
+            script_tx,
+            guest,
+        } = relay_with_guest(d.path());
+        let mut a1 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
+        a1.run_task(&TaskSpec {
+            task_arn: "arn:idle".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(matches!(
+            host_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            HostMessage::RunTask { .. }
+        ));
+        drop(a1);
+        // Nothing from the guest; the second agent's handshake must still be answered
+        // (connect gives the relay 5 s).
+        let mut a2 = connect(&args.agent_socket, Duration::from_secs(5))
+            .expect("the relay accepts the next agent while the guest is silent");
+        a2.stop_task("after restart", false).unwrap();
+        assert!(matches!(
+            host_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
+            HostMessage::StopTask { .. }
+        ));
+        script_tx.send(None).unwrap();
+        guest.join().unwrap();
+        assert!(matches!(a2.recv(), Err(guest_proto::ProtoError::Closed)));
+        relay.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn relay_gives_up_when_the_guest_never_connects() {
+        let d = tempfile::tempdir().unwrap();
+        let args = RelayArgs {
+            guest_socket: d.path().join("v.sock_1024"),
+            agent_socket: d.path().join("relay.sock"),
+            owner: nix_ids(),
+            boot_timeout: Duration::from_millis(300),
+        };
+        let relay = {
+            let a = args.clone();
+            std::thread::spawn(move || run(&a))
+        };
+        let mut a = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
+        assert!(a.recv().is_err(), "the relay hangs up");
+        let e = relay.join().unwrap().unwrap_err();
+        assert!(e.to_string().contains("never connected"), "{e}");
+    }
+
+    fn nix_ids() -> (u32, u32) {
+        // SAFETY: getuid/getgid cannot fail and take no arguments.
+        unsafe { (libc::getuid(), libc::getgid()) }
+    }
+}

@@ -12,6 +12,7 @@ use super::state::{self, TaskState};
 use super::steps::{release, Shared, TaskSteps};
 use crate::host::runtime::{LaunchFailure, Launched, TaskEvent, TaskEvents, TaskRuntime};
 use crate::image::{ImageStore, StoreOptions};
+use crate::util::lock;
 use agent_proto::{ContainerState, Status, TaskSpec};
 use guest_proto::host::GuestConnection;
 use guest_proto::GuestMessage;
@@ -24,8 +25,58 @@ use tokio::sync::watch;
 /// Reason of a task whose VM ended without the guest's report.
 pub const VM_EXITED: &str = "Task failed: the microVM exited unexpectedly";
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// The runtime cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The state directory cannot be created.
+    #[error("{}: {source}", path.display())]
+    StateDir {
+        /// `VmRuntimeConfig::state_dir`.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The image cache cannot be opened.
+    #[error(transparent)]
+    Images(#[from] crate::image::ImageError),
+}
+
+/// Why a task could not be adopted after an agent restart (the text goes into its
+/// stoppedReason).
+#[derive(Debug, thiserror::Error)]
+pub enum AdoptError {
+    /// The state directory of this task's id holds another task.
+    #[error("task state belongs to another task")]
+    ForeignState,
+    /// No state directory for the task.
+    #[error("no microVM state for this task on this host")]
+    NoState,
+    /// The state file cannot be read.
+    #[error("task state: {0}")]
+    State(#[source] std::io::Error),
+    /// The task's VM cannot be re-attached (its resources were released).
+    #[error("{why}{}", last_words.as_ref().map(|w| format!(" ({w})")).unwrap_or_default())]
+    Ended {
+        /// What was found.
+        why: Ended,
+        /// The guest's stop reason, if the relay still held it.
+        last_words: Option<String>,
+    },
+}
+
+/// What a task that cannot be re-attached was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Ended {
+    /// The agent died before the launch finished.
+    #[error("the launch was interrupted")]
+    Interrupted,
+    /// The vmm is gone.
+    #[error("the microVM exited while the agent was down")]
+    VmExited,
+    /// The vmm runs but its relay does not answer.
+    #[error("the guest channel is gone")]
+    ChannelGone,
 }
 
 /// A task this runtime supervises.
@@ -77,17 +128,18 @@ fn stopped_all(spec: &TaskSpec, reason: &str) -> Vec<ContainerState> {
 
 impl MicroVmRuntime {
     /// A runtime with `cfg`, reporting to `events`.
-    pub fn new(cfg: VmRuntimeConfig, events: TaskEvents) -> Result<Self, String> {
-        std::fs::create_dir_all(&cfg.state_dir)
-            .map_err(|e| format!("{}: {e}", cfg.state_dir.display()))?;
+    pub fn new(cfg: VmRuntimeConfig, events: TaskEvents) -> Result<Self, RuntimeError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|source| RuntimeError::StateDir {
+            path: cfg.state_dir.clone(),
+            source,
+        })?;
         let images = ImageStore::open(
             &cfg.image_cache,
             StoreOptions {
                 insecure_registries: cfg.insecure_registries.clone(),
                 ..StoreOptions::default()
             },
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let netd = Netd::new(&cfg.netd_socket);
         Ok(MicroVmRuntime {
             inner: Arc::new(Inner {
@@ -223,6 +275,8 @@ async fn supervise(inner: &Inner, live: &Live, conn: GuestConnection) {
 }
 
 impl TaskRuntime for MicroVmRuntime {
+    type AdoptError = AdoptError;
+
     async fn launch(&self, spec: &TaskSpec) -> Result<Launched, LaunchFailure> {
         if spec.containers.is_empty() {
             return Err(LaunchFailure {
@@ -256,14 +310,14 @@ impl TaskRuntime for MicroVmRuntime {
         Ok(launched)
     }
 
-    async fn adopt(&self, spec: &TaskSpec) -> Result<Launched, String> {
+    async fn adopt(&self, spec: &TaskSpec) -> Result<Launched, AdoptError> {
         let shared = &self.inner.shared;
         let dir = shared.cfg.task_dir(&task_id(&spec.task_arn));
         let st = match state::load(&dir) {
             Ok(Some(st)) if st.task_arn == spec.task_arn => st,
-            Ok(Some(_)) => return Err("task state belongs to another task".into()),
-            Ok(None) => return Err("no microVM state for this task on this host".into()),
-            Err(e) => return Err(format!("task state: {e}")),
+            Ok(Some(_)) => return Err(AdoptError::ForeignState),
+            Ok(None) => return Err(AdoptError::NoState),
+            Err(e) => return Err(AdoptError::State(e)),
         };
         let vmm_alive = st.vmm.is_some_and(|v| v.alive());
         let relay_alive = st.relay.is_some_and(|r| r.alive());
@@ -275,11 +329,9 @@ impl TaskRuntime for MicroVmRuntime {
                 let r = tokio::task::spawn_blocking(move || {
                     relay::connect(&sock, Duration::from_secs(5))
                 })
-                .await
-                .map_err(|e| e.to_string())
-                .and_then(|r| r);
+                .await;
                 match r {
-                    Ok(conn) => {
+                    Ok(Ok(conn)) => {
                         let tracker = Tracker::new(&arn, &names, Status::Running);
                         let launched = Launched {
                             private_ipv4_address: st.eni_ip.clone(),
@@ -289,30 +341,35 @@ impl TaskRuntime for MicroVmRuntime {
                         self.supervise(st, conn, tracker);
                         return Ok(launched);
                     }
+                    Ok(Err(e)) => tracing::warn!(task = %arn, "relay: {e}"),
                     Err(e) => tracing::warn!(task = %arn, "relay: {e}"),
                 }
             }
         }
         // Not adoptable: collect the guest's last words if the relay still holds them.
-        let mut why = if !st.running {
-            "the launch was interrupted".to_string()
+        let why = if !st.running {
+            Ended::Interrupted
         } else if !vmm_alive {
-            "the microVM exited while the agent was down".to_string()
+            Ended::VmExited
         } else {
-            "the guest channel is gone".to_string()
+            Ended::ChannelGone
         };
+        let mut last = None;
         if relay_alive {
             if let Some(sock) = st.relay_socket.clone() {
-                let last = tokio::task::spawn_blocking(move || last_words(&sock)).await;
-                if let Ok(Some(reason)) = last {
-                    why = format!("{why} ({reason})");
-                }
+                last = tokio::task::spawn_blocking(move || last_words(&sock))
+                    .await
+                    .ok()
+                    .flatten();
             }
         }
         for p in release(shared, &st).await {
             tracing::warn!(task = %st.task_arn, "release: {p}");
         }
-        Err(why)
+        Err(AdoptError::Ended {
+            why,
+            last_words: last,
+        })
     }
 
     async fn stop(&self, spec: &TaskSpec, reason: &str) -> Vec<ContainerState> {

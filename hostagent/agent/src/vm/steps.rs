@@ -14,6 +14,7 @@ use super::spec::{self, jail_paths, GuestInputs};
 use super::state::{self, TaskState};
 use crate::host::runtime::{LaunchFailure, TaskEvents};
 use crate::image::ImageStore;
+use crate::util::now_ms;
 use agent_proto::{Status, TaskSpec};
 use guest_proto::host::GuestConnection;
 use jailer::CgroupVersion;
@@ -66,26 +67,42 @@ pub fn guest_socket(cfg: &VmRuntimeConfig, id: &str) -> PathBuf {
     )
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
 fn entropy_seed() -> String {
     let bytes: [u8; 32] = rand::random();
     hex::encode(bytes)
 }
 
+/// The guest-channel relay could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnRelayError {
+    /// Its log file cannot be opened.
+    #[error("relay.log: {0}")]
+    Log(#[source] std::io::Error),
+    /// The `hostagent` binary cannot be run.
+    #[error("{}: {source}", exe.display())]
+    Spawn {
+        /// `VmRuntimeConfig::relay_exe`.
+        exe: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// It ended before its pid was read.
+    #[error("relay exited at once")]
+    ExitedAtOnce,
+    /// Its process identity cannot be read.
+    #[error("relay: {0}")]
+    Ident(#[source] std::io::Error),
+}
+
 /// Starts `hostagent vm-relay` for a task (own process group: it outlives the agent).
-pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, String> {
+pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, SpawnRelayError> {
     let dir = cfg.task_dir(&st.task_id);
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("relay.log"))
-        .map_err(|e| format!("relay.log: {e}"))?;
+        .map_err(SpawnRelayError::Log)?;
     let mut cmd = std::process::Command::new(&cfg.relay_exe);
     cmd.arg("vm-relay")
         .arg("--guest-socket")
@@ -108,12 +125,15 @@ pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, S
     // is found again through its pid and start time).
     let child = tokio::process::Command::from(cmd)
         .spawn()
-        .map_err(|e| format!("{}: {e}", cfg.relay_exe.display()))?;
+        .map_err(|source| SpawnRelayError::Spawn {
+            exe: cfg.relay_exe.clone(),
+            source,
+        })?;
     let pid = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
-        .ok_or("relay exited at once")?;
-    ProcIdent::of(pid).map_err(|e| format!("relay: {e}"))
+        .ok_or(SpawnRelayError::ExitedAtOnce)?;
+    ProcIdent::of(pid).map_err(SpawnRelayError::Ident)
 }
 
 impl Steps for TaskSteps<'_> {
@@ -334,7 +354,7 @@ pub async fn release(shared: &Shared, st: &TaskState) -> Vec<String> {
         )
         .await
         {
-            problems.push(e);
+            problems.push(e.to_string());
         }
     }
     if let Some(dir) = &st.jail_dir {

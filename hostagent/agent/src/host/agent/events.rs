@@ -1,7 +1,17 @@
 //! The agent's event pump: the runtime's [`TaskEvent`]s become state reports, bounded
-//! log batches and metrics messages (a part of the `agent` module).
+//! log batches and metrics messages (more methods of [`Agent`]).
 
-use super::*;
+use super::{
+    Agent, LOG_BATCH_BYTES, LOG_BATCH_LINES, LOG_BUFFER_BYTES, LOG_BUFFER_LINES,
+    LOG_FLUSH_INTERVAL, MAX_QUEUED_TELEMETRY, SHIPPING_CACHE_TASKS,
+};
+use crate::host::runtime::{TaskEvent, TaskRuntime};
+use crate::util::{lock, now_ms};
+use agent_proto::{truncate_log_line, AgentMessage, AwsLogs, ContainerState, LogLine, Status};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use tokio::sync::mpsc;
 
 /// Log lines waiting for the channel, bounded in lines and bytes.
 #[derive(Default)]
@@ -222,11 +232,4 @@ impl<R: TaskRuntime> Agent<R> {
         self.stopped(rec.spec, reason, containers);
         drop(inflight);
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

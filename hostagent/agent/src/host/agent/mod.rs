@@ -5,14 +5,14 @@
 //! every reconnect) for a task the agent already knows is answered with the task's
 //! current state, so a report lost with a connection is sent again.
 
+mod events;
+
 use super::config::Capacity;
-use super::runtime::{LaunchFailure, TaskEvent, TaskRuntime};
+use super::runtime::{LaunchFailure, TaskRuntime};
 use super::store::{TaskRecord, TaskStore};
-use agent_proto::{
-    truncate_log_line, AgentMessage, AwsLogs, ContainerState, ControlMessage, LogLine, Status,
-    TaskSpec,
-};
-use std::collections::{HashMap, HashSet, VecDeque};
+use crate::util::lock;
+use agent_proto::{AgentMessage, ContainerState, ControlMessage, Status, TaskSpec};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -65,10 +65,6 @@ pub struct Agent<R: TaskRuntime> {
     logs_dropped: AtomicU64,
     /// Metrics samples dropped (too many queued while the channel was down).
     metrics_dropped: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn containers_with(spec: &TaskSpec, status: Status, reason: Option<&str>) -> Vec<ContainerState> {
@@ -317,9 +313,5 @@ impl<R: TaskRuntime> Agent<R> {
     }
 }
 
-#[path = "agent_events.rs"]
-mod events;
-
 #[cfg(test)]
-#[path = "agent_tests.rs"]
 mod tests;

@@ -1,6 +1,6 @@
 //! Unit tests of the agent core (a fake runtime behind `TaskRuntime` for the RUNNING paths).
 use super::*;
-use crate::host::runtime::{Launched, UnavailableRuntime, UNAVAILABLE_REASON};
+use crate::host::runtime::{Launched, TaskEvent, UnavailableRuntime, UNAVAILABLE_REASON};
 use crate::host::store::tests::spec;
 use std::time::Duration;
 
@@ -14,7 +14,9 @@ impl TaskRuntime for FakeRuntime {
             containers: vec![],
         })
     }
-    async fn adopt(&self, _: &TaskSpec) -> Result<Launched, String> {
+    type AdoptError = std::convert::Infallible;
+
+    async fn adopt(&self, _: &TaskSpec) -> Result<Launched, Self::AdoptError> {
         Ok(Launched {
             private_ipv4_address: Some("10.0.0.9".into()),
             containers: vec![],
@@ -25,12 +27,48 @@ impl TaskRuntime for FakeRuntime {
     }
 }
 
-fn cap(n: u32) -> Capacity {
-    Capacity {
-        cpu: 1024,
-        memory: 2048,
-        max_enis: n,
+/// A host's state directory; agents over it (a second one is the agent restarted).
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+/// An agent and its outgoing queue (what the channel would take).
+type Started<R> = (Arc<Agent<R>>, mpsc::UnboundedReceiver<AgentMessage>);
+
+impl Host {
+    fn new() -> Host {
+        Host {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
+
+    /// An agent over this host's registry with `runtime` and room for `max_enis` tasks.
+    fn agent<R: TaskRuntime>(&self, runtime: R, max_enis: u32) -> Started<R> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let capacity = Capacity {
+            cpu: 1024,
+            memory: 2048,
+            max_enis,
+        };
+        let a = Agent::new(
+            TaskStore::open(self.dir.path()).unwrap(),
+            runtime,
+            capacity,
+            tx,
+        );
+        (a, rx)
+    }
+}
+
+/// Launches `task` and waits for its PENDING and RUNNING reports.
+async fn launch_running<R: TaskRuntime>(
+    a: &Arc<Agent<R>>,
+    rx: &mut mpsc::UnboundedReceiver<AgentMessage>,
+    task: TaskSpec,
+) {
+    a.handle(ControlMessage::LaunchTask { task });
+    assert_eq!(next(rx).await.1, Status::Pending);
+    assert_eq!(next(rx).await.1, Status::Running);
 }
 
 fn launch(arn: &str) -> ControlMessage {
@@ -51,14 +89,8 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<AgentMessage>) -> (String, Status
 
 #[tokio::test]
 async fn unavailable_runtime_reports_pending_then_stopped_and_resends_on_relaunch() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let a = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        UnavailableRuntime,
-        cap(4),
-        tx,
-    );
+    let host = Host::new();
+    let (a, mut rx) = host.agent(UnavailableRuntime, 4);
     a.handle(launch("arn:t1"));
     assert_eq!(
         next(&mut rx).await,
@@ -90,14 +122,8 @@ async fn unavailable_runtime_reports_pending_then_stopped_and_resends_on_relaunc
 
 #[tokio::test]
 async fn running_task_stops_and_draining_refuses_launches() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let a = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        FakeRuntime,
-        cap(1),
-        tx,
-    );
+    let host = Host::new();
+    let (a, mut rx) = host.agent(FakeRuntime, 1);
     a.handle(launch("arn:t1"));
     assert_eq!(next(&mut rx).await.1, Status::Pending);
     // a stop during the launch is applied once it is up
@@ -132,13 +158,7 @@ async fn running_task_stops_and_draining_refuses_launches() {
         )
     );
     // a restarted agent over the same state dir still knows t2 runs
-    let (tx2, mut rx2) = mpsc::unbounded_channel();
-    let b = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        FakeRuntime,
-        cap(1),
-        tx2,
-    );
+    let (b, mut rx2) = host.agent(FakeRuntime, 1);
     b.recover().await;
     assert_eq!(
         next(&mut rx2).await,
@@ -154,25 +174,11 @@ async fn running_task_stops_and_draining_refuses_launches() {
 
 #[tokio::test]
 async fn restart_with_no_runtime_reports_unfinished_tasks_stopped() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let a = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        FakeRuntime,
-        cap(4),
-        tx,
-    );
-    a.handle(launch("arn:t1"));
-    assert_eq!(next(&mut rx).await.1, Status::Pending);
-    assert_eq!(next(&mut rx).await.1, Status::Running);
+    let host = Host::new();
+    let (a, mut rx) = host.agent(FakeRuntime, 4);
+    launch_running(&a, &mut rx, spec("arn:t1")).await;
     // the agent restarts with a runtime that cannot adopt the task
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let b = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        UnavailableRuntime,
-        cap(4),
-        tx,
-    );
+    let (b, mut rx) = host.agent(UnavailableRuntime, 4);
     b.recover().await;
     let why = format!("agent restart: {UNAVAILABLE_REASON}");
     assert_eq!(
@@ -240,19 +246,9 @@ fn state(name: &str, status: Status, code: Option<i32>) -> ContainerState {
 
 #[tokio::test]
 async fn runtime_events_become_reports_log_batches_and_metrics() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let a = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        FakeRuntime,
-        cap(4),
-        tx,
-    );
-    a.handle(ControlMessage::LaunchTask {
-        task: logged_spec("arn:t1"),
-    });
-    assert_eq!(next(&mut rx).await.1, Status::Pending);
-    assert_eq!(next(&mut rx).await.1, Status::Running);
+    let host = Host::new();
+    let (a, mut rx) = host.agent(FakeRuntime, 4);
+    launch_running(&a, &mut rx, logged_spec("arn:t1")).await;
     let (ev, evrx) = mpsc::unbounded_channel();
     let pump = tokio::spawn(a.clone().pump_events(evrx));
 
@@ -376,14 +372,8 @@ async fn runtime_events_become_reports_log_batches_and_metrics() {
 
 #[tokio::test]
 async fn an_end_reported_during_the_launch_is_recorded_after_running() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let a = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        FakeRuntime,
-        cap(4),
-        tx,
-    );
+    let host = Host::new();
+    let (a, mut rx) = host.agent(FakeRuntime, 4);
     let (ev, evrx) = mpsc::unbounded_channel();
     tokio::spawn(a.clone().pump_events(evrx));
     a.handle(ControlMessage::LaunchTask {
@@ -407,19 +397,9 @@ async fn an_end_reported_during_the_launch_is_recorded_after_running() {
 
 #[tokio::test]
 async fn log_memory_is_bounded_while_the_channel_is_down_and_drops_are_counted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let a = Agent::new(
-        TaskStore::open(tmp.path()).unwrap(),
-        FakeRuntime,
-        cap(4),
-        tx,
-    );
-    a.handle(ControlMessage::LaunchTask {
-        task: logged_spec("arn:t1"),
-    });
-    assert_eq!(next(&mut rx).await.1, Status::Pending);
-    assert_eq!(next(&mut rx).await.1, Status::Running);
+    let host = Host::new();
+    let (a, mut rx) = host.agent(FakeRuntime, 4);
+    launch_running(&a, &mut rx, logged_spec("arn:t1")).await;
     let (ev, evrx) = mpsc::unbounded_channel();
     tokio::spawn(a.clone().pump_events(evrx));
     // The channel takes nothing (disconnected) while far more than the buffer arrives.

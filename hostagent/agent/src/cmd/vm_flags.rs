@@ -1,0 +1,145 @@
+//! The microVM runtime's flags, shared by the daemon and `vm-run`, and their checked
+//! [`VmRuntimeConfig`].
+
+use hostagent::host::config::Args;
+use hostagent::vm::config::{default_vmm_args, ConfigError};
+use hostagent::vm::VmRuntimeConfig;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which runtime runs the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeKind {
+    /// Every task in its own jailed microVM (netd + jailer + vmm + guest init).
+    Microvm,
+    /// No runtime: every launch is answered STOPPED, honestly.
+    Unavailable,
+}
+
+/// Flags of the microVM runtime (besides `--netd-socket`, `--vmm-bin`, `--jailer-bin`,
+/// `--guest-kernel`, `--guest-initramfs`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct VmArgs {
+    /// Task runtime.
+    #[arg(long, value_enum, default_value = "unavailable")]
+    pub runtime: RuntimeKind,
+    /// Jailer chroot base (`jailer --chroot-base-dir`).
+    #[arg(long, default_value = "/srv/jailer")]
+    chroot_base: PathBuf,
+    /// uid of the jailed vmm processes.
+    #[arg(long, default_value_t = 10_000)]
+    jail_uid: u32,
+    /// gid of the jailed vmm processes.
+    #[arg(long, default_value_t = 10_000)]
+    jail_gid: u32,
+    /// Cgroup version for the task limits (1: v1 controllers, 2: cgroup2).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    cgroup_version: u8,
+    /// Parent cgroup of the jails.
+    #[arg(long, default_value = "hostagent")]
+    parent_cgroup: String,
+    /// netd subnet for tasks whose subnets netd does not know.
+    #[arg(long, default_value = "service")]
+    default_subnet: String,
+    /// Image layer cache (default `<state-dir>/images`).
+    #[arg(long)]
+    image_cache: Option<PathBuf>,
+    /// Registry (`host:port`) reached over plain http (repeatable; loopback always is).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+    /// Seconds from VM start to the guest init's answer.
+    #[arg(long, default_value_t = 30)]
+    boot_timeout_secs: u64,
+    /// Seconds from RunTask to every container started.
+    #[arg(long, default_value_t = 120)]
+    start_timeout_secs: u64,
+    /// Seconds between two metrics samples of a task.
+    #[arg(long, default_value_t = 10)]
+    metrics_interval_secs: u64,
+    /// MiB the vmm may use beyond the guest memory (cgroup memory limit margin).
+    #[arg(long, default_value_t = 64)]
+    vmm_memory_overhead_mib: u64,
+    /// Appended to the guest kernel command line.
+    #[arg(long, default_value = "")]
+    extra_boot_args: String,
+    /// `vmm --level` (Info shows the guest boot marker in console.log).
+    #[arg(long, default_value = "Info")]
+    vmm_log_level: String,
+    /// Extra vmm flag (repeatable), e.g. `--vmm-arg=--no-seccomp`.
+    #[arg(long = "vmm-arg", allow_hyphen_values = true)]
+    vmm_args: Vec<String>,
+}
+
+/// A microVM runtime configuration the flags do not give.
+#[derive(Debug, thiserror::Error)]
+pub enum VmFlagsError {
+    /// A path the runtime needs was not given.
+    #[error("--runtime microvm needs {0}")]
+    Missing(&'static str),
+    /// The settings do not pass [`VmRuntimeConfig::validate`].
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+}
+
+/// The paths the microVM runtime needs (from the daemon's flags or `vm-run`'s).
+pub struct VmPaths {
+    pub kernel: Option<PathBuf>,
+    pub initramfs: Option<PathBuf>,
+    pub jailer: Option<PathBuf>,
+    pub vmm: Option<PathBuf>,
+    pub state_dir: PathBuf,
+    pub netd_socket: PathBuf,
+}
+
+impl VmPaths {
+    /// The daemon's.
+    pub fn of(a: &Args) -> VmPaths {
+        VmPaths {
+            kernel: a.guest_kernel.clone(),
+            initramfs: a.guest_initramfs.clone(),
+            jailer: a.jailer_bin.clone(),
+            vmm: a.vmm_bin.clone(),
+            state_dir: a.state_dir.clone(),
+            netd_socket: a.netd_socket.clone(),
+        }
+    }
+}
+
+fn required(p: &Option<PathBuf>, flag: &'static str) -> Result<PathBuf, VmFlagsError> {
+    p.clone().ok_or(VmFlagsError::Missing(flag))
+}
+
+/// The runtime's settings from `p` and `v`, checked.
+pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError> {
+    let mut c = VmRuntimeConfig::new(
+        required(&p.kernel, "--guest-kernel")?,
+        required(&p.initramfs, "--guest-initramfs")?,
+        required(&p.jailer, "--jailer-bin")?,
+        required(&p.vmm, "--vmm-bin")?,
+        p.state_dir,
+    );
+    c.netd_socket = p.netd_socket;
+    c.chroot_base = v.chroot_base.clone();
+    c.uid = v.jail_uid;
+    c.gid = v.jail_gid;
+    c.cgroup_version = if v.cgroup_version == 1 {
+        jailer::CgroupVersion::V1
+    } else {
+        jailer::CgroupVersion::V2
+    };
+    c.parent_cgroup = v.parent_cgroup.clone();
+    c.default_subnet = v.default_subnet.clone();
+    if let Some(p) = &v.image_cache {
+        c.image_cache = p.clone();
+    }
+    c.insecure_registries = v.insecure_registries.clone();
+    c.boot_timeout = Duration::from_secs(v.boot_timeout_secs);
+    c.start_timeout = Duration::from_secs(v.start_timeout_secs);
+    c.metrics_interval = Duration::from_secs(v.metrics_interval_secs.max(1));
+    c.memory_overhead_mib = v.vmm_memory_overhead_mib;
+    c.extra_boot_args = v.extra_boot_args.clone();
+    c.vmm_args = default_vmm_args(&v.vmm_log_level);
+    c.vmm_args.extend(v.vmm_args.iter().cloned());
+    c.validate()?;
+    Ok(c)
+}
