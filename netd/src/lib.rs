@@ -1,6 +1,20 @@
 //! netd: the host network daemon. Gives each task its own network namespace with one or two
 //! ENIs (tap + MAC + private IPv4 from a subnet, routed /32 from the host), enforces security
 //! groups with nftables, NATs outbound traffic and serves a JSON API on a Unix socket.
+//!
+//! Module map (each module uses only those listed below it):
+//! - [`api`]: the HTTP/JSON routes on the Unix socket, each a call into the daemon.
+//! - [`client`]: the Rust client of that API (host agent, tests, benchmark).
+//! - [`daemon`]: the core: validate -> persist -> kernel -> nft for every change, with roll
+//!   back, and the reconciliation at start.
+//! - [`nft`]: security groups, NAT and host policy as nftables JSON transactions.
+//! - [`link`]: veths, taps, bridges, addresses and routes through rtnetlink.
+//! - [`ipam`]: addresses and MACs handed out from a subnet.
+//! - [`state`]: the state file, replaced atomically.
+//! - [`netns`]: named network namespaces, and running work inside one.
+//! - [`config`]: the TOML config file and its validation.
+//! - [`model`]: wire and state types (tasks, ENIs, groups, rules) and their checks.
+//! - [`error`]: the one error type, with its HTTP status and code.
 
 pub mod api;
 pub mod client;

@@ -1,4 +1,7 @@
 //! netd binary: loads the config, reconciles, serves the API until SIGTERM/SIGINT.
+//!
+//! No modules of its own: everything but the flags is the library (module map in `lib.rs`);
+//! this file uses [`netd::Config`], [`netd::daemon::Netd`] and [`netd::api`].
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;

@@ -4,6 +4,18 @@
 //!   task, configures the guest, runs the containers, reports, powers off.
 //! - `guest-init run ...`: the same session on a host, with paths given as flags (tests).
 //! - `guest-init __shim CONFIG`: internal, the per-container shim.
+//!
+//! Module map (each module uses only those listed below it):
+//! - [`session`]: one task session on a connection: handshake, receive and validate the
+//!   task, set the guest up through the [`session::Host`] hooks (defined in this file for
+//!   the VM and for `run`), run it, report the end.
+//! - [`runtime`]: the container runtime: the task's state machine, health checks, the shim
+//!   that builds each container's root and execs it, users, cgroups, log lines.
+//! - [`control`]: the guest's end of the control channel: endpoint, connect with retries.
+//! - [`net`]: the task's network over rtnetlink, resolv.conf and hosts.
+//! - [`boot`]: PID 1 duties: leaving the initramfs, early mounts, clock, entropy, task
+//!   storage, boot marker, power-off.
+//! - [`clock`]: the wall clock for message timestamps.
 
 mod boot;
 mod clock;

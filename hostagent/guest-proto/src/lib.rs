@@ -1,13 +1,43 @@
 //! Versioned, length-delimited protocol between the host and the guest init over vsock.
 //!
-//! Wire format: every message is one frame, a big-endian `u32` payload length followed by
-//! that many bytes of JSON (serde). Frames larger than [`MAX_FRAME_LEN`] are refused before
-//! anything is allocated. The first frame each way is a [`Hello`] carrying
-//! [`PROTOCOL_VERSION`]; a peer with another version is refused with [`ProtoError::BadVersion`].
+//! Module map (each module uses only those below it, and the constants of this file):
+//! - [`host`]: the host's end: [`host::HostListener`] (bind, accept one guest, handshake) and
+//!   [`host::GuestConnection`] (send the task and the stop, receive the reports).
+//! - [`frame`]: frames on a byte stream: [`Channel`] (one message per frame, handshake),
+//!   [`FrameDecoder`] for callers with their own I/O, [`ProtoError`].
+//! - [`messages`]: what a frame carries: [`Hello`], [`HostMessage`], [`GuestMessage`].
+//! - [`validate`]: [`validate_task`], the rules a spec passes before anything starts, and the
+//!   parsers the guest reuses (CIDR, MAC, hex).
+//! - [`spec`]: [`TaskSpec`], the task as the guest runs it (interfaces, DNS, storage,
+//!   volumes, containers).
 //!
-//! Direction: the guest connects to the host (vsock CID 2, port [`CONTROL_PORT`]); with a
+//! # The connection
+//!
+//! The guest connects to the host (vsock CID [`HOST_CID`], port [`CONTROL_PORT`]); with a
 //! Firecracker-style vsock device the host agent listens on the Unix socket
-//! `<uds_path>_<port>` before starting the VM (see [`host::HostListener`]).
+//! `<uds_path>_<port>` before starting the VM (see [`host::HostListener`]). One connection
+//! carries one task, from the handshake to the guest's last report.
+//!
+//! # Frames
+//!
+//! Every message is one frame: a big-endian `u32` payload length, then that many bytes of
+//! JSON (serde). Empty frames and frames larger than [`MAX_FRAME_LEN`] are refused before
+//! anything is allocated; a stream that ends inside a frame is
+//! [`ProtoError::TruncatedFrame`], one that ends between frames is [`ProtoError::Closed`].
+//!
+//! # Who sends what
+//!
+//! 1. Both sides, first: a [`Hello`] with [`PROTOCOL_MAGIC`], [`PROTOCOL_VERSION`] and their
+//!    role. Another magic, version or role ends the session ([`ProtoError::BadMagic`],
+//!    [`ProtoError::BadVersion`], [`ProtoError::BadRole`]); the guest reports a fatal
+//!    `error` first.
+//! 2. Host -> guest, [`HostMessage`] (JSON tag `type`): `runTask {task}` once, right after
+//!    the handshake; later, at any time, `stopTask {reason, spot}`.
+//! 3. Guest -> host, [`GuestMessage`]: `taskAccepted` once the spec is valid (else a fatal
+//!    `error` and `taskStopped`); then, while the task runs, `containerStateChange`,
+//!    `healthChange`, `log` (one line of a container's output) and non-fatal `error`;
+//!    last, `taskStopped {reason, containers}` with every container's final state. The guest
+//!    then resets the VM and the connection closes.
 
 pub mod frame;
 pub mod host;

@@ -1,6 +1,15 @@
 //! The container runtime: runs a validated task's containers and reports on them.
 //! All paths come from [`RuntimeConfig`], so the same code runs as the VM's PID 1 and in
 //! tests on a host (directories instead of block devices, a private mount namespace).
+//!
+//! Modules, each using only those listed below it:
+//! - [`supervisor`]: the task's state machine (dependsOn, essential exits, stop, reports).
+//! - [`health`]: a container's health checks, each run through a shim in exec mode.
+//! - [`spawn`]: starts a shim and reads its status line.
+//! - [`shim`]: the `__shim` process: namespaces, the container's root, user, exec.
+//! - [`user`]: `user` resolved against the image's passwd and group files.
+//! - [`cgroup`]: the task's and containers' cgroups (v2).
+//! - [`logs`]: container output as log messages, line by line.
 
 pub mod cgroup;
 pub mod health;
