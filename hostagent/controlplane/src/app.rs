@@ -16,11 +16,11 @@ use std::time::Duration;
 
 /// Shared state of the control plane.
 pub struct App {
-    /// Region.
+    /// The AWS region named in every ARN and checked in every signature.
     pub region: String,
     /// access key -> (account, secret).
     pub accounts: HashMap<String, (String, String)>,
-    /// Throttles.
+    /// The per-account, per-operation token buckets of the API.
     pub throttle: Throttle,
     /// Cells and the account router.
     pub router: Router,

@@ -40,11 +40,11 @@ pub mod tables {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostRecord {
-    /// Identity.
+    /// `h-<cell>-<uuid>`, given at registration.
     pub host_id: String,
     /// Name given at registration.
     pub hostname: String,
-    /// AZ.
+    /// The availability zone the host said it is in (placement spreads over these).
     pub availability_zone: String,
     /// CPU units offered.
     pub cpu: u32,

@@ -11,11 +11,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct Client {
     /// `host:port`.
     pub addr: String,
-    /// Region.
+    /// The region signed into each call (must be the control plane's).
     pub region: String,
     /// Access key.
     pub key: String,
-    /// Secret.
+    /// The secret access key that signs each call.
     pub secret: String,
 }
 

@@ -219,10 +219,10 @@ pub struct AccountEntry {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileConfig {
-    /// Accounts.
+    /// The tenant accounts and their access keys.
     #[serde(default)]
     pub accounts: Vec<AccountEntry>,
-    /// Region.
+    /// The AWS region named in ARNs and signatures.
     pub region: Option<String>,
     /// Number of cells.
     pub cells: Option<u32>,
@@ -234,7 +234,7 @@ pub struct FileConfig {
     pub heartbeat_interval_ms: Option<u64>,
     /// Scheduler period.
     pub scheduler_interval_ms: Option<u64>,
-    /// Throttles.
+    /// Per-account, per-operation API rate limits.
     pub throttle: Option<ThrottleConfig>,
     /// Log store retention (events per cell).
     pub log_retention_events: Option<u64>,
@@ -251,9 +251,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// access key -> (account, secret).
     pub accounts: HashMap<String, (String, String)>,
-    /// Region.
+    /// The AWS region named in ARNs and signatures.
     pub region: String,
-    /// Cells.
+    /// How many cells (independent stores and host pools) to run.
     pub cells: u32,
     /// Bootstrap token.
     pub bootstrap_token: Option<String>,
@@ -263,7 +263,7 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Scheduler period.
     pub scheduler_interval: Duration,
-    /// Throttles.
+    /// Per-account, per-operation API rate limits.
     pub throttle: ThrottleConfig,
     /// Most log events each cell's log store keeps.
     pub log_retention_events: u64,

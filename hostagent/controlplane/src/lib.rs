@@ -1,5 +1,31 @@
 //! The thin bundled control plane: ECS-compatible API, cells, placement, agent channel.
 //!
+//! Module map, from the front end down; a module uses only modules listed below it.
+//! - [`server`]: wiring: the HTTP routes, the per-cell background loops, `serve`.
+//! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
+//! - [`frontend`]: one ECS or Logs call over HTTP: SigV4, throttle, decode, dispatch.
+//! - [`app`]: the shared state every handler and loop takes (`App`).
+//! - [`api`]: the ECS operations, one module per resource, and their operation table.
+//! - [`scheduler`]: the service scheduler (desired counts, deployments, draining hosts).
+//! - [`validate`]: ECS's input rules for task definitions and names.
+//! - [`logs`]: container logs: the log store, agents' batches into it, the Logs API.
+//! - [`lifecycle`]: a task's life: launch, stop requests, host reports, STOPPED.
+//! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
+//! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
+//! - [`config`]: flags and config file.
+//! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
+//! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
+//! - [`placement`]: which host gets a task (best fit, AZ spread).
+//! - [`store`]: the key-value store of a cell: SQLite or etcd.
+//! - [`model`]: the ECS resources as stored and shown, and their status enums.
+//! - [`throttle`]: token buckets per account and operation.
+//! - [`ctx`]: who is calling (`Ctx`: account, region) and new ids.
+//! - [`clock`]: the wall clock in ECS, Logs and SigV4 units.
+//! - [`sync`]: poison-tolerant locks.
+//!
+//! Test support, behind the `test-utils` feature: `testagent` (a simulated host on the
+//! agent channel) and `client` (a SigV4-signing ECS client).
+//!
 //! See README.md beside this crate for the design.
 
 pub mod api;

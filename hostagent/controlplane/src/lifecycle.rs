@@ -68,19 +68,19 @@ pub struct Launch<'a> {
     pub cluster: &'a str,
     /// Task definition.
     pub td: &'a TaskDefinition,
-    /// Network.
+    /// Subnets, security groups and public IP of the task's ENI.
     pub net: &'a AwsVpcConfiguration,
-    /// Overrides.
+    /// Per-container command and environment overrides.
     pub overrides: TaskOverride,
-    /// startedBy.
+    /// `startedBy`: who started it (a service's deployment id, or the caller's tag).
     pub started_by: Option<String>,
-    /// group.
+    /// `group`: `family:<f>` for RunTask, `service:<name>` for a service.
     pub group: String,
     /// Service that launches it.
     pub service: Option<String>,
     /// Tasks per AZ of the service, for spreading.
     pub spread: Option<&'a HashMap<String, usize>>,
-    /// Tags.
+    /// Tags given to the task.
     pub tags: Vec<crate::model::Tag>,
 }
 

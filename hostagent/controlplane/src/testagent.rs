@@ -112,11 +112,11 @@ pub struct HostState {
 
 /// A connected simulated host.
 pub struct TestAgent {
-    /// Identity.
+    /// The host id given at registration.
     pub host_id: String,
-    /// Credential.
+    /// The host credential given at registration (the channel's bearer token).
     pub credential: String,
-    /// Cell.
+    /// The cell the host belongs to.
     pub cell: u32,
     /// Shared view of the host.
     pub state: Arc<Mutex<HostState>>,

@@ -1,5 +1,6 @@
-//! The front end: the ECS JSON 1.1 protocol over HTTP, SigV4 authentication,
-//! per-account throttles, ECS error shapes.
+//! The front end: one ECS or CloudWatch Logs call (JSON 1.1 over HTTP), admitted
+//! by SigV4 authentication and the per-account throttles, then dispatched to the
+//! operation tables of [`crate::api`] or [`crate::logs::api`].
 
 pub mod sigv4;
 

@@ -20,9 +20,9 @@ pub struct SignedRequest<'a> {
     pub path: &'a str,
     /// Raw query string (may be empty).
     pub query: &'a str,
-    /// Headers.
+    /// The request headers (the signed ones are read from here).
     pub headers: &'a HeaderMap,
-    /// Body.
+    /// The request body, whose SHA-256 is part of the signature.
     pub body: &'a [u8],
 }
 

@@ -8,7 +8,7 @@ use serde_json::Value;
 pub struct LogsCtx<'a> {
     /// Caller's account.
     pub account: &'a str,
-    /// Region.
+    /// The region named in log group ARNs.
     pub region: &'a str,
     /// Now, ms since the Unix epoch.
     pub now_ms: i64,
