@@ -98,10 +98,8 @@ impl TaskStore {
 
     /// The record of a task, if any.
     pub fn get(&self, task_arn: &str) -> std::io::Result<Option<TaskRecord>> {
-        match std::fs::read(self.path_of(task_arn)) {
-            Ok(b) => serde_json::from_slice(&b)
-                .map(Some)
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        match read_record(&self.path_of(task_arn)) {
+            Ok(r) => Ok(Some(r)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -115,10 +113,7 @@ impl TaskStore {
             if p.extension().and_then(|x| x.to_str()) != Some("json") {
                 continue;
             }
-            match std::fs::read(&p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-            {
+            match read_record(&p) {
                 Ok(r) => out.push(r),
                 Err(e) => tracing::warn!("task record {}: {e}", p.display()),
             }
@@ -136,6 +131,12 @@ impl TaskStore {
             .map(|r| r.spec.task_arn)
             .collect())
     }
+}
+
+/// One record file (a file that does not parse is `InvalidData`).
+fn read_record(p: &Path) -> std::io::Result<TaskRecord> {
+    let b = std::fs::read(p)?;
+    serde_json::from_slice(&b).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 #[cfg(test)]

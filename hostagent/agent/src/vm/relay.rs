@@ -382,6 +382,23 @@ mod tests {
         guest: std::thread::JoinHandle<()>,
     }
 
+    impl Rig {
+        /// An agent connects and sends RunTask for `arn`, which the guest receives.
+        fn agent_runs(&self, arn: &str) -> GuestConnection {
+            let mut a = connect(&self.args.agent_socket, Duration::from_secs(5)).unwrap();
+            a.run_task(&TaskSpec {
+                task_arn: arn.into(),
+                ..Default::default()
+            })
+            .unwrap();
+            match self.host_rx.recv_timeout(Duration::from_secs(5)).unwrap() {
+                HostMessage::RunTask { task } => assert_eq!(task.task_arn, arn),
+                m => panic!("{m:?}"),
+            }
+            a
+        }
+    }
+
     /// A relay in `dir` and a fake guest connected to it.
     fn relay_with_guest(dir: &std::path::Path) -> Rig {
         let uds = dir.join("v.sock");
@@ -413,24 +430,16 @@ mod tests {
     #[test]
     fn relay_survives_an_agent_restart_and_delivers_everything() {
         let d = tempfile::tempdir().unwrap();
+        let rig = relay_with_guest(d.path());
+        // First agent: sends the task, gets the first messages.
+        let mut a1 = rig.agent_runs("arn:t");
         let Rig {
             args,
             relay,
             host_rx,
             script_tx,
             guest,
-        } = relay_with_guest(d.path());
-        // First agent: sends the task, gets the first messages.
-        let mut a1 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
-        a1.run_task(&TaskSpec {
-            task_arn: "arn:t".into(),
-            ..Default::default()
-        })
-        .unwrap();
-        match host_rx.recv_timeout(Duration::from_secs(5)).unwrap() {
-            HostMessage::RunTask { task } => assert_eq!(task.task_arn, "arn:t"),
-            m => panic!("{m:?}"),
-        }
+        } = rig;
         script_tx
             .send(Some(GuestMessage::TaskAccepted {
                 task_arn: "arn:t".into(),
@@ -492,23 +501,15 @@ mod tests {
         // An idle task (a web server nobody calls) sends nothing: the relay must notice the
         // killed agent from its end of the socket, not from a failed write.
         let d = tempfile::tempdir().unwrap();
+        let rig = relay_with_guest(d.path());
+        let a1 = rig.agent_runs("arn:idle");
         let Rig {
             args,
             relay,
             host_rx,
             script_tx,
             guest,
-        } = relay_with_guest(d.path());
-        let mut a1 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
-        a1.run_task(&TaskSpec {
-            task_arn: "arn:idle".into(),
-            ..Default::default()
-        })
-        .unwrap();
-        assert!(matches!(
-            host_rx.recv_timeout(Duration::from_secs(5)).unwrap(),
-            HostMessage::RunTask { .. }
-        ));
+        } = rig;
         drop(a1);
         // Nothing from the guest; the second agent's handshake must still be answered
         // (connect gives the relay 5 s).
