@@ -14,6 +14,8 @@ pub mod mountns;
 pub mod privileges;
 pub mod rlimits;
 pub mod run;
+#[cfg(any(test, feature = "test-utils"))]
+pub mod test_utils;
 pub mod undo;
 pub mod validate;
 

@@ -3,8 +3,6 @@
 //! all of it on drop, also when the test fails.
 #![allow(dead_code)]
 
-mod jail_probe;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -16,7 +14,7 @@ use jailer::CgroupVersion;
 
 pub const UID: u32 = 41234;
 pub const GID: u32 = 41235;
-pub use jail_probe::EXEC_NAME;
+pub use jailer::test_utils::EXEC_NAME;
 
 pub fn jailer_bin() -> &'static str {
     env!("CARGO_BIN_EXE_jailer")
@@ -24,7 +22,7 @@ pub fn jailer_bin() -> &'static str {
 
 /// jail-probe built as a static binary (the jail holds no libraries).
 pub fn probe() -> &'static Path {
-    jail_probe::jail_probe(Path::new(env!("CARGO_MANIFEST_DIR")))
+    jailer::test_utils::jail_probe(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

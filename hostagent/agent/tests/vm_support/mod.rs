@@ -4,9 +4,6 @@
 //! jail-probe standing in for the vmm (this machine's /dev/kvm cannot boot Linux).
 #![allow(dead_code)]
 
-#[path = "../../../../jailer/tests/common/jail_probe.rs"]
-mod jail_probe;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,8 +26,7 @@ pub fn workspace_bin(name: &str) -> Option<PathBuf> {
 
 /// The jailer's jail-probe, built static with rustc (the jail has no libraries).
 pub fn probe() -> PathBuf {
-    let jailer = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../jailer");
-    jail_probe::jail_probe(&jailer).to_path_buf()
+    jailer::test_utils::jail_probe(Path::new(env!("CARGO_TARGET_TMPDIR"))).to_path_buf()
 }
 
 fn sh_out(args: &[&str]) -> String {

@@ -1,7 +1,6 @@
-//! The one builder of the static jail-probe (the program the jailer tests, and the host
-//! agent's microVM runtime tests, run inside a jail). Shared source: the jailer's tests
-//! declare it from `common/mod.rs`; the host agent's `tests/vm_support/mod.rs` includes
-//! this file.
+//! Test support (feature `test-utils`, never in the product): the one builder of the
+//! static jail-probe, the program that the jailer's tests and the host agent's microVM
+//! runtime tests run inside a jail in place of the vmm.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,17 +9,18 @@ use std::sync::OnceLock;
 /// Its file name (the jailer names the jail directory after it).
 pub const EXEC_NAME: &str = "jail-probe";
 
-/// `jailer_dir/src/bin/jail-probe.rs` built as a static binary (a jail holds no
-/// libraries) into `$CARGO_TARGET_TMPDIR/jail-probe-static/`, once per test process.
-pub fn jail_probe(jailer_dir: &Path) -> &'static Path {
+/// This crate's `src/bin/jail-probe.rs` built as a static binary (a jail holds no
+/// libraries) into `tmp_dir/jail-probe-static/` (callers pass their
+/// `CARGO_TARGET_TMPDIR`), once per test process.
+pub fn jail_probe(tmp_dir: &Path) -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jail-probe-static");
+        let dir = tmp_dir.join("jail-probe-static");
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join(EXEC_NAME);
         // Built under a private name, then renamed: test binaries may run in parallel.
         let tmp = dir.join(format!("{EXEC_NAME}.{}", std::process::id()));
-        let src = jailer_dir.join("src/bin/jail-probe.rs");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/bin/jail-probe.rs");
         // RUSTC if set, else the rustc next to the cargo running the tests, else PATH.
         let rustc = std::env::var("RUSTC").ok().unwrap_or_else(|| {
             std::env::var("CARGO")
