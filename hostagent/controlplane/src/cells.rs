@@ -5,63 +5,23 @@
 
 use crate::config::{Config, StoreConfig};
 use crate::leader::{leader_key, Campaign, Leadership, Role};
-use crate::model::{HostStatus, TaskRecord};
+use crate::model::HostStatus;
 use crate::placement::Placement;
 use crate::store::etcd::{EtcdStore, Fence};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
+use crate::tables::{names, Clusters, Hosts, Services, TaskDefinitions, TaskKey, Tasks};
 use agent_proto::ControlMessage;
 use agent_proto::Status;
-use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
-/// Store table names.
-pub mod tables {
-    /// `{account}/{family}/{revision:010}` -> TaskDefinition.
-    pub const TASK_DEFINITION: &str = "taskdef";
-    /// `{account}/{family}` -> last revision number (never reused).
-    pub const FAMILY: &str = "family";
-    /// `{account}/{name}` -> Cluster.
-    pub const CLUSTER: &str = "cluster";
-    /// `{account}/{cluster}/{id}` -> TaskRecord.
-    pub const TASK: &str = "task";
-    /// `{account}/{cluster}/{name}` -> Service.
-    pub const SERVICE: &str = "service";
-    /// `{host id}` -> HostRecord.
-    pub const HOST: &str = "host";
-    /// Router: `{account}` -> cell number.
-    pub const ACCOUNT_CELL: &str = "account_cell";
-}
-
-/// A registered host.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostRecord {
-    /// `h-<cell>-<uuid>`, given at registration.
-    pub host_id: String,
-    /// Name given at registration.
-    pub hostname: String,
-    /// The availability zone the host said it is in (placement spreads over these).
-    pub availability_zone: String,
-    /// CPU units offered.
-    pub cpu: u32,
-    /// Memory MiB offered.
-    pub memory: u32,
-    /// SHA-256 (hex) of the host credential.
-    pub credential_sha256: String,
-    /// Registration time.
-    pub registered_at: f64,
-    /// Active, draining, or lost.
-    pub status: HostStatus,
-}
-
 /// Whether the host record says the host drains.
 pub fn is_draining(store: &dyn Store, host: &str) -> bool {
     matches!(
-        store.get_json::<HostRecord>(tables::HOST, host),
+        Hosts(store).get(host),
         Ok(Some(r)) if r.status == HostStatus::Draining
     )
 }
@@ -96,7 +56,7 @@ pub struct CellState {
     /// Last heartbeat of each ACTIVE host.
     pub heartbeats: HashMap<String, Instant>,
     /// Host id -> store keys of its tasks that are not STOPPED.
-    pub host_tasks: HashMap<String, HashSet<String>>,
+    pub host_tasks: HashMap<String, HashSet<TaskKey>>,
     /// AWS region of ARNs.
     pub region: String,
     /// Task ARN -> latest metrics sample reported by its host (tasks not STOPPED).
@@ -105,26 +65,53 @@ pub struct CellState {
     loaded_epoch: u64,
 }
 
+impl CellState {
+    /// The cell's tasks.
+    pub fn tasks(&self) -> Tasks<'_> {
+        Tasks(self.store.as_ref())
+    }
+
+    /// The cell's services.
+    pub fn services(&self) -> Services<'_> {
+        Services(self.store.as_ref())
+    }
+
+    /// The cell's clusters.
+    pub fn clusters(&self) -> Clusters<'_> {
+        Clusters(self.store.as_ref())
+    }
+
+    /// The cell's task definitions.
+    pub fn task_definitions(&self) -> TaskDefinitions<'_> {
+        TaskDefinitions(self.store.as_ref())
+    }
+
+    /// The cell's hosts.
+    pub fn hosts(&self) -> Hosts<'_> {
+        Hosts(self.store.as_ref())
+    }
+}
+
 /// The in-memory indexes a cell rebuilds from its store.
 type Indexes = (
     Placement,
     HashMap<String, Instant>,
-    HashMap<String, HashSet<String>>,
+    HashMap<String, HashSet<TaskKey>>,
 );
 
 fn load(store: &dyn Store) -> Result<Indexes, StoreError> {
     let mut placement = Placement::new();
     let mut heartbeats = HashMap::new();
     let now = Instant::now();
-    for (_, h) in store.scan_json::<HostRecord>(tables::HOST, "")? {
+    for h in Hosts(store).all()? {
         placement.add_host(&h.host_id, &h.availability_zone, h.cpu, h.memory);
         if h.status == HostStatus::Active {
             // Hosts get one heartbeat timeout to reconnect after a restart.
             heartbeats.insert(h.host_id.clone(), now);
         }
     }
-    let mut host_tasks: HashMap<String, HashSet<String>> = HashMap::new();
-    for (k, t) in store.scan_json::<TaskRecord>(tables::TASK, "")? {
+    let mut host_tasks: HashMap<String, HashSet<TaskKey>> = HashMap::new();
+    for (k, t) in Tasks(store).all()? {
         if t.task.last_status != Status::Stopped {
             placement.reserve(&t.host_id, t.spec.cpu, t.spec.memory);
             host_tasks.entry(t.host_id).or_default().insert(k);
@@ -302,7 +289,7 @@ impl Router {
     /// A router over `cells`, remembering assignments in `store`.
     pub fn new(cells: Vec<Arc<Cell>>, store: Box<dyn Store>) -> Result<Router, StoreError> {
         let map = store
-            .scan_json::<u32>(tables::ACCOUNT_CELL, "")?
+            .scan_json::<u32>(names::ACCOUNT_CELL, "")?
             .into_iter()
             .collect();
         Ok(Router {
@@ -336,7 +323,7 @@ impl Router {
                         .unwrap_or(0) as u32;
                     let stored =
                         self.store
-                            .insert_new(tables::ACCOUNT_CELL, account, id.to_string())?;
+                            .insert_new(names::ACCOUNT_CELL, account, id.to_string())?;
                     let id = stored.trim().parse::<u32>().unwrap_or(id);
                     map.insert(account.to_string(), id);
                     id

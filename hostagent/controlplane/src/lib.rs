@@ -16,6 +16,7 @@
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
+//! - [`tables`]: one typed accessor per table of a cell's store (keys, records).
 //! - [`store`]: the key-value store of a cell: SQLite or etcd.
 //! - [`model`]: the ECS resources as stored and shown, and their status enums.
 //! - [`throttle`]: token buckets per account and operation.
@@ -49,6 +50,7 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod sync;
+pub mod tables;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testagent;
 pub mod throttle;

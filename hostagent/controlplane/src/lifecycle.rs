@@ -1,7 +1,7 @@
 //! Task lifecycle: launching onto a host, stop requests, state changes reported by
 //! hosts, and the terminal STOPPED transition (which frees the host's resources).
 
-use crate::cells::{tables, CellState};
+use crate::cells::CellState;
 use crate::clock::now;
 use crate::ctx::{new_id, Ctx};
 use crate::domain::DomainError;
@@ -9,39 +9,17 @@ use crate::model::{
     runtime_fields, Attachment, AwsVpcConfiguration, Container, KeyValuePair, NetworkInterface,
     Task, TaskDefinition, TaskOverride, TaskRecord,
 };
-use crate::store::StoreExt;
+use crate::tables::TaskKey;
 use agent_proto::{
     ContainerSpec, ControlMessage, EnvVar, NetworkSpec, PortMapping, Status, TaskSpec,
 };
 use std::collections::HashMap;
 
-/// Store key of a task ARN (`arn:aws:ecs:<r>:<account>:task/<cluster>/<id>`).
-pub fn key_of_arn(arn: &str) -> Option<String> {
-    let mut parts = arn.splitn(6, ':');
-    let (a, p, s, _region, account, res) = (
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-        parts.next()?,
-    );
-    if a != "arn" || p != "aws" || s != "ecs" {
-        return None;
-    }
-    let rest = res.strip_prefix("task/")?;
-    let (cluster, id) = rest.split_once('/')?;
-    if cluster.is_empty() || id.is_empty() || id.contains('/') || account.is_empty() {
-        return None;
-    }
-    Some(format!("{account}/{cluster}/{id}"))
-}
-
 /// The task `arn` if it is assigned to `host`; otherwise why not.
 pub fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, DomainError> {
     let denied = || DomainError::NotAssigned(arn.to_string());
-    let key = key_of_arn(arn).ok_or_else(denied)?;
-    match c.store.get_json::<TaskRecord>(tables::TASK, &key)? {
+    let key = TaskKey::of_arn(arn).ok_or_else(denied)?;
+    match c.tasks().get(&key)? {
         Some(t) if t.host_id == host => Ok(t),
         _ => Err(denied()),
     }
@@ -49,8 +27,8 @@ pub fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, Doma
 
 /// Saves a task record.
 pub fn save(c: &CellState, rec: &TaskRecord) -> Result<(), DomainError> {
-    let key = key_of_arn(&rec.task.task_arn).ok_or(DomainError::MalformedArn)?;
-    c.store.put_json(tables::TASK, &key, rec)?;
+    let key = TaskKey::of_arn(&rec.task.task_arn).ok_or(DomainError::MalformedArn)?;
+    c.tasks().put(&key, rec)?;
     Ok(())
 }
 
@@ -268,7 +246,7 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
         c.placement.release(&host, cpu, memory);
         return Err(e);
     }
-    if let Some(k) = key_of_arn(&task_arn) {
+    if let Some(k) = TaskKey::of_arn(&task_arn) {
         c.host_tasks.entry(host.clone()).or_default().insert(k);
     }
     notify(c, &host, ControlMessage::LaunchTask { task: spec });
@@ -336,7 +314,7 @@ pub fn mark_stopped(
         .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
     if let (Some(set), Some(k)) = (
         c.host_tasks.get_mut(&rec.host_id),
-        key_of_arn(&rec.task.task_arn),
+        TaskKey::of_arn(&rec.task.task_arn),
     ) {
         set.remove(&k);
     }
@@ -426,21 +404,4 @@ pub fn apply_report(
     task.last_status = status;
     task.version += 1;
     save(c, rec)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn arn_keys() {
-        assert_eq!(
-            key_of_arn("arn:aws:ecs:us-east-1:123:task/c1/abc").as_deref(),
-            Some("123/c1/abc")
-        );
-        assert_eq!(key_of_arn("arn:aws:ecs:us-east-1:123:task/abc"), None);
-        assert_eq!(key_of_arn("arn:aws:ecs:us-east-1:123:service/c/abc"), None);
-        assert_eq!(key_of_arn("nonsense"), None);
-        assert_eq!(key_of_arn("arn:aws:ecs:r:1:task/c/a/b"), None);
-    }
 }

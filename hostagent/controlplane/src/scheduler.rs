@@ -3,7 +3,7 @@
 //! Tasks on a draining host are replaced the way an old deployment's are: new ones
 //! start elsewhere, then they stop, within the same limits.
 
-use crate::cells::{tables, CellState};
+use crate::cells::CellState;
 use crate::clock::now;
 use crate::ctx::Ctx;
 use crate::domain::DomainError;
@@ -12,7 +12,6 @@ use crate::model::{
     RolloutState, Service, ServiceEvent, ServiceStatus, TaskDefinition, TaskDefinitionStatus,
     TaskOverride, TaskRecord,
 };
-use crate::store::StoreExt;
 use agent_proto::Status;
 use std::collections::{HashMap, HashSet};
 
@@ -42,9 +41,8 @@ fn active_task_definition(
     else {
         return Ok(None);
     };
-    let key = format!("{}/{family}/{rev:010}", ctx.account);
-    Ok(c.store
-        .get_json::<TaskDefinition>(tables::TASK_DEFINITION, &key)?
+    Ok(c.task_definitions()
+        .get(ctx.account, family, rev)?
         .filter(|t| t.status == TaskDefinitionStatus::Active))
 }
 
@@ -57,10 +55,7 @@ pub fn with_counts(
 ) -> Result<Service, DomainError> {
     let (mut run, mut pend) = (0, 0);
     let mut per_td: std::collections::HashMap<String, (i64, i64)> = Default::default();
-    for (_, r) in c
-        .store
-        .scan_json::<TaskRecord>(tables::TASK, &format!("{account}/{cluster}/"))?
-    {
+    for (_, r) in c.tasks().in_cluster(account, cluster)? {
         if r.service.as_deref() != Some(s.service_name.as_str())
             || r.task.desired_status != Status::Running
         {
@@ -94,20 +89,17 @@ pub fn with_counts(
 /// One pass over every service of the cell.
 pub fn reconcile(c: &mut CellState) -> Result<(), DomainError> {
     let region = c.region.clone();
-    for (key, svc) in c.store.scan_json::<Service>(tables::SERVICE, "")? {
+    for (owner, svc) in c.services().all()? {
         if svc.status == ServiceStatus::Inactive {
             continue;
         }
-        let mut parts = key.splitn(3, '/');
-        let (Some(account), Some(cluster)) = (parts.next(), parts.next()) else {
-            continue;
-        };
         let ctx = Ctx {
-            account,
+            account: &owner.account,
             region: &region,
         };
-        if let Err(e) = reconcile_one(&ctx, c, cluster, &key, svc) {
-            tracing::warn!("service {key}: {e}");
+        let name = svc.service_name.clone();
+        if let Err(e) = reconcile_one(&ctx, c, &owner.cluster, svc) {
+            tracing::warn!("service {}/{}/{name}: {e}", owner.account, owner.cluster);
         }
     }
     Ok(())
@@ -117,14 +109,13 @@ fn reconcile_one(
     ctx: &Ctx<'_>,
     c: &mut CellState,
     cluster: &str,
-    key: &str,
     mut s: Service,
 ) -> Result<(), DomainError> {
     let before = s.clone();
     let name = s.service_name.clone();
     let mut live: Vec<TaskRecord> = c
-        .store
-        .scan_json::<TaskRecord>(tables::TASK, &format!("{}/{cluster}/", ctx.account))?
+        .tasks()
+        .in_cluster(ctx.account, cluster)?
         .into_iter()
         .map(|(_, r)| r)
         .filter(|r| {
@@ -297,7 +288,7 @@ fn reconcile_one(
     }
     let s = with_counts(c, ctx.account, cluster, s)?;
     if s != before {
-        c.store.put_json(tables::SERVICE, key, &s)?;
+        c.services().put(ctx.account, cluster, &s)?;
     }
     Ok(())
 }

@@ -1,13 +1,10 @@
 //! CreateCluster, DescribeClusters, ListClusters, DeleteCluster.
 
 use super::common::{active_cluster, cluster_name, input, paginate};
-use crate::cells::{tables, CellState};
+use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::model::{
-    Cluster, ClusterStatus, Failure, KeyValuePair, Service, ServiceStatus, Tag, TaskRecord,
-};
-use crate::store::StoreExt;
+use crate::model::{Cluster, ClusterStatus, Failure, KeyValuePair, ServiceStatus, Tag};
 use crate::validate;
 use agent_proto::Status;
 use serde::Deserialize;
@@ -28,10 +25,9 @@ struct CreateInput {
 
 /// Fills the counters of `cl` from the cell's tasks and services.
 pub fn with_counts(ctx: &Ctx<'_>, c: &CellState, mut cl: Cluster) -> Result<Cluster, ApiError> {
-    let prefix = format!("{}/{}/", ctx.account, cl.cluster_name);
     let (mut running, mut pending) = (0, 0);
     let mut hosts = HashSet::new();
-    for (_, t) in c.store.scan_json::<TaskRecord>(tables::TASK, &prefix)? {
+    for (_, t) in c.tasks().in_cluster(ctx.account, &cl.cluster_name)? {
         match t.task.last_status {
             Status::Running => running += 1,
             Status::Provisioning | Status::Pending => pending += 1,
@@ -45,8 +41,8 @@ pub fn with_counts(ctx: &Ctx<'_>, c: &CellState, mut cl: Cluster) -> Result<Clus
     cl.pending_tasks_count = pending;
     cl.registered_container_instances_count = hosts.len() as u64;
     cl.active_services_count = c
-        .store
-        .scan_json::<Service>(tables::SERVICE, &prefix)?
+        .services()
+        .in_cluster(ctx.account, &cl.cluster_name)?
         .iter()
         .filter(|(_, s)| s.status == ServiceStatus::Active)
         .count() as u64;
@@ -63,8 +59,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
              underscores, and hyphens are allowed.",
         ));
     }
-    let key = format!("{}/{}", ctx.account, name);
-    if let Some(cl) = c.store.get_json::<Cluster>(tables::CLUSTER, &key)? {
+    if let Some(cl) = c.clusters().get(ctx.account, &name)? {
         if cl.status == ClusterStatus::Active {
             return Ok(json!({"cluster": with_counts(ctx, c, cl)?}));
         }
@@ -90,7 +85,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         capacity_providers: inp.capacity_providers,
         statistics: vec![],
     };
-    c.store.put_json(tables::CLUSTER, &key, &cl)?;
+    c.clusters().put(ctx.account, &cl)?;
     Ok(json!({"cluster": cl}))
 }
 
@@ -112,9 +107,7 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
     let (mut clusters, mut failures) = (vec![], vec![]);
     for n in names {
         let found = match cluster_name(ctx, Some(&n)) {
-            Ok(name) => c
-                .store
-                .get_json::<Cluster>(tables::CLUSTER, &format!("{}/{}", ctx.account, name))?,
+            Ok(name) => c.clusters().get(ctx.account, &name)?,
             Err(_) => None,
         };
         match found {
@@ -143,8 +136,8 @@ struct ListInput {
 pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: ListInput = input(v)?;
     let items: Vec<(String, String)> = c
-        .store
-        .scan_json::<Cluster>(tables::CLUSTER, &format!("{}/", ctx.account))?
+        .clusters()
+        .of_account(ctx.account)?
         .into_iter()
         .filter(|(_, cl)| cl.status == ClusterStatus::Active)
         .map(|(k, cl)| (k, cl.cluster_arn))
@@ -170,9 +163,8 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     if cl.active_services_count > 0 {
         return Err(ApiError::cluster_has_services());
     }
-    let prefix = format!("{}/{}/", ctx.account, cl.cluster_name);
-    if c.store
-        .scan_json::<TaskRecord>(tables::TASK, &prefix)?
+    if c.tasks()
+        .in_cluster(ctx.account, &cl.cluster_name)?
         .iter()
         .any(|(_, t)| t.task.last_status != Status::Stopped)
     {
@@ -180,10 +172,6 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     }
     let mut cl = cl;
     cl.status = ClusterStatus::Inactive;
-    c.store.put_json(
-        tables::CLUSTER,
-        &format!("{}/{}", ctx.account, cl.cluster_name),
-        &cl,
-    )?;
+    c.clusters().put(ctx.account, &cl)?;
     Ok(json!({"cluster": cl}))
 }

@@ -2,11 +2,10 @@
 //! parameters several resources take (`cluster`, `networkConfiguration`,
 //! `launchType`, `service`).
 
-use crate::cells::{tables, CellState};
+use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::model::{AwsVpcConfiguration, Cluster, ClusterStatus, NetworkConfiguration};
-use crate::store::StoreExt;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -70,8 +69,7 @@ pub fn cluster_name(ctx: &Ctx<'_>, s: Option<&str>) -> Result<String, ApiError> 
 /// The ACTIVE cluster a `cluster` parameter denotes.
 pub fn active_cluster(ctx: &Ctx<'_>, c: &CellState, s: Option<&str>) -> Result<Cluster, ApiError> {
     let name = cluster_name(ctx, s)?;
-    let key = format!("{}/{}", ctx.account, name);
-    match c.store.get_json::<Cluster>(tables::CLUSTER, &key)? {
+    match c.clusters().get(ctx.account, &name)? {
         Some(cl) if cl.status == ClusterStatus::Active => Ok(cl),
         _ => Err(ApiError::cluster_not_found()),
     }

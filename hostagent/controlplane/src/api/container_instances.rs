@@ -3,11 +3,10 @@
 //! run at least one of its unstopped tasks, shown with that cluster's view only.
 
 use super::common::{active_cluster, input, paginate};
-use crate::cells::{tables, CellState, HostRecord};
+use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::model::{status, Failure, HostStatus, TaskRecord};
-use crate::store::StoreExt;
+use crate::model::{status, Failure, HostStatus};
 use agent_proto::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -36,10 +35,7 @@ fn hosts_of_cluster(
     cluster: &str,
 ) -> Result<BTreeMap<String, (u64, u64)>, ApiError> {
     let mut m: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for (_, r) in c
-        .store
-        .scan_json::<TaskRecord>(tables::TASK, &format!("{}/{cluster}/", ctx.account))?
-    {
+    for (_, r) in c.tasks().in_cluster(ctx.account, cluster)? {
         match r.task.last_status {
             Status::Stopped => {}
             Status::Running => m.entry(r.host_id).or_default().0 += 1,
@@ -76,10 +72,7 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
     };
     let mut hosts = vec![];
     for h in hosts_of_cluster(ctx, c, &cluster.cluster_name)?.into_keys() {
-        let status = c
-            .store
-            .get_json::<HostRecord>(tables::HOST, &h)?
-            .map(|r| r.status);
+        let status = c.hosts().get(&h)?.map(|r| r.status);
         if wanted(status) {
             hosts.push(h);
         }
@@ -131,7 +124,7 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             });
             continue;
         };
-        let Some(rec) = c.store.get_json::<HostRecord>(tables::HOST, &h)? else {
+        let Some(rec) = c.hosts().get(&h)? else {
             failures.push(Failure {
                 arn: Some(n),
                 reason: "MISSING".into(),

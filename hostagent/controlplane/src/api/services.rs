@@ -3,7 +3,7 @@
 
 use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
 use super::task_definitions::runnable_td;
-use crate::cells::{tables, CellState};
+use crate::cells::CellState;
 use crate::clock::now;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
@@ -12,14 +12,9 @@ use crate::model::{
     RolloutState, Service, ServiceStatus, Tag,
 };
 use crate::scheduler;
-use crate::store::StoreExt;
 use crate::validate;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-fn key(ctx: &Ctx<'_>, cluster: &str, name: &str) -> String {
-    format!("{}/{cluster}/{name}", ctx.account)
-}
 
 fn deployment_config(
     d: Option<DeploymentConfiguration>,
@@ -122,8 +117,10 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         awsvpc_configuration: None,
     });
     let dc = deployment_config(inp.deployment_configuration)?;
-    let k = key(ctx, &cluster.cluster_name, &name);
-    if let Some(old) = c.store.get_json::<Service>(tables::SERVICE, &k)? {
+    if let Some(old) = c
+        .services()
+        .get(ctx.account, &cluster.cluster_name, &name)?
+    {
         if old.status != ServiceStatus::Inactive {
             return Err(ApiError::invalid("Creation of service was not idempotent."));
         }
@@ -148,7 +145,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         load_balancers: inp.load_balancers,
         tags: inp.tags,
     };
-    c.store.put_json(tables::SERVICE, &k, &s)?;
+    c.services().put(ctx.account, &cluster.cluster_name, &s)?;
     Ok(json!({"service": s}))
 }
 
@@ -157,14 +154,11 @@ fn get_service(
     c: &CellState,
     cluster: &str,
     s: Option<&str>,
-) -> Result<(String, Service), ApiError> {
+) -> Result<Service, ApiError> {
     let s = s.ok_or_else(|| ApiError::invalid("service can not be blank."))?;
-    let k = key(ctx, cluster, &service_name(ctx, s));
-    let svc = c
-        .store
-        .get_json::<Service>(tables::SERVICE, &k)?
-        .ok_or_else(ApiError::service_not_found)?;
-    Ok((k, svc))
+    c.services()
+        .get(ctx.account, cluster, &service_name(ctx, s))?
+        .ok_or_else(ApiError::service_not_found)
 }
 
 #[derive(Deserialize)]
@@ -184,7 +178,7 @@ struct UpdateInput {
 pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: UpdateInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
-    let (k, mut s) = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
+    let mut s = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
     if s.status != ServiceStatus::Active {
         return Err(ApiError::service_not_active());
     }
@@ -227,7 +221,7 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         p.desired_count = s.desired_count;
         p.updated_at = now();
     }
-    c.store.put_json(tables::SERVICE, &k, &s)?;
+    c.services().put(ctx.account, &cluster.cluster_name, &s)?;
     let s = scheduler::with_counts(c, ctx.account, &cluster.cluster_name, s)?;
     Ok(json!({"service": s}))
 }
@@ -252,7 +246,7 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
     let (mut out, mut failures) = (vec![], vec![]);
     for n in names {
         match get_service(ctx, c, &cluster.cluster_name, Some(&n)) {
-            Ok((_, s)) => out.push(scheduler::with_counts(
+            Ok(s) => out.push(scheduler::with_counts(
                 c,
                 ctx.account,
                 &cluster.cluster_name,
@@ -287,11 +281,8 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
     launch_type(inp.launch_type.as_deref())?;
     let items: Vec<(String, String)> = c
-        .store
-        .scan_json::<Service>(
-            tables::SERVICE,
-            &format!("{}/{}/", ctx.account, cluster.cluster_name),
-        )?
+        .services()
+        .in_cluster(ctx.account, &cluster.cluster_name)?
         .into_iter()
         .filter(|(_, s)| s.status != ServiceStatus::Inactive)
         .map(|(k, s)| (k, s.service_arn))
@@ -313,7 +304,7 @@ struct DeleteInput {
 pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DeleteInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
-    let (k, mut s) = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
+    let mut s = get_service(ctx, c, &cluster.cluster_name, inp.service.as_deref())?;
     if s.status != ServiceStatus::Active {
         return Err(ApiError::service_not_active());
     }
@@ -324,7 +315,7 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     }
     s.desired_count = 0;
     s.status = ServiceStatus::Draining;
-    c.store.put_json(tables::SERVICE, &k, &s)?;
+    c.services().put(ctx.account, &cluster.cluster_name, &s)?;
     let s = scheduler::with_counts(c, ctx.account, &cluster.cluster_name, s)?;
     Ok(json!({"service": s}))
 }

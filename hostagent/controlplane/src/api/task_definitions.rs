@@ -2,19 +2,14 @@
 //! ListTaskDefinitionFamilies, DeregisterTaskDefinition.
 
 use super::common::{input, paginate};
-use crate::cells::{tables, CellState};
+use crate::cells::CellState;
 use crate::clock::now;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::model::{status, RegisterTaskDefinitionInput, TaskDefinition, TaskDefinitionStatus};
-use crate::store::{StoreExt, Write};
 use crate::validate;
 use serde::Deserialize;
 use serde_json::{json, Value};
-
-fn key(account: &str, family: &str, revision: u32) -> String {
-    format!("{account}/{family}/{revision:010}")
-}
 
 /// Splits `family`, `family:rev` or a task definition ARN into (family, revision).
 pub fn parse_ref(ctx: &Ctx<'_>, s: &str) -> Option<(String, Option<u32>)> {
@@ -38,14 +33,9 @@ pub fn resolve(ctx: &Ctx<'_>, c: &CellState, s: &str) -> Result<Option<TaskDefin
         return Ok(None);
     }
     match rev {
-        Some(r) => Ok(c
-            .store
-            .get_json(tables::TASK_DEFINITION, &key(ctx.account, &family, r))?),
+        Some(r) => Ok(c.task_definitions().get(ctx.account, &family, r)?),
         None => {
-            let all: Vec<(String, TaskDefinition)> = c.store.scan_json(
-                tables::TASK_DEFINITION,
-                &format!("{}/{}/", ctx.account, family),
-            )?;
+            let all = c.task_definitions().listing(ctx.account, Some(&family))?;
             Ok(all
                 .into_iter()
                 .rev()
@@ -76,8 +66,10 @@ pub fn runnable_td(
 pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let mut inp: RegisterTaskDefinitionInput = input(v)?;
     let size = validate::task_definition(&inp)?;
-    let fkey = format!("{}/{}", ctx.account, inp.family);
-    let revision = c.store.get_json::<u32>(tables::FAMILY, &fkey)?.unwrap_or(0) + 1;
+    let revision = c
+        .task_definitions()
+        .last_revision(ctx.account, &inp.family)?
+        + 1;
     inp.extra.remove("tags");
     for c in &mut inp.container_definitions {
         for p in &mut c.port_mappings {
@@ -101,14 +93,7 @@ pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
         placement_constraints: inp.placement_constraints,
         extra: inp.extra,
     };
-    c.store.write(vec![
-        Write::put(tables::FAMILY, fkey, &revision)?,
-        Write::put(
-            tables::TASK_DEFINITION,
-            key(ctx.account, &td.family, revision),
-            &td,
-        )?,
-    ])?;
+    c.task_definitions().register(ctx.account, &td)?;
     Ok(json!({"taskDefinition": td, "tags": inp.tags}))
 }
 
@@ -157,13 +142,9 @@ fn status_filter(
 pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: ListInput = input(v)?;
     let status = status_filter(inp.status.as_deref(), false)?;
-    let prefix = match &inp.family_prefix {
-        Some(f) => format!("{}/{}/", ctx.account, f),
-        None => format!("{}/", ctx.account),
-    };
     let mut items: Vec<(String, String)> = c
-        .store
-        .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
+        .task_definitions()
+        .listing(ctx.account, inp.family_prefix.as_deref())?
         .into_iter()
         .filter(|(_, t)| Some(t.status) == status)
         .map(|(k, t)| (k, t.task_definition_arn))
@@ -189,11 +170,11 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
 pub fn list_families(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: ListInput = input(v)?;
     let status = status_filter(inp.status.as_deref(), true)?;
-    let prefix = format!("{}/{}", ctx.account, inp.family_prefix.unwrap_or_default());
+    let prefix = inp.family_prefix.unwrap_or_default();
     let mut fams: Vec<(String, String)> = Vec::new();
-    for (_, t) in c
-        .store
-        .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
+    for t in c
+        .task_definitions()
+        .with_family_prefix(ctx.account, &prefix)?
     {
         let ok = status.is_none_or(|s| t.status == s);
         if ok && fams.last().is_none_or(|(f, _)| f != &t.family) {
@@ -203,9 +184,9 @@ pub fn list_families(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value
     // INACTIVE families are those with no ACTIVE revision left.
     if status == Some(TaskDefinitionStatus::Inactive) {
         let mut active = std::collections::HashSet::new();
-        for (_, t) in c
-            .store
-            .scan_json::<TaskDefinition>(tables::TASK_DEFINITION, &prefix)?
+        for t in c
+            .task_definitions()
+            .with_family_prefix(ctx.account, &prefix)?
         {
             if t.status == TaskDefinitionStatus::Active {
                 active.insert(t.family);
@@ -227,15 +208,14 @@ pub fn deregister(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, A
         .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
     let rev =
         rev.ok_or_else(|| ApiError::client(format!("Invalid revision number. Number: {s}")))?;
-    let k = key(ctx.account, &family, rev);
-    let mut td: TaskDefinition = c
-        .store
-        .get_json(tables::TASK_DEFINITION, &k)?
+    let mut td = c
+        .task_definitions()
+        .get(ctx.account, &family, rev)?
         .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
     if td.status == TaskDefinitionStatus::Active {
         td.status = TaskDefinitionStatus::Inactive;
         td.deregistered_at = Some(now());
-        c.store.put_json(tables::TASK_DEFINITION, &k, &td)?;
+        c.task_definitions().put(ctx.account, &td)?;
     }
     Ok(json!({"taskDefinition": td}))
 }

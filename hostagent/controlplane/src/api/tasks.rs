@@ -2,13 +2,13 @@
 
 use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
 use super::task_definitions::runnable_td;
-use crate::cells::{tables, CellState};
+use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::domain::DomainError;
 use crate::error::ApiError;
 use crate::lifecycle::{self, Launch};
 use crate::model::{Failure, NetworkConfiguration, Tag, TaskOverride, TaskRecord};
-use crate::store::StoreExt;
+use crate::tables::TaskKey;
 use agent_proto::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -81,15 +81,15 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
 }
 
 /// The store key of a task named by id or ARN in `cluster`.
-fn task_key(ctx: &Ctx<'_>, cluster: &str, s: &str) -> Option<String> {
+fn task_key(ctx: &Ctx<'_>, cluster: &str, s: &str) -> Option<TaskKey> {
     if s.starts_with("arn:") {
-        let k = lifecycle::key_of_arn(s)?;
+        let k = TaskKey::of_arn(s)?;
         let own = ctx.own_resource(s)?;
         let rest = own.strip_prefix("task/")?;
         let (cl, _) = rest.split_once('/')?;
         (cl == cluster).then_some(k)
     } else if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Some(format!("{}/{}/{}", ctx.account, cluster, s))
+        Some(TaskKey::new(ctx.account, cluster, s))
     } else {
         None
     }
@@ -103,7 +103,7 @@ pub fn get(
     s: &str,
 ) -> Result<Option<TaskRecord>, ApiError> {
     match task_key(ctx, cluster, s) {
-        Some(k) => Ok(c.store.get_json(tables::TASK, &k)?),
+        Some(k) => Ok(c.tasks().get(&k)?),
         None => Ok(None),
     }
 }
@@ -224,11 +224,8 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
     };
     let svc = inp.service_name.as_ref().map(|s| service_name(ctx, s));
     let items: Vec<(String, String)> = c
-        .store
-        .scan_json::<TaskRecord>(
-            tables::TASK,
-            &format!("{}/{}/", ctx.account, cluster.cluster_name),
-        )?
+        .tasks()
+        .in_cluster(ctx.account, &cluster.cluster_name)?
         .into_iter()
         .filter(|(_, r)| {
             let t = &r.task;

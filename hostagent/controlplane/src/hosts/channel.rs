@@ -3,10 +3,10 @@
 
 use super::registry::authenticate;
 use crate::app::App;
-use crate::cells::{tables, AgentConn, Cell, CellState, HostRecord, TaskMetricsSample};
+use crate::cells::{AgentConn, Cell, CellState, TaskMetricsSample};
 use crate::lifecycle::{self, own_task};
-use crate::model::{HostStatus, TaskRecord};
-use crate::store::StoreExt;
+use crate::model::HostStatus;
+use crate::tables::TaskKey;
 use agent_proto::{AgentMessage, ControlMessage, Status};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -71,24 +71,24 @@ fn disconnect(cell: &Cell, host: &str, conn_id: u64) {
 fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage> {
     c.agents.insert(host.to_string(), conn);
     c.heartbeats.insert(host.to_string(), Instant::now());
-    if let Ok(Some(mut rec)) = c.store.get_json::<HostRecord>(tables::HOST, host) {
+    if let Ok(Some(mut rec)) = c.hosts().get(host) {
         if rec.status != HostStatus::Active {
             rec.status = HostStatus::Active;
-            let _ = c.store.put_json(tables::HOST, host, &rec);
+            let _ = c.hosts().put(&rec);
         }
         c.placement
             .add_host(host, &rec.availability_zone, rec.cpu, rec.memory);
     }
     c.placement.set_schedulable(host, true);
     // Resync: everything assigned to the host that has not stopped.
-    let keys: Vec<String> = c
+    let keys: Vec<TaskKey> = c
         .host_tasks
         .get(host)
         .map(|s| s.iter().cloned().collect())
         .unwrap_or_default();
     let mut out = vec![];
     for k in keys {
-        if let Ok(Some(t)) = c.store.get_json::<TaskRecord>(tables::TASK, &k) {
+        if let Ok(Some(t)) = c.tasks().get(&k) {
             out.push(if t.task.desired_status == Status::Stopped {
                 ControlMessage::StopTask {
                     task_arn: t.task.task_arn.clone(),
@@ -209,11 +209,11 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
 /// scheduler moves its service tasks to other hosts.
 fn set_draining(c: &mut CellState, host: &str) -> Result<(), crate::store::StoreError> {
     c.placement.set_schedulable(host, false);
-    if let Some(mut rec) = c.store.get_json::<HostRecord>(tables::HOST, host)? {
+    if let Some(mut rec) = c.hosts().get(host)? {
         if rec.status != HostStatus::Draining {
             tracing::info!(host, "host is draining");
             rec.status = HostStatus::Draining;
-            c.store.put_json(tables::HOST, host, &rec)?;
+            c.hosts().put(&rec)?;
         }
     }
     Ok(())

@@ -1,10 +1,10 @@
 //! The heartbeat monitor: a host silent for longer than the timeout is declared
 //! lost; its tasks are STOPPED with a reason and it gets no new tasks.
 
-use crate::cells::{tables, CellState, HostRecord};
+use crate::cells::CellState;
 use crate::lifecycle;
-use crate::model::{HostStatus, TaskRecord};
-use crate::store::StoreExt;
+use crate::model::HostStatus;
+use crate::tables::TaskKey;
 use std::time::{Duration, Instant};
 
 /// Declares lost every host of the cell whose last heartbeat is older than `timeout`.
@@ -27,13 +27,13 @@ fn host_lost(c: &mut CellState, host: &str, timeout: Duration) {
     c.heartbeats.remove(host);
     c.agents.remove(host);
     c.placement.set_schedulable(host, false);
-    if let Ok(Some(mut rec)) = c.store.get_json::<HostRecord>(tables::HOST, host) {
+    if let Ok(Some(mut rec)) = c.hosts().get(host) {
         rec.status = HostStatus::Inactive;
-        if let Err(e) = c.store.put_json(tables::HOST, host, &rec) {
+        if let Err(e) = c.hosts().put(&rec) {
             tracing::error!("host {host}: {e}");
         }
     }
-    let keys: Vec<String> = c
+    let keys: Vec<TaskKey> = c
         .host_tasks
         .get(host)
         .map(|s| s.iter().cloned().collect())
@@ -43,7 +43,7 @@ fn host_lost(c: &mut CellState, host: &str, timeout: Duration) {
         timeout.as_secs()
     );
     for k in keys {
-        match c.store.get_json::<TaskRecord>(tables::TASK, &k) {
+        match c.tasks().get(&k) {
             Ok(Some(mut t)) => {
                 if let Err(e) = lifecycle::mark_stopped(c, &mut t, "TerminationNotice", &reason) {
                     tracing::error!("task {k}: {e}");

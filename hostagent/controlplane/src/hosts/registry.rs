@@ -2,11 +2,10 @@
 //! authentication of channel connections.
 
 use crate::app::App;
-use crate::cells::{tables, Cell, HostRecord};
+use crate::cells::Cell;
 use crate::clock::now;
 use crate::frontend::sigv4::constant_time_eq;
-use crate::model::HostStatus;
-use crate::store::StoreExt;
+use crate::model::{HostRecord, HostStatus};
 use agent_proto::{ErrorBody, RegisterRequest, RegisterResponse};
 use axum::body::Bytes;
 use axum::extract::State;
@@ -87,7 +86,7 @@ pub async fn register(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     {
         let mut c = cell.lock();
-        if let Err(e) = c.store.put_json(tables::HOST, &host_id, &rec) {
+        if let Err(e) = c.hosts().put(&rec) {
             if let crate::store::StoreError::NotLeader { .. } = e {
                 // etcd replicas: hosts register with the cell's leader (see README).
                 return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
@@ -129,7 +128,7 @@ pub fn authenticate(app: &App, header: Option<&str>) -> Result<(Arc<Cell>, Strin
     let cell = app.router.cells.get(cell_no).cloned().ok_or_else(deny)?;
     let rec: HostRecord = {
         let c = cell.lock();
-        match c.store.get_json(tables::HOST, id) {
+        match c.hosts().get(id) {
             Ok(Some(r)) => r,
             _ => return Err(deny()),
         }

@@ -1,12 +1,14 @@
 //! ECS resource types, with ECS's camelCase field names. Fields this control plane
 //! does not interpret are kept in `extra` and returned as given.
 
+pub mod host;
 pub mod runtime_fields;
 pub mod service;
 pub mod status;
 pub mod task;
 pub mod task_definition;
 
+pub use host::HostRecord;
 pub use service::*;
 pub use status::{
     ClusterStatus, DeploymentStatus, HostStatus, RolloutState, ServiceStatus, TaskDefinitionStatus,

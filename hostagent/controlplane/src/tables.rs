@@ -1,0 +1,290 @@
+//! The tables of a cell's store, each behind one typed accessor that builds its keys
+//! and decodes its records: nothing else formats a key or scans a table.
+
+use crate::model::{Cluster, HostRecord, Service, TaskDefinition, TaskRecord};
+use crate::store::{Store, StoreError, StoreExt, Write};
+
+/// Store table names.
+pub mod names {
+    /// `{account}/{family}/{revision:010}` -> TaskDefinition.
+    pub const TASK_DEFINITION: &str = "taskdef";
+    /// `{account}/{family}` -> last revision number (never reused).
+    pub const FAMILY: &str = "family";
+    /// `{account}/{name}` -> Cluster.
+    pub const CLUSTER: &str = "cluster";
+    /// `{account}/{cluster}/{id}` -> TaskRecord.
+    pub const TASK: &str = "task";
+    /// `{account}/{cluster}/{name}` -> Service.
+    pub const SERVICE: &str = "service";
+    /// `{host id}` -> HostRecord.
+    pub const HOST: &str = "host";
+    /// Router: `{account}` -> cell number.
+    pub const ACCOUNT_CELL: &str = "account_cell";
+}
+
+use names::*;
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The key of a task: `{account}/{cluster}/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskKey(String);
+
+impl TaskKey {
+    /// The key of task `id` of `account`'s `cluster`.
+    pub fn new(account: &str, cluster: &str, id: &str) -> TaskKey {
+        TaskKey(format!("{account}/{cluster}/{id}"))
+    }
+
+    /// The key of a task ARN (`arn:aws:ecs:<r>:<account>:task/<cluster>/<id>`).
+    pub fn of_arn(arn: &str) -> Option<TaskKey> {
+        let mut parts = arn.splitn(6, ':');
+        let (a, p, s, _region, account, res) = (
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+            parts.next()?,
+        );
+        if a != "arn" || p != "aws" || s != "ecs" {
+            return None;
+        }
+        let rest = res.strip_prefix("task/")?;
+        let (cluster, id) = rest.split_once('/')?;
+        if cluster.is_empty() || id.is_empty() || id.contains('/') || account.is_empty() {
+            return None;
+        }
+        Some(TaskKey::new(account, cluster, id))
+    }
+
+    /// The key as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The tasks: [`TaskRecord`]s by [`TaskKey`].
+pub struct Tasks<'a>(pub &'a dyn Store);
+
+impl Tasks<'_> {
+    /// One task.
+    pub fn get(&self, k: &TaskKey) -> Result<Option<TaskRecord>> {
+        self.0.get_json(TASK, k.as_str())
+    }
+
+    /// Writes one task.
+    pub fn put(&self, k: &TaskKey, rec: &TaskRecord) -> Result<()> {
+        self.0.put_json(TASK, k.as_str(), rec)
+    }
+
+    /// The tasks of `account`'s `cluster`, by key (the keys order pages).
+    pub fn in_cluster(&self, account: &str, cluster: &str) -> Result<Vec<(String, TaskRecord)>> {
+        self.0.scan_json(TASK, &format!("{account}/{cluster}/"))
+    }
+
+    /// Every task of the cell.
+    pub fn all(&self) -> Result<Vec<(TaskKey, TaskRecord)>> {
+        Ok(self
+            .0
+            .scan_json(TASK, "")?
+            .into_iter()
+            .map(|(k, t)| (TaskKey(k), t))
+            .collect())
+    }
+}
+
+/// Where a service is: its account and cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceOwner {
+    /// The account.
+    pub account: String,
+    /// The cluster name.
+    pub cluster: String,
+}
+
+/// The services: [`Service`]s by account, cluster and name.
+pub struct Services<'a>(pub &'a dyn Store);
+
+impl Services<'_> {
+    fn key(account: &str, cluster: &str, name: &str) -> String {
+        format!("{account}/{cluster}/{name}")
+    }
+
+    /// One service.
+    pub fn get(&self, account: &str, cluster: &str, name: &str) -> Result<Option<Service>> {
+        self.0.get_json(SERVICE, &Self::key(account, cluster, name))
+    }
+
+    /// Writes one service (under its name).
+    pub fn put(&self, account: &str, cluster: &str, s: &Service) -> Result<()> {
+        self.0
+            .put_json(SERVICE, &Self::key(account, cluster, &s.service_name), s)
+    }
+
+    /// The services of `account`'s `cluster`, by key (the keys order pages).
+    pub fn in_cluster(&self, account: &str, cluster: &str) -> Result<Vec<(String, Service)>> {
+        self.0.scan_json(SERVICE, &format!("{account}/{cluster}/"))
+    }
+
+    /// Every service of the cell, with where it is.
+    pub fn all(&self) -> Result<Vec<(ServiceOwner, Service)>> {
+        Ok(self
+            .0
+            .scan_json::<Service>(SERVICE, "")?
+            .into_iter()
+            .filter_map(|(k, s)| {
+                let mut parts = k.splitn(3, '/');
+                let owner = ServiceOwner {
+                    account: parts.next()?.to_string(),
+                    cluster: parts.next()?.to_string(),
+                };
+                Some((owner, s))
+            })
+            .collect())
+    }
+}
+
+/// The clusters: [`Cluster`]s by account and name.
+pub struct Clusters<'a>(pub &'a dyn Store);
+
+impl Clusters<'_> {
+    /// One cluster.
+    pub fn get(&self, account: &str, name: &str) -> Result<Option<Cluster>> {
+        self.0.get_json(CLUSTER, &format!("{account}/{name}"))
+    }
+
+    /// Writes one cluster (under its name).
+    pub fn put(&self, account: &str, cl: &Cluster) -> Result<()> {
+        self.0
+            .put_json(CLUSTER, &format!("{account}/{}", cl.cluster_name), cl)
+    }
+
+    /// The clusters of `account`, by key (the keys order pages).
+    pub fn of_account(&self, account: &str) -> Result<Vec<(String, Cluster)>> {
+        self.0.scan_json(CLUSTER, &format!("{account}/"))
+    }
+}
+
+/// The task definitions: [`TaskDefinition`]s by account, family and revision, and
+/// the last revision number of each family.
+pub struct TaskDefinitions<'a>(pub &'a dyn Store);
+
+impl TaskDefinitions<'_> {
+    fn key(account: &str, family: &str, revision: u32) -> String {
+        format!("{account}/{family}/{revision:010}")
+    }
+
+    /// One revision.
+    pub fn get(
+        &self,
+        account: &str,
+        family: &str,
+        revision: u32,
+    ) -> Result<Option<TaskDefinition>> {
+        self.0
+            .get_json(TASK_DEFINITION, &Self::key(account, family, revision))
+    }
+
+    /// Writes one revision (deregistration).
+    pub fn put(&self, account: &str, td: &TaskDefinition) -> Result<()> {
+        self.0.put_json(
+            TASK_DEFINITION,
+            &Self::key(account, &td.family, td.revision),
+            td,
+        )
+    }
+
+    /// The last revision number given in `family` (0: none yet).
+    pub fn last_revision(&self, account: &str, family: &str) -> Result<u32> {
+        Ok(self
+            .0
+            .get_json::<u32>(FAMILY, &format!("{account}/{family}"))?
+            .unwrap_or(0))
+    }
+
+    /// Stores a new revision and makes it the family's last, in one write.
+    pub fn register(&self, account: &str, td: &TaskDefinition) -> Result<()> {
+        self.0.write(vec![
+            Write::put(FAMILY, format!("{account}/{}", td.family), &td.revision)?,
+            Write::put(
+                TASK_DEFINITION,
+                Self::key(account, &td.family, td.revision),
+                td,
+            )?,
+        ])
+    }
+
+    /// The revisions of `family` (every family when None), by key: ascending
+    /// family, then revision.
+    pub fn listing(
+        &self,
+        account: &str,
+        family: Option<&str>,
+    ) -> Result<Vec<(String, TaskDefinition)>> {
+        let prefix = match family {
+            Some(f) => format!("{account}/{f}/"),
+            None => format!("{account}/"),
+        };
+        self.0.scan_json(TASK_DEFINITION, &prefix)
+    }
+
+    /// The revisions of the families whose names start with `prefix`, in key order.
+    pub fn with_family_prefix(&self, account: &str, prefix: &str) -> Result<Vec<TaskDefinition>> {
+        Ok(self
+            .0
+            .scan_json::<TaskDefinition>(TASK_DEFINITION, &format!("{account}/{prefix}"))?
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect())
+    }
+}
+
+/// The hosts: [`HostRecord`]s by host id.
+pub struct Hosts<'a>(pub &'a dyn Store);
+
+impl Hosts<'_> {
+    /// One host.
+    pub fn get(&self, id: &str) -> Result<Option<HostRecord>> {
+        self.0.get_json(HOST, id)
+    }
+
+    /// Writes one host.
+    pub fn put(&self, rec: &HostRecord) -> Result<()> {
+        self.0.put_json(HOST, &rec.host_id, rec)
+    }
+
+    /// Every host of the cell.
+    pub fn all(&self) -> Result<Vec<HostRecord>> {
+        Ok(self
+            .0
+            .scan_json::<HostRecord>(HOST, "")?
+            .into_iter()
+            .map(|(_, h)| h)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arn_keys() {
+        let k = |arn: &str| TaskKey::of_arn(arn).map(|k| k.to_string());
+        assert_eq!(
+            k("arn:aws:ecs:us-east-1:123:task/c1/abc").as_deref(),
+            Some("123/c1/abc")
+        );
+        assert_eq!(k("arn:aws:ecs:us-east-1:123:task/abc"), None);
+        assert_eq!(k("arn:aws:ecs:us-east-1:123:service/c/abc"), None);
+        assert_eq!(k("nonsense"), None);
+        assert_eq!(k("arn:aws:ecs:r:1:task/c/a/b"), None);
+    }
+}
