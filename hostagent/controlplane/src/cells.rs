@@ -4,18 +4,18 @@
 //! never moves an existing account.
 
 use crate::config::{Config, StoreConfig};
+use crate::domain::DomainError;
 use crate::leader::{leader_key, Campaign, Leadership, Role};
-use crate::model::HostStatus;
-use crate::placement::Placement;
+use crate::model::{HostRecord, HostStatus, TaskRecord};
+use crate::placement::{HostSlot, NoCapacity, Placement};
 use crate::store::etcd::{EtcdStore, Fence};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
 use crate::tables::{names, Clusters, Hosts, Services, TaskDefinitions, TaskKey, Tasks};
-use agent_proto::ControlMessage;
-use agent_proto::Status;
+use agent_proto::{ControlMessage, Status};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// Whether the host record says the host drains.
@@ -45,22 +45,24 @@ pub struct TaskMetricsSample {
     pub timestamp: u64,
 }
 
-/// The mutable state of a cell, behind the cell's lock.
+/// The mutable state of a cell, behind the cell's lock. Its fields are private: the
+/// operations below keep the store, placement, the per-host task index and the
+/// connected agents consistent with each other.
 pub struct CellState {
     /// Durable state.
-    pub store: Box<dyn Store>,
+    store: Box<dyn Store>,
     /// Placement index.
-    pub placement: Placement,
+    placement: Placement,
     /// Connected agents.
-    pub agents: HashMap<String, AgentConn>,
+    agents: HashMap<String, AgentConn>,
     /// Last heartbeat of each ACTIVE host.
-    pub heartbeats: HashMap<String, Instant>,
+    heartbeats: HashMap<String, Instant>,
     /// Host id -> store keys of its tasks that are not STOPPED.
-    pub host_tasks: HashMap<String, HashSet<TaskKey>>,
+    host_tasks: HashMap<String, HashSet<TaskKey>>,
     /// AWS region of ARNs.
-    pub region: String,
+    region: String,
     /// Task ARN -> latest metrics sample reported by its host (tasks not STOPPED).
-    pub task_metrics: HashMap<String, TaskMetricsSample>,
+    task_metrics: HashMap<String, TaskMetricsSample>,
     /// The leadership epoch the in-memory state was loaded at.
     loaded_epoch: u64,
 }
@@ -89,6 +91,232 @@ impl CellState {
     /// The cell's hosts.
     pub fn hosts(&self) -> Hosts<'_> {
         Hosts(self.store.as_ref())
+    }
+
+    /// The AWS region of the cell's ARNs.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Writes a task record under its ARN's key.
+    pub fn save_task(&self, rec: &TaskRecord) -> Result<(), DomainError> {
+        let key = TaskKey::of_arn(&rec.task.task_arn).ok_or(DomainError::MalformedArn)?;
+        self.tasks().put(&key, rec)?;
+        Ok(())
+    }
+
+    /// Sends `msg` to the host's agent if it is connected (otherwise the resync on
+    /// its next connection delivers the equivalent).
+    pub fn notify(&self, host: &str, msg: ControlMessage) {
+        if let Some(a) = self.agents.get(host) {
+            let _ = a.tx.send(msg);
+        }
+    }
+
+    // Hosts.
+
+    /// Records a newly registered host: stored, offered to placement, and given one
+    /// heartbeat timeout to connect.
+    pub fn register_host(&mut self, rec: &HostRecord) -> Result<(), StoreError> {
+        self.hosts().put(rec)?;
+        self.placement
+            .add_host(&rec.host_id, &rec.availability_zone, rec.cpu, rec.memory);
+        self.heartbeats.insert(rec.host_id.clone(), Instant::now());
+        Ok(())
+    }
+
+    /// The agent of `host` connected: it becomes ACTIVE and schedulable. Returns the
+    /// resync: everything assigned to the host that has not stopped.
+    pub fn connect_host(&mut self, host: &str, conn: AgentConn) -> Vec<ControlMessage> {
+        self.agents.insert(host.to_string(), conn);
+        self.heartbeats.insert(host.to_string(), Instant::now());
+        if let Ok(Some(mut rec)) = self.hosts().get(host) {
+            if rec.status != HostStatus::Active {
+                rec.status = HostStatus::Active;
+                let _ = self.hosts().put(&rec);
+            }
+            self.placement
+                .add_host(host, &rec.availability_zone, rec.cpu, rec.memory);
+        }
+        self.placement.set_schedulable(host, true);
+        let mut out = vec![];
+        for k in self.tasks_on(host) {
+            if let Ok(Some(t)) = self.tasks().get(&k) {
+                out.push(if t.task.desired_status == Status::Stopped {
+                    ControlMessage::StopTask {
+                        task_arn: t.task.task_arn.clone(),
+                        reason: t.task.stopped_reason.clone().unwrap_or_default(),
+                    }
+                } else {
+                    ControlMessage::LaunchTask { task: t.spec }
+                });
+            }
+        }
+        out
+    }
+
+    /// Connection `conn_id` of `host` closed: unless a newer one replaced it, the
+    /// host takes no new task until it connects again.
+    pub fn disconnect_host(&mut self, host: &str, conn_id: u64) {
+        if self.agents.get(host).is_some_and(|a| a.conn_id == conn_id) {
+            self.agents.remove(host);
+            self.placement.set_schedulable(host, false);
+        }
+    }
+
+    /// The host takes no new task (until it connects again without draining); the
+    /// service scheduler moves its service tasks to other hosts.
+    pub fn set_draining(&mut self, host: &str) -> Result<(), StoreError> {
+        self.placement.set_schedulable(host, false);
+        if let Some(mut rec) = self.hosts().get(host)? {
+            if rec.status != HostStatus::Draining {
+                tracing::info!(host, "host is draining");
+                rec.status = HostStatus::Draining;
+                self.hosts().put(&rec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A message came from `host`: its heartbeat clock restarts. False when the host
+    /// is not active (declared lost): it must reconnect.
+    pub fn heard_from(&mut self, host: &str) -> bool {
+        match self.heartbeats.get_mut(host) {
+            Some(t) => {
+                *t = Instant::now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The hosts last heard from longer than `timeout` before `now`.
+    pub fn silent_hosts(&self, timeout: Duration, now: Instant) -> Vec<String> {
+        self.heartbeats
+            .iter()
+            .filter(|(_, &t)| now.saturating_duration_since(t) > timeout)
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    /// Declares `host` lost: no heartbeat expected, its channel dropped, nothing new
+    /// placed there, and its record INACTIVE. Its tasks are the caller's to stop.
+    pub fn lose_host(&mut self, host: &str) {
+        self.heartbeats.remove(host);
+        self.agents.remove(host);
+        self.placement.set_schedulable(host, false);
+        if let Ok(Some(mut rec)) = self.hosts().get(host) {
+            rec.status = HostStatus::Inactive;
+            if let Err(e) = self.hosts().put(&rec) {
+                tracing::error!("host {host}: {e}");
+            }
+        }
+    }
+
+    /// Whether the host's record says it drains.
+    pub fn is_draining(&self, host: &str) -> bool {
+        is_draining(self.store.as_ref(), host)
+    }
+
+    /// Whether the host's agent is connected.
+    pub fn agent_connected(&self, host: &str) -> bool {
+        self.agents.contains_key(host)
+    }
+
+    /// How many agents are connected.
+    pub fn agents_connected(&self) -> usize {
+        self.agents.len()
+    }
+
+    /// How many hosts placement knows.
+    pub fn host_count(&self) -> usize {
+        self.placement.hosts().len()
+    }
+
+    /// Placement's view of a host (free resources).
+    pub fn host_slot(&self, host: &str) -> Option<&HostSlot> {
+        self.placement.host(host)
+    }
+
+    /// The store keys of the host's tasks that are not STOPPED.
+    pub fn tasks_on(&self, host: &str) -> Vec<TaskKey> {
+        self.host_tasks
+            .get(host)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    // Tasks.
+
+    /// Picks a host for a task of `cpu` units and `memory` MiB and reserves them
+    /// there; returns the host and its AZ.
+    pub fn place(
+        &mut self,
+        cpu: u32,
+        memory: u32,
+        spread: Option<&HashMap<String, usize>>,
+    ) -> Result<(String, String), NoCapacity> {
+        let host = self.placement.place(cpu, memory, spread)?;
+        let az = self
+            .placement
+            .host(&host)
+            .map(|h| h.az.clone())
+            .unwrap_or_default();
+        Ok((host, az))
+    }
+
+    /// Records a task placed with [`CellState::place`]: stored (or its reservation
+    /// released), indexed under its host, and sent to the host.
+    pub fn launch(&mut self, rec: &TaskRecord) -> Result<(), DomainError> {
+        if let Err(e) = self.save_task(rec) {
+            self.placement
+                .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
+            return Err(e);
+        }
+        if let Some(k) = TaskKey::of_arn(&rec.task.task_arn) {
+            self.host_tasks
+                .entry(rec.host_id.clone())
+                .or_default()
+                .insert(k);
+        }
+        self.notify(
+            &rec.host_id,
+            ControlMessage::LaunchTask {
+                task: rec.spec.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Records a task that reached STOPPED: stored, its resources freed on its host,
+    /// out of the host's index, its metrics forgotten.
+    pub fn mark_stopped(&mut self, rec: &TaskRecord) -> Result<(), DomainError> {
+        self.save_task(rec)?;
+        self.task_metrics.remove(&rec.task.task_arn);
+        self.placement
+            .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
+        if let (Some(set), Some(k)) = (
+            self.host_tasks.get_mut(&rec.host_id),
+            TaskKey::of_arn(&rec.task.task_arn),
+        ) {
+            set.remove(&k);
+        }
+        Ok(())
+    }
+
+    /// Keeps the latest metrics sample of a running task.
+    pub fn set_metrics(&mut self, task_arn: String, sample: TaskMetricsSample) {
+        self.task_metrics.insert(task_arn, sample);
+    }
+
+    /// The latest metrics sample of a task, if any.
+    pub fn metrics(&self, task_arn: &str) -> Option<&TaskMetricsSample> {
+        self.task_metrics.get(task_arn)
+    }
+
+    /// Forgets the metrics of a task.
+    pub fn forget_metrics(&mut self, task_arn: &str) {
+        self.task_metrics.remove(task_arn);
     }
 }
 

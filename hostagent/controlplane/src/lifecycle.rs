@@ -25,21 +25,6 @@ pub fn own_task(c: &CellState, host: &str, arn: &str) -> Result<TaskRecord, Doma
     }
 }
 
-/// Saves a task record.
-pub fn save(c: &CellState, rec: &TaskRecord) -> Result<(), DomainError> {
-    let key = TaskKey::of_arn(&rec.task.task_arn).ok_or(DomainError::MalformedArn)?;
-    c.tasks().put(&key, rec)?;
-    Ok(())
-}
-
-/// Sends `msg` to the host's agent if it is connected (otherwise the resync on
-/// its next connection delivers the equivalent).
-pub fn notify(c: &CellState, host: &str, msg: ControlMessage) {
-    if let Some(a) = c.agents.get(host) {
-        let _ = a.tx.send(msg);
-    }
-}
-
 /// What to launch.
 pub struct Launch<'a> {
     /// Cluster name.
@@ -133,15 +118,9 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
         l.td.cpu.parse::<u32>().unwrap_or(0),
         l.td.memory.parse::<u32>().unwrap_or(0),
     );
-    let host = c
-        .placement
+    let (host, az) = c
         .place(cpu, memory, l.spread)
         .map_err(DomainError::NoCapacity)?;
-    let az = c
-        .placement
-        .host(&host)
-        .map(|h| h.az.clone())
-        .unwrap_or_default();
     let id = new_id();
     let task_arn = ctx.arn(&format!("task/{}/{id}", l.cluster));
     let attachment_id = uuid::Uuid::new_v4().to_string();
@@ -239,17 +218,10 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
         cluster: l.cluster.to_string(),
         host_id: host.clone(),
         service: l.service.clone(),
-        spec: spec.clone(),
+        spec,
         task,
     };
-    if let Err(e) = save(c, &rec) {
-        c.placement.release(&host, cpu, memory);
-        return Err(e);
-    }
-    if let Some(k) = TaskKey::of_arn(&task_arn) {
-        c.host_tasks.entry(host.clone()).or_default().insert(k);
-    }
-    notify(c, &host, ControlMessage::LaunchTask { task: spec });
+    c.launch(&rec)?;
     Ok(rec)
 }
 
@@ -268,9 +240,8 @@ pub fn request_stop(
     rec.task.stop_code = Some(code.into());
     rec.task.stopped_reason = Some(reason.into());
     rec.task.version += 1;
-    save(c, rec)?;
-    notify(
-        c,
+    c.save_task(rec)?;
+    c.notify(
         &rec.host_id,
         ControlMessage::StopTask {
             task_arn: rec.task.task_arn.clone(),
@@ -308,17 +279,7 @@ pub fn mark_stopped(
         a.status = "DELETED".into();
     }
     task.version += 1;
-    save(c, rec)?;
-    c.task_metrics.remove(&rec.task.task_arn);
-    c.placement
-        .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
-    if let (Some(set), Some(k)) = (
-        c.host_tasks.get_mut(&rec.host_id),
-        TaskKey::of_arn(&rec.task.task_arn),
-    ) {
-        set.remove(&k);
-    }
-    Ok(())
+    c.mark_stopped(rec)
 }
 
 /// Applies a state change reported by the task's host. The caller has checked
@@ -403,5 +364,5 @@ pub fn apply_report(
     }
     task.last_status = status;
     task.version += 1;
-    save(c, rec)
+    c.save_task(rec)
 }

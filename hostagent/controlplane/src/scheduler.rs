@@ -88,7 +88,7 @@ pub fn with_counts(
 
 /// One pass over every service of the cell.
 pub fn reconcile(c: &mut CellState) -> Result<(), DomainError> {
-    let region = c.region.clone();
+    let region = c.region().to_string();
     for (owner, svc) in c.services().all()? {
         if svc.status == ServiceStatus::Inactive {
             continue;
@@ -142,7 +142,7 @@ fn reconcile_one(
     let hosts: HashSet<&str> = live.iter().map(|r| r.host_id.as_str()).collect();
     let draining: HashSet<String> = hosts
         .into_iter()
-        .filter(|h| crate::cells::is_draining(c.store.as_ref(), h))
+        .filter(|h| c.is_draining(h))
         .map(str::to_string)
         .collect();
     let is_new =

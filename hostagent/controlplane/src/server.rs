@@ -23,7 +23,12 @@ pub fn routes(app: Arc<App>) -> axum::Router {
 
 /// `GET /metrics`: counters as JSON (no tenant data).
 async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> String {
-    let connected: usize = app.router.cells.iter().map(|c| c.lock().agents.len()).sum();
+    let connected: usize = app
+        .router
+        .cells
+        .iter()
+        .map(|c| c.lock().agents_connected())
+        .sum();
     serde_json::json!({
         "agentMessages": app.agent_messages.load(Ordering::Relaxed),
         "hostsLost": app.hosts_lost.load(Ordering::Relaxed),

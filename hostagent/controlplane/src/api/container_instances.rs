@@ -131,14 +131,14 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             });
             continue;
         };
-        let slot = c.placement.host(&h);
+        let slot = c.host_slot(&h);
         let (cf, mf) = slot.map(|s| (s.cpu_free, s.memory_free)).unwrap_or((0, 0));
         out.push(json!({
             "containerInstanceArn": ctx.arn(&format!("container-instance/{}/{h}", cluster.cluster_name)),
             "ec2InstanceId": h,
             "version": 1,
             "status": rec.status,
-            "agentConnected": c.agents.contains_key(&h),
+            "agentConnected": c.agent_connected(&h),
             "runningTasksCount": running,
             "pendingTasksCount": pending,
             "registeredResources": resources(rec.cpu, rec.memory),

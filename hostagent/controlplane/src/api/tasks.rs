@@ -176,7 +176,7 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             Some(r) => {
                 let mut t = serde_json::to_value(&r.task)
                     .map_err(|e| ApiError::server(format!("encode task: {e}")))?;
-                if let Some(m) = c.task_metrics.get(&r.task.task_arn) {
+                if let Some(m) = c.metrics(&r.task.task_arn) {
                     t["attributes"] = metrics_attributes(&r.task.task_arn, m);
                 }
                 tasks.push(t)

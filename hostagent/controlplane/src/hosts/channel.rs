@@ -5,8 +5,6 @@ use super::registry::authenticate;
 use crate::app::App;
 use crate::cells::{AgentConn, Cell, CellState, TaskMetricsSample};
 use crate::lifecycle::{self, own_task};
-use crate::model::HostStatus;
-use crate::tables::TaskKey;
 use agent_proto::{AgentMessage, ControlMessage, Status};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -15,7 +13,6 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Most task ARNs one heartbeat may list.
@@ -42,8 +39,7 @@ pub async fn channel(
     // answer, so a client that sees the upgrade succeed can be given tasks.
     let conn_id = app.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::unbounded_channel();
-    let resync = connect(
-        &mut cell.lock(),
+    let resync = cell.lock().connect_host(
         &host,
         AgentConn {
             conn_id,
@@ -61,55 +57,16 @@ pub async fn channel(
 }
 
 fn disconnect(cell: &Cell, host: &str, conn_id: u64) {
-    let mut c = cell.lock();
-    if c.agents.get(host).is_some_and(|a| a.conn_id == conn_id) {
-        c.agents.remove(host);
-        c.placement.set_schedulable(host, false);
-    }
-}
-
-fn connect(c: &mut CellState, host: &str, conn: AgentConn) -> Vec<ControlMessage> {
-    c.agents.insert(host.to_string(), conn);
-    c.heartbeats.insert(host.to_string(), Instant::now());
-    if let Ok(Some(mut rec)) = c.hosts().get(host) {
-        if rec.status != HostStatus::Active {
-            rec.status = HostStatus::Active;
-            let _ = c.hosts().put(&rec);
-        }
-        c.placement
-            .add_host(host, &rec.availability_zone, rec.cpu, rec.memory);
-    }
-    c.placement.set_schedulable(host, true);
-    // Resync: everything assigned to the host that has not stopped.
-    let keys: Vec<TaskKey> = c
-        .host_tasks
-        .get(host)
-        .map(|s| s.iter().cloned().collect())
-        .unwrap_or_default();
-    let mut out = vec![];
-    for k in keys {
-        if let Ok(Some(t)) = c.tasks().get(&k) {
-            out.push(if t.task.desired_status == Status::Stopped {
-                ControlMessage::StopTask {
-                    task_arn: t.task.task_arn.clone(),
-                    reason: t.task.stopped_reason.clone().unwrap_or_default(),
-                }
-            } else {
-                ControlMessage::LaunchTask { task: t.spec }
-            });
-        }
-    }
-    out
+    cell.lock().disconnect_host(host, conn_id);
 }
 
 /// Handles one agent message other than [`AgentMessage::Logs`] (which
 /// [`crate::logs::ingest`] stores); returns the replies.
 pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMessage> {
     let err = |m: String| vec![ControlMessage::Error { message: m }];
-    if !c.heartbeats.contains_key(host) {
+    if !c.heard_from(host) {
         return err("host is not active (declared lost); reconnect".into());
     }
-    c.heartbeats.insert(host.to_string(), Instant::now());
     match msg {
         AgentMessage::Heartbeat { running_tasks } => {
             if running_tasks.len() > MAX_HEARTBEAT_TASKS {
@@ -155,7 +112,7 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
                 }
             }
             if last_status == agent_proto::Status::Stopped {
-                c.task_metrics.remove(&task_arn);
+                c.forget_metrics(&task_arn);
             }
             match lifecycle::apply_report(
                 c,
@@ -186,7 +143,7 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
                 ));
             }
             if rec.task.last_status != Status::Stopped {
-                c.task_metrics.insert(
+                c.set_metrics(
                     task_arn,
                     TaskMetricsSample {
                         cpu_utilization,
@@ -198,25 +155,11 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
             vec![]
         }
         AgentMessage::Logs { .. } => err("log batches are stored by the log pipeline".into()),
-        AgentMessage::Draining => match set_draining(c, host) {
+        AgentMessage::Draining => match c.set_draining(host) {
             Ok(()) => vec![],
             Err(e) => err(format!("state store error: {e}")),
         },
     }
-}
-
-/// The host takes no new task (until it connects again without draining); the service
-/// scheduler moves its service tasks to other hosts.
-fn set_draining(c: &mut CellState, host: &str) -> Result<(), crate::store::StoreError> {
-    c.placement.set_schedulable(host, false);
-    if let Some(mut rec) = c.hosts().get(host)? {
-        if rec.status != HostStatus::Draining {
-            tracing::info!(host, "host is draining");
-            rec.status = HostStatus::Draining;
-            c.hosts().put(&rec)?;
-        }
-    }
-    Ok(())
 }
 
 /// Highest utilization percentage accepted in a metrics sample.

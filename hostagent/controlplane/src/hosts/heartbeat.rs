@@ -3,19 +3,12 @@
 
 use crate::cells::CellState;
 use crate::lifecycle;
-use crate::model::HostStatus;
-use crate::tables::TaskKey;
 use std::time::{Duration, Instant};
 
 /// Declares lost every host of the cell whose last heartbeat is older than `timeout`.
 /// Returns the ids of the hosts declared lost.
 pub fn sweep(c: &mut CellState, timeout: Duration, now: Instant) -> Vec<String> {
-    let lost: Vec<String> = c
-        .heartbeats
-        .iter()
-        .filter(|(_, &t)| now.saturating_duration_since(t) > timeout)
-        .map(|(h, _)| h.clone())
-        .collect();
+    let lost = c.silent_hosts(timeout, now);
     for h in &lost {
         host_lost(c, h, timeout);
     }
@@ -24,25 +17,12 @@ pub fn sweep(c: &mut CellState, timeout: Duration, now: Instant) -> Vec<String> 
 
 fn host_lost(c: &mut CellState, host: &str, timeout: Duration) {
     tracing::warn!(host, "host lost: no heartbeat for {:?}", timeout);
-    c.heartbeats.remove(host);
-    c.agents.remove(host);
-    c.placement.set_schedulable(host, false);
-    if let Ok(Some(mut rec)) = c.hosts().get(host) {
-        rec.status = HostStatus::Inactive;
-        if let Err(e) = c.hosts().put(&rec) {
-            tracing::error!("host {host}: {e}");
-        }
-    }
-    let keys: Vec<TaskKey> = c
-        .host_tasks
-        .get(host)
-        .map(|s| s.iter().cloned().collect())
-        .unwrap_or_default();
+    c.lose_host(host);
     let reason = format!(
         "Host {host} was lost: no heartbeat for {} seconds",
         timeout.as_secs()
     );
-    for k in keys {
+    for k in c.tasks_on(host) {
         match c.tasks().get(&k) {
             Ok(Some(mut t)) => {
                 if let Err(e) = lifecycle::mark_stopped(c, &mut t, "TerminationNotice", &reason) {

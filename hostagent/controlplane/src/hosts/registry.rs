@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::Instant;
 
 fn error(status: StatusCode, message: &str) -> Response {
     let body = serde_json::to_string(&ErrorBody {
@@ -60,10 +59,7 @@ pub async fn register(State(app): State<Arc<App>>, body: Bytes) -> Response {
             Some(c) => c.clone(),
             None => return error(StatusCode::BAD_REQUEST, &format!("no cell {n}")),
         },
-        None => match cells
-            .iter()
-            .min_by_key(|c| c.lock().placement.hosts().len())
-        {
+        None => match cells.iter().min_by_key(|c| c.lock().host_count()) {
             Some(c) => c.clone(),
             None => return error(StatusCode::SERVICE_UNAVAILABLE, "no cells"),
         },
@@ -86,7 +82,7 @@ pub async fn register(State(app): State<Arc<App>>, body: Bytes) -> Response {
     };
     {
         let mut c = cell.lock();
-        if let Err(e) = c.hosts().put(&rec) {
+        if let Err(e) = c.register_host(&rec) {
             if let crate::store::StoreError::NotLeader { .. } = e {
                 // etcd replicas: hosts register with the cell's leader (see README).
                 return error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
@@ -94,9 +90,6 @@ pub async fn register(State(app): State<Arc<App>>, body: Bytes) -> Response {
             tracing::error!("register host: {e}");
             return error(StatusCode::INTERNAL_SERVER_ERROR, "state store error");
         }
-        c.placement
-            .add_host(&host_id, &rec.availability_zone, rec.cpu, rec.memory);
-        c.heartbeats.insert(host_id.clone(), Instant::now());
     }
     tracing::info!(host = %host_id, cell = cell.id, "host registered");
     let resp = RegisterResponse {

@@ -9,7 +9,6 @@ use crate::lifecycle::own_task;
 use agent_proto::{truncate_log_line, AwsLogs, ControlMessage, LogLine, MAX_LOG_BATCH_LINES};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 /// Lines of a task that stopped this long ago are still accepted (the last output
 /// of a task may arrive after its STOPPED report).
@@ -62,10 +61,9 @@ pub fn ingest(
     let mut refused: HashMap<String, String> = HashMap::new();
     {
         let mut c = cell.lock();
-        if !c.heartbeats.contains_key(host) {
+        if !c.heard_from(host) {
             return err("host is not active (declared lost); reconnect".into());
         }
-        c.heartbeats.insert(host.to_string(), Instant::now());
         for l in &lines {
             let key = (l.task_arn.clone(), l.container.clone());
             if targets.contains_key(&key) || refused.contains_key(&l.task_arn) {
