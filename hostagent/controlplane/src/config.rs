@@ -389,7 +389,7 @@ impl Config {
 mod tests {
     use super::*;
 
-    fn cfg(extra: &[&str], file: Option<&str>) -> Result<Config, String> {
+    fn cfg(extra: &[&str], file: Option<&str>) -> Result<Config, Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("cp.json");
         let mut argv = vec!["controlplane", "--data-dir", "/tmp/x"];
@@ -400,8 +400,7 @@ mod tests {
             argv.extend(["--config", &ps]);
         }
         argv.extend(extra);
-        Config::from_args(&Args::try_parse_from(argv).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())
+        Ok(Config::from_args(&Args::try_parse_from(argv)?)?)
     }
 
     #[test]
@@ -444,23 +443,29 @@ mod tests {
 
     #[test]
     fn bad_store_settings_are_refused() {
-        let e = cfg(&["--store", "etcd"], None).unwrap_err();
+        let e = cfg(&["--store", "etcd"], None).unwrap_err().to_string();
         assert!(e.contains("--etcd-endpoint"), "{e}");
-        let e = cfg(&["--etcd-endpoint", "127.0.0.1:2379"], None).unwrap_err();
+        let e = cfg(&["--etcd-endpoint", "127.0.0.1:2379"], None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http://"), "{e}");
         let e = cfg(
             &["--etcd-endpoint", "http://a:1", "--etcd-prefix", "x"],
             None,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("prefix"), "{e}");
         let e = cfg(
             &["--etcd-endpoint", "http://a:1", "--lease-ttl-ms", "10"],
             None,
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("TTL"), "{e}");
-        let e = cfg(&[], Some(r#"{"store": {"kind": "zookeeper"}}"#)).unwrap_err();
+        let e = cfg(&[], Some(r#"{"store": {"kind": "zookeeper"}}"#))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("zookeeper"), "{e}");
         assert!(cfg(&["--store", "zookeeper"], None).is_err());
     }
