@@ -87,10 +87,18 @@ impl Drop for HostListener {
 }
 
 /// One guest's control connection, after a successful handshake.
+///
+/// Receiving follows [`Channel`]: a read timeout (see
+/// [`GuestConnection::set_read_timeout`]) in the middle of a frame resumes on the next
+/// [`GuestConnection::recv`]; any other error ends the connection: the socket is shut down
+/// in both directions (the guest sees it closed, clones can no longer send) and later
+/// receives fail without reading.
 pub struct GuestConnection {
     chan: Channel<UnixStream>,
     /// The guest's [`Hello`].
     pub peer: Hello,
+    /// False for a [`GuestConnection::try_clone`]: two readers would split frames.
+    reads: bool,
 }
 
 impl GuestConnection {
@@ -101,7 +109,11 @@ impl GuestConnection {
             Role::Host,
             concat!("guest-proto-host/", env!("CARGO_PKG_VERSION")),
         )?;
-        Ok(Self { chan, peer })
+        Ok(Self {
+            chan,
+            peer,
+            reads: true,
+        })
     }
 
     /// Sends the task to run (once, right after the handshake).
@@ -120,9 +132,25 @@ impl GuestConnection {
     }
 
     /// Blocks for the next guest message; [`ProtoError::Closed`] once the guest hung up
-    /// (after `TaskStopped` it powers off).
+    /// (after `TaskStopped` it powers off). A timeout keeps the connection (and any
+    /// partial frame); every other error ends it (see the type's documentation).
     pub fn recv(&mut self) -> Result<GuestMessage, ProtoError> {
-        self.chan.recv()
+        if !self.reads {
+            return Err(ProtoError::SendOnly);
+        }
+        let got = self.chan.recv();
+        if let Err(e) = &got {
+            if !e.is_timeout() {
+                let _ = self.chan.get_ref().shutdown(std::net::Shutdown::Both);
+            }
+        }
+        got
+    }
+
+    /// Memory held for a partially received frame (at most the 4-byte header plus
+    /// [`crate::MAX_FRAME_LEN`], and only as much payload as has arrived).
+    pub fn recv_buffer_allocated(&self) -> usize {
+        self.chan.recv_buffer_allocated()
     }
 
     /// Bounds how long [`GuestConnection::recv`] blocks (`None`: forever).
@@ -131,11 +159,12 @@ impl GuestConnection {
     }
 
     /// A second handle for sending (e.g. `stop_task` from another thread while one thread
-    /// sits in `recv`).
+    /// sits in `recv`). Its own `recv` is [`ProtoError::SendOnly`].
     pub fn try_clone(&self) -> Result<GuestConnection, ProtoError> {
         Ok(GuestConnection {
             chan: Channel::new(self.chan.get_ref().try_clone()?),
             peer: self.peer.clone(),
+            reads: false,
         })
     }
 }

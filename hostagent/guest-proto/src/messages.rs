@@ -1,9 +1,17 @@
 //! The messages exchanged after the handshake.
 
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::spec::TaskSpec;
 use crate::{PROTOCOL_MAGIC, PROTOCOL_VERSION};
+
+/// A message that can be received from the channel.
+pub trait Message: Serialize + DeserializeOwned {
+    /// The JSON `type` tags this message knows (empty: the message has no tag). A payload
+    /// whose tag is none of these is [`crate::ProtoError::UnknownType`], not merely
+    /// malformed.
+    const TYPES: &'static [&'static str];
+}
 
 /// Which end of the channel a peer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +51,10 @@ impl Hello {
     }
 }
 
+impl Message for Hello {
+    const TYPES: &'static [&'static str] = &[];
+}
+
 /// Host -> guest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
@@ -57,6 +69,10 @@ pub enum HostMessage {
         #[serde(default)]
         spot: bool,
     },
+}
+
+impl Message for HostMessage {
+    const TYPES: &'static [&'static str] = &["runTask", "stopTask"];
 }
 
 /// Lifecycle of one container, as ECS names it.
@@ -143,4 +159,94 @@ pub enum GuestMessage {
         reason: String,
         containers: Vec<ContainerState>,
     },
+}
+
+impl Message for GuestMessage {
+    const TYPES: &'static [&'static str] = &[
+        "taskAccepted",
+        "containerStateChange",
+        "healthChange",
+        "log",
+        "error",
+        "taskStopped",
+    ];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag<T: Serialize>(m: &T) -> String {
+        serde_json::to_value(m).unwrap()["type"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Every variant's tag is in `TYPES`, and `TYPES` names nothing else.
+    #[test]
+    fn types_lists_match_the_variants() {
+        let guest = [
+            GuestMessage::TaskAccepted {
+                task_arn: "t".into(),
+            },
+            GuestMessage::ContainerStateChange {
+                container: "c".into(),
+                status: ContainerStatus::Running,
+                exit_code: None,
+                reason: None,
+                pid: None,
+                timestamp_ms: 0,
+            },
+            GuestMessage::HealthChange {
+                container: "c".into(),
+                status: HealthStatus::Healthy,
+                output: String::new(),
+                timestamp_ms: 0,
+            },
+            GuestMessage::Log {
+                container: "c".into(),
+                stream: LogStream::Stdout,
+                timestamp_ms: 0,
+                line: String::new(),
+            },
+            GuestMessage::Error {
+                message: String::new(),
+                fatal: false,
+            },
+            GuestMessage::TaskStopped {
+                reason: String::new(),
+                containers: vec![],
+            },
+        ];
+        // Fails to compile when a variant is added, so the list above (and TYPES) grow too.
+        for m in &guest {
+            match m {
+                GuestMessage::TaskAccepted { .. }
+                | GuestMessage::ContainerStateChange { .. }
+                | GuestMessage::HealthChange { .. }
+                | GuestMessage::Log { .. }
+                | GuestMessage::Error { .. }
+                | GuestMessage::TaskStopped { .. } => {}
+            }
+        }
+        let tags: Vec<String> = guest.iter().map(tag).collect();
+        assert_eq!(tags, GuestMessage::TYPES);
+        let host = [
+            HostMessage::RunTask {
+                task: Box::default(),
+            },
+            HostMessage::StopTask {
+                reason: String::new(),
+                spot: false,
+            },
+        ];
+        for m in &host {
+            match m {
+                HostMessage::RunTask { .. } | HostMessage::StopTask { .. } => {}
+            }
+        }
+        let tags: Vec<String> = host.iter().map(tag).collect();
+        assert_eq!(tags, HostMessage::TYPES);
+    }
 }
