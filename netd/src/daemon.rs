@@ -1,6 +1,10 @@
 //! The daemon's core: tasks' ENIs, security groups, IPAM and reconciliation, all behind one
 //! lock so every mutation is: validate -> persist -> kernel -> nft (one transaction), with a
 //! roll back of what was created when a step fails.
+//!
+//! Whatever removes an ENI (delete, the roll back of a failed create, the clean-up of stale
+//! ENIs at start) also flushes the conntrack entries of its addresses once its links are
+//! gone, so an address handed out again starts with no flows of the dead task.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -16,7 +20,7 @@ use crate::model::{
     Task,
 };
 use crate::nft::Tx;
-use crate::{ipam, link, netns, state};
+use crate::{conntrack, ipam, link, netns, state};
 
 /// The running daemon.
 pub struct Netd {
@@ -28,6 +32,7 @@ pub struct Netd {
 impl Netd {
     /// Loads state, reconciles it with the kernel and returns the daemon.
     pub async fn start(cfg: Config) -> Result<Arc<Netd>> {
+        conntrack::check().await?;
         let (conn, host, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
         let st = state::load(&cfg.state_file)?;
@@ -97,7 +102,11 @@ impl Netd {
             let base = name.strip_suffix('p').unwrap_or(&name);
             if self.owned_veth(&name) && !keep_if.contains(base) {
                 info!(link = %name, "deleting orphan veth");
+                // Its routed /32 is the stale ENI's address: learn it before the route goes.
+                let addrs = link::routed_addresses(&self.host, &name).await?;
                 link::delete(&self.host, &name).await?;
+                let flows = conntrack::flush(&addrs).await?;
+                info!(link = %name, ?addrs, flows, "flushed the orphan's conntrack entries");
             }
         }
         Tx::full(&self.cfg, &st).apply().await?;
@@ -206,6 +215,9 @@ impl Netd {
         if let Err(e) = self.build_task(&task).await {
             warn!(task = %task_id, "creating ENIs failed, rolling back: {e}");
             self.teardown(&task).await;
+            if let Err(ce) = forget_flows(&task).await {
+                warn!(task = %task_id, "rolling back: {ce}");
+            }
             st.tasks.remove(task_id);
             if let Err(se) = state::save(&self.cfg.state_file, &st) {
                 warn!("saving state after roll back: {se}");
@@ -229,6 +241,9 @@ impl Netd {
         tx.apply().await
     }
 
+    /// Removes the links and the namespace of a task's ENIs (everything else an ENI has
+    /// lives on them: the tap and bridge in the namespace, the /32 route and sysctls on the
+    /// host veth). Failures are logged; a restart's reconciliation removes what is left.
     async fn teardown(&self, task: &Task) {
         for eni in &task.enis {
             if let Err(e) = link::remove_eni(&self.host, eni).await {
@@ -240,7 +255,8 @@ impl Netd {
         }
     }
 
-    /// Deletes a task's ENIs, rules and namespace and releases its addresses.
+    /// Deletes a task's ENIs, rules and namespace, flushes their flows and releases their
+    /// addresses.
     pub async fn delete_task(&self, task_id: &str) -> Result<()> {
         let mut st = self.state.lock().await;
         let task = st
@@ -259,6 +275,9 @@ impl Netd {
             Tx::full(&self.cfg, &rest).apply().await?;
         }
         self.teardown(&task).await;
+        // Until the flush worked the task keeps its addresses (a retried delete flushes
+        // again): a reused address must not inherit this task's flows.
+        forget_flows(&task).await?;
         st.tasks.remove(task_id);
         state::save(&self.cfg.state_file, &st)?;
         info!(task = %task_id, "task network deleted");
@@ -396,4 +415,16 @@ impl Netd {
             .cloned()
             .collect()
     }
+}
+
+/// Flushes the conntrack entries of every address of `task`'s ENIs (private and public).
+async fn forget_flows(task: &Task) -> Result<()> {
+    let addrs: Vec<Ipv4Addr> = task
+        .enis
+        .iter()
+        .flat_map(|e| std::iter::once(e.ip).chain(e.public_ip))
+        .collect();
+    let flows = conntrack::flush(&addrs).await?;
+    info!(task = %task.task_id, ?addrs, flows, "flushed conntrack entries");
+    Ok(())
 }

@@ -26,6 +26,9 @@ pub enum Error {
     /// `nft` rejected a ruleset transaction.
     #[error("nftables: {0}")]
     Nft(String),
+    /// Flushing a deleted ENI's conntrack entries failed (or the tool is missing).
+    #[error("conntrack: {0}")]
+    Conntrack(String),
     /// Reading or writing the state or config file failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -38,7 +41,9 @@ impl Error {
             Error::Invalid(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) | Error::Exhausted(_) => StatusCode::CONFLICT,
-            Error::Kernel(_) | Error::Nft(_) | Error::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Error::Kernel(_) | Error::Nft(_) | Error::Conntrack(_) | Error::Io(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -51,6 +56,7 @@ impl Error {
             Error::Exhausted(_) => "SubnetExhausted",
             Error::Kernel(_) => "KernelError",
             Error::Nft(_) => "NftablesError",
+            Error::Conntrack(_) => "ConntrackError",
             Error::Io(_) => "IoError",
         }
     }

@@ -8,6 +8,7 @@
 //! - [`daemon`]: the core: validate -> persist -> kernel -> nft for every change, with roll
 //!   back, and the reconciliation at start.
 //! - [`nft`]: security groups, NAT and host policy as nftables JSON transactions.
+//! - [`conntrack`]: flushing a deleted ENI's connection-tracking entries (conntrack tool).
 //! - [`link`]: veths, taps, bridges, addresses and routes through rtnetlink.
 //! - [`ipam`]: addresses and MACs handed out from a subnet.
 //! - [`state`]: the state file, replaced atomically.
@@ -19,6 +20,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod conntrack;
 pub mod daemon;
 pub mod error;
 pub mod ipam;

@@ -12,7 +12,7 @@ use std::os::fd::AsRawFd;
 use futures::TryStreamExt;
 use ipnet::Ipv4Net;
 use rtnetlink::packet_route::link::LinkAttribute;
-use rtnetlink::packet_route::route::{RouteScope, RouteType};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteScope, RouteType};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{Error, Result};
@@ -205,6 +205,31 @@ pub async fn ensure_eni(
 pub async fn remove_eni(host: &Handle, eni: &Eni) -> Result<()> {
     delete(host, &eni.host_if).await?;
     delete(host, &format!("{}p", eni.host_if)).await
+}
+
+/// The /32 addresses routed through link `name` (an ENI's host veth routes its address
+/// there), so a stale ENI's addresses are known before its veth goes.
+pub async fn routed_addresses(h: &Handle, name: &str) -> Result<Vec<Ipv4Addr>> {
+    let Some(idx) = index(h, name).await? else {
+        return Ok(Vec::new());
+    };
+    let routes: Vec<_> = h
+        .route()
+        .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
+        .execute()
+        .try_collect()
+        .await?;
+    Ok(routes
+        .into_iter()
+        .filter(|r| r.header.destination_prefix_length == 32)
+        .filter(|r| r.attributes.contains(&RouteAttribute::Oif(idx)))
+        .filter_map(|r| {
+            r.attributes.into_iter().find_map(|a| match a {
+                RouteAttribute::Destination(RouteAddress::Inet(ip)) => Some(ip),
+                _ => None,
+            })
+        })
+        .collect())
 }
 
 /// Creates a persistent tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR, single queue) in the current netns.

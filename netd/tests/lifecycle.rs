@@ -1,5 +1,6 @@
-//! ENI lifecycle against the real kernel: bad input and roll back, kill -9 and restart,
-//! 200 ENIs leaving nothing behind, SIGTERM.
+//! ENI lifecycle against the real kernel: bad input and roll back (also after the links and
+//! tap were made), kill -9 and restart, conntrack entries flushed with a deleted or stale
+//! ENI, 200 ENIs leaving nothing behind, SIGTERM.
 
 mod common;
 
@@ -274,4 +275,122 @@ fn sigterm_stops_cleanly_and_keeps_enis() {
     assert!(env.host_links().contains(&t.enis[0].host_if));
     env.start();
     rt.block_on(async { assert_eq!(c.task("keep").await.unwrap(), t) });
+}
+
+/// Host-namespace conntrack entries with `ip` as an original or reply source or destination
+/// (read from the kernel's own table).
+fn conntrack_entries(ip: std::net::Ipv4Addr) -> Vec<String> {
+    let table = std::fs::read_to_string("/proc/net/nf_conntrack").expect("conntrack table");
+    let (src, dst) = (format!(" src={ip} "), format!(" dst={ip} "));
+    table
+        .lines()
+        .filter(|l| l.contains(&src) || l.contains(&dst))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn deleted_and_stale_enis_leave_no_conntrack_entries() {
+    let (mut env, rt, c) = started(&["svc"]);
+    let (srv, a, b, d) = rt.block_on(async {
+        put_egress_all(&c, "client").await;
+        put_ingress(&c, "web", vec![tcp_from_group((8080, 8080), "client")]).await;
+        let srv = create(&c, "srv", vec![eni("svc", &["web"])]).await;
+        let a = create(&c, "a", vec![eni("svc", &["client"])]).await;
+        let b = create(&c, "b", vec![eni("svc", &["client"])]).await;
+        let d = create(&c, "d", vec![eni("svc", &["client"])]).await;
+        (srv, a, b, d)
+    });
+    let gs = env.guest(&srv);
+    let _s = serve(&gs, 8080);
+    // One open (idle, ESTABLISHED: tracked for days) connection per client task.
+    let mut conns: Vec<_> = [&a, &b, &d]
+        .iter()
+        .map(|t| {
+            let g = env.guest(t);
+            let mut s = connect(&g, ip(&srv, 0), 8080).expect("allowed connection");
+            assert!(echo(&mut s, b"hello"));
+            s
+        })
+        .collect();
+    for t in [&a, &b, &d] {
+        assert!(
+            !conntrack_entries(ip(t, 0)).is_empty(),
+            "no conntrack entry for {}: is the host tracking?",
+            ip(t, 0)
+        );
+    }
+    // The entry of a task's own connection (other entries of its address may be left
+    // over from earlier runs and expire at any time).
+    let ports: Vec<u16> = conns
+        .iter()
+        .map(|s| s.local_addr().unwrap().port())
+        .collect();
+    let own_entry = |i: usize, t: &netd::Task| {
+        let port = ports[i];
+        let flow = format!(
+            " src={} dst={} sport={port} dport=8080 ",
+            ip(t, 0),
+            ip(&srv, 0)
+        );
+        conntrack_entries(ip(t, 0))
+            .iter()
+            .any(|l| l.contains(&flow))
+    };
+    assert!(own_entry(1, &b) && own_entry(2, &d));
+
+    // API delete: a's entries go, nobody else's.
+    rt.block_on(async { c.delete_task("a").await.unwrap() });
+    assert_eq!(conntrack_entries(ip(&a, 0)), Vec::<String>::new());
+    assert!(own_entry(1, &b), "another task's entry was flushed");
+    assert!(echo(&mut conns[1], b"b still flows"));
+
+    // A stale ENI found at start (its task is gone from the state): its veth is removed
+    // and its entries with it; d's stay and d's connection survives the restart.
+    env.kill9();
+    let path = env.dir.join("state.json");
+    let mut st: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    st["tasks"].as_object_mut().unwrap().remove("b");
+    std::fs::write(&path, serde_json::to_vec(&st).unwrap()).unwrap();
+    env.start();
+    assert_eq!(conntrack_entries(ip(&b, 0)), Vec::<String>::new());
+    assert!(own_entry(2, &d), "another task's entry was flushed");
+    assert!(echo(&mut conns[2], b"d still flows"));
+    assert!(!env
+        .host_links()
+        .iter()
+        .any(|l| l.starts_with(&b.enis[0].host_if)));
+}
+
+#[test]
+fn a_failure_after_the_links_were_made_leaves_nothing_behind() {
+    let (mut env, rt, c) = started(&["svc", "cust"]);
+    rt.block_on(async { put_egress_all(&c, "g").await });
+    // The nft step comes last: with netd's table gone under it, the namespace, veths,
+    // bridges and taps of both ENIs exist when the rules fail.
+    sh(&["nft", "delete", "table", "inet", &env.table]);
+    let e = rt.block_on(c.create_task("t", &req(vec![eni("svc", &["g"]), eni("cust", &[])])));
+    assert_eq!(api_status(e), (500, "NftablesError".into()));
+    rt.block_on(async { assert_eq!(api_status(c.task("t").await).0, 404) });
+    let veths: Vec<_> = env
+        .host_links()
+        .into_iter()
+        .filter(|l| !l.starts_with(&format!("{}g", env.if_prefix)))
+        .collect();
+    assert_eq!(veths, Vec::<String>::new(), "links left behind");
+    assert_eq!(
+        env.namespaces(),
+        Vec::<String>::new(),
+        "namespace left behind"
+    );
+    // Nor in the state: a restart (which rebuilds the table) brings nothing back, and the
+    // same task can then be created.
+    env.kill9();
+    env.start();
+    rt.block_on(async {
+        assert!(c.tasks().await.unwrap().is_empty());
+        create(&c, "t", vec![eni("svc", &["g"]), eni("cust", &[])]).await;
+    });
+    assert_eq!(env.namespaces().len(), 1);
 }
