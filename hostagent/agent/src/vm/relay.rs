@@ -31,6 +31,9 @@ use std::time::Duration;
 
 /// Bytes of guest messages the relay holds for the agent by default.
 pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024;
+/// How the fatal error the relay queues for a guest that broke the channel (garbage
+/// frames, oversized lengths, a frame cut off) begins.
+pub const CHANNEL_BROKEN: &str = "guest channel broken";
 /// What a queued message costs beyond its strings.
 const ENTRY_OVERHEAD: usize = 64;
 /// What a drop marker costs.
@@ -192,7 +195,12 @@ impl Shared {
         let c = cost(&m);
         self.bytes += c;
         self.queue.push_back(Entry::Msg(m, c));
-        while self.bytes > self.budget && self.drop_oldest_line() {}
+        if self.bytes > self.budget {
+            // Down to 3/4 of the budget at once: one marker per run of drops, not one
+            // per line.
+            let low = self.budget - self.budget / 4;
+            while self.bytes > low && self.drop_oldest_line() {}
+        }
     }
 
     fn drop_oldest_line(&mut self) -> bool {
@@ -319,6 +327,11 @@ fn guest_reader(listener: HostListener, timeout: Duration, state: &State) {
             Err(e) => {
                 if !matches!(e, guest_proto::ProtoError::Closed) {
                     eprintln!("vm-relay: guest channel: {e}");
+                    // The agent learns why (the guest's bytes broke the channel).
+                    s.push(GuestMessage::Error {
+                        message: format!("{CHANNEL_BROKEN}: {e}"),
+                        fatal: true,
+                    });
                 }
                 s.guest_done = true;
                 state.cv.notify_all();

@@ -272,9 +272,20 @@ async fn supervise(inner: &Inner, live: &Live, conn: GuestConnection) {
             v.signal(libc::SIGKILL);
         }
     }
+    // A guest that broke its channel (or said it failed) without taskStopped is not
+    // waited for.
+    let broken = {
+        let t = lock(&live.tracker);
+        t.stopped.is_none() && t.fatal.is_some()
+    };
     if let Some(v) = st.vmm {
         // After taskStopped the guest resets the VM, which ends the vmm.
-        if !v.wait_gone(Duration::from_secs(10)).await {
+        let grace = if broken || over_budget.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(10)
+        };
+        if !v.wait_gone(grace).await {
             v.kill_and_wait(Duration::from_secs(5)).await;
         }
     }
@@ -283,7 +294,14 @@ async fn supervise(inner: &Inner, live: &Live, conn: GuestConnection) {
         match (&over_budget, &t.stopped) {
             (Some(why), _) => (why.clone(), t.final_states(why)),
             (None, Some((r, f))) => (r.clone(), f.clone()),
-            (None, None) => (VM_EXITED.to_string(), t.final_states(VM_EXITED)),
+            (None, None) => match &t.fatal {
+                Some(f) => {
+                    let why = format!("Task failed: {f}");
+                    let finals = t.final_states(&why);
+                    (why, finals)
+                }
+                None => (VM_EXITED.to_string(), t.final_states(VM_EXITED)),
+            },
         }
     };
     for p in release(shared, st).await {
