@@ -165,7 +165,8 @@ async fn container_logs_and_metrics_reach_the_aws_cli_through_the_agent_channel(
     let cp = ControlPlane::start(&bin, &addr, &tmp.path().join("cp"));
 
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) =
+        hostagent::host::runtime::task_events(&hostagent::host::budget::Budgets::default());
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let agent = Agent::new(

@@ -157,7 +157,7 @@ async fn assert_released(e: &Env, id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn launch_builds_everything_then_fails_at_vm_boot_and_releases_it_all() {
     let Some(e) = env("boot") else { return };
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, _rx) = hostagent::host::runtime::task_events(&Default::default());
     let rt = MicroVmRuntime::new(e.cfg.clone(), tx).unwrap();
     let arn = "arn:aws:ecs:local:123456789012:task/default/boot1";
     let id = task_id(arn);
@@ -238,7 +238,7 @@ async fn launch_builds_everything_then_fails_at_vm_boot_and_releases_it_all() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_at_image_and_jail_name_their_step_and_leave_nothing() {
     let Some(mut e) = env("fail") else { return };
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, _rx) = hostagent::host::runtime::task_events(&Default::default());
     let rt = MicroVmRuntime::new(e.cfg.clone(), tx).unwrap();
     // A missing image: nothing else was started.
     let arn = "arn:aws:ecs:local:123456789012:task/default/img1";
@@ -254,7 +254,7 @@ async fn failures_at_image_and_jail_name_their_step_and_leave_nothing() {
     let dynamic = e.root.join("vmm-dynamic");
     std::fs::copy("/bin/true", &dynamic).unwrap();
     e.cfg.vmm = dynamic;
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, _rx) = hostagent::host::runtime::task_events(&Default::default());
     let rt = MicroVmRuntime::new(e.cfg.clone(), tx).unwrap();
     let arn = "arn:aws:ecs:local:123456789012:task/default/jail1";
     let err = rt
@@ -269,7 +269,7 @@ async fn failures_at_image_and_jail_name_their_step_and_leave_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn adopt_reports_a_vm_that_died_and_releases_its_eni() {
     let Some(e) = env("adopt") else { return };
-    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, _rx) = hostagent::host::runtime::task_events(&Default::default());
     let rt = MicroVmRuntime::new(e.cfg.clone(), tx).unwrap();
     let arn = "arn:aws:ecs:local:123456789012:task/default/adopt1";
     let s = spec(arn, "unused");

@@ -7,12 +7,12 @@ use clap::Parser;
 use hostagent::host::agent::Agent;
 use hostagent::host::channel::{self, ChannelConfig, Exit};
 use hostagent::host::config::{Args, Capacity};
-use hostagent::host::runtime::{TaskEvent, TaskRuntime, UnavailableRuntime};
+
+use hostagent::host::runtime::{task_events, TaskEventsRx, TaskRuntime, UnavailableRuntime};
 use hostagent::host::store::TaskStore;
 use hostagent::vm::MicroVmRuntime;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc::UnboundedReceiver;
 
 // The daemon's flags: the agent's (`Args`) and the microVM runtime's (`VmArgs`). (A
 // plain comment: a doc comment would become the command's long help.)
@@ -34,6 +34,13 @@ pub struct DaemonCli {
 pub fn run(cli: DaemonCli) {
     let capacity = match cli.args.validate() {
         Ok(c) => c,
+        Err(e) => {
+            eprintln!("hostagent: {e}");
+            std::process::exit(2);
+        }
+    };
+    let budgets = match cli.args.budgets.budgets() {
+        Ok(b) => b,
         Err(e) => {
             eprintln!("hostagent: {e}");
             std::process::exit(2);
@@ -69,9 +76,9 @@ pub fn run(cli: DaemonCli) {
             .init();
         match vm {
             Some(cfg) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let (tx, rx) = task_events(&budgets);
                 let runtime = match MicroVmRuntime::new(cfg, tx) {
-                    Ok(r) => r,
+                    Ok(r) => r.with_budgets(budgets),
                     Err(e) => {
                         eprintln!("hostagent: microVM runtime: {e}");
                         std::process::exit(1);
@@ -92,13 +99,14 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-/// Runs the agent with `runtime`; `events`: the runtime's [`TaskEvent`]s, pumped into
-/// the agent (state reports, log batches, metrics) once the registry is recovered.
+/// Runs the agent with `runtime`; `events`: the runtime's task events (a queue bounded
+/// by the budgets), pumped into the agent (state reports, log batches, metrics)
+/// once the registry is recovered.
 async fn serve<R: TaskRuntime>(
     args: Args,
     capacity: Capacity,
     runtime: R,
-    events: Option<UnboundedReceiver<TaskEvent>>,
+    events: Option<TaskEventsRx>,
 ) {
     if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
         eprintln!("hostagent: --state-dir {}: {e}", args.state_dir.display());

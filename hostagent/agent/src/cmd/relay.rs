@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// `hostagent vm-relay --guest-socket P --agent-socket P --uid U --gid G
-/// --boot-timeout-ms MS`.
+/// --boot-timeout-ms MS [--queue-bytes N]`.
 #[derive(Debug, clap::Args)]
 pub struct RelayCli {
     /// Where the guest's connection arrives (`<jail>/run/v.sock_1024`).
@@ -24,6 +24,10 @@ pub struct RelayCli {
     /// How long to wait for the guest to connect.
     #[arg(long)]
     boot_timeout_ms: u64,
+    /// Bytes of guest messages held for the agent (the oldest log lines are dropped
+    /// beyond, with a marker line).
+    #[arg(long, default_value_t = relay::DEFAULT_QUEUE_BYTES)]
+    queue_bytes: usize,
 }
 
 /// Runs the relay; the process exit code (0, or 1 after printing why).
@@ -33,6 +37,7 @@ pub fn run(cli: RelayCli) -> i32 {
         agent_socket: cli.agent_socket,
         owner: (cli.uid, cli.gid),
         boot_timeout: Duration::from_millis(cli.boot_timeout_ms),
+        queue_bytes: cli.queue_bytes,
     });
     match r {
         Ok(()) => 0,

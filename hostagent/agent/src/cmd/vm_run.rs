@@ -130,7 +130,8 @@ async fn vm_run(cli: VmRunCli) -> i32 {
             return 2;
         }
     };
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (tx, mut rx) =
+        hostagent::host::runtime::task_events(&hostagent::host::budget::Budgets::default());
     let rt = match MicroVmRuntime::new(cfg, tx) {
         Ok(r) => r,
         Err(e) => {
@@ -178,7 +179,7 @@ async fn vm_run(cli: VmRunCli) -> i32 {
     }
     let t1 = std::time::Instant::now();
     let finals = rt.stop(&spec, "vm-run: --run-secs elapsed").await;
-    while let Ok(ev) = rx.try_recv() {
+    while let Some(ev) = rx.try_recv() {
         json_line(event_json(&ev));
     }
     json_line(

@@ -62,6 +62,9 @@ pub struct Args {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub level: String,
+    /// Per-task budgets against a hostile guest.
+    #[command(flatten)]
+    pub budgets: super::budget::BudgetArgs,
 }
 
 /// Capacity registered with the control plane.

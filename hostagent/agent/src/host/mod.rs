@@ -1,10 +1,21 @@
 //! The agent daemon's control-plane side: configuration, host identity, the task
 //! registry, the task runtime seam, the agent channel and its reconnect policy.
+//!
+//! Modules, in dependency order:
+//! - `budget`: per-task budgets (flags), the token bucket, the guest ingest gate.
+//! - `outbox`: the bounded runtime-to-agent queue ([`outbox::TaskEvents`]).
+//! - `config`, `identity`, `store`, `backoff`: flags, host identity, task registry,
+//!   reconnect delays.
+//! - `runtime`: the [`runtime::TaskRuntime`] seam.
+//! - `agent`: the task side (launch, stop, the event pump).
+//! - `channel`: the agent channel.
 
 pub mod agent;
 pub mod backoff;
+pub mod budget;
 pub mod channel;
 pub mod config;
 pub mod identity;
+pub mod outbox;
 pub mod runtime;
 pub mod store;

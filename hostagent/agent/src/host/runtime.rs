@@ -23,56 +23,10 @@ pub struct Launched {
     pub containers: Vec<ContainerState>,
 }
 
-/// Which output stream a container log line came from.
-pub use agent_proto::LogStream;
-
-/// What a runtime reports about a task after [`TaskRuntime::launch`] (or
-/// [`TaskRuntime::adopt`]) returned: the agent turns these into channel messages.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TaskEvent {
-    /// A container changed state while the task runs (e.g. a non-essential one exited).
-    Container {
-        /// The task.
-        task_arn: String,
-        /// The container's new state.
-        state: ContainerState,
-    },
-    /// The task ended on its own (an essential container exited, the VM died). The
-    /// runtime has released the task's resources before sending this.
-    Stopped {
-        /// The task.
-        task_arn: String,
-        /// The stoppedReason, e.g. `Essential container in task exited`.
-        reason: String,
-        /// Final container states with exit codes.
-        containers: Vec<ContainerState>,
-    },
-    /// One line of a container's output.
-    Log {
-        /// The task.
-        task_arn: String,
-        /// The container.
-        container: String,
-        /// stdout or stderr.
-        stream: LogStream,
-        /// When the guest read it (ms since the Unix epoch).
-        timestamp_ms: u64,
-        /// The line, without its newline.
-        line: String,
-    },
-    /// A resource-use sample of the task's microVM.
-    Metrics {
-        /// The task.
-        task_arn: String,
-        /// CPU use as a percentage of the task's CPU units (100 = all of them).
-        cpu_utilization: f64,
-        /// Memory use as a percentage of the task's memory.
-        memory_utilization: f64,
-    },
-}
-
-/// Where a runtime sends [`TaskEvent`]s (given to the runtime when it is built).
-pub type TaskEvents = tokio::sync::mpsc::UnboundedSender<TaskEvent>;
+/// Which output stream a container log line came from; what a runtime reports
+/// ([`TaskEvent`]) and where it sends it ([`TaskEvents`], bounded per task: see
+/// [`super::outbox`]).
+pub use super::outbox::{task_events, LogStream, TaskEvent, TaskEvents, TaskEventsRx};
 
 /// Runs tasks on this host.
 pub trait TaskRuntime: Send + Sync + 'static {

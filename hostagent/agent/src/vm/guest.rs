@@ -3,6 +3,7 @@
 //! guest says is untrusted: unknown container names are ignored, strings are bounded, and
 //! every wait has a deadline.
 
+use crate::host::budget::{Admit, IngestGate, Kind};
 use crate::host::runtime::{LaunchFailure, TaskEvent, TaskEvents};
 use agent_proto::{ContainerState, LogStream, Status};
 use guest_proto::host::GuestConnection;
@@ -259,29 +260,44 @@ pub fn start_task(
 }
 
 /// After launch: forwards guest messages as events until the guest stopped the task or
-/// the channel ended. `tracker` is shared with `stop`.
+/// the channel ended. `tracker` is shared with `stop`. Every message passes `gate`
+/// first: over budget the reader waits (reading nothing, so the relay and then the
+/// guest wait too); a guest kept over budget for too long ends the forwarding with
+/// the gate's reason (`Some`), and its task must be stopped.
 pub fn forward(
     mut conn: GuestConnection,
     tracker: &std::sync::Mutex<Tracker>,
     events: &TaskEvents,
-) {
+    gate: &mut IngestGate,
+) -> Option<String> {
     let _ = conn.set_read_timeout(None);
     loop {
         match conn.recv() {
             Ok(m) => {
+                let kind = match &m {
+                    GuestMessage::Log { line, .. } => Kind::Log(line.len().min(MAX_LINE)),
+                    _ => Kind::Event,
+                };
+                loop {
+                    match gate.admit(kind, Instant::now()) {
+                        Admit::Now => break,
+                        Admit::Wait(d) => std::thread::sleep(d),
+                        Admit::Stop(reason) => return Some(reason),
+                    }
+                }
                 let mut t = crate::util::lock(tracker);
                 if let Some(ev) = t.apply(m) {
                     let _ = events.send(ev);
                 }
                 if t.stopped.is_some() {
-                    return;
+                    return None;
                 }
             }
             Err(e) => {
                 if !matches!(e, ProtoError::Closed) {
                     tracing::warn!("guest channel: {e}");
                 }
-                return;
+                return None;
             }
         }
     }
@@ -393,7 +409,7 @@ mod tests {
         alive: bool,
     ) -> (Result<(), LaunchFailure>, Tracker, Vec<TaskEvent>) {
         let (mut conn, guest) = session(script);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = crate::host::runtime::task_events(&Default::default());
         let mut t = Tracker::new("arn:t", &names(), Status::Pending);
         let task = guest_proto::TaskSpec {
             task_arn: "arn:t".into(),
@@ -411,7 +427,7 @@ mod tests {
         let sent = guest.join().unwrap();
         assert!(matches!(&sent[0], HostMessage::RunTask { task } if task.task_arn == "arn:t"));
         let mut evs = vec![];
-        while let Ok(e) = rx.try_recv() {
+        while let Some(e) = rx.try_recv() {
             evs.push(e);
         }
         (r, t, evs)

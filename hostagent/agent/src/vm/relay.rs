@@ -10,8 +10,12 @@
 //! gets every guest message the relay has not yet delivered; its host messages go to the
 //! guest. Messages are forwarded whole (typed), so an agent that dies mid-frame does not
 //! desynchronise anything; a message is dropped from the queue only once written to an
-//! agent. While no agent is connected the relay stops reading the guest after
-//! [`QUEUE_LIMIT`] messages (the guest init then back-pressures container output).
+//! agent. The queue is bounded in bytes ([`RelayArgs::queue_bytes`], default
+//! [`DEFAULT_QUEUE_BYTES`]): over it, the oldest log lines are dropped and a counted
+//! marker line (`[vm-relay] N lines dropped ...`) takes their place; if only other
+//! messages remain the relay stops reading the guest until the agent takes some.
+//! Only the guest's first connection is accepted: the guest socket is removed once it
+//! is there, so a guest that opens more connections is refused by the kernel.
 //! The relay exits once the guest has hung up and its last message was delivered (or
 //! no agent came for [`ORPHAN_TIMEOUT`]), or when the guest does not connect in time.
 
@@ -25,8 +29,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// Guest messages held while no agent reads.
-pub const QUEUE_LIMIT: usize = 1024;
+/// Bytes of guest messages the relay holds for the agent by default.
+pub const DEFAULT_QUEUE_BYTES: usize = 256 * 1024;
+/// How the fatal error the relay queues for a guest that broke the channel (garbage
+/// frames, oversized lengths, a frame cut off) begins.
+pub const CHANNEL_BROKEN: &str = "guest channel broken";
+/// What a queued message costs beyond its strings.
+const ENTRY_OVERHEAD: usize = 64;
+/// What a drop marker costs.
+const MARKER_COST: usize = 32;
 /// How long a relay whose guest is gone waits for an agent to collect the last messages.
 pub const ORPHAN_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -41,6 +52,8 @@ pub struct RelayArgs {
     pub owner: (u32, u32),
     /// How long to wait for the guest.
     pub boot_timeout: Duration,
+    /// Bytes of guest messages held for the agent (log lines dropped beyond).
+    pub queue_bytes: usize,
 }
 
 /// Why the relay stopped, or an agent could not reach it.
@@ -87,9 +100,79 @@ pub enum RelayError {
     Socket(std::io::Error),
 }
 
+/// A queued guest message, or the marker of log lines dropped where it stands.
+enum Entry {
+    Msg(GuestMessage, usize),
+    Dropped {
+        container: String,
+        timestamp_ms: u64,
+        n: u64,
+    },
+}
+
+impl Entry {
+    fn cost(&self) -> usize {
+        match self {
+            Entry::Msg(_, c) => *c,
+            Entry::Dropped { .. } => MARKER_COST,
+        }
+    }
+
+    /// What the agent gets.
+    fn message(&self) -> GuestMessage {
+        match self {
+            Entry::Msg(m, _) => m.clone(),
+            Entry::Dropped {
+                container,
+                timestamp_ms,
+                n,
+            } => GuestMessage::Log {
+                container: container.clone(),
+                stream: guest_proto::LogStream::Stderr,
+                timestamp_ms: *timestamp_ms,
+                line: dropped_marker(*n),
+            },
+        }
+    }
+}
+
+/// The text of the relay's marker for `n` dropped lines.
+pub fn dropped_marker(n: u64) -> String {
+    format!("[vm-relay] {n} lines dropped: the task is over its relay queue budget")
+}
+
+/// What `m` costs in the queue (its strings plus [`ENTRY_OVERHEAD`]).
+fn cost(m: &GuestMessage) -> usize {
+    match m {
+        GuestMessage::Log {
+            container, line, ..
+        } => container.len() + line.len() + ENTRY_OVERHEAD,
+        m => serde_json::to_vec(m).map_or(guest_proto::MAX_FRAME_LEN, |v| v.len()) + ENTRY_OVERHEAD,
+    }
+}
+
+/// Lines longer than this are cut (the guest init splits lines at 16 KiB).
+const MAX_LINE: usize = 16 * 1024;
+
+fn cut_line(m: &mut GuestMessage) {
+    if let GuestMessage::Log { line, .. } = m {
+        if line.len() > MAX_LINE {
+            let mut end = MAX_LINE;
+            while !line.is_char_boundary(end) {
+                end -= 1;
+            }
+            line.truncate(end);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Shared {
-    queue: VecDeque<GuestMessage>,
+    queue: VecDeque<Entry>,
+    /// Bytes the queue costs.
+    bytes: usize,
+    /// The queue's budget.
+    budget: usize,
     guest_done: bool,
     guest: Option<GuestConnection>,
     /// Number of the agent connection being served (1, 2, ... one per agent start).
@@ -102,6 +185,64 @@ struct Shared {
 struct State {
     m: Mutex<Shared>,
     cv: Condvar,
+}
+
+impl Shared {
+    /// Queues `m`; over budget, drops the oldest log lines for a marker (if only other
+    /// messages are left, the queue stays over budget: the reader must wait).
+    fn push(&mut self, mut m: GuestMessage) {
+        cut_line(&mut m);
+        let c = cost(&m);
+        self.bytes += c;
+        self.queue.push_back(Entry::Msg(m, c));
+        if self.bytes > self.budget {
+            // Down to 3/4 of the budget at once: one marker per run of drops, not one
+            // per line.
+            let low = self.budget - self.budget / 4;
+            while self.bytes > low && self.drop_oldest_line() {}
+        }
+    }
+
+    fn drop_oldest_line(&mut self) -> bool {
+        let Some(i) = self
+            .queue
+            .iter()
+            .position(|e| matches!(e, Entry::Msg(GuestMessage::Log { .. }, _)))
+        else {
+            return false;
+        };
+        let Some(Entry::Msg(
+            GuestMessage::Log {
+                container,
+                timestamp_ms,
+                ..
+            },
+            c,
+        )) = self.queue.remove(i)
+        else {
+            return false;
+        };
+        self.bytes -= c;
+        if let Some(Entry::Dropped {
+            container: mc, n, ..
+        }) = i.checked_sub(1).and_then(|j| self.queue.get_mut(j))
+        {
+            if *mc == container {
+                *n += 1;
+                return true;
+            }
+        }
+        self.bytes += MARKER_COST;
+        self.queue.insert(
+            i,
+            Entry::Dropped {
+                container,
+                timestamp_ms,
+                n: 1,
+            },
+        );
+        true
+    }
 }
 
 impl State {
@@ -131,13 +272,16 @@ pub fn run(args: &RelayArgs) -> Result<(), RelayError> {
             source,
         })?;
     let state = Arc::new(State {
-        m: Mutex::new(Shared::default()),
+        m: Mutex::new(Shared {
+            budget: args.queue_bytes.max(1),
+            ..Shared::default()
+        }),
         cv: Condvar::new(),
     });
     {
         let state = state.clone();
         let timeout = args.boot_timeout;
-        std::thread::spawn(move || guest_reader(&guest_listener, timeout, &state));
+        std::thread::spawn(move || guest_reader(guest_listener, timeout, &state));
     }
     let result = serve_agents(&agent_listener, &state);
     let _ = std::fs::remove_file(&args.agent_socket);
@@ -148,9 +292,12 @@ pub fn run(args: &RelayArgs) -> Result<(), RelayError> {
     }
 }
 
-/// Accepts the guest, then queues its messages until it hangs up.
-fn guest_reader(listener: &HostListener, timeout: Duration, state: &State) {
-    let mut conn = match listener.accept(timeout) {
+/// Accepts the guest (only its first connection: the socket is removed then), then
+/// queues its messages until it hangs up.
+fn guest_reader(listener: HostListener, timeout: Duration, state: &State) {
+    let accepted = listener.accept(timeout);
+    drop(listener);
+    let mut conn = match accepted {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vm-relay: guest did not connect: {e}");
@@ -169,15 +316,22 @@ fn guest_reader(listener: &HostListener, timeout: Duration, state: &State) {
         let mut s = state.lock();
         match msg {
             Ok(m) => {
-                s.queue.push_back(m);
+                s.push(m);
                 state.cv.notify_all();
-                while s.queue.len() >= QUEUE_LIMIT {
+                // Only messages that are not log lines are left over budget: wait
+                // for the agent to take some.
+                while s.bytes > s.budget {
                     s = wait(&state.cv, s);
                 }
             }
             Err(e) => {
                 if !matches!(e, guest_proto::ProtoError::Closed) {
                     eprintln!("vm-relay: guest channel: {e}");
+                    // The agent learns why (the guest's bytes broke the channel).
+                    s.push(GuestMessage::Error {
+                        message: format!("{CHANNEL_BROKEN}: {e}"),
+                        fatal: true,
+                    });
                 }
                 s.guest_done = true;
                 state.cv.notify_all();
@@ -275,8 +429,9 @@ fn serve_one(stream: UnixStream, state: &Arc<State>) -> bool {
                     let _ = chan.get_ref().shutdown(std::net::Shutdown::Both);
                     return false;
                 }
-                if let Some(m) = s.queue.front() {
-                    break Some(m.clone());
+                if let Some(e) = s.queue.pop_front() {
+                    s.bytes -= e.cost();
+                    break Some(e);
                 }
                 if s.guest_done {
                     break None;
@@ -284,16 +439,20 @@ fn serve_one(stream: UnixStream, state: &Arc<State>) -> bool {
                 s = wait(&state.cv, s);
             }
         };
-        let Some(msg) = next else {
+        let Some(entry) = next else {
             let _ = chan.get_ref().shutdown(std::net::Shutdown::Both);
             return true;
         };
-        if chan.send(&msg).is_err() {
+        state.cv.notify_all();
+        if chan.send(&entry.message()).is_err() {
+            // Not delivered: back to the front of the queue for the next agent.
+            let mut s = state.lock();
+            s.bytes += entry.cost();
+            s.queue.push_front(entry);
+            drop(s);
             let _ = chan.get_ref().shutdown(std::net::Shutdown::Both);
             return false;
         }
-        state.lock().queue.pop_front();
-        state.cv.notify_all();
     }
 }
 
@@ -410,6 +569,7 @@ mod tests {
             agent_socket: dir.join("relay.sock"),
             owner: nix_ids(),
             boot_timeout: Duration::from_secs(10),
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         };
         let relay = {
             let a = args.clone();
@@ -534,6 +694,7 @@ mod tests {
             agent_socket: d.path().join("relay.sock"),
             owner: nix_ids(),
             boot_timeout: Duration::from_millis(300),
+            queue_bytes: DEFAULT_QUEUE_BYTES,
         };
         let relay = {
             let a = args.clone();
@@ -543,6 +704,66 @@ mod tests {
         assert!(a.recv().is_err(), "the relay hangs up");
         let e = relay.join().unwrap().unwrap_err();
         assert!(e.to_string().contains("never connected"), "{e}");
+    }
+
+    #[test]
+    fn a_log_flood_is_bounded_in_bytes_and_the_dropped_lines_are_counted() {
+        let d = tempfile::tempdir().unwrap();
+        let rig = relay_with_guest(d.path());
+        let a1 = rig.agent_runs("arn:flood");
+        let Rig {
+            args,
+            relay,
+            script_tx,
+            guest,
+            ..
+        } = rig;
+        // No agent reads while the guest writes 10 MiB of lines (40x the budget).
+        drop(a1);
+        let n = 10 * 1024;
+        let line = "x".repeat(1000);
+        for i in 0..n {
+            script_tx
+                .send(Some(GuestMessage::Log {
+                    container: "web".into(),
+                    stream: guest_proto::LogStream::Stdout,
+                    timestamp_ms: i,
+                    line: line.clone(),
+                }))
+                .unwrap();
+        }
+        script_tx
+            .send(Some(GuestMessage::TaskStopped {
+                reason: "done".into(),
+                containers: vec![],
+            }))
+            .unwrap();
+        // Only the first connection is taken: the guest socket is gone.
+        assert!(!args.guest_socket.exists());
+        assert!(UnixStream::connect(&args.guest_socket).is_err());
+        script_tx.send(None).unwrap();
+        guest.join().unwrap();
+        let mut a2 = connect(&args.agent_socket, Duration::from_secs(5)).unwrap();
+        let (mut lines, mut marked, mut bytes) = (0u64, 0u64, 0usize);
+        loop {
+            match a2.recv().unwrap() {
+                GuestMessage::Log { line: l, .. } if l.starts_with("[vm-relay]") => {
+                    let k: u64 = l.split(' ').nth(1).unwrap().parse().unwrap();
+                    assert_eq!(l, dropped_marker(k));
+                    marked += k;
+                }
+                GuestMessage::Log { line: l, .. } => {
+                    lines += 1;
+                    bytes += l.len() + 3 + ENTRY_OVERHEAD;
+                }
+                GuestMessage::TaskStopped { .. } => break,
+                m => panic!("{m:?}"),
+            }
+        }
+        assert!(bytes <= DEFAULT_QUEUE_BYTES, "{bytes} bytes held");
+        assert!(lines > 100, "{lines}");
+        assert_eq!(lines + marked, n, "every line delivered or counted");
+        relay.join().unwrap().unwrap();
     }
 
     fn nix_ids() -> (u32, u32) {

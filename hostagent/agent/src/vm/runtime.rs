@@ -10,6 +10,7 @@ use super::metrics::{utilization, CgroupFiles};
 use super::relay;
 use super::state::{self, TaskState};
 use super::steps::{release, Shared, TaskSteps};
+use crate::host::budget::{Budgets, IngestGate};
 use crate::host::runtime::{LaunchFailure, Launched, TaskEvent, TaskEvents, TaskRuntime};
 use crate::image::{ImageStore, StoreOptions};
 use crate::util::lock;
@@ -93,6 +94,8 @@ struct Live {
 struct Inner {
     shared: Shared,
     tasks: Mutex<HashMap<String, Arc<Live>>>,
+    /// Each task's guest ingest budget.
+    budgets: Budgets,
 }
 
 /// Runs every task in a microVM: netd ENI, image devices, jailer + vmm, guest init.
@@ -150,8 +153,18 @@ impl MicroVmRuntime {
                     events,
                 },
                 tasks: Mutex::new(HashMap::new()),
+                budgets: Budgets::default(),
             }),
         })
+    }
+
+    /// The same runtime with these per-task budgets (before any task runs; the
+    /// default is [`Budgets::default`]).
+    pub fn with_budgets(mut self, budgets: Budgets) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.budgets = budgets;
+        }
+        self
     }
 
     /// The settings.
@@ -198,13 +211,14 @@ impl MicroVmRuntime {
 async fn supervise(inner: &Inner, live: &Live, conn: GuestConnection) {
     let shared = &inner.shared;
     let st = &live.state;
-    let (fwd_tx, mut fwd_rx) = tokio::sync::oneshot::channel::<()>();
+    let (fwd_tx, mut fwd_rx) = tokio::sync::oneshot::channel::<Option<String>>();
     {
         let tracker = live.tracker.clone();
         let events = shared.events.clone();
+        let mut gate = IngestGate::new(&inner.budgets, Instant::now());
         std::thread::spawn(move || {
-            guest::forward(conn, &tracker, &events);
-            let _ = fwd_tx.send(());
+            let over = guest::forward(conn, &tracker, &events, &mut gate);
+            let _ = fwd_tx.send(over);
         });
     }
     let cg = CgroupFiles::find(
@@ -218,9 +232,13 @@ async fn supervise(inner: &Inner, live: &Live, conn: GuestConnection) {
         .map(|s| (s, Instant::now()));
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_metrics = Instant::now();
+    let mut over_budget = None;
     let vmm_died = loop {
         tokio::select! {
-            _ = &mut fwd_rx => break false,
+            r = &mut fwd_rx => {
+                over_budget = r.ok().flatten();
+                break false;
+            }
             _ = tick.tick() => {
                 if st.vmm.is_some_and(|v| !v.alive()) {
                     break true;
@@ -247,17 +265,43 @@ async fn supervise(inner: &Inner, live: &Live, conn: GuestConnection) {
         // The relay still delivers what the guest said last.
         let _ = tokio::time::timeout(Duration::from_secs(2), &mut fwd_rx).await;
     }
+    if let Some(why) = &over_budget {
+        // A guest over its budget is not asked: its VM is killed.
+        tracing::warn!(task = %st.task_arn, "{why}; killing the VM");
+        if let Some(v) = st.vmm {
+            v.signal(libc::SIGKILL);
+        }
+    }
+    // A guest that broke its channel (or said it failed) without taskStopped is not
+    // waited for.
+    let broken = {
+        let t = lock(&live.tracker);
+        t.stopped.is_none() && t.fatal.is_some()
+    };
     if let Some(v) = st.vmm {
         // After taskStopped the guest resets the VM, which ends the vmm.
-        if !v.wait_gone(Duration::from_secs(10)).await {
+        let grace = if broken || over_budget.is_some() {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(10)
+        };
+        if !v.wait_gone(grace).await {
             v.kill_and_wait(Duration::from_secs(5)).await;
         }
     }
     let (reason, finals) = {
         let t = lock(&live.tracker);
-        match &t.stopped {
-            Some((r, f)) => (r.clone(), f.clone()),
-            None => (VM_EXITED.to_string(), t.final_states(VM_EXITED)),
+        match (&over_budget, &t.stopped) {
+            (Some(why), _) => (why.clone(), t.final_states(why)),
+            (None, Some((r, f))) => (r.clone(), f.clone()),
+            (None, None) => match &t.fatal {
+                Some(f) => {
+                    let why = format!("Task failed: {f}");
+                    let finals = t.final_states(&why);
+                    (why, finals)
+                }
+                None => (VM_EXITED.to_string(), t.final_states(VM_EXITED)),
+            },
         }
     };
     for p in release(shared, st).await {

@@ -1,88 +1,147 @@
-//! The agent's event pump: the runtime's [`TaskEvent`]s become state reports, bounded
-//! log batches and metrics messages (more methods of [`Agent`]).
+//! The agent's event pump: the runtime's [`TaskEvent`](crate::host::runtime::TaskEvent)s (through the bounded
+//! [`TaskEventsRx`]) become state reports, bounded log batches and metrics messages
+//! (more methods of [`Agent`]).
 
 use super::{
-    Agent, LOG_BATCH_BYTES, LOG_BATCH_LINES, LOG_BUFFER_BYTES, LOG_BUFFER_LINES,
-    LOG_FLUSH_INTERVAL, MAX_QUEUED_TELEMETRY, SHIPPING_CACHE_TASKS,
+    Agent, LOG_BATCH_BYTES, LOG_BATCH_LINES, LOG_FLUSH_INTERVAL, MAX_QUEUED_TELEMETRY,
+    SHIPPING_CACHE_TASKS,
 };
-use crate::host::runtime::{TaskEvent, TaskRuntime};
+use crate::host::budget::TokenBucket;
+use crate::host::outbox::{TaskDelta, TaskEventsRx};
+use crate::host::runtime::TaskRuntime;
 use crate::util::{lock, now_ms};
-use agent_proto::{truncate_log_line, AgentMessage, AwsLogs, ContainerState, LogLine, Status};
-use std::collections::{HashMap, HashSet, VecDeque};
+use agent_proto::{AgentMessage, AwsLogs, ContainerState, Status};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::time::Instant;
 
-/// Log lines waiting for the channel, bounded in lines and bytes.
-#[derive(Default)]
-struct LogBuffer {
-    lines: VecDeque<LogLine>,
-    bytes: usize,
-    /// Dropped since the last batch sent.
-    dropped: u64,
+/// Per task: container changes not yet reported, and the report budget.
+struct Reports {
+    pending: HashMap<String, Vec<ContainerState>>,
+    buckets: HashMap<String, TokenBucket>,
+    rate: f64,
+    burst: f64,
 }
 
-/// The runtime's [`TaskEvent`]s: container changes and ends become state reports,
+/// The runtime's task events: container changes and ends become state reports,
 /// log lines become bounded batches, samples become metrics messages.
 impl<R: TaskRuntime> Agent<R> {
     /// Consumes the runtime's events until every sender is gone (then flushes what
     /// the channel can still take). Run it as a task beside the channel:
     /// `tokio::spawn(agent.clone().pump_events(rx))`.
     ///
-    /// - `Container`: the registry record is updated and a `taskStateChange` with the
-    ///   container's new state is sent.
+    /// - `Container`: changes are coalesced to the latest state per container (the
+    ///   queue does that) and reported at most [`Budgets::reports_per_sec`] times a
+    ///   second per task (burst [`Budgets::report_burst`]): each report is one registry
+    ///   write and one `taskStateChange`.
     /// - `Stopped`: the task is recorded and reported STOPPED with the reason and exit
-    ///   codes (after the log lines read before it are handed to the channel).
+    ///   codes (after the log lines read before it are handed to the channel), never
+    ///   held back by the report budget.
     /// - `Log`: lines of containers with `awslogs` options are sent in batches of at
-    ///   most [`LOG_BATCH_LINES`] lines / [`LOG_BATCH_BYTES`] bytes, each line at most
-    ///   [`LOG_FLUSH_INTERVAL`] after it arrived while the channel takes them. While it
-    ///   does not (disconnected), at most [`MAX_QUEUED_TELEMETRY`] batches wait for it
-    ///   and the rest stay in a buffer of [`LOG_BUFFER_LINES`] lines /
-    ///   [`LOG_BUFFER_BYTES`] bytes whose oldest lines are dropped and counted
-    ///   ([`Agent::logs_dropped`]; the next batch tells the control plane).
+    ///   most [`LOG_BATCH_LINES`] lines / [`LOG_BATCH_BYTES`] bytes, every
+    ///   [`LOG_FLUSH_INTERVAL`] while the channel takes them. While it does not
+    ///   (disconnected), at most [`MAX_QUEUED_TELEMETRY`] batches wait for it and the
+    ///   rest stay in the task's queue, whose oldest lines are dropped and counted
+    ///   ([`Agent::logs_dropped`]; a marker line and the batch's `dropped` tell the
+    ///   control plane).
     /// - `Metrics`: a `taskMetrics` message (dropped and counted when the channel has
     ///   not taken the previous ones).
-    pub async fn pump_events(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<TaskEvent>) {
-        let mut buf = LogBuffer::default();
+    ///
+    /// [`Budgets::reports_per_sec`]: crate::host::budget::Budgets::reports_per_sec
+    /// [`Budgets::report_burst`]: crate::host::budget::Budgets::report_burst
+    pub async fn pump_events(self: Arc<Self>, rx: TaskEventsRx) {
+        let _ = self.outbox_dropped.set(rx.dropped_counter());
         let mut shipping: HashMap<String, HashSet<String>> = HashMap::new();
+        let mut reports = Reports {
+            pending: HashMap::new(),
+            buckets: HashMap::new(),
+            rate: rx.budgets().reports_per_sec,
+            burst: rx.budgets().report_burst,
+        };
         let mut tick = tokio::time::interval(LOG_FLUSH_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
-                ev = rx.recv() => match ev {
-                    None => break,
-                    Some(TaskEvent::Log { task_arn, container, stream, timestamp_ms, line }) => {
-                        if !self.ships_logs(&mut shipping, &task_arn, &container) {
-                            continue;
-                        }
-                        let mut line = line;
-                        truncate_log_line(&mut line);
-                        self.buffer_line(&mut buf, LogLine {
-                            task_arn, container, stream, timestamp: timestamp_ms, line,
-                        });
-                        if buf.lines.len() >= LOG_BATCH_LINES || buf.bytes >= LOG_BATCH_BYTES {
-                            self.flush_logs(&mut buf);
-                        }
-                    }
-                    Some(TaskEvent::Metrics { task_arn, cpu_utilization, memory_utilization }) => {
-                        let timestamp = now_ms();
-                        self.send_telemetry(AgentMessage::TaskMetrics {
-                            task_arn, cpu_utilization, memory_utilization, timestamp,
-                        });
-                    }
-                    Some(TaskEvent::Container { task_arn, state }) => {
-                        self.container_changed(&task_arn, state)
-                    }
-                    Some(TaskEvent::Stopped { task_arn, reason, containers }) => {
-                        self.flush_logs(&mut buf);
-                        shipping.remove(&task_arn);
-                        self.task_ended(&task_arn, reason, containers);
-                    }
-                },
-                _ = tick.tick() => self.flush_logs(&mut buf),
+            let flush_lines = tokio::select! {
+                _ = rx.changed() => false,
+                _ = tick.tick() => true,
+            };
+            for d in rx.take_ready() {
+                self.apply_delta(&rx, &mut shipping, &mut reports, d);
+            }
+            if flush_lines || rx.queued_log_bytes() >= LOG_BATCH_BYTES {
+                self.flush_logs(&rx, &mut shipping);
+            }
+            self.send_reports(&mut reports, false);
+            if rx.closed() {
+                break;
             }
         }
-        self.flush_logs(&mut buf);
+        for d in rx.take_ready() {
+            self.apply_delta(&rx, &mut shipping, &mut reports, d);
+        }
+        self.flush_logs(&rx, &mut shipping);
+        self.send_reports(&mut reports, true);
+    }
+
+    fn apply_delta(
+        &self,
+        rx: &TaskEventsRx,
+        shipping: &mut HashMap<String, HashSet<String>>,
+        reports: &mut Reports,
+        d: TaskDelta,
+    ) {
+        let arn = d.task_arn;
+        if !d.containers.is_empty() {
+            let p = reports.pending.entry(arn.clone()).or_default();
+            for state in d.containers {
+                match p.iter_mut().find(|c| c.name == state.name) {
+                    Some(c) => *c = state,
+                    None => p.push(state),
+                }
+            }
+        }
+        if let Some((cpu, mem)) = d.metrics {
+            let timestamp = now_ms();
+            self.send_telemetry(AgentMessage::TaskMetrics {
+                task_arn: arn.clone(),
+                cpu_utilization: cpu,
+                memory_utilization: mem,
+                timestamp,
+            });
+        }
+        if let Some((reason, containers)) = d.stopped {
+            // The final states supersede changes not yet reported.
+            reports.pending.remove(&arn);
+            reports.buckets.remove(&arn);
+            if rx.has_lines(&arn) {
+                self.flush_logs(rx, shipping);
+            }
+            shipping.remove(&arn);
+            self.task_ended(&arn, reason, containers);
+        }
+    }
+
+    /// Reports the pending container changes of every task whose budget allows.
+    fn send_reports(&self, reports: &mut Reports, force: bool) {
+        let now = Instant::now();
+        let (rate, burst) = (reports.rate, reports.burst);
+        let buckets = &mut reports.buckets;
+        reports.pending.retain(|arn, states| {
+            let b = buckets
+                .entry(arn.clone())
+                .or_insert_with(|| TokenBucket::new(rate, burst, now));
+            if b.take(1.0, now).is_err() && !force {
+                return true;
+            }
+            self.container_changed(arn, std::mem::take(states));
+            false
+        });
+        // Forget the buckets of tasks that have been quiet long enough.
+        if buckets.len() > reports.pending.len() {
+            let pending = &reports.pending;
+            buckets.retain(|arn, b| pending.contains_key(arn) || !b.full(now));
+        }
     }
 
     /// The channel took `m` from the outgoing queue (it calls this for every message).
@@ -97,9 +156,14 @@ impl<R: TaskRuntime> Agent<R> {
         }
     }
 
-    /// Log lines dropped so far (buffer full while the channel was down).
+    /// Log lines dropped so far (a task over its queue budget, or no room while the
+    /// channel was down).
     pub fn logs_dropped(&self) -> u64 {
         self.logs_dropped.load(Ordering::Relaxed)
+            + self
+                .outbox_dropped
+                .get()
+                .map_or(0, |c| c.load(Ordering::Relaxed))
     }
 
     /// Metrics samples dropped so far.
@@ -139,40 +203,22 @@ impl<R: TaskRuntime> Agent<R> {
         cache.get(task_arn).is_some_and(|s| s.contains(container))
     }
 
-    fn buffer_line(&self, buf: &mut LogBuffer, line: LogLine) {
-        buf.bytes += line.line.len();
-        buf.lines.push_back(line);
-        while buf.lines.len() > LOG_BUFFER_LINES || buf.bytes > LOG_BUFFER_BYTES {
-            let Some(old) = buf.lines.pop_front() else {
-                break;
-            };
-            buf.bytes -= old.line.len();
-            buf.dropped += 1;
-            self.logs_dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Hands batches to the channel while it has room for them.
-    fn flush_logs(&self, buf: &mut LogBuffer) {
-        while !buf.lines.is_empty() {
+    fn flush_logs(&self, rx: &TaskEventsRx, shipping: &mut HashMap<String, HashSet<String>>) {
+        loop {
             if self.telemetry_queued.load(Ordering::SeqCst) >= MAX_QUEUED_TELEMETRY {
                 return;
             }
-            let (mut lines, mut bytes) = (Vec::new(), 0);
-            while let Some(l) = buf.lines.front() {
-                if lines.len() == LOG_BATCH_LINES
-                    || (!lines.is_empty() && bytes + l.line.len() > LOG_BATCH_BYTES)
-                {
-                    break;
-                }
-                bytes += l.line.len();
-                if let Some(l) = buf.lines.pop_front() {
-                    lines.push(l);
-                }
+            let (lines, dropped) = rx.take_lines(LOG_BATCH_LINES, LOG_BATCH_BYTES, |t, c| {
+                self.ships_logs(shipping, t, c)
+            });
+            if lines.is_empty() && dropped == 0 {
+                return;
             }
-            buf.bytes -= bytes;
+            if lines.is_empty() {
+                continue;
+            }
             let n = lines.len() as u64;
-            let dropped = std::mem::take(&mut buf.dropped);
             if !self.send_telemetry(AgentMessage::Logs { lines, dropped }) {
                 self.logs_dropped.fetch_add(n, Ordering::Relaxed);
             }
@@ -198,16 +244,18 @@ impl<R: TaskRuntime> Agent<R> {
         sent
     }
 
-    /// A container of a running task changed: record and report it.
-    fn container_changed(&self, arn: &str, state: ContainerState) {
+    /// Containers of a running task changed: one registry write, one report.
+    fn container_changed(&self, arn: &str, states: Vec<ContainerState>) {
         let mut rec = match self.store.get(arn) {
             Ok(Some(r)) if r.last_status != Status::Stopped => r,
             Ok(_) => return,
             Err(e) => return tracing::error!(task = %arn, "task registry read: {e}"),
         };
-        match rec.containers.iter_mut().find(|c| c.name == state.name) {
-            Some(c) => *c = state,
-            None => rec.containers.push(state),
+        for state in states {
+            match rec.containers.iter_mut().find(|c| c.name == state.name) {
+                Some(c) => *c = state,
+                None => rec.containers.push(state),
+            }
         }
         self.commit(&rec);
     }

@@ -27,10 +27,6 @@ pub const LOG_BATCH_LINES: usize = 500;
 pub const LOG_BATCH_BYTES: usize = 256 * 1024;
 /// Longest a log line waits in the agent before it is handed to the channel.
 pub const LOG_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
-/// Most lines buffered while the channel cannot take them (the oldest are dropped).
-pub const LOG_BUFFER_LINES: usize = 20_000;
-/// Most bytes buffered while the channel cannot take them.
-pub const LOG_BUFFER_BYTES: usize = 8 << 20;
 /// Most log batches and metrics samples handed to the channel and not yet taken by
 /// it; while the channel is down they stay in the agent's bounded buffer instead.
 pub const MAX_QUEUED_TELEMETRY: usize = 16;
@@ -65,6 +61,8 @@ pub struct Agent<R: TaskRuntime> {
     logs_dropped: AtomicU64,
     /// Metrics samples dropped (too many queued while the channel was down).
     metrics_dropped: AtomicU64,
+    /// Lines the runtime-to-agent queue dropped (set by the event pump).
+    outbox_dropped: std::sync::OnceLock<Arc<AtomicU64>>,
 }
 
 fn containers_with(spec: &TaskSpec, status: Status, reason: Option<&str>) -> Vec<ContainerState> {
@@ -98,6 +96,7 @@ impl<R: TaskRuntime> Agent<R> {
             telemetry_queued: AtomicUsize::new(0),
             logs_dropped: AtomicU64::new(0),
             metrics_dropped: AtomicU64::new(0),
+            outbox_dropped: std::sync::OnceLock::new(),
         })
     }
 

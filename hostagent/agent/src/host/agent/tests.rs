@@ -1,6 +1,10 @@
 //! Unit tests of the agent core (a fake runtime behind `TaskRuntime` for the RUNNING paths).
 use super::*;
-use crate::host::runtime::{Launched, TaskEvent, UnavailableRuntime, UNAVAILABLE_REASON};
+use crate::host::budget::Budgets;
+use crate::host::outbox::dropped_marker;
+use crate::host::runtime::{
+    task_events, Launched, TaskEvent, UnavailableRuntime, UNAVAILABLE_REASON,
+};
 use crate::host::store::tests::spec;
 use std::time::Duration;
 
@@ -249,7 +253,7 @@ async fn runtime_events_become_reports_log_batches_and_metrics() {
     let host = Host::new();
     let (a, mut rx) = host.agent(FakeRuntime, 4);
     launch_running(&a, &mut rx, logged_spec("arn:t1")).await;
-    let (ev, evrx) = mpsc::unbounded_channel();
+    let (ev, evrx) = task_events(&Budgets::default());
     let pump = tokio::spawn(a.clone().pump_events(evrx));
 
     // A non-essential container exits: recorded and reported with its exit code.
@@ -374,7 +378,7 @@ async fn runtime_events_become_reports_log_batches_and_metrics() {
 async fn an_end_reported_during_the_launch_is_recorded_after_running() {
     let host = Host::new();
     let (a, mut rx) = host.agent(FakeRuntime, 4);
-    let (ev, evrx) = mpsc::unbounded_channel();
+    let (ev, evrx) = task_events(&Budgets::default());
     tokio::spawn(a.clone().pump_events(evrx));
     a.handle(ControlMessage::LaunchTask {
         task: logged_spec("arn:t1"),
@@ -400,12 +404,21 @@ async fn log_memory_is_bounded_while_the_channel_is_down_and_drops_are_counted()
     let host = Host::new();
     let (a, mut rx) = host.agent(FakeRuntime, 4);
     launch_running(&a, &mut rx, logged_spec("arn:t1")).await;
-    let (ev, evrx) = mpsc::unbounded_channel();
+    let budgets = Budgets::default();
+    let (ev, evrx) = task_events(&budgets);
     tokio::spawn(a.clone().pump_events(evrx));
-    // The channel takes nothing (disconnected) while far more than the buffer arrives.
-    let total = (LOG_BUFFER_LINES + MAX_QUEUED_TELEMETRY * LOG_BATCH_LINES + 5000) as u64;
+    // The channel takes nothing (disconnected) while far more than the task's queue
+    // budget arrives.
+    let per_line = "line 99999".len() + "web".len() + crate::host::budget::LINE_OVERHEAD;
+    let total = (budgets.task_log_queue_bytes / per_line
+        + MAX_QUEUED_TELEMETRY * LOG_BATCH_LINES
+        + 5000) as u64;
     for i in 0..total {
         ev.send(log_event("arn:t1", "web", i)).unwrap();
+        if i % 500 == 499 && rx.len() < MAX_QUEUED_TELEMETRY {
+            // Let the pump fill the channel's queue as lines come.
+            tokio::time::sleep(LOG_FLUSH_INTERVAL + Duration::from_millis(20)).await;
+        }
     }
     tokio::time::timeout(Duration::from_secs(20), async {
         while a.logs_dropped() < 5000 {
@@ -429,16 +442,22 @@ async fn log_memory_is_bounded_while_the_channel_is_down_and_drops_are_counted()
     ev.send(metrics_sample).unwrap();
     tokio::time::sleep(LOG_FLUSH_INTERVAL).await;
     assert_eq!(a.metrics_dropped(), 1);
-    // The channel is back: everything not dropped arrives, in order, and the batches
-    // say how many lines were dropped.
-    let (mut got, mut reported, mut last, mut batches) = (0u64, 0u64, None::<u64>, 0u64);
+    // The channel is back: everything not dropped arrives, in order, with one marker
+    // line where lines were dropped, and the batches say how many lines were dropped.
+    let (mut got, mut reported, mut marked, mut last, mut batches) =
+        (0u64, 0u64, 0u64, None::<u64>, 0u64);
     while got + dropped < total {
         match take(&a, &mut rx).await {
             AgentMessage::Logs { lines, dropped } => {
                 batches += 1;
-                assert!(lines.len() <= LOG_BATCH_LINES);
+                assert!(lines.len() <= LOG_BATCH_LINES + 1);
                 reported += dropped;
                 for l in lines {
+                    if l.line.starts_with("[hostagent]") {
+                        assert_eq!(l.line, dropped_marker(dropped));
+                        marked += dropped;
+                        continue;
+                    }
                     let i = l.timestamp - 1_700_000_000_000;
                     assert!(last.is_none_or(|p| i > p), "in order");
                     last = Some(i);
@@ -454,5 +473,57 @@ async fn log_memory_is_bounded_while_the_channel_is_down_and_drops_are_counted()
         "{got} lines in {batches} batches"
     );
     assert_eq!(reported, dropped);
+    assert_eq!(marked, dropped);
     assert_eq!(a.logs_dropped(), dropped);
+}
+
+#[tokio::test]
+async fn a_flood_of_container_changes_costs_one_report_per_budget_tick() {
+    let host = Host::new();
+    let (a, mut rx) = host.agent(FakeRuntime, 4);
+    launch_running(&a, &mut rx, logged_spec("arn:t1")).await;
+    let budgets = Budgets {
+        reports_per_sec: 2.0,
+        report_burst: 1.0,
+        ..Budgets::default()
+    };
+    let (ev, evrx) = task_events(&budgets);
+    tokio::spawn(a.clone().pump_events(evrx));
+    let t0 = std::time::Instant::now();
+    let mut i = 0;
+    while t0.elapsed() < Duration::from_millis(2000) {
+        for _ in 0..1000 {
+            i += 1;
+            ev.send(TaskEvent::Container {
+                task_arn: "arn:t1".into(),
+                state: state("side", Status::Running, Some(i)),
+            })
+            .unwrap();
+        }
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let mut reports = vec![];
+    while let Ok(m) = rx.try_recv() {
+        a.taken(&m);
+        if let AgentMessage::TaskStateChange { containers, .. } = m {
+            reports.push(containers);
+        }
+    }
+    // 2 s at 2 a second, burst 1 (+1 for the edges): at most 6 reports for 100,000s
+    // of changes; the last one carries the latest state.
+    assert!(
+        (2..=6).contains(&reports.len()),
+        "{} reports for {i} changes",
+        reports.len()
+    );
+    let last = reports.last().unwrap();
+    assert!(
+        last.contains(&state("side", Status::Running, Some(i))),
+        "{last:?}"
+    );
+    assert_eq!(
+        a.store.get("arn:t1").unwrap().unwrap().containers,
+        last.clone()
+    );
 }
