@@ -11,7 +11,7 @@ mod vm_support;
 
 use agent_proto::{NetworkSpec, TaskSpec};
 use hostagent::host::runtime::TaskRuntime;
-use hostagent::vm::config::task_id;
+use hostagent::vm::config::{task_id, JailIds};
 use hostagent::vm::process::ProcIdent;
 use hostagent::vm::state::{self, TaskState};
 use hostagent::vm::{MicroVmRuntime, VmRuntimeConfig};
@@ -58,8 +58,10 @@ fn env(name: &str) -> Option<Env> {
     cfg.relay_exe = env!("CARGO_BIN_EXE_hostagent").into();
     cfg.netd_socket = netd.socket.clone();
     cfg.chroot_base = root.join("jails");
-    cfg.uid = UID;
-    cfg.gid = UID;
+    cfg.jail_ids = JailIds::Range {
+        first: UID,
+        last: UID + 9,
+    };
     cfg.cgroup_version = if Path::new("/sys/fs/cgroup/cpu/cgroup.procs").exists() {
         CgroupVersion::V1
     } else {
