@@ -13,6 +13,23 @@ use super::super::config::{JailId, JailIds};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+/// No jail id for a task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// Every id of the range is taken.
+    #[error(transparent)]
+    Exhausted(#[from] Exhausted),
+    /// The task already holds one: an earlier launch of it was not released (its state
+    /// directory and id stay with that launch).
+    #[error("task {task_id} already holds jail uid {uid} (launched twice, or not yet released)")]
+    AlreadyHeld {
+        /// The task.
+        task_id: String,
+        /// Its id.
+        uid: u32,
+    },
+}
+
 /// No id of the range is free.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -75,15 +92,18 @@ impl JailIdPool {
     }
 
     /// A free id for `task_id`: held by no task and used by no process in `busy` (from
-    /// [`ids_in_use`]). A task that already holds one gets it again.
-    pub fn allocate(&self, task_id: &str, busy: &HashSet<u32>) -> Result<JailId, Exhausted> {
+    /// [`ids_in_use`]). A task that already holds one is refused.
+    pub fn allocate(&self, task_id: &str, busy: &HashSet<u32>) -> Result<JailId, IdError> {
         let (first, last) = match self.ids {
             JailIds::Shared(id) => return Ok(id),
             JailIds::Range { first, last } => (first, last),
         };
         let mut p = crate::util::lock(&self.pool);
         if let Some((&uid, _)) = p.held.iter().find(|(_, t)| t.as_str() == task_id) {
-            return Ok(JailId { uid, gid: uid });
+            return Err(IdError::AlreadyHeld {
+                task_id: task_id.to_string(),
+                uid,
+            });
         }
         let capacity = u64::from(last - first) + 1;
         for i in 0..capacity {
@@ -98,12 +118,12 @@ impl JailIdPool {
             return Ok(JailId { uid, gid: uid });
         }
         let held = p.held.len();
-        Err(Exhausted {
+        Err(IdError::Exhausted(Exhausted {
             range: self.ids,
             capacity,
             held,
             busy: busy.iter().filter(|u| !p.held.contains_key(u)).count(),
-        })
+        }))
     }
 
     /// Gives `id` back once everything of `task_id` is gone (a release that succeeded).
@@ -178,9 +198,18 @@ mod tests {
         let b = p.allocate("tb", &none).unwrap();
         let c = p.allocate("tc", &none).unwrap();
         assert_eq!((a, b, c), (id(1000), id(1001), id(1002)));
-        // The same task asking again keeps its id.
-        assert_eq!(p.allocate("tb", &none).unwrap(), b);
-        let e = p.allocate("td", &none).unwrap_err();
+        // The same task asking again (a second launch of it) is refused.
+        let e = p.allocate("tb", &none).unwrap_err();
+        assert_eq!(
+            e,
+            IdError::AlreadyHeld {
+                task_id: "tb".into(),
+                uid: 1001
+            }
+        );
+        let IdError::Exhausted(e) = p.allocate("td", &none).unwrap_err() else {
+            panic!("not exhausted")
+        };
         assert_eq!((e.capacity, e.held, e.busy), (3, 3, 0));
         assert!(
             e.to_string()
@@ -216,7 +245,9 @@ mod tests {
         p.hold("elsewhere", id(99)); // outside the range: ignored
         let busy: HashSet<u32> = [2, 3].into();
         assert_eq!(p.allocate("new", &busy).unwrap(), id(4));
-        let e = p.allocate("more", &busy).unwrap_err();
+        let IdError::Exhausted(e) = p.allocate("more", &busy).unwrap_err() else {
+            panic!("not exhausted")
+        };
         assert_eq!((e.held, e.busy), (2, 2));
         assert!(e.to_string().contains("used by host processes (2)"), "{e}");
     }
