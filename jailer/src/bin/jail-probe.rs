@@ -10,6 +10,13 @@
 //!   write-file PATH BYTES                         write BYTES bytes to PATH
 //!   exit CODE                                     exit with CODE
 //!   wait-signal                                   print `ready`, exit 42 on SIGTERM
+//!   peer ACTION...                                what this identity may do to others:
+//!       kill:PID (kill(PID, 0)), read:PATH, write:PATH (open, never create); one
+//!       `ACTION=ok|EPERM|EACCES|ESRCH|...` line each, then `end`
+//!
+//! Flags before the mode are skipped: the jailer's (`--id=ID`, `--start-time-us=N`, ...)
+//! and a vmm's (`--no-api`, `--config-file F`, `--level L`, ...), so a host agent can run
+//! the probe in place of its vmm unchanged (e.g. `... --log-limit N wait-signal`).
 
 use std::io::{Read, Write};
 
@@ -214,6 +221,67 @@ fn report(host_pid: Option<i32>) -> Vec<String> {
     out
 }
 
+/// The vmm flags (of this workspace's vmm and Firecracker) that take a separate value.
+const VMM_FLAGS_WITH_VALUE: &[&str] = &[
+    "--config-file",
+    "--level",
+    "--serial-out-limit",
+    "--log-limit",
+    "--api-sock",
+    "--log-path",
+    "--metrics-path",
+    "--seccomp-filter",
+];
+
+/// Number of leading flag arguments (with their values) before the mode.
+fn leading_flags(args: &[String]) -> usize {
+    let mut i = 0;
+    while i < args.len() && args[i].starts_with("--") {
+        if VMM_FLAGS_WITH_VALUE.contains(&args[i].as_str()) {
+            i += 1;
+        }
+        i += 1;
+    }
+    i.min(args.len())
+}
+
+/// `peer` mode: what this process may do to other processes and files.
+fn peer(actions: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in actions {
+        let res = match a.split_once(':') {
+            Some(("kill", pid)) => match pid.parse::<i32>() {
+                // SAFETY: signal 0 only checks existence and permission.
+                Ok(p) if p > 0 => (unsafe { kill(p, 0) } == 0).then_some(()).ok_or(()),
+                _ => {
+                    out.push(format!("{a}=bad-pid"));
+                    continue;
+                }
+            },
+            Some(("read", path)) => std::fs::File::open(path).map(drop).map_err(drop),
+            Some(("write", path)) => std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map(drop)
+                .map_err(drop),
+            _ => {
+                out.push(format!("{a}=bad-action"));
+                continue;
+            }
+        };
+        out.push(format!(
+            "{a}={}",
+            if res.is_ok() {
+                "ok".into()
+            } else {
+                errno_name()
+            }
+        ));
+    }
+    out.push("end".into());
+    out
+}
+
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
     match args.get(i).and_then(|a| a.parse().ok()) {
         Some(v) => v,
@@ -227,11 +295,7 @@ fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
 fn main() {
     // The jailer puts --id=ID --start-time-us=N --start-time-cpu-us=N first.
     let all: Vec<String> = std::env::args().collect();
-    let jailer_args: Vec<String> = all[1..]
-        .iter()
-        .take_while(|a| a.starts_with("--"))
-        .cloned()
-        .collect();
+    let jailer_args: Vec<String> = all[1..1 + leading_flags(&all[1..])].to_vec();
     let args: Vec<String> = std::iter::once(all[0].clone())
         .chain(all[1 + jailer_args.len()..].iter().cloned())
         .collect();
@@ -322,8 +386,16 @@ fn main() {
             }
         }
         Some("exit") => std::process::exit(arg(&args, 2)),
+        Some("peer") => {
+            let text = peer(&args[2..]).join("\n") + "\n";
+            let mut so = std::io::stdout();
+            let _ = so.write_all(text.as_bytes());
+            let _ = so.flush();
+        }
         _ => {
-            eprintln!("usage: jail-probe report|alloc MIB|write-file PATH BYTES|exit CODE");
+            eprintln!(
+                "usage: jail-probe report|alloc MIB|write-file PATH BYTES|exit CODE|wait-signal|peer ACTION..."
+            );
             std::process::exit(2)
         }
     }

@@ -2,7 +2,7 @@
 //! [`VmRuntimeConfig`].
 
 use hostagent::host::config::Args;
-use hostagent::vm::config::{default_vmm_args, ConfigError};
+use hostagent::vm::config::{default_vmm_args, ConfigError, JailId, JailIds};
 use hostagent::vm::VmRuntimeConfig;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,12 +26,21 @@ pub struct VmArgs {
     /// Jailer chroot base (`jailer --chroot-base-dir`).
     #[arg(long, default_value = "/srv/jailer")]
     chroot_base: PathBuf,
-    /// uid of the jailed vmm processes.
-    #[arg(long, default_value_t = 10_000)]
-    jail_uid: u32,
-    /// gid of the jailed vmm processes.
-    #[arg(long, default_value_t = 10_000)]
-    jail_gid: u32,
+    /// uids for the jailed vmms, FIRST-LAST or FIRST+COUNT: each task gets its own uid
+    /// (and the gid of the same number), held until everything of the task is gone; a
+    /// launch finding none free is refused. Use ids no user, subuid range or other
+    /// service of the host has [default: 2000000000-2000065535]
+    #[arg(long, value_name = "RANGE", conflicts_with_all = ["jail_uid", "jail_gid"])]
+    jail_uid_range: Option<JailIds>,
+    /// DEPRECATED (use --jail-uid-range): every jailed vmm runs under this one uid, so a
+    /// vmm that escapes its jail can signal and read every other task's vmm. Given
+    /// without --jail-uid-range it replaces the range (gid: --jail-gid, else 10000).
+    #[arg(long, value_name = "UID")]
+    jail_uid: Option<u32>,
+    /// DEPRECATED (use --jail-uid-range): the one gid of every jailed vmm (uid:
+    /// --jail-uid, else 10000).
+    #[arg(long, value_name = "GID")]
+    jail_gid: Option<u32>,
     /// Cgroup version for the task limits (1: v1 controllers, 2: cgroup2).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
     cgroup_version: u8,
@@ -105,6 +114,27 @@ impl VmPaths {
     }
 }
 
+/// Old default of `--jail-uid`/`--jail-gid`, kept for the deprecated shared identity.
+const LEGACY_JAIL_ID: u32 = 10_000;
+
+/// The jail identities the flags give: the range, or (deprecated) one shared id.
+fn jail_ids(v: &VmArgs) -> JailIds {
+    match (v.jail_uid_range, v.jail_uid, v.jail_gid) {
+        (Some(r), _, _) => r,
+        (None, None, None) => JailIds::default(),
+        (None, uid, gid) => {
+            tracing::warn!(
+                "--jail-uid/--jail-gid are deprecated: every jail shares one identity; \
+                 use --jail-uid-range"
+            );
+            JailIds::Shared(JailId {
+                uid: uid.unwrap_or(LEGACY_JAIL_ID),
+                gid: gid.unwrap_or(LEGACY_JAIL_ID),
+            })
+        }
+    }
+}
+
 fn required(p: &Option<PathBuf>, flag: &'static str) -> Result<PathBuf, VmFlagsError> {
     p.clone().ok_or(VmFlagsError::Missing(flag))
 }
@@ -120,8 +150,7 @@ pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError
     );
     c.netd_socket = p.netd_socket;
     c.chroot_base = v.chroot_base.clone();
-    c.uid = v.jail_uid;
-    c.gid = v.jail_gid;
+    c.jail_ids = jail_ids(v);
     c.cgroup_version = if v.cgroup_version == 1 {
         jailer::CgroupVersion::V1
     } else {
@@ -142,4 +171,51 @@ pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError
     c.vmm_args.extend(v.vmm_args.iter().cloned());
     c.validate()?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, clap::Parser)]
+    struct T {
+        #[command(flatten)]
+        vm: VmArgs,
+    }
+
+    fn ids(args: &[&str]) -> Result<JailIds, clap::Error> {
+        let t = T::try_parse_from(std::iter::once("t").chain(args.iter().copied()))?;
+        Ok(jail_ids(&t.vm))
+    }
+
+    #[test]
+    fn jail_ids_come_from_the_range_or_the_deprecated_shared_flags() {
+        assert_eq!(ids(&[]).unwrap(), JailIds::default());
+        assert_eq!(
+            ids(&["--jail-uid-range", "100000-165535"]).unwrap(),
+            JailIds::Range {
+                first: 100_000,
+                last: 165_535
+            }
+        );
+        assert_eq!(
+            ids(&["--jail-uid-range=5000+10"]).unwrap(),
+            JailIds::Range {
+                first: 5000,
+                last: 5009
+            }
+        );
+        let shared = |uid, gid| JailIds::Shared(JailId { uid, gid });
+        assert_eq!(ids(&["--jail-uid", "7"]).unwrap(), shared(7, 10_000));
+        assert_eq!(
+            ids(&["--jail-uid", "7", "--jail-gid", "8"]).unwrap(),
+            shared(7, 8)
+        );
+        assert_eq!(ids(&["--jail-gid", "8"]).unwrap(), shared(10_000, 8));
+        let e = ids(&["--jail-uid-range", "1-9", "--jail-uid", "7"]).unwrap_err();
+        assert!(e.to_string().contains("cannot be used with"), "{e}");
+        let e = ids(&["--jail-uid-range", "0-9"]).unwrap_err();
+        assert!(e.to_string().contains("FIRST-LAST"), "{e}");
+    }
 }

@@ -2,6 +2,7 @@
 //! task: its id (netd task id = jailer id), its jail root, its state directory.
 
 use jailer::CgroupVersion;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,10 +24,8 @@ pub struct VmRuntimeConfig {
     pub netd_socket: PathBuf,
     /// `jailer --chroot-base-dir`; jails are `<base>/<vmm file name>/<task id>/root`.
     pub chroot_base: PathBuf,
-    /// Identity of the jailed vmm.
-    pub uid: u32,
-    /// Group of the jailed vmm.
-    pub gid: u32,
+    /// Which uid/gid each jailed vmm runs under (one per jail from a range by default).
+    pub jail_ids: JailIds,
     /// Per-task state directories (`<dir>/<task id>/`), kept across agent restarts.
     pub state_dir: PathBuf,
     /// Image layer cache.
@@ -73,8 +72,7 @@ impl VmRuntimeConfig {
             relay_exe: std::env::current_exe().unwrap_or_else(|_| "hostagent".into()),
             netd_socket: "/run/netd/netd.sock".into(),
             chroot_base: "/srv/jailer".into(),
-            uid: 10_000,
-            gid: 10_000,
+            jail_ids: JailIds::default(),
             image_cache: state_dir.join("images"),
             state_dir: state_dir.join("vm"),
             insecure_registries: Vec::new(),
@@ -132,9 +130,7 @@ impl VmRuntimeConfig {
         if !self.chroot_base.is_absolute() {
             return Err(ConfigError::RelativeChrootBase(self.chroot_base.clone()));
         }
-        if self.uid == 0 || self.uid == u32::MAX || self.gid == 0 || self.gid == u32::MAX {
-            return Err(ConfigError::PrivilegedJailId);
-        }
+        self.jail_ids.validate()?;
         if self.boot_timeout.is_zero() || self.start_timeout.is_zero() {
             return Err(ConfigError::ZeroTimeout);
         }
@@ -159,9 +155,121 @@ pub enum ConfigError {
     /// The jail identity is root (or `u32::MAX`).
     #[error("--jail-uid/--jail-gid: an unprivileged id (not 0) is required")]
     PrivilegedJailId,
+    /// The jail id range holds root, `u32::MAX` or nothing.
+    #[error("--jail-uid-range {0}: ids must be between 1 and 4294967294, first <= last")]
+    BadJailRange(JailIds),
     /// A boot or start timeout of zero.
     #[error("boot and start timeouts must be positive")]
     ZeroTimeout,
+}
+
+/// The uid and gid one jail's vmm runs under (recorded in the task's state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JailId {
+    /// The vmm's uid (also the owner of the task's taps, devices and guest socket).
+    pub uid: u32,
+    /// The vmm's gid.
+    pub gid: u32,
+}
+
+/// Where jail identities come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JailIds {
+    /// Each jail gets a uid of its own from `first..=last`, and the gid of the same
+    /// number (`--jail-uid-range`): a vmm that escapes its jail cannot signal, trace or
+    /// read another task's vmm, taps or devices. Allocated by [`super::jail::ids`].
+    Range {
+        /// First id of the range.
+        first: u32,
+        /// Last id of the range (inclusive).
+        last: u32,
+    },
+    /// Deprecated (`--jail-uid`/`--jail-gid` without a range): every jail runs under this
+    /// one identity, as before per-jail ids existed.
+    Shared(JailId),
+}
+
+/// Default `--jail-uid-range`: 65536 ids above the usual user, subuid and systemd ranges.
+pub const DEFAULT_JAIL_ID_RANGE: (u32, u32) = (2_000_000_000, 2_000_065_535);
+
+impl Default for JailIds {
+    fn default() -> Self {
+        JailIds::Range {
+            first: DEFAULT_JAIL_ID_RANGE.0,
+            last: DEFAULT_JAIL_ID_RANGE.1,
+        }
+    }
+}
+
+impl std::fmt::Display for JailIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JailIds::Range { first, last } => write!(f, "{first}-{last}"),
+            JailIds::Shared(id) => write!(f, "{}:{} (shared)", id.uid, id.gid),
+        }
+    }
+}
+
+/// A `--jail-uid-range` that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected FIRST-LAST or FIRST+COUNT (e.g. 100000-165535 or 100000+65536), ids from 1 to 4294967294")]
+pub struct JailRangeError(pub String);
+
+impl std::str::FromStr for JailIds {
+    type Err = JailRangeError;
+
+    /// `FIRST-LAST` (inclusive) or `FIRST+COUNT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || JailRangeError(s.to_string());
+        let num = |t: &str| t.trim().parse::<u32>().map_err(|_| bad());
+        let (first, last) = if let Some((a, b)) = s.split_once('-') {
+            (num(a)?, num(b)?)
+        } else if let Some((a, n)) = s.split_once('+') {
+            let first = num(a)?;
+            let count = num(n)?;
+            let last = count
+                .checked_sub(1)
+                .and_then(|c| first.checked_add(c))
+                .ok_or_else(bad)?;
+            (first, last)
+        } else {
+            return Err(bad());
+        };
+        let r = JailIds::Range { first, last };
+        r.validate().map_err(|_| bad())?;
+        Ok(r)
+    }
+}
+
+impl JailIds {
+    /// Root, `u32::MAX` (the kernel's "no id") and empty ranges are refused.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let ok = |id: u32| id != 0 && id != u32::MAX;
+        match *self {
+            JailIds::Range { first, last } => {
+                if ok(first) && ok(last) && first <= last {
+                    Ok(())
+                } else {
+                    Err(ConfigError::BadJailRange(*self))
+                }
+            }
+            JailIds::Shared(JailId { uid, gid }) => {
+                if ok(uid) && ok(gid) {
+                    Ok(())
+                } else {
+                    Err(ConfigError::PrivilegedJailId)
+                }
+            }
+        }
+    }
+
+    /// How many jails may run at once (`u64`: a range may hold 2^32 - 2 ids).
+    pub fn capacity(&self) -> Option<u64> {
+        match *self {
+            JailIds::Range { first, last } => Some(u64::from(last - first) + 1),
+            JailIds::Shared(_) => None,
+        }
+    }
 }
 
 /// `--no-api --config-file /vm.json --level <level>` and the output limits.
@@ -228,5 +336,41 @@ mod tests {
             .contains("--guest-kernel"));
         assert!(is_within(Path::new("/a/b/c"), Path::new("/a/b")));
         assert!(!is_within(Path::new("/a/b/../c"), Path::new("/a/b")));
+    }
+
+    #[test]
+    fn jail_id_ranges_parse_and_refuse_root() {
+        let r = |first, last| Ok(JailIds::Range { first, last });
+        assert_eq!("100000-165535".parse(), r(100_000, 165_535));
+        assert_eq!("100000+65536".parse(), r(100_000, 165_535));
+        assert_eq!("7-7".parse(), r(7, 7));
+        assert_eq!("7+1".parse(), r(7, 7));
+        for bad in [
+            "",
+            "100000",
+            "0-10",
+            "10-0",
+            "5-4",
+            "1-4294967295",
+            "a-b",
+            "1+0",
+            "4294967290+10",
+            "-5",
+            "1--2",
+        ] {
+            let e = bad.parse::<JailIds>().unwrap_err();
+            assert!(e.to_string().contains("FIRST-LAST"), "{bad}: {e}");
+        }
+        assert_eq!(
+            "100000-165535".parse::<JailIds>().unwrap().capacity(),
+            Some(65536)
+        );
+        assert_eq!(JailIds::default().validate(), Ok(()));
+        assert_eq!(
+            JailIds::Shared(JailId { uid: 0, gid: 5 }).validate(),
+            Err(ConfigError::PrivilegedJailId)
+        );
+        let r = JailIds::Range { first: 9, last: 3 };
+        assert!(r.validate().unwrap_err().to_string().contains("9-3"));
     }
 }

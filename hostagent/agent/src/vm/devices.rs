@@ -55,25 +55,37 @@ fn chown_mode(p: &Path, uid: u32, gid: u32, mode: u32) -> io::Result<()> {
 }
 
 /// Creates the jail root (it must not exist: a leftover jail is another task's or an
-/// unreleased one).
+/// unreleased one). On failure nothing of the jail directory is left (the shared
+/// `<base>/<exec-name>` may stay).
 pub fn create_jail_root(root: &Path) -> Result<(), LaunchFailure> {
-    if let Some(parent) = root.parent() {
-        if parent.exists() {
-            return Err(fail(
-                "devices",
-                format!("{}: already exists (unreleased jail?)", parent.display()),
-            ));
-        }
+    let Some(parent) = root.parent() else {
+        return Err(fail("devices", format!("{}: no parent", root.display())));
+    };
+    if parent.exists() {
+        return Err(fail(
+            "devices",
+            format!("{}: already exists (unreleased jail?)", parent.display()),
+        ));
+    }
+    if let Some(base) = parent.parent() {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o755)
-            .create(parent)
-            .map_err(|e| fail("devices", format!("{}: {e}", parent.display())))?;
+            .create(base)
+            .map_err(|e| fail("devices", format!("{}: {e}", base.display())))?;
     }
+    // Not recursive: a jail directory made at the same moment by someone else is refused.
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(parent)
+        .map_err(|e| fail("devices", format!("{}: {e}", parent.display())))?;
     std::fs::DirBuilder::new()
         .mode(0o755)
         .create(root)
-        .map_err(|e| fail("devices", format!("{}: {e}", root.display())))
+        .map_err(|e| {
+            let _ = std::fs::remove_dir(parent);
+            fail("devices", format!("{}: {e}", root.display()))
+        })
 }
 
 /// Builds every device of `spec` into `root` (which exists). `work_dir`: where image

@@ -5,6 +5,10 @@
 //! task's `console.log`. It runs in its own process group, so it and the vmm outlive the
 //! agent (with systemd `KillMode=process`). The vmm's host pid comes from the jailer's
 //! root-owned pid file `<root>/<exec-name>.pid`.
+//!
+//! Child module: `ids`, the pool of per-jail uids/gids (`--jail-uid-range`).
+
+pub mod ids;
 
 use super::process::ProcIdent;
 use std::os::unix::process::CommandExt;

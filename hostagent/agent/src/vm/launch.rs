@@ -1,11 +1,11 @@
 //! The order of a launch and its undo, independent of what each step does (so it is
 //! unit-tested with a fake behind [`Steps`]).
 //!
-//! image + devices -> eni -> jail (config, relay, jailer + vmm) -> guest (boot, RunTask,
+//! jail id -> image + devices -> eni -> jail (config, relay, jailer + vmm) -> guest (boot, RunTask,
 //! containers RUNNING). Each step marks in the task's [`TaskState`] what it is about to
 //! create and the state is saved before the creation, so a failure here, or an agent
 //! killed in the middle, releases exactly what may exist: [`Steps::release`] works from
-//! the state alone.
+//! the state alone, and gives the task's jail id back only once all of it is gone.
 
 use super::state::TaskState;
 use crate::host::runtime::LaunchFailure;
@@ -24,6 +24,10 @@ pub trait Steps: Send + Sync {
 
     /// Saves the state (atomically).
     fn save(&self, st: &TaskState) -> Result<(), LaunchFailure>;
+    /// Takes the task's jail uid/gid into `st.jail_id` (step `launch` when none is
+    /// free); nothing else exists yet, and the first save records it.
+    fn jail_id(&self, st: &mut TaskState)
+        -> impl Future<Output = Result<(), LaunchFailure>> + Send;
     /// Image roots and devices (steps `image`, `devices`).
     fn devices(
         &self,
@@ -49,7 +53,8 @@ pub trait Steps: Send + Sync {
         net: &Self::Net,
         vm: &mut Self::Vm,
     ) -> impl Future<Output = Result<Self::Session, LaunchFailure>> + Send;
-    /// Releases everything `st` says may exist (newest first); problems are returned.
+    /// Releases everything `st` says may exist (newest first), then its jail id once
+    /// nothing is left; problems are returned.
     fn release(&self, st: &TaskState) -> impl Future<Output = Vec<String>> + Send;
 }
 
@@ -70,6 +75,7 @@ pub struct Running<S: Steps> {
 /// Runs the steps in order; on the first failure releases what the state says exists
 /// and returns the failure.
 pub async fn launch<S: Steps>(steps: &S, mut st: TaskState) -> Result<Running<S>, LaunchFailure> {
+    steps.jail_id(&mut st).await?;
     if let Err(f) = steps.save(&st) {
         steps.release(&st).await;
         return Err(f);
@@ -116,13 +122,16 @@ mod tests {
     //! The launch order and release-on-failure, with a fake behind `Steps`.
 
     use super::*;
+    use crate::vm::config::JailId;
     use std::sync::Mutex;
 
-    /// Records calls; fails at the step named `fail_at`.
+    /// Records calls; fails at the step named `fail_at`. Jail ids come from a pool of
+    /// two, given back by `release`.
     struct Fake {
         fail_at: Option<&'static str>,
         calls: Mutex<Vec<String>>,
         released: Mutex<Vec<TaskState>>,
+        free_ids: Mutex<Vec<u32>>,
     }
 
     impl Fake {
@@ -131,6 +140,7 @@ mod tests {
                 fail_at,
                 calls: Mutex::new(vec![]),
                 released: Mutex::new(vec![]),
+                free_ids: Mutex::new(vec![501, 500]),
             }
         }
         fn step(&self, name: &'static str) -> Result<(), LaunchFailure> {
@@ -156,12 +166,22 @@ mod tests {
                 .lock()
                 .unwrap()
                 .push(format!("save running={}", st.running));
-            if self.fail_at == Some("save") {
+            assert!(st.jail_id.is_some(), "a state is saved with its jail id");
+            if self.fail_at == Some("save") || (self.fail_at == Some("last save") && st.running) {
                 return Err(LaunchFailure {
                     step: "launch".into(),
                     reason: "disk full".into(),
                 });
             }
+            Ok(())
+        }
+        async fn jail_id(&self, st: &mut TaskState) -> Result<(), LaunchFailure> {
+            self.calls.lock().unwrap().push("jail id".into());
+            let uid = self.free_ids.lock().unwrap().pop().ok_or(LaunchFailure {
+                step: "launch".into(),
+                reason: "no free jail uid".into(),
+            })?;
+            st.jail_id = Some(JailId { uid, gid: uid });
             Ok(())
         }
         async fn devices(&self, st: &mut TaskState) -> Result<(), LaunchFailure> {
@@ -199,6 +219,9 @@ mod tests {
         async fn release(&self, st: &TaskState) -> Vec<String> {
             self.calls.lock().unwrap().push("release".into());
             self.released.lock().unwrap().push(st.clone());
+            if let Some(id) = st.jail_id {
+                self.free_ids.lock().unwrap().push(id.uid);
+            }
             vec![]
         }
     }
@@ -220,9 +243,11 @@ mod tests {
         assert_eq!(names, vec!["devices", "eni", "jail", "guest"]);
         assert!(r.state.running);
         assert_eq!(r.state.eni_ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(r.state.jail_id, Some(JailId { uid: 500, gid: 500 }));
         assert_eq!(
             *f.calls.lock().unwrap(),
             vec![
+                "jail id",
                 "save running=false",
                 "devices",
                 "eni",
@@ -240,12 +265,18 @@ mod tests {
     #[tokio::test]
     async fn a_failure_stops_the_launch_and_releases_what_was_started() {
         // (failing step, steps called, what the released state says exists)
-        let cases: [Case; 4] = [
+        let cases: [Case; 5] = [
             ("devices", &["devices"], (true, false, false)),
             ("eni", &["devices", "eni"], (true, true, false)),
             ("jail", &["devices", "eni", "jail"], (true, true, true)),
             (
                 "guest",
+                &["devices", "eni", "jail", "guest"],
+                (true, true, true),
+            ),
+            // Everything ran, but the running state could not be recorded.
+            (
+                "last save",
                 &["devices", "eni", "jail", "guest"],
                 (true, true, true),
             ),
@@ -255,12 +286,19 @@ mod tests {
             let Err(e) = launch(&f, state()).await else {
                 panic!("launch failing at {at} succeeded")
             };
-            assert_eq!((e.step.as_str(), e.reason.as_str()), (at, "injected"));
+            if at == "last save" {
+                assert_eq!(
+                    (e.step.as_str(), e.reason.as_str()),
+                    ("launch", "disk full")
+                );
+            } else {
+                assert_eq!((e.step.as_str(), e.reason.as_str()), (at, "injected"));
+            }
             let calls = f.calls.lock().unwrap().clone();
             let steps: Vec<&str> = calls
                 .iter()
                 .map(String::as_str)
-                .filter(|c| !c.starts_with("save") && *c != "release")
+                .filter(|c| !c.starts_with("save") && *c != "release" && *c != "jail id")
                 .collect();
             assert_eq!(steps, called, "failing at {at}");
             assert_eq!(
@@ -279,8 +317,43 @@ mod tests {
                 (jail, netd, jailer),
                 "failing at {at}"
             );
-            assert!(!rel[0].running);
+            assert_eq!(rel[0].running, at == "last save", "failing at {at}");
+            assert_eq!(
+                rel[0].jail_id,
+                Some(JailId { uid: 500, gid: 500 }),
+                "failing at {at}: the release gets the jail id"
+            );
+            // The id is back in the pool: two more launches can take both ids.
+            assert_eq!(f.free_ids.lock().unwrap().len(), 2, "failing at {at}");
         }
+    }
+
+    #[tokio::test]
+    async fn no_free_jail_id_refuses_the_launch_before_anything_is_made() {
+        let f = Fake::new(None);
+        f.free_ids.lock().unwrap().clear();
+        let Err(e) = launch(&f, state()).await else {
+            panic!("succeeded")
+        };
+        assert_eq!(e.step, "launch");
+        assert!(e.reason.contains("no free jail uid"), "{e}");
+        assert_eq!(*f.calls.lock().unwrap(), vec!["jail id"]);
+        assert!(f.released.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn concurrent_launches_hold_distinct_ids_until_released() {
+        let f = Fake::new(None);
+        let a = launch(&f, state()).await.unwrap_or_else(|e| panic!("{e}"));
+        let b = launch(&f, state()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_ne!(a.state.jail_id, b.state.jail_id);
+        assert!(
+            launch(&f, state()).await.is_err(),
+            "third launch: pool empty"
+        );
+        f.release(&a.state).await;
+        let c = launch(&f, state()).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.state.jail_id, a.state.jail_id);
     }
 
     #[tokio::test]
@@ -292,7 +365,8 @@ mod tests {
         assert_eq!(e.step, "launch");
         assert_eq!(
             *f.calls.lock().unwrap(),
-            vec!["save running=false", "release"]
+            vec!["jail id", "save running=false", "release"]
         );
+        assert_eq!(f.free_ids.lock().unwrap().len(), 2, "the id was given back");
     }
 }

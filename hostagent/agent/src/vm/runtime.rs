@@ -5,6 +5,7 @@
 use super::config::{task_id, VmRuntimeConfig};
 use super::eni::Netd;
 use super::guest::{self, Tracker};
+use super::jail::ids::JailIdPool;
 use super::launch;
 use super::metrics::{utilization, CgroupFiles};
 use super::relay;
@@ -144,6 +145,7 @@ impl MicroVmRuntime {
             },
         )?;
         let netd = Netd::new(&cfg.netd_socket);
+        let ids = rebuild_jail_ids(&cfg);
         Ok(MicroVmRuntime {
             inner: Arc::new(Inner {
                 shared: Shared {
@@ -151,6 +153,7 @@ impl MicroVmRuntime {
                     images,
                     netd,
                     events,
+                    ids,
                 },
                 tasks: Mutex::new(HashMap::new()),
                 budgets: Budgets::default(),
@@ -204,6 +207,25 @@ impl MicroVmRuntime {
             let _ = done_tx.send(true);
         });
     }
+}
+
+/// The jail id pool with the ids of every task state on disk held (an agent restart:
+/// those tasks are re-adopted or released, and give their ids back then).
+fn rebuild_jail_ids(cfg: &VmRuntimeConfig) -> JailIdPool {
+    let pool = JailIdPool::new(cfg.jail_ids);
+    for st in state::load_all(&cfg.state_dir) {
+        match st {
+            Ok(st) => {
+                if let Some(id) = st.jail_id {
+                    pool.hold(&st.task_id, id);
+                }
+            }
+            // Its id is unknown: the host process check still keeps it from reuse
+            // while anything runs with it.
+            Err((dir, e)) => tracing::warn!("{}: unreadable task state: {e}", dir.display()),
+        }
+    }
+    pool
 }
 
 /// Forwards the guest's messages, samples metrics, notices the VM's end; then releases

@@ -3,6 +3,7 @@
 //! atomically after every step, so that a restarted agent can re-attach to the task or
 //! release exactly what exists. The directory also holds the VM's console log.
 
+use super::config::JailId;
 use super::process::ProcIdent;
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Write};
@@ -27,6 +28,10 @@ pub struct TaskState {
     pub stop_timeout_secs: u32,
     /// Container names, in task order.
     pub containers: Vec<String>,
+    /// The uid/gid the task's jail runs under (taps, devices and guest socket are owned
+    /// by it); taken before anything is created, given back once all is released.
+    #[serde(default)]
+    pub jail_id: Option<JailId>,
     /// `<base>/<exec>/<id>`: created (by us, then the jailer) when set.
     #[serde(default)]
     pub jail_dir: Option<PathBuf>,
@@ -95,6 +100,23 @@ pub fn load(task_dir: &Path) -> io::Result<Option<TaskState>> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Every task state under `state_dir` (`<state_dir>/*/state.json`), for rebuilding what
+/// the tasks hold after an agent restart; unreadable ones are returned as errors naming
+/// their directory.
+pub fn load_all(state_dir: &Path) -> Vec<Result<TaskState, (PathBuf, io::Error)>> {
+    let Ok(dir) = std::fs::read_dir(state_dir) else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| match load(&e.path()) {
+            Ok(Some(st)) => Some(Ok(st)),
+            Ok(None) => None,
+            Err(err) => Some(Err((e.path(), err))),
+        })
+        .collect()
+}
+
 /// Removes the task directory (the last release step).
 pub fn remove(task_dir: &Path) -> io::Result<()> {
     match std::fs::remove_dir_all(task_dir) {
@@ -135,5 +157,46 @@ mod tests {
         remove(&dir).unwrap();
         assert!(!dir.exists());
         remove(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_jail_id_is_recorded_and_old_states_still_load() {
+        let d = tempfile::tempdir().unwrap();
+        let s = TaskState {
+            task_arn: "arn:a".into(),
+            task_id: "ta".into(),
+            jail_id: Some(JailId {
+                uid: 100_007,
+                gid: 100_007,
+            }),
+            ..Default::default()
+        };
+        save(&d.path().join("ta"), &s).unwrap();
+        let text = std::fs::read_to_string(state_path(&d.path().join("ta"))).unwrap();
+        assert!(text.contains("\"jailId\""), "{text}");
+        // A state written before jail ids were recorded.
+        std::fs::create_dir(d.path().join("tb")).unwrap();
+        std::fs::write(
+            state_path(&d.path().join("tb")),
+            br#"{"taskArn":"arn:b","taskId":"tb","cpu":256,"memory":512,"stopTimeoutSecs":30,"containers":[]}"#,
+        )
+        .unwrap();
+        std::fs::create_dir(d.path().join("tc")).unwrap();
+        std::fs::write(state_path(&d.path().join("tc")), b"garbage").unwrap();
+        std::fs::create_dir(d.path().join("empty")).unwrap();
+        let mut all = load_all(d.path());
+        all.sort_by_key(|r| match r {
+            Ok(s) => s.task_id.clone(),
+            Err((p, _)) => p.display().to_string(),
+        });
+        assert_eq!(all.len(), 3, "{all:?}");
+        let errs: Vec<_> = all.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].0.ends_with("tc"));
+        let oks: Vec<&TaskState> = all.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(oks[0].jail_id, s.jail_id);
+        assert_eq!(oks[1].task_id, "tb");
+        assert_eq!(oks[1].jail_id, None);
+        assert!(load_all(&d.path().join("missing")).is_empty());
     }
 }

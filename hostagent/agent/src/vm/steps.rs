@@ -1,11 +1,12 @@
-//! The real launch steps: the image pipeline, netd, the jail (config file, guest-channel
-//! relay, jailer + vmm) and the guest init; and the release of whatever a task's state
-//! says exists.
+//! The real launch steps: the task's jail uid/gid, the image pipeline, netd, the jail
+//! (config file, guest-channel relay, jailer + vmm) and the guest init; and the release
+//! of whatever a task's state says exists (the jail id last, once nothing is left).
 
-use super::config::VmRuntimeConfig;
+use super::config::{JailId, VmRuntimeConfig};
 use super::devices::{self, Devices};
 use super::eni::Netd;
 use super::guest::{self, Tracker};
+use super::jail::ids::{self, JailIdPool};
 use super::jail::{self, JailSpec, Started};
 use super::launch::Steps;
 use super::process::ProcIdent;
@@ -34,6 +35,8 @@ pub struct Shared {
     pub netd: Netd,
     /// Where events go.
     pub events: TaskEvents,
+    /// The jail uids/gids (rebuilt from the task states at start).
+    pub ids: JailIdPool,
 }
 
 /// The steps of one task's launch.
@@ -49,6 +52,12 @@ fn fail(step: &str, reason: impl std::fmt::Display) -> LaunchFailure {
         step: step.into(),
         reason: reason.to_string(),
     }
+}
+
+/// The task's jail id (taken by the first step: a state without one is a bug).
+fn jail_id_of(st: &TaskState) -> Result<JailId, LaunchFailure> {
+    st.jail_id
+        .ok_or_else(|| fail("launch", "no jail uid taken"))
 }
 
 /// The cgroup version as the jailer's flag.
@@ -93,10 +102,14 @@ pub enum SpawnRelayError {
     /// Its process identity cannot be read.
     #[error("relay: {0}")]
     Ident(#[source] std::io::Error),
+    /// The task has no jail id.
+    #[error("no jail uid taken")]
+    NoJailId,
 }
 
 /// Starts `hostagent vm-relay` for a task (own process group: it outlives the agent).
 pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, SpawnRelayError> {
+    let id = st.jail_id.ok_or(SpawnRelayError::NoJailId)?;
     let dir = cfg.task_dir(&st.task_id);
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -109,7 +122,7 @@ pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, S
         .arg(guest_socket(cfg, &st.task_id))
         .arg("--agent-socket")
         .arg(dir.join("relay.sock"))
-        .args(["--uid", &cfg.uid.to_string(), "--gid", &cfg.gid.to_string()])
+        .args(["--uid", &id.uid.to_string(), "--gid", &id.gid.to_string()])
         .args([
             "--boot-timeout-ms",
             // The agent's own boot timeout decides; the relay's only bounds its life.
@@ -123,7 +136,7 @@ pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, S
         .process_group(0);
     // tokio reaps the child once it exits (the handle is dropped on purpose: the relay
     // is found again through its pid and start time).
-    let child = tokio::process::Command::from(cmd)
+    let mut child = tokio::process::Command::from(cmd)
         .spawn()
         .map_err(|source| SpawnRelayError::Spawn {
             exe: cfg.relay_exe.clone(),
@@ -133,7 +146,11 @@ pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, S
         .id()
         .and_then(|p| i32::try_from(p).ok())
         .ok_or(SpawnRelayError::ExitedAtOnce)?;
-    ProcIdent::of(pid).map_err(SpawnRelayError::Ident)
+    ProcIdent::of(pid).map_err(|e| {
+        // Not recorded in the state, so not released later: end it now.
+        let _ = child.start_kill();
+        SpawnRelayError::Ident(e)
+    })
 }
 
 impl Steps for TaskSteps<'_> {
@@ -147,8 +164,25 @@ impl Steps for TaskSteps<'_> {
             .map_err(|e| fail("launch", format!("task state: {e}")))
     }
 
+    async fn jail_id(&self, st: &mut TaskState) -> Result<(), LaunchFailure> {
+        let range = self.shared.ids.ids();
+        // Ids some host process still runs with (a vmm not yet reaped, a stranger) are
+        // never handed out, whatever the recorded states say.
+        let busy = tokio::task::spawn_blocking(move || ids::ids_in_use(range))
+            .await
+            .map_err(|e| fail("launch", e))?;
+        let id = self
+            .shared
+            .ids
+            .allocate(&st.task_id, &busy)
+            .map_err(|e| fail("launch", e))?;
+        st.jail_id = Some(id);
+        Ok(())
+    }
+
     async fn devices(&self, st: &mut TaskState) -> Result<Devices, LaunchFailure> {
         let cfg = &self.shared.cfg;
+        let id = jail_id_of(st)?;
         let root = cfg.jail_root(&st.task_id);
         devices::create_jail_root(&root)?;
         st.jail_dir = Some(cfg.jail_dir(&st.task_id));
@@ -160,13 +194,14 @@ impl Steps for TaskSteps<'_> {
             &cfg.task_dir(&st.task_id).join("work"),
             &cfg.kernel,
             &cfg.initramfs,
-            (cfg.uid, cfg.gid),
+            (id.uid, id.gid),
         )
         .await
     }
 
     async fn eni(&self, st: &mut TaskState) -> Result<netd::model::Task, LaunchFailure> {
         let cfg = &self.shared.cfg;
+        let id = jail_id_of(st)?;
         st.netd_task = true;
         self.save(st)?;
         let task = self
@@ -176,7 +211,7 @@ impl Steps for TaskSteps<'_> {
                 &st.task_id,
                 self.spec,
                 &cfg.default_subnet,
-                (cfg.uid, cfg.gid),
+                (id.uid, id.gid),
             )
             .await
             .map_err(|e| fail("eni", e))?;
@@ -192,6 +227,7 @@ impl Steps for TaskSteps<'_> {
         net: &netd::model::Task,
     ) -> Result<Started, LaunchFailure> {
         let cfg = &self.shared.cfg;
+        let id = jail_id_of(st)?;
         let root = cfg.jail_root(&st.task_id);
         let taps: Vec<(String, String)> = net
             .enis
@@ -239,8 +275,8 @@ impl Steps for TaskSteps<'_> {
             jailer: cfg.jailer.clone(),
             exec_file: cfg.vmm.clone(),
             id: st.task_id.clone(),
-            uid: cfg.uid,
-            gid: cfg.gid,
+            uid: id.uid,
+            gid: id.gid,
             chroot_base: cfg.chroot_base.clone(),
             netns: Some(PathBuf::from(&net.netns_path)),
             cgroup_version: cgroup_flag(cfg.cgroup_version),
@@ -330,13 +366,17 @@ impl Steps for TaskSteps<'_> {
 }
 
 /// Releases what `st` says may exist, newest first: relay, vmm, jail (`jailer
-/// --cleanup`, or the directory if the jailer never ran), netd task, state directory
-/// (kept, with the problems logged, if anything could not be released).
+/// --cleanup`, or the directory if the jailer never ran), netd task (its taps), state
+/// directory, and last the jail id; if anything could not be released the state
+/// directory is kept (with the problems logged) and the id stays held, so it is not
+/// given to another task while something of this one may remain.
 pub async fn release(shared: &Shared, st: &TaskState) -> Vec<String> {
     let cfg = &shared.cfg;
     let mut problems = Vec::new();
     if let Some(r) = st.relay {
-        r.signal(libc::SIGKILL);
+        if !r.kill_and_wait(Duration::from_secs(5)).await {
+            problems.push(format!("relay pid {} does not exit", r.pid));
+        }
     }
     if let Some(v) = st.vmm {
         if !v.kill_and_wait(Duration::from_secs(10)).await {
@@ -371,8 +411,13 @@ pub async fn release(shared: &Shared, st: &TaskState) -> Vec<String> {
     }
     let dir = cfg.task_dir(&st.task_id);
     if problems.is_empty() {
-        if let Err(e) = state::remove(&dir) {
-            problems.push(format!("{}: {e}", dir.display()));
+        match state::remove(&dir) {
+            Ok(()) => {
+                if let Some(id) = st.jail_id {
+                    shared.ids.release(&st.task_id, id);
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", dir.display())),
         }
     } else {
         tracing::error!(task = %st.task_arn, "not fully released (state kept in {}): {}",

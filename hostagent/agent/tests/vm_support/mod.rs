@@ -168,3 +168,108 @@ pub fn uid_of(pid: i32) -> Option<u32> {
         .parse()
         .ok()
 }
+
+/// Every uid and gid (real, effective, saved, fs) of a running process.
+pub fn ids_of(pid: i32) -> Option<(Vec<u32>, Vec<u32>)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<Vec<u32>> {
+        let line = s.lines().find_map(|l| l.strip_prefix(name))?;
+        line.split_whitespace().map(|v| v.parse().ok()).collect()
+    };
+    Some((field("Uid:")?, field("Gid:")?))
+}
+
+/// Plays a task's guest init on the relay's guest socket (`sock`), the way the guest
+/// init does through the vmm's vsock: handshake, `taskAccepted`, each container
+/// RUNNING; on `stopTask` every container STOPPED (exit 0) in `taskStopped`, then the
+/// "VM reset": SIGTERM to the vmm recorded in `<task_dir>/state.json` (the jail-probe
+/// standing in for the vmm exits on it). Ends when the connection closes.
+pub fn play_guest(
+    sock: PathBuf,
+    task_dir: PathBuf,
+    containers: Vec<String>,
+) -> std::thread::JoinHandle<Result<(), String>> {
+    use guest_proto::messages::Role;
+    use guest_proto::{Channel, ContainerState, ContainerStatus, GuestMessage, HostMessage};
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let stream = loop {
+            if let Ok(s) = std::os::unix::net::UnixStream::connect(&sock) {
+                break s;
+            }
+            if Instant::now() > deadline {
+                return Err(format!("{}: no relay", sock.display()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(300)))
+            .map_err(|e| e.to_string())?;
+        let mut chan = Channel::new(stream);
+        chan.handshake(Role::Guest, "test-guest")
+            .map_err(|e| format!("handshake: {e}"))?;
+        let task = match chan.recv::<HostMessage>() {
+            Ok(HostMessage::RunTask { task }) => task,
+            other => return Err(format!("expected runTask, got {other:?}")),
+        };
+        let now = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+        };
+        let send = |chan: &mut Channel<_>, m: GuestMessage| {
+            chan.send(&m).map_err(|e| format!("send: {e}"))
+        };
+        send(
+            &mut chan,
+            GuestMessage::TaskAccepted {
+                task_arn: task.task_arn.clone(),
+            },
+        )?;
+        for c in &containers {
+            send(
+                &mut chan,
+                GuestMessage::ContainerStateChange {
+                    container: c.clone(),
+                    status: ContainerStatus::Running,
+                    exit_code: None,
+                    reason: None,
+                    pid: Some(7),
+                    timestamp_ms: now(),
+                },
+            )?;
+        }
+        match chan.recv::<HostMessage>() {
+            Ok(HostMessage::StopTask { reason, .. }) => {
+                let finals = containers
+                    .iter()
+                    .map(|c| ContainerState {
+                        name: c.clone(),
+                        status: ContainerStatus::Stopped,
+                        exit_code: Some(0),
+                        reason: None,
+                    })
+                    .collect();
+                send(
+                    &mut chan,
+                    GuestMessage::TaskStopped {
+                        reason,
+                        containers: finals,
+                    },
+                )?;
+                let st: serde_json::Value = std::fs::read(task_dir.join("state.json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                if let Some(pid) = st["vmm"]["pid"].as_i64() {
+                    // SAFETY: kill(2) with a plain pid and signal number.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+                Ok(())
+            }
+            Ok(HostMessage::RunTask { .. }) => Err("second runTask".into()),
+            // The agent went away for good (the test ended early).
+            Err(_) => Ok(()),
+        }
+    })
+}
