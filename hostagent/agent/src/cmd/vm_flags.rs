@@ -47,6 +47,14 @@ pub struct VmArgs {
     /// Registry (`host:port`) reached over plain http (repeatable; loopback always is).
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// Registry tenants may pull from (repeatable): host, host:port, [v6]:port, CIDR, or
+    /// `public`. None given: registries at public addresses only (never loopback,
+    /// link-local, private or this host's addresses).
+    #[arg(long = "allow-registry")]
+    allowed_registries: Vec<hostagent::image::AllowRegistry>,
+    /// Accept tenants' `oci-layout:/host/path` image references.
+    #[arg(long)]
+    allow_oci_layout: bool,
     /// Seconds from VM start to the guest init's answer.
     #[arg(long, default_value_t = 30)]
     boot_timeout_secs: u64,
@@ -133,6 +141,8 @@ pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError
         c.image_cache = p.clone();
     }
     c.insecure_registries = v.insecure_registries.clone();
+    c.allowed_registries = v.allowed_registries.clone();
+    c.allow_oci_layout = v.allow_oci_layout;
     c.boot_timeout = Duration::from_secs(v.boot_timeout_secs);
     c.start_timeout = Duration::from_secs(v.start_timeout_secs);
     c.metrics_interval = Duration::from_secs(v.metrics_interval_secs.max(1));
@@ -142,4 +152,44 @@ pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError
     c.vmm_args.extend(v.vmm_args.iter().cloned());
     c.validate()?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use hostagent::image::AllowRegistry;
+
+    #[derive(Debug, Parser)]
+    struct T {
+        #[command(flatten)]
+        v: VmArgs,
+    }
+
+    #[test]
+    fn image_source_flags() {
+        let t = T::try_parse_from(["t"]).unwrap();
+        assert!(t.v.allowed_registries.is_empty() && !t.v.allow_oci_layout);
+        let t = T::try_parse_from([
+            "t",
+            "--allow-registry",
+            "10.0.2.2:5000",
+            "--allow-registry=public",
+            "--allow-oci-layout",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.v.allowed_registries,
+            vec![
+                AllowRegistry::Host {
+                    host: "10.0.2.2".into(),
+                    port: Some(5000)
+                },
+                AllowRegistry::Public
+            ]
+        );
+        assert!(t.v.allow_oci_layout);
+        let e = T::try_parse_from(["t", "--allow-registry", "10.0.0.0/40"]).unwrap_err();
+        assert!(e.to_string().contains("--allow-registry"), "{e}");
+    }
 }
