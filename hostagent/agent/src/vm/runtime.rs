@@ -11,7 +11,7 @@ use super::relay;
 use super::state::{self, TaskState};
 use super::steps::{release, Shared, TaskSteps};
 use crate::host::runtime::{LaunchFailure, Launched, TaskEvent, TaskEvents, TaskRuntime};
-use crate::image::{ImageStore, StoreOptions};
+use crate::image::ImageStore;
 use crate::util::lock;
 use agent_proto::{ContainerState, Status, TaskSpec};
 use guest_proto::host::GuestConnection;
@@ -133,13 +133,7 @@ impl MicroVmRuntime {
             path: cfg.state_dir.clone(),
             source,
         })?;
-        let images = ImageStore::open(
-            &cfg.image_cache,
-            StoreOptions {
-                insecure_registries: cfg.insecure_registries.clone(),
-                ..StoreOptions::default()
-            },
-        )?;
+        let images = ImageStore::open(&cfg.image_cache, cfg.image_options())?;
         let netd = Netd::new(&cfg.netd_socket);
         Ok(MicroVmRuntime {
             inner: Arc::new(Inner {
