@@ -313,12 +313,12 @@ impl Guarded {
         } else {
             ErrorKind::Registry
         };
-        let verb = if e.is_connect() {
-            "cannot connect to"
+        let reason = if e.is_connect() {
+            format!("cannot connect to {what} ({detail})")
         } else {
-            "transfer from"
+            format!("transfer from {what} failed ({detail})")
         };
-        Failure::new(kind, format!("{verb} {what} failed ({detail})"))
+        Failure::new(kind, reason)
     }
 
     /// Reads a whole answer of at most `cap` bytes.
