@@ -68,17 +68,18 @@ async fn main() {
     let work = t.path().join("work");
     std::fs::create_dir_all(&work).expect("work dir");
 
+    // The test registry is on loopback: allowed explicitly, as an operator would.
+    let opts = || StoreOptions {
+        allowed_registries: vec!["127.0.0.1".parse().expect("allow entry")],
+        ..StoreOptions::default()
+    };
     let mut cold = Phases::default();
     for i in 0..COLD_RUNS {
-        let store = ImageStore::open(
-            t.path().join(format!("cache-cold-{i}")),
-            StoreOptions::default(),
-        )
-        .expect("store");
+        let store =
+            ImageStore::open(t.path().join(format!("cache-cold-{i}")), opts()).expect("store");
         once(&store, &image, &work, &mut cold).await;
     }
-    let store =
-        ImageStore::open(t.path().join("cache-warm"), StoreOptions::default()).expect("store");
+    let store = ImageStore::open(t.path().join("cache-warm"), opts()).expect("store");
     once(&store, &image, &work, &mut Phases::default()).await; // fill the cache
     let mut cached = Phases::default();
     for _ in 0..CACHED_RUNS {

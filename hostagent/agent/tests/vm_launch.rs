@@ -71,6 +71,8 @@ fn env(name: &str) -> Option<Env> {
     };
     cfg.parent_cgroup = format!("hostagent-test-{}-{name}", std::process::id());
     cfg.default_subnet = netd.subnet.clone();
+    // The test's images are local layouts: allowed explicitly, as an operator would.
+    cfg.allow_oci_layout = true;
     cfg.boot_timeout = Duration::from_secs(2);
     cfg.start_timeout = Duration::from_secs(2);
     // The probe waits for a signal, like a vmm whose guest never answers.

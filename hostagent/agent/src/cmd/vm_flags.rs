@@ -56,6 +56,14 @@ pub struct VmArgs {
     /// Registry (`host:port`) reached over plain http (repeatable; loopback always is).
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// Registry tenants may pull from (repeatable): host, host:port, [v6]:port, CIDR, or
+    /// `public`. None given: registries at public addresses only (never loopback,
+    /// link-local, private or this host's addresses).
+    #[arg(long = "allow-registry")]
+    allowed_registries: Vec<hostagent::image::AllowRegistry>,
+    /// Accept tenants' `oci-layout:/host/path` image references.
+    #[arg(long)]
+    allow_oci_layout: bool,
     /// Seconds from VM start to the guest init's answer.
     #[arg(long, default_value_t = 30)]
     boot_timeout_secs: u64,
@@ -162,6 +170,8 @@ pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError
         c.image_cache = p.clone();
     }
     c.insecure_registries = v.insecure_registries.clone();
+    c.allowed_registries = v.allowed_registries.clone();
+    c.allow_oci_layout = v.allow_oci_layout;
     c.boot_timeout = Duration::from_secs(v.boot_timeout_secs);
     c.start_timeout = Duration::from_secs(v.start_timeout_secs);
     c.metrics_interval = Duration::from_secs(v.metrics_interval_secs.max(1));
@@ -177,6 +187,7 @@ pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError
 mod tests {
     use super::*;
     use clap::Parser;
+    use hostagent::image::AllowRegistry;
 
     #[derive(Debug, clap::Parser)]
     struct T {
@@ -217,5 +228,32 @@ mod tests {
         assert!(e.to_string().contains("cannot be used with"), "{e}");
         let e = ids(&["--jail-uid-range", "0-9"]).unwrap_err();
         assert!(e.to_string().contains("FIRST-LAST"), "{e}");
+    }
+
+    #[test]
+    fn image_source_flags() {
+        let t = T::try_parse_from(["t"]).unwrap();
+        assert!(t.vm.allowed_registries.is_empty() && !t.vm.allow_oci_layout);
+        let t = T::try_parse_from([
+            "t",
+            "--allow-registry",
+            "10.0.2.2:5000",
+            "--allow-registry=public",
+            "--allow-oci-layout",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.vm.allowed_registries,
+            vec![
+                AllowRegistry::Host {
+                    host: "10.0.2.2".into(),
+                    port: Some(5000)
+                },
+                AllowRegistry::Public
+            ]
+        );
+        assert!(t.vm.allow_oci_layout);
+        let e = T::try_parse_from(["t", "--allow-registry", "10.0.0.0/40"]).unwrap_err();
+        assert!(e.to_string().contains("--allow-registry"), "{e}");
     }
 }

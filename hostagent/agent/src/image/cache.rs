@@ -1,10 +1,12 @@
 //! The layer cache: blobs stored by digest under `<root>/blobs/sha256/<hex>` (the OCI
 //! layout's blob naming), verified (size and sha256) every time before use. A blob is
 //! written to `<root>/tmp/` first, verified, then renamed into place, so readers never see
-//! a partial blob and concurrent pulls of one digest cannot corrupt it.
+//! a partial blob and concurrent pulls of one digest cannot corrupt it. The cache's
+//! directories are 0700 and its files 0600: image content is tenant data.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -36,11 +38,19 @@ pub struct BlobCache {
 }
 
 impl BlobCache {
-    /// Opens (creating if needed) a cache rooted at `root`.
+    /// Opens (creating if needed) a cache rooted at `root`; its directories are made
+    /// 0700 (also when they existed with a wider mode).
     pub fn open(root: impl Into<PathBuf>) -> std::io::Result<BlobCache> {
         let root = root.into();
-        std::fs::create_dir_all(root.join("blobs/sha256"))?;
-        std::fs::create_dir_all(root.join("tmp"))?;
+        for d in [
+            root.clone(),
+            root.join("blobs"),
+            root.join("blobs/sha256"),
+            root.join("tmp"),
+        ] {
+            create_private_dir_all(&d)?;
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+        }
         remove_stale_temps(&root.join("tmp"));
         Ok(BlobCache {
             root,
@@ -116,6 +126,9 @@ impl BlobCache {
         let tmp = self.temp_path(d.hex());
         let res = async {
             fetch(tmp.clone()).await?;
+            tokio::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+                .await
+                .map_err(|e| Failure::io(format!("chmod {}", tmp.display()), e))?;
             check_blob(&tmp, d, size)
                 .await
                 .map_err(|why| Failure::new(ErrorKind::BadContent, why.to_string()))?;
@@ -153,6 +166,24 @@ impl BlobCache {
         }
         Ok((n, bytes))
     }
+}
+
+/// Creates `dir` and its missing parents with mode 0700.
+pub(crate) fn create_private_dir_all(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// Creates a new file readable and writable by the owner only.
+pub(crate) async fn create_private(path: &Path) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
 }
 
 /// Removes temporary downloads left by processes that no longer run (a crash mid-pull).
@@ -219,6 +250,24 @@ async fn check_blob(path: &Path, d: &Digest, size: u64) -> Result<(), BlobMismat
 mod tests {
     use super::*;
 
+    #[test]
+    fn open_tightens_an_existing_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("c");
+        std::fs::create_dir_all(root.join("blobs/sha256")).unwrap();
+        for d in ["", "blobs", "blobs/sha256"] {
+            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        BlobCache::open(&root).unwrap();
+        for d in ["", "blobs", "blobs/sha256", "tmp"] {
+            let m = std::fs::metadata(root.join(d))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(m & 0o777, 0o700, "{d}");
+        }
+    }
+
     #[tokio::test]
     async fn stores_verifies_and_replaces_corrupt_blobs() {
         let dir = tempfile::tempdir().unwrap();
@@ -235,6 +284,15 @@ mod tests {
         };
         let p = cache.ensure(&d, size, write(data.clone())).await.unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), data);
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode(&p),
+            0o600,
+            "blob written with the umask's mode is made private"
+        );
+        for d in ["", "blobs", "blobs/sha256", "tmp"] {
+            assert_eq!(mode(&dir.path().join(d)), 0o700, "{d}");
+        }
         // Corrupt it: the next ensure re-fetches.
         std::fs::write(&p, b"hello LAYER").unwrap();
         assert!(cache.verified(&d, size).await.unwrap().is_none());

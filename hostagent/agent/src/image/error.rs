@@ -59,6 +59,9 @@ pub enum ErrorKind {
     Io,
     /// Anything else the registry answered.
     Registry,
+    /// The operator does not allow this source: a registry outside the allow-list (or at
+    /// a loopback, link-local, private or host address), or `oci-layout:` while disabled.
+    NotAllowed,
 }
 
 /// An image pipeline error: `image <ref>: <step>: <reason>`.

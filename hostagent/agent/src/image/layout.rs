@@ -114,13 +114,30 @@ impl LayoutPuller {
         })
     }
 
-    /// Copies a blob of the layout to `dest` (the cache verifies it).
+    /// Copies a blob of the layout to `dest` (created 0600; the cache verifies it),
+    /// refusing it once it exceeds `desc.size` bytes.
     pub async fn fetch_blob(&self, desc: &Descriptor, dest: &Path) -> Result<(), Failure> {
+        use tokio::io::AsyncReadExt;
         let src = self.blob_path(&desc.digest);
-        tokio::fs::copy(&src, dest)
+        let from = tokio::fs::File::open(&src)
             .await
-            .map(|_| ())
-            .map_err(|e| not_found_or_io(&src, e))
+            .map_err(|e| not_found_or_io(&src, e))?;
+        let mut to = super::cache::create_private(dest)
+            .await
+            .map_err(|e| Failure::io(format!("create {}", dest.display()), e))?;
+        let n = tokio::io::copy(&mut from.take(desc.size.saturating_add(1)), &mut to)
+            .await
+            .map_err(|e| Failure::io(format!("copy {}", src.display()), e))?;
+        if n > desc.size {
+            return Err(Failure::new(
+                ErrorKind::BadContent,
+                format!(
+                    "blob {} is larger than the {} bytes its descriptor declares",
+                    desc.digest, desc.size
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 

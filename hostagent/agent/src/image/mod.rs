@@ -3,6 +3,14 @@
 //! block devices a task's microVM gets (ext4 image roots, the volume device, the scratch
 //! device).
 //!
+//! Modules, in dependency order: `error` (ImageError, steps, kinds), `digest` (strict
+//! sha256 digests), `policy` (the registry allow-list and address classes), `source`
+//! (image references), `manifest` (manifest / index shapes), `cache` (the blob cache,
+//! private modes), `fetch` (the guarded HTTP client: checked and pinned destinations,
+//! timeouts, byte caps), `registry` (OCI Distribution pulls), `layout` (local OCI
+//! layouts), `config` (image config and the ECS merge), `confine` and `unpack` (layer
+//! unpacking), `ext4` (devices).
+//!
 //! ```no_run
 //! # async fn f() -> Result<(), hostagent::image::ImageError> {
 //! use hostagent::image::{ImageStore, StoreOptions};
@@ -21,12 +29,15 @@ mod confine;
 mod digest;
 mod error;
 mod ext4;
+mod fetch;
 mod layout;
 mod manifest;
+mod policy;
 mod registry;
 mod source;
 mod unpack;
 
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -37,6 +48,7 @@ pub use config::{ContainerOverrides, ImageConfig, ProcessSpec};
 pub use digest::Digest;
 pub use error::{ErrorKind, Failure, ImageError, Step};
 pub use ext4::{BlockDevice, GIB, TASK_LAYER_STORAGE_BYTES, TASK_VOLUME_BYTES};
+pub use policy::{classify, AddressClass, AllowRegistry, BadAllowEntry, RegistryPolicy};
 pub use registry::RegistryCredentials;
 pub use source::{ImageSource, LayoutSelector, LAYOUT_PREFIX};
 pub use unpack::UnpackStats;
@@ -45,13 +57,30 @@ use layout::LayoutPuller;
 use manifest::{Descriptor, ImageManifest};
 use registry::RegistryPuller;
 
+/// Cap of a manifest, index or token answer, and of an image config (4 MiB).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
 /// Settings of an image store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Registries (`host:port`) reached over plain http besides loopback ones.
     pub insecure_registries: Vec<String>,
-    /// Connect / read timeout for registry requests.
+    /// The operator's registry allow-list (`--allow-registry`). Empty: registries at
+    /// public addresses only (see [`RegistryPolicy`]).
+    pub allowed_registries: Vec<AllowRegistry>,
+    /// Whether `oci-layout:/host/path` references are accepted (`--allow-oci-layout`).
+    pub allow_oci_layout: bool,
+    /// Registry connect timeout (name resolution included), and the longest wait for the
+    /// next bytes of an answer.
     pub timeout: Duration,
+    /// Whole-request limit of manifest, index, token and config requests.
+    pub request_timeout: Duration,
+    /// Limit of one image's whole pull (manifest, config and every layer).
+    pub image_timeout: Duration,
+    /// Cap of manifest, index and token answers (bytes).
+    pub max_manifest_bytes: u64,
+    /// Cap of an image config blob (bytes).
+    pub max_config_bytes: u64,
     /// Layer storage budget of one image (bytes): compressed layers, unpacked content and
     /// the image root must each fit.
     pub layer_budget_bytes: u64,
@@ -61,7 +90,13 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             insecure_registries: Vec::new(),
+            allowed_registries: Vec::new(),
+            allow_oci_layout: false,
             timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            image_timeout: Duration::from_secs(600),
+            max_manifest_bytes: MAX_MANIFEST_BYTES,
+            max_config_bytes: MAX_MANIFEST_BYTES,
             layer_budget_bytes: TASK_LAYER_STORAGE_BYTES,
         }
     }
@@ -114,7 +149,7 @@ pub struct ImageRoot {
 }
 
 enum Puller {
-    Registry(RegistryPuller),
+    Registry(Box<RegistryPuller>),
     Layout(LayoutPuller),
 }
 
@@ -164,13 +199,36 @@ impl ImageStore {
         creds: Option<&RegistryCredentials>,
     ) -> Result<PulledImage, ImageError> {
         let source = ImageSource::parse(image).map_err(|f| f.at(image, Step::Reference))?;
+        let o = &self.opts;
         let puller = match source {
-            ImageSource::Registry(r) => Puller::Registry(RegistryPuller::new(
-                r,
-                creds,
-                &self.opts.insecure_registries,
-                self.opts.timeout,
-            )),
+            ImageSource::Registry(r) => {
+                let access = registry::Access {
+                    policy: RegistryPolicy::new(&o.allowed_registries),
+                    insecure: &o.insecure_registries,
+                    limits: fetch::Limits {
+                        connect: o.timeout,
+                        read: o.timeout,
+                        request: o.request_timeout,
+                        deadline: tokio::time::Instant::now() + o.image_timeout,
+                        total: o.image_timeout,
+                    },
+                    caps: registry::Caps {
+                        manifest_bytes: o.max_manifest_bytes,
+                    },
+                };
+                Puller::Registry(Box::new(
+                    RegistryPuller::new(r, creds, access)
+                        .map_err(|f| f.at(image, Step::Manifest))?,
+                ))
+            }
+            ImageSource::Layout { .. } if !o.allow_oci_layout => {
+                return Err(ImageError::new(
+                    image,
+                    Step::Reference,
+                    ErrorKind::NotAllowed,
+                    "oci-layout: references are disabled on this host (--allow-oci-layout)",
+                ));
+            }
             ImageSource::Layout { dir, selector } => {
                 Puller::Layout(LayoutPuller::new(dir, selector))
             }
@@ -188,6 +246,17 @@ impl ImageStore {
                 format!(
                     "layers total {total} bytes, over the layer storage budget of {} bytes",
                     self.opts.layer_budget_bytes
+                ),
+            ));
+        }
+        if m.config.size > self.opts.max_config_bytes {
+            return Err(ImageError::new(
+                image,
+                Step::Config,
+                ErrorKind::TooLarge,
+                format!(
+                    "the manifest declares a {} byte config, over the cap of {} bytes",
+                    m.config.size, self.opts.max_config_bytes
                 ),
             ));
         }
@@ -316,8 +385,27 @@ impl ImageStore {
         Ok(stats)
     }
 
-    /// The whole pipeline for one container: pull, unpack into a temporary directory under
-    /// `work_dir`, build the ext4 image root at `out`, remove the temporary tree.
+    /// Pulls and unpacks `image` into a fresh private staging directory (0700) under
+    /// `work_dir` (created if missing): the root file system is
+    /// its `rootfs/`. The staging directory is removed when the returned value is
+    /// dropped, and on any failure.
+    pub async fn unpack_staged(
+        &self,
+        image: &str,
+        creds: Option<&RegistryCredentials>,
+        work_dir: &Path,
+    ) -> Result<(Staging, PulledImage, UnpackStats), ImageError> {
+        let pulled = self.pull(image, creds).await?;
+        let staging = Staging::create(work_dir)
+            .map_err(|e| Failure::io(format!("create staging in {}", work_dir.display()), e))
+            .map_err(|f| f.at(image, Step::BuildRoot))?;
+        let unpacked = self.unpack(&pulled, &staging.rootfs()).await?;
+        Ok((staging, pulled, unpacked))
+    }
+
+    /// The whole pipeline for one container: pull, unpack into a private staging
+    /// directory under `work_dir`, build the ext4 image root at `out`, remove the
+    /// staging directory.
     pub async fn build_image_root(
         &self,
         image: &str,
@@ -325,22 +413,51 @@ impl ImageStore {
         work_dir: &Path,
         out: &Path,
     ) -> Result<ImageRoot, ImageError> {
-        let pulled = self.pull(image, creds).await?;
-        std::fs::create_dir_all(work_dir).map_err(|e| {
-            Failure::io(format!("create {}", work_dir.display()), e).at(image, Step::BuildRoot)
-        })?;
-        let rootfs = work_dir.join(cache::unique_name(".rootfs"));
-        let unpacked = self.unpack(&pulled, &rootfs).await?;
-        let built = ext4::build_image_root(&rootfs, out, self.opts.layer_budget_bytes).await;
-        if let Err(e) = tokio::fs::remove_dir_all(&rootfs).await {
-            warn!(path = %rootfs.display(), %e, "cannot remove unpacked rootfs");
-        }
+        let (staging, pulled, unpacked) = self.unpack_staged(image, creds, work_dir).await?;
+        let built =
+            ext4::build_image_root(&staging.rootfs(), out, self.opts.layer_budget_bytes).await;
+        drop(staging);
         let device = built.map_err(|f| f.at(image, Step::BuildRoot))?;
         Ok(ImageRoot {
             device,
             image: pulled,
             unpacked,
         })
+    }
+}
+
+/// A private (0700) directory an image is unpacked in; removed on drop.
+#[derive(Debug)]
+pub struct Staging {
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn create(work_dir: &Path) -> std::io::Result<Staging> {
+        std::fs::create_dir_all(work_dir)?;
+        let dir = work_dir.join(cache::unique_name(".unpack"));
+        std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+        // The mode is the point: do not leave it to the umask.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        Ok(Staging { dir })
+    }
+
+    /// The staging directory itself.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The unpacked root file system inside it.
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            warn!(path = %self.dir.display(), %e, "cannot remove the unpack staging directory");
+        }
     }
 }
 

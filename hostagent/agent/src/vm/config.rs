@@ -32,6 +32,10 @@ pub struct VmRuntimeConfig {
     pub image_cache: PathBuf,
     /// Registries reached over plain http besides loopback ones.
     pub insecure_registries: Vec<String>,
+    /// The registry allow-list (empty: public registries only).
+    pub allowed_registries: Vec<crate::image::AllowRegistry>,
+    /// Whether tenants' `oci-layout:` references are accepted.
+    pub allow_oci_layout: bool,
     /// Cgroup hierarchy for the task's CPU and memory limits.
     pub cgroup_version: CgroupVersion,
     /// `jailer --parent-cgroup`.
@@ -76,6 +80,8 @@ impl VmRuntimeConfig {
             image_cache: state_dir.join("images"),
             state_dir: state_dir.join("vm"),
             insecure_registries: Vec::new(),
+            allowed_registries: Vec::new(),
+            allow_oci_layout: false,
             cgroup_version: CgroupVersion::V2,
             parent_cgroup: "hostagent".into(),
             default_subnet: "service".into(),
@@ -110,6 +116,16 @@ impl VmRuntimeConfig {
     /// The task's state directory.
     pub fn task_dir(&self, id: &str) -> PathBuf {
         self.state_dir.join(id)
+    }
+
+    /// The image store's settings.
+    pub fn image_options(&self) -> crate::image::StoreOptions {
+        crate::image::StoreOptions {
+            insecure_registries: self.insecure_registries.clone(),
+            allowed_registries: self.allowed_registries.clone(),
+            allow_oci_layout: self.allow_oci_layout,
+            ..crate::image::StoreOptions::default()
+        }
     }
 
     /// Checks the files exist and the numbers make sense.

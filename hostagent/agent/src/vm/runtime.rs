@@ -13,7 +13,7 @@ use super::state::{self, TaskState};
 use super::steps::{release, Shared, TaskSteps};
 use crate::host::budget::{Budgets, IngestGate};
 use crate::host::runtime::{LaunchFailure, Launched, TaskEvent, TaskEvents, TaskRuntime};
-use crate::image::{ImageStore, StoreOptions};
+use crate::image::ImageStore;
 use crate::util::lock;
 use agent_proto::{ContainerState, Status, TaskSpec};
 use guest_proto::host::GuestConnection;
@@ -137,13 +137,7 @@ impl MicroVmRuntime {
             path: cfg.state_dir.clone(),
             source,
         })?;
-        let images = ImageStore::open(
-            &cfg.image_cache,
-            StoreOptions {
-                insecure_registries: cfg.insecure_registries.clone(),
-                ..StoreOptions::default()
-            },
-        )?;
+        let images = ImageStore::open(&cfg.image_cache, cfg.image_options())?;
         let netd = Netd::new(&cfg.netd_socket);
         let ids = rebuild_jail_ids(&cfg);
         Ok(MicroVmRuntime {
