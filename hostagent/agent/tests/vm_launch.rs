@@ -388,6 +388,7 @@ impl VmRun {
             .arg("--chroot-base")
             .arg(&c.chroot_base)
             .args(["--jail-uid-range", range])
+            .arg("--allow-oci-layout")
             .args(["--cgroup-version", cgroup_version])
             .args(["--parent-cgroup", &c.parent_cgroup])
             .args(["--default-subnet", &c.default_subnet])

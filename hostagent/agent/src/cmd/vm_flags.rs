@@ -76,6 +76,11 @@ pub struct VmArgs {
     /// MiB the vmm may use beyond the guest memory (cgroup memory limit margin).
     #[arg(long, default_value_t = 64)]
     vmm_memory_overhead_mib: u64,
+    /// Bytes of guest messages each task's relay holds while the agent does not read
+    /// (over it the oldest log lines are dropped, with a counted marker line).
+    #[arg(long, default_value_t = hostagent::vm::relay::DEFAULT_QUEUE_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(4096..))]
+    relay_queue_bytes: u64,
     /// Appended to the guest kernel command line.
     #[arg(long, default_value = "")]
     extra_boot_args: String,
@@ -176,6 +181,7 @@ pub fn vm_config(p: VmPaths, v: &VmArgs) -> Result<VmRuntimeConfig, VmFlagsError
     c.start_timeout = Duration::from_secs(v.start_timeout_secs);
     c.metrics_interval = Duration::from_secs(v.metrics_interval_secs.max(1));
     c.memory_overhead_mib = v.vmm_memory_overhead_mib;
+    c.relay_queue_bytes = usize::try_from(v.relay_queue_bytes).unwrap_or(usize::MAX);
     c.extra_boot_args = v.extra_boot_args.clone();
     c.vmm_args = default_vmm_args(&v.vmm_log_level);
     c.vmm_args.extend(v.vmm_args.iter().cloned());

@@ -52,6 +52,9 @@ pub struct VmRuntimeConfig {
     pub metrics_interval: Duration,
     /// Memory the vmm may use beyond the guest's (cgroup limit = task memory + this).
     pub memory_overhead_mib: u64,
+    /// Bytes of guest messages each task's relay holds for the agent (`vm-relay
+    /// --queue-bytes`).
+    pub relay_queue_bytes: usize,
     /// Appended to the guest kernel command line.
     pub extra_boot_args: String,
     /// The vmm's command line after the jailer's own flags (default: `--no-api
@@ -90,6 +93,7 @@ impl VmRuntimeConfig {
             stop_margin: Duration::from_secs(10),
             metrics_interval: Duration::from_secs(10),
             memory_overhead_mib: 64,
+            relay_queue_bytes: crate::vm::relay::DEFAULT_QUEUE_BYTES,
             extra_boot_args: String::new(),
             vmm_args: default_vmm_args("Info"),
         }

@@ -123,6 +123,7 @@ pub fn spawn_relay(cfg: &VmRuntimeConfig, st: &TaskState) -> Result<ProcIdent, S
         .arg("--agent-socket")
         .arg(dir.join("relay.sock"))
         .args(["--uid", &id.uid.to_string(), "--gid", &id.gid.to_string()])
+        .args(["--queue-bytes", &cfg.relay_queue_bytes.to_string()])
         .args([
             "--boot-timeout-ms",
             // The agent's own boot timeout decides; the relay's only bounds its life.
@@ -245,12 +246,16 @@ impl Steps for TaskSteps<'_> {
             .map_err(|e| fail("jail", format!("{}: {e}", run.display())))?;
         st.relay_socket = Some(cfg.task_dir(&st.task_id).join("relay.sock"));
         st.vsock_path = Some(devices::in_jail(&root, jail_paths::VSOCK));
+        // A socket left by an earlier launch must not pass for this relay's.
+        let _ = std::fs::remove_file(cfg.task_dir(&st.task_id).join("relay.sock"));
         let relay = spawn_relay(cfg, st).map_err(|e| fail("jail", e))?;
         st.relay = Some(relay);
         self.save(st)?;
-        let gsock = guest_socket(cfg, &st.task_id);
+        // The relay binds the agent's socket after the guest's (which it removes once the
+        // guest connected): the agent's socket says both are ready.
+        let ready = cfg.task_dir(&st.task_id).join("relay.sock");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while !gsock.exists() {
+        while !ready.exists() {
             if !relay.alive() || tokio::time::Instant::now() >= deadline {
                 let log = jail::tail(&cfg.task_dir(&st.task_id).join("relay.log"), 400);
                 return Err(fail(
