@@ -6,8 +6,8 @@ use crate::clock::now;
 use crate::ctx::{new_id, Ctx};
 use crate::domain::DomainError;
 use crate::model::{
-    runtime_fields, Attachment, AwsVpcConfiguration, Container, KeyValuePair, NetworkInterface,
-    Task, TaskDefinition, TaskOverride, TaskRecord,
+    runtime_fields, Attachment, AttachmentStatus, AwsVpcConfiguration, Connectivity, Container,
+    HealthStatus, KeyValuePair, NetworkInterface, Task, TaskDefinition, TaskOverride, TaskRecord,
 };
 use crate::tables::TaskKey;
 use agent_proto::{
@@ -144,7 +144,7 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
                     attachment_id: attachment_id.clone(),
                     private_ipv4_address: None,
                 }],
-                health_status: "UNKNOWN".into(),
+                health_status: HealthStatus::Unknown,
                 cpu: d.cpu.to_string(),
                 memory: d.memory.map(|m| m.to_string()),
                 memory_reservation: d.memory_reservation.map(|m| m.to_string()),
@@ -197,7 +197,7 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
         attachments: vec![Attachment {
             id: attachment_id,
             kind: "ElasticNetworkInterface".into(),
-            status: "PRECREATED".into(),
+            status: AttachmentStatus::Precreated,
             details: vec![
                 KeyValuePair {
                     name: "subnetId".into(),
@@ -209,7 +209,7 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
                 },
             ],
         }],
-        health_status: "UNKNOWN".into(),
+        health_status: HealthStatus::Unknown,
         tags: l.tags.clone(),
         enable_execute_command: false,
     };
@@ -276,7 +276,7 @@ pub fn mark_stopped(
         ct.last_status = Status::Stopped;
     }
     if let Some(a) = task.attachments.first_mut() {
-        a.status = "DELETED".into();
+        a.status = AttachmentStatus::Deleted;
     }
     task.version += 1;
     c.mark_stopped(rec)
@@ -339,12 +339,12 @@ pub fn apply_report(
     }
     let task = &mut rec.task;
     if status >= Status::Pending {
-        task.connectivity = Some("CONNECTED".into());
+        task.connectivity = Some(Connectivity::Connected);
         task.connectivity_at.get_or_insert(t);
         task.pull_started_at.get_or_insert(t);
         if let Some(a) = task.attachments.first_mut() {
-            if a.status == "PRECREATED" {
-                a.status = "ATTACHED".into();
+            if a.status == AttachmentStatus::Precreated {
+                a.status = AttachmentStatus::Attached;
             }
         }
     }

@@ -11,7 +11,8 @@ pub mod task_definition;
 pub use host::HostRecord;
 pub use service::*;
 pub use status::{
-    ClusterStatus, DeploymentStatus, HostStatus, RolloutState, ServiceStatus, TaskDefinitionStatus,
+    AttachmentStatus, ClusterStatus, Connectivity, DeploymentStatus, HealthStatus, HostStatus,
+    RolloutState, ServiceStatus, TaskDefinitionStatus,
 };
 pub use task::*;
 pub use task_definition::*;

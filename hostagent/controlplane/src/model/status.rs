@@ -75,6 +75,48 @@ pub enum RolloutState {
     Completed,
 }
 
+/// A task attachment's (its ENI's) status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AttachmentStatus {
+    /// Made with the task record, before any host has it.
+    Precreated,
+    /// Being attached (an ECS status never given here).
+    Attaching,
+    /// The host reported the task: the ENI exists.
+    Attached,
+    /// Being detached (an ECS status never given here).
+    Detaching,
+    /// Detached (an ECS status never given here).
+    Detached,
+    /// The task stopped: the ENI is gone.
+    Deleted,
+    /// Could not be made (an ECS status never given here).
+    Failed,
+}
+
+/// A task's or container's health (`healthStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    /// Its health check passes.
+    Healthy,
+    /// Its health check fails.
+    Unhealthy,
+    /// No health check, or none has answered yet.
+    Unknown,
+}
+
+/// Whether the task's host has it (`connectivity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Connectivity {
+    /// The host's agent has the task.
+    Connected,
+    /// The host's agent lost it (an ECS status never given here).
+    Disconnected,
+}
+
 /// Parses the ECS spelling of a status (as given in a request's filter).
 pub fn parse<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
@@ -101,5 +143,8 @@ mod tests {
             Some(ClusterStatus::Inactive)
         );
         assert_eq!(parse::<TaskDefinitionStatus>("ALL"), None);
+        assert_eq!(json(AttachmentStatus::Precreated), "\"PRECREATED\"");
+        assert_eq!(json(HealthStatus::Unknown), "\"UNKNOWN\"");
+        assert_eq!(json(Connectivity::Connected), "\"CONNECTED\"");
     }
 }

@@ -1,5 +1,6 @@
 //! Tasks as ECS shows them, and the record the control plane stores.
 
+use super::status::{AttachmentStatus, Connectivity, HealthStatus};
 use super::{KeyValuePair, Tag};
 use agent_proto::Status;
 use serde::{Deserialize, Serialize};
@@ -43,7 +44,7 @@ pub struct Container {
     #[serde(default)]
     pub network_interfaces: Vec<NetworkInterface>,
     /// Health.
-    pub health_status: String,
+    pub health_status: HealthStatus,
     /// CPU units as a string, as ECS does.
     pub cpu: String,
     /// Memory limit.
@@ -63,8 +64,8 @@ pub struct Attachment {
     /// `ElasticNetworkInterface`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// `PRECREATED`, `ATTACHED`, `DELETED`.
-    pub status: String,
+    /// Attached once the host has the task, deleted once it stopped.
+    pub status: AttachmentStatus,
     /// subnetId, networkInterfaceId, macAddress, privateIPv4Address.
     pub details: Vec<KeyValuePair>,
 }
@@ -138,7 +139,7 @@ pub struct Task {
     pub stopped_reason: Option<String>,
     /// `CONNECTED` once the host has it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub connectivity: Option<String>,
+    pub connectivity: Option<Connectivity>,
     /// Timestamp.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub connectivity_at: Option<f64>,
@@ -171,7 +172,7 @@ pub struct Task {
     /// The ENI.
     pub attachments: Vec<Attachment>,
     /// Health.
-    pub health_status: String,
+    pub health_status: HealthStatus,
     /// Tags.
     #[serde(default)]
     pub tags: Vec<Tag>,
