@@ -178,19 +178,34 @@ fn guest_fail(step: &str, reason: impl Into<String>) -> LaunchFailure {
     }
 }
 
+/// What bounds the launch phase.
+pub struct Limits<'a> {
+    /// From sending the task until the guest init accepted it.
+    pub boot_timeout: Duration,
+    /// From then until every container left PENDING.
+    pub start_timeout: Duration,
+    /// The task's ingest budget, applied to every message as after launch.
+    pub gate: &'a mut IngestGate,
+}
+
 /// Launch phase: sends the task and waits until the guest accepted it (`boot_timeout`
 /// from now: "vm boot") and every container left PENDING (`start_timeout`: "guest").
 /// `vmm_alive` is polled so a dead VM ends the wait at once. Logs and container changes
-/// seen meanwhile are emitted.
+/// seen meanwhile are emitted, each through `gate` first (over budget the reader waits;
+/// kept over budget, the launch fails with the gate's reason).
 pub fn start_task(
     conn: &mut GuestConnection,
     task: &guest_proto::TaskSpec,
     tracker: &mut Tracker,
-    boot_timeout: Duration,
-    start_timeout: Duration,
+    limits: Limits<'_>,
     vmm_alive: &dyn Fn() -> bool,
     events: &TaskEvents,
 ) -> Result<(), LaunchFailure> {
+    let Limits {
+        boot_timeout,
+        start_timeout,
+        gate,
+    } = limits;
     conn.run_task(task)
         .map_err(|e| guest_fail("vm boot", format!("sending the task: {e}")))?;
     let started = Instant::now();
@@ -214,6 +229,9 @@ pub fn start_task(
         }
         match conn.recv() {
             Ok(m) => {
+                if let Some(reason) = wait_for_budget(gate, &m) {
+                    return Err(guest_fail("guest", reason));
+                }
                 if let Some(ev) = tracker.apply(m) {
                     let _ = events.send(ev);
                 }
@@ -259,6 +277,22 @@ pub fn start_task(
     }
 }
 
+/// Waits (reading nothing) until `gate` admits `m`; `Some(reason)` when the guest was
+/// kept over budget too long and its task must stop.
+fn wait_for_budget(gate: &mut IngestGate, m: &GuestMessage) -> Option<String> {
+    let kind = match m {
+        GuestMessage::Log { line, .. } => Kind::Log(line.len().min(MAX_LINE)),
+        _ => Kind::Event,
+    };
+    loop {
+        match gate.admit(kind, Instant::now()) {
+            Admit::Now => return None,
+            Admit::Wait(d) => std::thread::sleep(d),
+            Admit::Stop(reason) => return Some(reason),
+        }
+    }
+}
+
 /// After launch: forwards guest messages as events until the guest stopped the task or
 /// the channel ended. `tracker` is shared with `stop`. Every message passes `gate`
 /// first: over budget the reader waits (reading nothing, so the relay and then the
@@ -274,16 +308,8 @@ pub fn forward(
     loop {
         match conn.recv() {
             Ok(m) => {
-                let kind = match &m {
-                    GuestMessage::Log { line, .. } => Kind::Log(line.len().min(MAX_LINE)),
-                    _ => Kind::Event,
-                };
-                loop {
-                    match gate.admit(kind, Instant::now()) {
-                        Admit::Now => break,
-                        Admit::Wait(d) => std::thread::sleep(d),
-                        Admit::Stop(reason) => return Some(reason),
-                    }
+                if let Some(reason) = wait_for_budget(gate, &m) {
+                    return Some(reason);
                 }
                 let mut t = crate::util::lock(tracker);
                 if let Some(ev) = t.apply(m) {
@@ -408,6 +434,15 @@ mod tests {
         script: Vec<GuestMessage>,
         alive: bool,
     ) -> (Result<(), LaunchFailure>, Tracker, Vec<TaskEvent>) {
+        run_with(script, alive, &crate::host::budget::Budgets::default())
+    }
+
+    fn run_with(
+        script: Vec<GuestMessage>,
+        alive: bool,
+        budgets: &crate::host::budget::Budgets,
+    ) -> (Result<(), LaunchFailure>, Tracker, Vec<TaskEvent>) {
+        let mut gate = IngestGate::new(budgets, Instant::now());
         let (mut conn, guest) = session(script);
         let (tx, mut rx) = crate::host::runtime::task_events(&Default::default());
         let mut t = Tracker::new("arn:t", &names(), Status::Pending);
@@ -419,8 +454,11 @@ mod tests {
             &mut conn,
             &task,
             &mut t,
-            Duration::from_millis(400),
-            Duration::from_millis(400),
+            Limits {
+                boot_timeout: Duration::from_millis(400),
+                start_timeout: Duration::from_millis(400),
+                gate: &mut gate,
+            },
             &|| alive,
             &tx,
         );
@@ -431,6 +469,34 @@ mod tests {
             evs.push(e);
         }
         (r, t, evs)
+    }
+
+    #[test]
+    fn a_guest_flooding_while_it_starts_is_throttled_then_its_launch_fails() {
+        let budgets = crate::host::budget::Budgets {
+            guest_events_per_sec: 20.0,
+            guest_events_burst: 5.0,
+            stop_after: Duration::from_millis(200),
+            ..Default::default()
+        };
+        // Accepted, then a flood of container changes that never starts every container.
+        let mut script = vec![GuestMessage::TaskAccepted {
+            task_arn: "arn:t".into(),
+        }];
+        script.extend((0..200).map(|_| change("web", ContainerStatus::Pending, None)));
+        let t0 = Instant::now();
+        let (r, _, evs) = run_with(script, true, &budgets);
+        let e = r.unwrap_err();
+        assert_eq!(e.step, "guest", "{e}");
+        assert!(e.reason.contains("event budget"), "{e}");
+        // Throttled at the rate: the burst, then about 20 a second until stopped.
+        let bound = 5.0 + 20.0 * t0.elapsed().as_secs_f64() + 1.0;
+        assert!(
+            (evs.len() as f64) <= bound,
+            "{} events in {:?}",
+            evs.len(),
+            t0.elapsed()
+        );
     }
 
     #[test]

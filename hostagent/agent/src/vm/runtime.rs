@@ -95,8 +95,6 @@ struct Live {
 struct Inner {
     shared: Shared,
     tasks: Mutex<HashMap<String, Arc<Live>>>,
-    /// Each task's guest ingest budget.
-    budgets: Budgets,
 }
 
 /// Runs every task in a microVM: netd ENI, image devices, jailer + vmm, guest init.
@@ -148,9 +146,9 @@ impl MicroVmRuntime {
                     netd,
                     events,
                     ids,
+                    budgets: Budgets::default(),
                 },
                 tasks: Mutex::new(HashMap::new()),
-                budgets: Budgets::default(),
             }),
         })
     }
@@ -159,7 +157,7 @@ impl MicroVmRuntime {
     /// default is [`Budgets::default`]).
     pub fn with_budgets(mut self, budgets: Budgets) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.budgets = budgets;
+            inner.shared.budgets = budgets;
         }
         self
     }
@@ -231,7 +229,7 @@ async fn supervise(inner: &Inner, live: &Live, conn: GuestConnection) {
     {
         let tracker = live.tracker.clone();
         let events = shared.events.clone();
-        let mut gate = IngestGate::new(&inner.budgets, Instant::now());
+        let mut gate = IngestGate::new(&inner.shared.budgets, Instant::now());
         std::thread::spawn(move || {
             let over = guest::forward(conn, &tracker, &events, &mut gate);
             let _ = fwd_tx.send(over);

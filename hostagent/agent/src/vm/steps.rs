@@ -37,6 +37,8 @@ pub struct Shared {
     pub events: TaskEvents,
     /// The jail uids/gids (rebuilt from the task states at start).
     pub ids: JailIdPool,
+    /// Each task's guest ingest budget (the launch phase and after).
+    pub budgets: crate::host::budget::Budgets,
 }
 
 /// The steps of one task's launch.
@@ -327,18 +329,23 @@ impl Steps for TaskSteps<'_> {
         let vmm = vm.vmm;
         let (boot, start) = (cfg.boot_timeout, cfg.start_timeout);
         let events = self.shared.events.clone();
+        let budgets = self.shared.budgets.clone();
         let console = cfg.task_dir(&st.task_id).join("console.log");
         let r = tokio::task::spawn_blocking(move || {
             let mut conn = relay::connect(&relay_socket, Duration::from_secs(5))
                 .map_err(|e| fail("vm boot", e))?;
             let mut tracker = Tracker::new(&arn, &names, Status::Pending);
             let t0 = std::time::Instant::now();
+            let mut gate = crate::host::budget::IngestGate::new(&budgets, t0);
             let r = guest::start_task(
                 &mut conn,
                 &task,
                 &mut tracker,
-                boot,
-                start,
+                guest::Limits {
+                    boot_timeout: boot,
+                    start_timeout: start,
+                    gate: &mut gate,
+                },
                 &|| vmm.alive(),
                 &events,
             );
