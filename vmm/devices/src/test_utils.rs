@@ -1,5 +1,6 @@
 //! Test helpers: guest memory, a driver that lays out split-queue descriptor chains in it,
-//! and a helper that brings a transport to DRIVER_OK like Linux does.
+//! a helper that brings a transport to DRIVER_OK like Linux does, a seeded PRNG for the
+//! fuzz loops that run inside `cargo test`, and the vsock bounds those loops assert.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::bus::BusDevice;
 use crate::transport::{MmioTransport, VirtioDevice};
+use crate::vsock::connection::MAX_PENDING;
+use crate::vsock::Vsock;
 use crate::GuestMemoryMmap;
 
 /// Guest memory size used by the tests.
@@ -210,4 +213,83 @@ pub fn read_mem(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
 pub fn write_mem(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) {
     assert!(mem.check_range(GuestAddress(addr), data.len()));
     mem.write_slice(data, GuestAddress(addr)).unwrap();
+}
+
+/// A small seeded PRNG (splitmix64): the same seed gives the same inputs on every run, so
+/// a failure in CI replays exactly.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// One of `items` (which must not be empty).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// Panics unless every per-VM bound of the vsock device holds (see `vsock::muxer`).
+pub fn assert_vsock_bounds(dev: &Vsock) {
+    let l = dev.limits();
+    let (conns, shakes) = (dev.connection_count(), dev.handshake_count());
+    assert!(
+        conns + shakes <= l.max_connections,
+        "{conns} connections + {shakes} handshakes > {}",
+        l.max_connections
+    );
+    assert!(
+        dev.queued_replies() <= l.max_replies,
+        "{} replies queued > {}",
+        dev.queued_replies(),
+        l.max_replies
+    );
+    let packets = dev.queued_packets();
+    assert!(
+        packets <= l.max_replies + conns * MAX_PENDING,
+        "{packets} control packets queued for {conns} connections"
+    );
+    assert!(
+        dev.tx_buffered() <= l.max_tx_buffered,
+        "{} guest bytes held > {}",
+        dev.tx_buffered(),
+        l.max_tx_buffered
+    );
+    assert!(
+        dev.heap_bytes() <= l.heap_bound(),
+        "{} heap bytes > {}",
+        dev.heap_bytes(),
+        l.heap_bound()
+    );
 }

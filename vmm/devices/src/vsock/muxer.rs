@@ -35,9 +35,11 @@
 //! - One tx kick handles at most a queue's worth of packets, then yields to the event loop,
 //!   so streams that a REQUEST/RST flood opens and closes never pile up in one pass.
 //!
-//! Worst case per VM with the defaults: about 8.4 MiB of heap (tx buffers 8 MiB, replies
-//! 24 KiB, connection state 256 x ~0.3 KiB), plus, in the kernel, the send buffers of
-//! host sockets whose peers do not read (`net.core.wmem_default` each, ~208 KiB).
+//! Worst case per VM: [`VsockLimits::heap_bound`] bytes of buffers and queues, 9.1 MiB with
+//! the defaults (tx buffers 8 MiB, reply queue 48 KiB, 256 connection slots x 4.25 KiB),
+//! plus the connection structs (256 x ~0.3 KiB), plus, in the kernel, the send buffers of
+//! the vmm's host sockets whose peers do not read (`net.core.wmem_default` each, ~208 KiB,
+//! the host peer's choice).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{ErrorKind, Read};
@@ -78,6 +80,18 @@ pub struct VsockLimits {
     pub max_tx_buffered: usize,
     /// Time a host client has to send its `CONNECT` line.
     pub handshake_timeout: Duration,
+}
+
+impl VsockLimits {
+    /// Heap bytes the muxer's buffers and queues can hold under these limits: the reply
+    /// queue's allocation (at most twice its bound), the guest's bytes for host sockets
+    /// (allocations at most twice the budget), and per connection slot a 4 KiB buffer floor
+    /// plus its control queue, stash and handshake line (under 256 bytes).
+    pub fn heap_bound(&self) -> usize {
+        2 * self.max_replies * std::mem::size_of::<Header>()
+            + 2 * self.max_tx_buffered
+            + self.max_connections * (4096 + 256)
+    }
 }
 
 impl Default for VsockLimits {

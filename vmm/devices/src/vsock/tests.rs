@@ -14,6 +14,7 @@ use crate::bus::BusDevice;
 use crate::test_utils::*;
 use crate::transport::MmioTransport;
 use crate::GuestMemoryMmap;
+use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 const GUEST_CID: u64 = 3;
 const RX_BUF: u32 = 4096;
@@ -166,6 +167,15 @@ impl<'a> Guest<'a> {
             self.post_rx(out.len() as u16);
         }
         out
+    }
+
+    /// Runs the event loop without waiting until nothing is ready.
+    fn pump_quick(&mut self) {
+        for _ in 0..100 {
+            if self.em.run_with_timeout(0).unwrap() == 0 {
+                break;
+            }
+        }
     }
 
     fn dev(&self) -> std::sync::MutexGuard<'_, Vsock> {
@@ -483,6 +493,16 @@ fn request_flood_without_rx_buffers_keeps_replies_bounded() {
 }
 
 #[test]
+fn default_limits_cost_under_10_mib_per_vm() {
+    let l = VsockLimits::default();
+    assert_eq!(
+        (l.max_connections, l.max_replies, l.max_tx_buffered),
+        (256, 512, 4 << 20)
+    );
+    assert!(l.heap_bound() < 10 << 20, "{}", l.heap_bound());
+}
+
+#[test]
 fn credit_request_flood_is_merged_into_one_update() {
     let mem = memory();
     let mut g = Guest::with(&mem, VsockLimits::default(), 0);
@@ -525,7 +545,7 @@ fn host_client_flood_is_bounded() {
     let mem = memory();
     let limits = VsockLimits {
         max_connections: 16,
-        handshake_timeout: Duration::from_millis(300),
+        handshake_timeout: Duration::from_secs(1),
         ..VsockLimits::default()
     };
     let mut g = Guest::with(&mem, limits, 60);
@@ -551,7 +571,7 @@ fn host_client_flood_is_bounded() {
         "no connection reached the host listener"
     );
     // Silent clients are closed once the handshake timeout passes.
-    std::thread::sleep(Duration::from_millis(400));
+    std::thread::sleep(Duration::from_millis(1100));
     g.pump();
     assert_eq!(g.dev().handshake_count(), 0);
     assert!(clients.iter_mut().all(at_eof));
@@ -719,4 +739,324 @@ fn guest_data_for_host_sockets_that_do_not_read_is_bounded_per_vm() {
     let mut all = Vec::new();
     hosts[i].read_to_end(&mut all).unwrap();
     assert!(all.len() <= sent[i] as usize);
+}
+
+// Fuzzing inside `cargo test`: seeded loops with a fixed budget (the cargo-fuzz targets in
+// fuzz/ run the same paths for as long as one wants; see the README).
+
+/// Inputs per fuzz test; `VSOCK_FUZZ_ITERS=N` runs more.
+fn fuzz_iters(default: u64) -> u64 {
+    std::env::var("VSOCK_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Limits small enough that a short run reaches every bound.
+fn small_limits() -> VsockLimits {
+    VsockLimits {
+        max_connections: 6,
+        max_replies: 8,
+        max_tx_buffered: 32 * 1024,
+        handshake_timeout: Duration::from_millis(30),
+    }
+}
+
+/// A packet a hostile guest might send: mostly plausible fields, any of them wrong.
+fn random_packet(rng: &mut Rng, host_ports: &[u32]) -> (Header, Vec<u8>) {
+    let plen = match rng.below(4) {
+        0 => 0,
+        1 => rng.below(64) as usize,
+        _ => rng.below(TX_PAYLOAD as u64 + 1) as usize,
+    };
+    let data = rng.bytes(plen);
+    let any_port = rng.next_u64() as u32;
+    let mut dst_ports = vec![7, 8, 99, any_port];
+    dst_ports.extend_from_slice(host_ports);
+    let any_len = rng.below(8192) as u32;
+    let any_alloc = rng.next_u64() as u32;
+    let h = Header {
+        src_cid: if rng.chance(90) {
+            GUEST_CID
+        } else {
+            rng.next_u64()
+        },
+        dst_cid: if rng.chance(90) {
+            HOST_CID
+        } else {
+            rng.next_u64()
+        },
+        src_port: rng.pick(&[1, 2, 3, 5000, 5001, any_port]),
+        dst_port: rng.pick(&dst_ports),
+        len: if rng.chance(90) { plen as u32 } else { any_len },
+        type_: if rng.chance(95) {
+            TYPE_STREAM
+        } else {
+            rng.next_u64() as u16
+        },
+        op: rng.below(9) as u16,
+        flags: rng.below(4) as u32,
+        buf_alloc: rng.pick(&[0, 8, 4096, 65536, 1 << 20, any_alloc]),
+        fwd_cnt: if rng.chance(70) {
+            0
+        } else {
+            rng.next_u64() as u32
+        },
+    };
+    (h, data)
+}
+
+/// How far a fuzz run got, so the test can tell that it reached the bounds it checks.
+#[derive(Debug, Default)]
+struct Reached {
+    full_replies: bool,
+    full_slots: bool,
+    connections: usize,
+    ops: u64,
+    errors: u64,
+    dropped: u64,
+    to_guest: u64,
+}
+
+/// One seeded run of a hostile guest and hostile host clients against the real device,
+/// event loop and sockets; every bound is checked after every step.
+fn fuzz_session(seed: u64, steps: usize, reached: &mut Reached) {
+    use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
+
+    let mut rng = Rng::new(seed);
+    let mem = memory();
+    let mut g = Guest::with(&mem, small_limits(), 0);
+    let serving = UnixListener::bind(format!("{}_7", g.uds.display())).unwrap();
+    serving.set_nonblocking(true).unwrap();
+    // A host listener that never accepts: its backlog fills.
+    let _stuck = UnixListener::bind(format!("{}_8", g.uds.display())).unwrap();
+    let mut hosts: Vec<UnixStream> = Vec::new();
+    let mut host_ports: Vec<u32> = Vec::new();
+    let mut rx_addr = [0u64; RING as usize];
+    for _ in 0..steps {
+        match rng.below(100) {
+            // Guest packets, a few per kick.
+            0..=29 => {
+                let n = 1 + rng.below(8) as usize;
+                let batch: Vec<_> = (0..n)
+                    .map(|_| random_packet(&mut rng, &host_ports))
+                    .collect();
+                g.send_batch(&batch);
+            }
+            // A flood: one packet many times over.
+            30..=39 => {
+                let p = random_packet(&mut rng, &host_ports);
+                let n = 1 + rng.below(60) as usize;
+                g.send_batch(&vec![p; n]);
+            }
+            // Rx buffers of any size, some read-only, some outside memory.
+            40..=59 => {
+                for _ in 0..1 + rng.below(8) {
+                    if g.rx_posted.wrapping_sub(g.rx_seen) >= RING - 1 {
+                        break;
+                    }
+                    let slot = u64::from(g.rx_posted % RING);
+                    let any = rng.below(RX_BUF as u64 + 1) as u32;
+                    let len = rng.pick(&[0, 10, 43, 44, 45, 200, RX_BUF, any]);
+                    let addr = match rng.below(20) {
+                        0 => MEM_SIZE as u64 - 8,
+                        1 => rng.next_u64(),
+                        _ => RX_BASE + slot * u64::from(RX_BUF),
+                    };
+                    let head = g.rxq.push(&[(addr, len, rng.chance(90))]);
+                    rx_addr[usize::from(head)] = addr;
+                    g.rx_posted = g.rx_posted.wrapping_add(1);
+                }
+                g.transport.write(0x50, &0u32.to_le_bytes());
+            }
+            // A raw descriptor with any address, length, flags and next index.
+            60..=64 => {
+                let slot = u64::from(g.tx_sent % RING);
+                let (h, d) = random_packet(&mut rng, &host_ports);
+                let mut bytes = h.to_bytes().to_vec();
+                bytes.extend_from_slice(&d);
+                write_mem(&mem, TX_BASE + slot * 0x1000, &bytes);
+                let addr = match rng.below(3) {
+                    0 => rng.next_u64(),
+                    1 => MEM_SIZE as u64 - rng.below(64),
+                    _ => TX_BASE + slot * 0x1000,
+                };
+                let desc = SplitDescriptor::new(
+                    addr,
+                    rng.below(8192) as u32,
+                    rng.below(8) as u16,
+                    rng.below(u64::from(RING) + 4) as u16,
+                );
+                g.txq
+                    .push_raw(&[RawDescriptor::from(desc)], g.tx_sent % RING);
+                g.tx_sent = g.tx_sent.wrapping_add(1);
+                g.send_batch(&[]);
+            }
+            // A host client with a good, bad or unfinished CONNECT line.
+            65..=74 => {
+                if hosts.len() < 24 {
+                    if let Ok(mut c) = UnixStream::connect(&g.uds) {
+                        c.set_nonblocking(true).unwrap();
+                        let port = rng.pick(&[5000, 5001, 7]);
+                        let line = match rng.below(4) {
+                            0 => format!("CONNECT {port}\n").into_bytes(),
+                            1 => {
+                                let n = rng.below(48) as usize;
+                                rng.bytes(n)
+                            }
+                            2 => b"CONNECT 12".to_vec(),
+                            _ => format!("CONNECT {port}\nearly data").into_bytes(),
+                        };
+                        let _ = c.write(&line);
+                        hosts.push(c);
+                    }
+                }
+            }
+            // Host peers write, read, or go away.
+            75..=84 if !hosts.is_empty() => {
+                let i = rng.below(hosts.len() as u64) as usize;
+                let n = rng.below(8192) as usize;
+                let data = rng.bytes(n);
+                let _ = hosts[i].write(&data);
+            }
+            85..=89 if !hosts.is_empty() => {
+                let i = rng.below(hosts.len() as u64) as usize;
+                let _ = at_eof(&mut hosts[i]);
+            }
+            90..=93 if !hosts.is_empty() => {
+                let i = rng.below(hosts.len() as u64) as usize;
+                hosts.swap_remove(i);
+            }
+            _ => {
+                while let Ok((s, _)) = serving.accept() {
+                    s.set_nonblocking(true).unwrap();
+                    if hosts.len() < 24 {
+                        hosts.push(s);
+                    }
+                }
+            }
+        }
+        g.pump_quick();
+        // What the guest received: learn the host ports it may answer.
+        while g.rx_seen != g.rxq.used_idx() {
+            let (id, len) = g.rxq.used(g.rx_seen);
+            g.rx_seen = g.rx_seen.wrapping_add(1);
+            let addr = rx_addr[id as usize % usize::from(RING)];
+            if len as usize >= HDR_LEN && mem.check_range(GuestAddress(addr), HDR_LEN) {
+                let b = read_mem(&mem, addr, HDR_LEN);
+                let h = Header::from_bytes(b[..].try_into().unwrap());
+                if h.op == op::REQUEST && h.src_port >= 1 << 30 && host_ports.len() < 16 {
+                    host_ports.push(h.src_port);
+                }
+            }
+        }
+        let d = g.dev();
+        assert_vsock_bounds(&d);
+        let l = d.limits();
+        reached.full_replies |= d.queued_replies() == l.max_replies;
+        reached.full_slots |= d.connection_count() + d.handshake_count() == l.max_connections;
+        reached.connections = reached.connections.max(d.connection_count());
+    }
+    let m = g.dev().metrics().snapshot();
+    reached.ops += m.ops;
+    reached.errors += m.errors;
+    reached.dropped += m.dropped;
+    reached.to_guest += m.bytes_to_guest;
+}
+
+#[test]
+fn fuzz_hostile_guest_and_host_clients() {
+    let mut reached = Reached::default();
+    for seed in 0..fuzz_iters(32) {
+        fuzz_session(seed, 300, &mut reached);
+    }
+    eprintln!("vsock fuzz: {reached:?}");
+    // The fixed seeds do reach what the bounds are about.
+    assert!(reached.full_replies && reached.full_slots, "{reached:?}");
+    assert!(
+        reached.connections > 0 && reached.dropped > 0,
+        "{reached:?}"
+    );
+    assert!(reached.errors > 0 && reached.to_guest > 0, "{reached:?}");
+}
+
+/// Guest memory of the ring fuzz test (as in the cargo-fuzz targets).
+const FUZZ_MEM: usize = 256 * 1024;
+
+/// Random or mutated rings and buffers under an activated device; `process_tx` and
+/// `process_rx` run over them directly.
+fn fuzz_rings(seed: u64) {
+    let mut rng = Rng::new(seed);
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), FUZZ_MEM)]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let uds = dir.path().join("v.sock");
+    let _serving = UnixListener::bind(format!("{}_7", uds.display())).unwrap();
+    let cfg = VsockConfig {
+        guest_cid: GUEST_CID,
+        uds_path: uds,
+    };
+    let dev = Arc::new(Mutex::new(
+        Vsock::with_limits(&cfg, small_limits()).unwrap(),
+    ));
+    let mut rxq = Driver::new(&mem, 0, 16);
+    let mut txq = Driver::new(&mem, 0x400, 16);
+    let evq = Driver::new(&mem, 0x800, 16);
+    let layouts: Vec<QueueLayout> = [&rxq, &txq, &evq]
+        .iter()
+        .map(|d| (d.desc_addr().0, d.avail_addr().0, d.used_addr().0, 16))
+        .collect();
+    if seed % 2 == 0 {
+        // Mutated: well-formed chains and packets, then a few bytes flipped anywhere.
+        for i in 0..1 + rng.below(12) {
+            let (h, d) = random_packet(&mut rng, &[]);
+            let mut bytes = h.to_bytes().to_vec();
+            bytes.extend_from_slice(&d);
+            let addr = 0x1000 + i * 0x1000;
+            write_mem(&mem, addr, &bytes);
+            txq.push(&[(addr, bytes.len() as u32, false)]);
+        }
+        for i in 0..1 + rng.below(12) {
+            rxq.push(&[(0x20000 + i * 0x1000, 0x1000, true)]);
+        }
+        for _ in 0..rng.below(16) {
+            let at = if rng.chance(50) {
+                rng.below(0x1000)
+            } else {
+                0x1000 + rng.below(0x20000)
+            };
+            write_mem(&mem, at, &[rng.next_u64() as u8]);
+        }
+    } else {
+        // Random: rings and buffers are noise, with descriptors aimed into memory.
+        write_mem(&mem, 0, &rng.bytes(0x1000));
+        write_mem(&mem, 0x1000, &rng.bytes(0x4000));
+        for q in 0..3u64 {
+            for i in 0..16u64 {
+                if rng.chance(70) {
+                    let d = q * 0x400 + i * 16;
+                    write_mem(&mem, d, &rng.below(FUZZ_MEM as u64).to_le_bytes());
+                    write_mem(&mem, d + 8, &(rng.below(8192) as u32).to_le_bytes());
+                }
+            }
+            if rng.chance(70) {
+                let avail_idx = q * 0x400 + 0x100 + 2;
+                write_mem(&mem, avail_idx, &(rng.below(24) as u16).to_le_bytes());
+            }
+        }
+    }
+    let (_t, ok) = activate_at(&mem, dev.clone(), &layouts);
+    assert!(ok, "queues laid out in memory activate");
+    for _ in 0..3 {
+        let mut d = dev.lock().unwrap();
+        d.process_tx();
+        d.process_rx();
+        assert_vsock_bounds(&d);
+    }
+}
+
+#[test]
+fn fuzz_random_and_mutated_rings() {
+    for seed in 0..fuzz_iters(1000) {
+        fuzz_rings(seed);
+    }
 }
