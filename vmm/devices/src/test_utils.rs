@@ -66,6 +66,11 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// This queue's rings, for [`activate_at`] and [`bring_up`].
+    pub fn layout(&self) -> QueueLayout {
+        (self.desc, self.avail, self.used, self.size)
+    }
+
     /// Descriptor table address.
     pub fn desc_addr(&self) -> GuestAddress {
         GuestAddress(self.desc)
@@ -140,7 +145,8 @@ impl<'a> Driver<'a> {
     }
 }
 
-fn w32(t: &mut MmioTransport, off: u64, v: u32) {
+/// Writes a 32-bit transport register.
+pub fn w32(t: &mut MmioTransport, off: u64, v: u32) {
     t.write(off, &v.to_le_bytes());
 }
 
@@ -161,10 +167,7 @@ pub fn activate<D: VirtioDevice + 'static>(
     dev: Arc<Mutex<D>>,
     drivers: &[&Driver],
 ) -> MmioTransport {
-    let layouts: Vec<QueueLayout> = drivers
-        .iter()
-        .map(|d| (d.desc, d.avail, d.used, d.size))
-        .collect();
+    let layouts: Vec<QueueLayout> = drivers.iter().map(|d| d.layout()).collect();
     let (t, ok) = activate_at(mem, dev, &layouts);
     assert!(ok, "activation failed");
     t
@@ -177,29 +180,40 @@ pub fn activate_at<D: VirtioDevice + 'static>(
     queues: &[QueueLayout],
 ) -> (MmioTransport, bool) {
     let mut t = MmioTransport::new(mem.clone(), dev).expect("transport");
+    let ok = bring_up(&mut t, queues);
+    (t, ok)
+}
+
+/// Drives `t` from reset to DRIVER_OK like Linux's probe does (status writes, every
+/// offered feature accepted, the queues at `queues`); returns whether DRIVER_OK stuck.
+pub fn bring_up(t: &mut MmioTransport, queues: &[QueueLayout]) -> bool {
     let mut status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-    w32(&mut t, 0x70, status);
+    w32(t, 0x70, status);
     for sel in 0..2 {
-        w32(&mut t, 0x14, sel);
-        let f = r32(&mut t, 0x10);
-        w32(&mut t, 0x24, sel);
-        w32(&mut t, 0x20, f);
+        w32(t, 0x14, sel);
+        let f = r32(t, 0x10);
+        w32(t, 0x24, sel);
+        w32(t, 0x20, f);
     }
     status |= VIRTIO_CONFIG_S_FEATURES_OK;
-    w32(&mut t, 0x70, status);
+    w32(t, 0x70, status);
     for (i, &(desc, avail, used, size)) in queues.iter().enumerate() {
-        w32(&mut t, 0x30, i as u32);
-        w32(&mut t, 0x38, u32::from(size));
+        w32(t, 0x30, i as u32);
+        w32(t, 0x38, u32::from(size));
         for (reg, addr) in [(0x80, desc), (0x90, avail), (0xa0, used)] {
-            w32(&mut t, reg, addr as u32);
-            w32(&mut t, reg + 4, (addr >> 32) as u32);
+            w32(t, reg, addr as u32);
+            w32(t, reg + 4, (addr >> 32) as u32);
         }
-        w32(&mut t, 0x44, 1);
+        w32(t, 0x44, 1);
     }
     status |= VIRTIO_CONFIG_S_DRIVER_OK;
-    w32(&mut t, 0x70, status);
-    let ok = r32(&mut t, 0x70) == status;
-    (t, ok)
+    w32(t, 0x70, status);
+    r32(t, 0x70) == status
+}
+
+/// Resets the device the way a driver does: 0 to the status register.
+pub fn reset(t: &mut MmioTransport) {
+    w32(t, 0x70, 0);
 }
 
 /// Reads `len` bytes of guest memory.

@@ -1,8 +1,8 @@
 //! virtio-vsock with the host side on Unix sockets (Firecracker-compatible).
 //!
 //! Against a hostile guest every queue and buffer is bounded per VM ([`VsockLimits`]; the
-//! semantics are in [`muxer`]'s header), and one tx kick handles at most [`QUEUE_SIZE`]
-//! packets before the event loop runs again.
+//! semantics are in [`muxer`]'s header), and one tx kick handles at most
+//! `VsockLimits::tx_batch` packets (a queue's worth) before the event loop runs again.
 
 pub mod connection;
 pub mod muxer;
@@ -136,11 +136,13 @@ impl Vsock {
         };
         let m = &*self.metrics;
         let mut used = false;
+        let batch = self.muxer.limits().tx_batch.max(1);
         let mut handled = 0;
         while let Some(chain) = a.queues[TX].pop_descriptor_chain(&a.mem) {
             handled += 1;
-            if handled > QUEUE_SIZE {
-                // A queue's worth done: let the event loop run, and come back.
+            if handled > batch {
+                // A batch done: let the event loop run, and come back (the eventfd stays
+                // readable until the next pass consumes it).
                 a.queues[TX].go_to_previous_position();
                 if let Err(e) = self.queue_evts[TX].write(1) {
                     tracing::warn!("vsock: cannot re-kick tx: {e}");

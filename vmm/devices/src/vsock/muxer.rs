@@ -32,8 +32,9 @@
 //! - Host -> guest data is read from a host socket only into an rx buffer the guest
 //!   posted and only within its credit; the rest stays in the host peer's socket buffer
 //!   (its sender blocks), never in the vmm.
-//! - One tx kick handles at most a queue's worth of packets, then yields to the event loop,
-//!   so streams that a REQUEST/RST flood opens and closes never pile up in one pass.
+//! - One tx kick handles at most `tx_batch` [256, a queue's worth] packets, then kicks the
+//!   device again and yields to the event loop, so streams that a REQUEST/RST flood opens
+//!   and closes never pile up in one pass.
 //!
 //! Worst case per VM: [`VsockLimits::heap_bound`] bytes of buffers and queues, 9.1 MiB with
 //! the defaults (tx buffers 8 MiB, reply queue 48 KiB, 256 connection slots x 4.25 KiB),
@@ -68,6 +69,8 @@ pub const MAX_REPLIES: usize = 512;
 pub const MAX_TX_BUFFERED: usize = 4 << 20;
 /// Default time a host client has to send its `CONNECT` line.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Default packets one tx kick handles: a queue's worth.
+pub const TX_BATCH: usize = super::QUEUE_SIZE as usize;
 
 /// Per-VM bounds of the vsock device (see the module header for the semantics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,9 @@ pub struct VsockLimits {
     pub max_tx_buffered: usize,
     /// Time a host client has to send its `CONNECT` line.
     pub handshake_timeout: Duration,
+    /// Packets one tx kick handles before the event loop runs again (the device kicks
+    /// itself for the rest); 0 counts as 1.
+    pub tx_batch: usize,
 }
 
 impl VsockLimits {
@@ -101,6 +107,7 @@ impl Default for VsockLimits {
             max_replies: MAX_REPLIES,
             max_tx_buffered: MAX_TX_BUFFERED,
             handshake_timeout: HANDSHAKE_TIMEOUT,
+            tx_batch: TX_BATCH,
         }
     }
 }
@@ -168,7 +175,7 @@ impl Muxer {
             replies: VecDeque::new(),
             next_local_port: FIRST_LOCAL_PORT,
             rr: None,
-            timer: TimerFd::new()?,
+            timer: nonblocking_timer()?,
             limits,
             tx_total: 0,
             metrics,
@@ -240,6 +247,8 @@ impl Muxer {
     /// sees its socket closed, the guest an RST) and host clients that did not send their
     /// `CONNECT` line in time.
     pub fn on_timer(&mut self) {
+        // Non-blocking: EAGAIN when the timer was re-armed since it fired (the deadlines
+        // below are checked either way).
         if let Err(e) = self.timer.wait() {
             tracing::debug!("vsock: timer read: {e}");
         }
@@ -535,7 +544,8 @@ impl Muxer {
         None
     }
 
-    /// Drops every connection (device reset).
+    /// Drops every connection (device reset). Makes no system call: it runs on a vCPU
+    /// thread; the streams go to `fd_changes` for the event loop to unregister and close.
     pub fn reset(&mut self) {
         let keys: Vec<Key> = self.conns.keys().copied().collect();
         for k in keys {
@@ -545,8 +555,25 @@ impl Muxer {
             self.fd_changes.remove.push(h.stream);
         }
         self.replies.clear();
-        self.arm_timer();
+        // The timer is left as it is: this runs on a vCPU thread (the guest's status write
+        // of 0, which Linux does when it probes the device), whose seccomp filter allows no
+        // timerfd call. If it fires, `on_timer` finds nothing due and disarms it.
     }
+}
+
+/// The connect/handshake timer, non-blocking: `on_timer` may run after the timer was
+/// re-armed (an `arm_timer` between its expiry and the event's dispatch), and then must
+/// not wait for the new expiry with the event loop stalled.
+fn nonblocking_timer() -> std::io::Result<TimerFd> {
+    let timer = TimerFd::new()?;
+    let fd = timer.as_raw_fd();
+    // SAFETY: fcntl on a timerfd this function owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    // SAFETY: as above; the flags are the fd's own plus O_NONBLOCK.
+    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(timer)
 }
 
 /// Connects a non-blocking Unix stream: a listener whose backlog is full fails at once

@@ -371,6 +371,26 @@ fn invalid_cid_refused() {
     assert!(matches!(Vsock::new(&cfg), Err(VsockError::InvalidCid(2))));
 }
 
+/// The timer event can be dispatched after the timer was re-armed (or disarmed) in the
+/// same pass of the event loop; `on_timer` must then return, not wait on the timerfd
+/// (a blocking read of a disarmed timerfd never returns).
+#[test]
+fn on_timer_does_not_wait_for_a_timer_that_has_not_fired() {
+    let dir = tempfile::tempdir().unwrap();
+    let uds = dir.path().join("v.sock");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let metrics = Arc::default();
+        let mut m = muxer::Muxer::new(GUEST_CID, &uds, VsockLimits::default(), metrics).unwrap();
+        m.on_timer();
+        let _ = tx.send(());
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+        "on_timer blocked on a timer that had not fired"
+    );
+}
+
 #[test]
 fn full_listener_backlog_refuses_instead_of_blocking() {
     let mem = memory();
@@ -538,6 +558,33 @@ fn at_eof(s: &mut UnixStream) -> bool {
             Err(_) => return true,
         }
     }
+}
+
+/// A kick with more packets than one batch: the first pass handles `tx_batch`, the device
+/// kicks itself, and the event loop's next passes handle the rest (none is left waiting
+/// for a guest notification that will not come).
+#[test]
+fn a_tx_kick_past_its_batch_comes_back_for_the_rest() {
+    let mem = memory();
+    let limits = VsockLimits {
+        tx_batch: 4,
+        ..VsockLimits::default()
+    };
+    let mut g = Guest::with(&mem, limits, 0);
+    for i in 0..20 {
+        // RSTs for no connection: handled, nothing answered.
+        g.push_tx(pkt(2000 + i, 9, op::RST, 0), &[]);
+    }
+    g.transport.write(0x50, &1u32.to_le_bytes());
+    g.em.run_with_timeout(0).unwrap();
+    assert_eq!(g.txq.used_idx(), 4, "one pass handles one batch");
+    g.pump();
+    assert_eq!(
+        g.txq.used_idx(),
+        20,
+        "the rest waited for a kick that never came"
+    );
+    assert_eq!(g.dev().queued_packets(), 0);
 }
 
 #[test]
@@ -759,6 +806,7 @@ fn small_limits() -> VsockLimits {
         max_replies: 8,
         max_tx_buffered: 32 * 1024,
         handshake_timeout: Duration::from_millis(30),
+        tx_batch: 16,
     }
 }
 
