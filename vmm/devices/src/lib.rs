@@ -5,8 +5,8 @@
 //! `event_manager::MutEventSubscriber`s. See the crate README for the wiring.
 //!
 //! Module map, devices first; a module uses only modules listed below it:
-//! - `test_utils` (tests and feature `test-utils` only): guest memory and a split-queue
-//!   driver for the tests and the fuzz targets.
+//! - `test_utils` (tests and feature `test-utils` only): guest memory, a split-queue
+//!   driver, a seeded PRNG and the vsock bounds check, for the tests and the fuzz targets.
 //! - [`block`]: virtio-block on a host file (`request.rs`: parsing and executing requests).
 //! - [`net`]: virtio-net on a tap (`tap.rs`: opening and configuring the tap).
 //! - [`vsock`]: virtio-vsock on Unix sockets (`packet`, `connection` with credit flow

@@ -22,6 +22,10 @@ pub struct DeviceMetrics {
     pub queue_events: AtomicU64,
     /// Interrupts sent to the guest.
     pub interrupts: AtomicU64,
+    /// Packets or connections the device discarded because a per-VM bound was reached
+    /// (vsock: replies beyond the reply queue bound, host clients beyond the connection
+    /// limit, connections reset for the buffered-bytes budget).
+    pub dropped: AtomicU64,
 }
 
 /// A point-in-time copy of [`DeviceMetrics`].
@@ -41,6 +45,8 @@ pub struct MetricsSnapshot {
     pub queue_events: u64,
     /// See [`DeviceMetrics::interrupts`].
     pub interrupts: u64,
+    /// See [`DeviceMetrics::dropped`].
+    pub dropped: u64,
 }
 
 impl DeviceMetrics {
@@ -65,6 +71,7 @@ impl DeviceMetrics {
             rate_limiter_throttled: g(&self.rate_limiter_throttled),
             queue_events: g(&self.queue_events),
             interrupts: g(&self.interrupts),
+            dropped: g(&self.dropped),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Test helpers: guest memory, a driver that lays out split-queue descriptor chains in it,
-//! and a helper that brings a transport to DRIVER_OK like Linux does.
+//! a helper that brings a transport to DRIVER_OK like Linux does, a seeded PRNG for the
+//! fuzz loops that run inside `cargo test`, and the vsock bounds those loops assert.
 
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +14,8 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend};
 
 use crate::bus::BusDevice;
 use crate::transport::{MmioTransport, VirtioDevice};
+use crate::vsock::connection::MAX_PENDING;
+use crate::vsock::Vsock;
 use crate::GuestMemoryMmap;
 
 /// Guest memory size used by the tests.
@@ -61,6 +64,11 @@ impl<'a> Driver<'a> {
             avail_idx: 0,
             size,
         }
+    }
+
+    /// This queue's rings, for [`activate_at`] and [`bring_up`].
+    pub fn layout(&self) -> QueueLayout {
+        (self.desc, self.avail, self.used, self.size)
     }
 
     /// Descriptor table address.
@@ -137,7 +145,8 @@ impl<'a> Driver<'a> {
     }
 }
 
-fn w32(t: &mut MmioTransport, off: u64, v: u32) {
+/// Writes a 32-bit transport register.
+pub fn w32(t: &mut MmioTransport, off: u64, v: u32) {
     t.write(off, &v.to_le_bytes());
 }
 
@@ -158,10 +167,7 @@ pub fn activate<D: VirtioDevice + 'static>(
     dev: Arc<Mutex<D>>,
     drivers: &[&Driver],
 ) -> MmioTransport {
-    let layouts: Vec<QueueLayout> = drivers
-        .iter()
-        .map(|d| (d.desc, d.avail, d.used, d.size))
-        .collect();
+    let layouts: Vec<QueueLayout> = drivers.iter().map(|d| d.layout()).collect();
     let (t, ok) = activate_at(mem, dev, &layouts);
     assert!(ok, "activation failed");
     t
@@ -174,29 +180,40 @@ pub fn activate_at<D: VirtioDevice + 'static>(
     queues: &[QueueLayout],
 ) -> (MmioTransport, bool) {
     let mut t = MmioTransport::new(mem.clone(), dev).expect("transport");
+    let ok = bring_up(&mut t, queues);
+    (t, ok)
+}
+
+/// Drives `t` from reset to DRIVER_OK like Linux's probe does (status writes, every
+/// offered feature accepted, the queues at `queues`); returns whether DRIVER_OK stuck.
+pub fn bring_up(t: &mut MmioTransport, queues: &[QueueLayout]) -> bool {
     let mut status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER;
-    w32(&mut t, 0x70, status);
+    w32(t, 0x70, status);
     for sel in 0..2 {
-        w32(&mut t, 0x14, sel);
-        let f = r32(&mut t, 0x10);
-        w32(&mut t, 0x24, sel);
-        w32(&mut t, 0x20, f);
+        w32(t, 0x14, sel);
+        let f = r32(t, 0x10);
+        w32(t, 0x24, sel);
+        w32(t, 0x20, f);
     }
     status |= VIRTIO_CONFIG_S_FEATURES_OK;
-    w32(&mut t, 0x70, status);
+    w32(t, 0x70, status);
     for (i, &(desc, avail, used, size)) in queues.iter().enumerate() {
-        w32(&mut t, 0x30, i as u32);
-        w32(&mut t, 0x38, u32::from(size));
+        w32(t, 0x30, i as u32);
+        w32(t, 0x38, u32::from(size));
         for (reg, addr) in [(0x80, desc), (0x90, avail), (0xa0, used)] {
-            w32(&mut t, reg, addr as u32);
-            w32(&mut t, reg + 4, (addr >> 32) as u32);
+            w32(t, reg, addr as u32);
+            w32(t, reg + 4, (addr >> 32) as u32);
         }
-        w32(&mut t, 0x44, 1);
+        w32(t, 0x44, 1);
     }
     status |= VIRTIO_CONFIG_S_DRIVER_OK;
-    w32(&mut t, 0x70, status);
-    let ok = r32(&mut t, 0x70) == status;
-    (t, ok)
+    w32(t, 0x70, status);
+    r32(t, 0x70) == status
+}
+
+/// Resets the device the way a driver does: 0 to the status register.
+pub fn reset(t: &mut MmioTransport) {
+    w32(t, 0x70, 0);
 }
 
 /// Reads `len` bytes of guest memory.
@@ -210,4 +227,83 @@ pub fn read_mem(mem: &GuestMemoryMmap, addr: u64, len: usize) -> Vec<u8> {
 pub fn write_mem(mem: &GuestMemoryMmap, addr: u64, data: &[u8]) {
     assert!(mem.check_range(GuestAddress(addr), data.len()));
     mem.write_slice(data, GuestAddress(addr)).unwrap();
+}
+
+/// A small seeded PRNG (splitmix64): the same seed gives the same inputs on every run, so
+/// a failure in CI replays exactly.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    /// One of `items` (which must not be empty).
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len() as u64) as usize]
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// Panics unless every per-VM bound of the vsock device holds (see `vsock::muxer`).
+pub fn assert_vsock_bounds(dev: &Vsock) {
+    let l = dev.limits();
+    let (conns, shakes) = (dev.connection_count(), dev.handshake_count());
+    assert!(
+        conns + shakes <= l.max_connections,
+        "{conns} connections + {shakes} handshakes > {}",
+        l.max_connections
+    );
+    assert!(
+        dev.queued_replies() <= l.max_replies,
+        "{} replies queued > {}",
+        dev.queued_replies(),
+        l.max_replies
+    );
+    let packets = dev.queued_packets();
+    assert!(
+        packets <= l.max_replies + conns * MAX_PENDING,
+        "{packets} control packets queued for {conns} connections"
+    );
+    assert!(
+        dev.tx_buffered() <= l.max_tx_buffered,
+        "{} guest bytes held > {}",
+        dev.tx_buffered(),
+        l.max_tx_buffered
+    );
+    assert!(
+        dev.heap_bytes() <= l.heap_bound(),
+        "{} heap bytes > {}",
+        dev.heap_bytes(),
+        l.heap_bound()
+    );
 }

@@ -395,6 +395,64 @@ mod tests {
         assert_eq!(st.status.signal(), Some(libc::SIGSYS), "{st:?}");
     }
 
+    /// What a vCPU thread runs of the virtio devices (the guest's MMIO: Linux's probe resets
+    /// a device, then brings it to DRIVER_OK) passes the vCPU filter. A device whose reset
+    /// armed a timer (the vsock muxer once did: the vmm died at the guest's first probe,
+    /// which only a nested KVM boot showed) kills the child with SIGSYS.
+    #[test]
+    fn vcpu_thread_device_calls_pass_the_vcpu_filter() {
+        use std::sync::{Arc, Mutex};
+        use vmm_devices::rate_limiter::RateLimiterConfig;
+        use vmm_devices::rng::Rng;
+        use vmm_devices::test_utils::{bring_up, memory, reset, Driver};
+        use vmm_devices::transport::MmioTransport;
+        use vmm_devices::vsock::{Vsock, VsockConfig};
+        if let Some(dir) = std::env::var_os("VMM_SECCOMP_DEVICES_CHILD") {
+            let mem = memory();
+            let uds = std::path::Path::new(&dir).join("v.sock");
+            let cfg = VsockConfig {
+                guest_cid: 3,
+                uds_path: uds,
+            };
+            let vsock = Arc::new(Mutex::new(Vsock::new(&cfg).unwrap()));
+            let rng = Arc::new(Mutex::new(Rng::new(&RateLimiterConfig::default()).unwrap()));
+            let vq: Vec<_> = (0..3)
+                .map(|i| Driver::new(&mem, 0x4000 * i, 64).layout())
+                .collect();
+            let rq = [Driver::new(&mem, 0xc000, 64).layout()];
+            let mut vt = MmioTransport::new(mem.clone(), vsock).unwrap();
+            let mut rt = MmioTransport::new(mem.clone(), rng).unwrap();
+            seccompiler::apply_filter(&default_filter(ThreadKind::Vcpu).unwrap()).unwrap();
+            for _ in 0..2 {
+                for (t, q) in [(&mut vt, &vq[..]), (&mut rt, &rq[..])] {
+                    reset(t);
+                    assert!(bring_up(t, q), "DRIVER_OK refused");
+                }
+            }
+            std::process::exit(0);
+        }
+        let dir = std::env::temp_dir().join(format!("vmm-seccomp-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "seccomp::tests::vcpu_thread_device_calls_pass_the_vcpu_filter",
+                "--nocapture",
+            ])
+            .env("VMM_SECCOMP_DEVICES_CHILD", &dir)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        use std::os::unix::process::ExitStatusExt;
+        assert_ne!(
+            out.status.signal(),
+            Some(libc::SIGSYS),
+            "a device call made a syscall the vCPU filter forbids: {out:?}"
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+
     #[test]
     fn a_forbidden_syscall_is_named_on_stderr_with_the_configured_handler() {
         if std::env::var_os("VMM_SECCOMP_HANDLER_CHILD").is_some() {

@@ -124,6 +124,11 @@ pub enum ActivateError {
 /// Devices also implement `event_manager::MutEventSubscriber`: the vmm adds the same
 /// `Arc<Mutex<Device>>` to its event manager so queue notifications, tap and socket events
 /// drive it.
+///
+/// Everything but the event handling runs on a vCPU thread (the guest's MMIO accesses),
+/// under the vCPU seccomp filter, which allows no file, socket, epoll or timer calls:
+/// `activate` and `reset` in particular must only move state and leave system calls to
+/// the event loop (the vmm's test `vcpu_thread_device_calls_pass_the_vcpu_filter` checks).
 pub trait VirtioDevice: Send {
     /// The virtio device ID (block = 2, net = 1, rng = 4, vsock = 19).
     fn device_type(&self) -> u32;

@@ -1,5 +1,20 @@
 //! One vsock stream connection between a guest port and a host Unix socket, with the
 //! virtio-vsock credit-based flow control.
+//!
+//! What one connection can hold for a hostile guest (the muxer bounds the sums per VM):
+//! - guest -> host bytes the host socket has not taken (`tx_buf`): at most [`CONN_BUF`]
+//!   (the credit we advertise; a guest that overruns it is reset), and at most what the
+//!   VM's buffered-bytes budget has left (`room` in [`Connection::on_guest_packet`]; over
+//!   it, the connection is reset). Its allocation is shrunk as it drains, so it stays
+//!   under twice its contents.
+//! - host -> guest bytes: none. The host socket is read only when the guest has posted an
+//!   rx buffer and has credit, at most one packet's worth ([`MAX_RX_PAYLOAD`]) at a time;
+//!   what the host peer sends beyond that stays in its own socket buffer.
+//! - bytes a host client sent after its `CONNECT` line (`stash`): under the handshake
+//!   line limit (32 bytes).
+//! - control packets for the guest (`pending`): at most [`MAX_PENDING`]: the
+//!   REQUEST/RESPONSE, then one CREDIT_UPDATE (a guest's CREDIT_REQUESTs are merged into
+//!   the one already queued); an RST replaces everything queued.
 
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
@@ -14,6 +29,11 @@ use super::packet::{op, Header, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM};
 pub const CONN_BUF: u32 = 256 * 1024;
 /// Largest payload we put in one rx packet.
 pub const MAX_RX_PAYLOAD: usize = 64 * 1024;
+
+/// Most control packets one connection queues for the guest.
+pub const MAX_PENDING: usize = 2;
+/// Below this allocation the guest -> host buffer is not shrunk.
+const TX_BUF_KEEP: usize = 4096;
 
 /// How long a host client's CONNECT waits for the guest to accept.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -115,8 +135,33 @@ impl Connection {
         self.state = State::Closing;
     }
 
-    /// Handles a packet the guest sent on this connection.
-    pub fn on_guest_packet(&mut self, h: &Header, data: &[u8]) {
+    /// Guest bytes waiting for the host socket.
+    pub fn tx_buffered(&self) -> usize {
+        self.tx_buf.len()
+    }
+
+    /// Heap bytes this connection holds for its peers (buffers, not the struct).
+    pub fn heap_bytes(&self) -> usize {
+        self.tx_buf.capacity()
+            + self.stash.capacity()
+            + self.pending.capacity() * std::mem::size_of::<(u16, u32)>()
+    }
+
+    /// Control packets queued for the guest.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn queue_credit_update(&mut self) {
+        if !self.pending.contains(&(op::CREDIT_UPDATE, 0)) {
+            self.pending.push_back((op::CREDIT_UPDATE, 0));
+        }
+    }
+
+    /// Handles a packet the guest sent on this connection. `room` is how many guest bytes
+    /// this connection may hold in all (the VM's budget left, plus what it holds now).
+    /// Returns true when the connection was reset because that budget was spent.
+    pub fn on_guest_packet(&mut self, h: &Header, data: &[u8], room: usize) -> bool {
         self.update_peer_credit(h);
         match (h.op, self.state) {
             (op::RST, _) => self.state = State::Dead,
@@ -131,15 +176,25 @@ impl Connection {
                 if self.peer_shut_send || self.tx_buf.len() + data.len() > CONN_BUF as usize {
                     // The guest ignored our credit or its own shutdown.
                     self.reset();
-                    return;
+                    return false;
+                }
+                if self.tx_buf.len() + data.len() > room {
+                    // Within its credit, but the VM holds too much for host sockets that
+                    // do not read: first give the host socket a chance to take some.
+                    self.flush_to_host();
+                    if self.state != State::Established {
+                        return false;
+                    }
+                    if self.tx_buf.len() + data.len() > room {
+                        self.reset();
+                        return true;
+                    }
                 }
                 self.tx_buf.extend(data);
                 self.flush_to_host();
             }
             (op::CREDIT_UPDATE, State::Established) => {}
-            (op::CREDIT_REQUEST, State::Established) => {
-                self.pending.push_back((op::CREDIT_UPDATE, 0));
-            }
+            (op::CREDIT_REQUEST, State::Established) => self.queue_credit_update(),
             (op::SHUTDOWN, State::Established) => {
                 if h.flags & SHUTDOWN_SEND != 0 {
                     self.peer_shut_send = true;
@@ -152,6 +207,7 @@ impl Connection {
             (_, State::Closing) | (_, State::Dead) => {}
             _ => self.reset(),
         }
+        false
     }
 
     /// Writes buffered guest data to the host socket, as far as it takes it.
@@ -172,12 +228,18 @@ impl Connection {
                 }
             }
         }
+        // Give memory back as the buffer drains: the allocation stays under twice what it
+        // holds (or TX_BUF_KEEP).
+        let (len, cap) = (self.tx_buf.len(), self.tx_buf.capacity());
+        if cap > TX_BUF_KEEP && len < cap / 2 {
+            self.tx_buf.shrink_to(len.max(TX_BUF_KEEP));
+        }
         if self.tx_buf.is_empty() && self.peer_shut_send {
             let _ = self.stream.shutdown(Shutdown::Write);
         }
         let unreported = (self.fwd_cnt - self.last_fwd_cnt_sent).0;
-        if unreported >= CONN_BUF / 4 && !self.pending.contains(&(op::CREDIT_UPDATE, 0)) {
-            self.pending.push_back((op::CREDIT_UPDATE, 0));
+        if unreported >= CONN_BUF / 4 && self.state == State::Established {
+            self.queue_credit_update();
         }
     }
 

@@ -1,4 +1,8 @@
 //! virtio-vsock with the host side on Unix sockets (Firecracker-compatible).
+//!
+//! Against a hostile guest every queue and buffer is bounded per VM ([`VsockLimits`]; the
+//! semantics are in [`muxer`]'s header), and one tx kick handles at most
+//! `VsockLimits::tx_batch` packets (a queue's worth) before the event loop runs again.
 
 pub mod connection;
 pub mod muxer;
@@ -17,6 +21,7 @@ use crate::transport::device::{queue_eventfds, read_config_bytes};
 use crate::transport::{register_events, ActivateContext, ActivateError, VirtioDevice};
 use crate::virtq::{add_used, consume_event, signal_used, Active};
 use muxer::Muxer;
+pub use muxer::VsockLimits;
 use packet::{read_packet, rx_capacity, write_packet, HDR_LEN};
 
 /// Queue size offered to the guest (rx, tx, event).
@@ -62,19 +67,25 @@ pub struct Vsock {
 }
 
 impl Vsock {
-    /// Binds `uds_path` and builds the device.
+    /// Binds `uds_path` and builds the device, with the default [`VsockLimits`].
     pub fn new(cfg: &VsockConfig) -> Result<Self, VsockError> {
+        Self::with_limits(cfg, VsockLimits::default())
+    }
+
+    /// Like [`Vsock::new`], with the per-VM bounds given.
+    pub fn with_limits(cfg: &VsockConfig, limits: VsockLimits) -> Result<Self, VsockError> {
         if cfg.guest_cid < 3 || cfg.guest_cid > u64::from(u32::MAX) {
             return Err(VsockError::InvalidCid(cfg.guest_cid));
         }
         let io = |e| VsockError::Io(cfg.uds_path.clone(), e);
+        let metrics: Arc<DeviceMetrics> = Arc::default();
         Ok(Vsock {
             guest_cid: cfg.guest_cid,
-            muxer: Muxer::new(cfg.guest_cid, &cfg.uds_path).map_err(io)?,
+            muxer: Muxer::new(cfg.guest_cid, &cfg.uds_path, limits, metrics.clone()).map_err(io)?,
             queue_evts: queue_eventfds(3).map_err(io)?,
             active: None,
             acked: 0,
-            metrics: Arc::default(),
+            metrics,
         })
     }
 
@@ -88,6 +99,36 @@ impl Vsock {
         self.muxer.connection_count()
     }
 
+    /// Host clients still sending their `CONNECT` line.
+    pub fn handshake_count(&self) -> usize {
+        self.muxer.handshake_count()
+    }
+
+    /// The bounds in force.
+    pub fn limits(&self) -> VsockLimits {
+        self.muxer.limits()
+    }
+
+    /// Replies for no connection (RSTs) waiting for the guest's rx buffers.
+    pub fn queued_replies(&self) -> usize {
+        self.muxer.queued_replies()
+    }
+
+    /// Control packets waiting for the guest's rx buffers (replies plus the connections').
+    pub fn queued_packets(&self) -> usize {
+        self.muxer.queued_packets()
+    }
+
+    /// Guest bytes held for host sockets that have not taken them yet.
+    pub fn tx_buffered(&self) -> usize {
+        self.muxer.tx_buffered()
+    }
+
+    /// Heap bytes held in the muxer's buffers and queues (allocations).
+    pub fn heap_bytes(&self) -> usize {
+        self.muxer.heap_bytes()
+    }
+
     /// Handles every packet the guest queued for the host.
     pub fn process_tx(&mut self) {
         let Some(a) = self.active.as_mut() else {
@@ -95,7 +136,19 @@ impl Vsock {
         };
         let m = &*self.metrics;
         let mut used = false;
+        let batch = self.muxer.limits().tx_batch.max(1);
+        let mut handled = 0;
         while let Some(chain) = a.queues[TX].pop_descriptor_chain(&a.mem) {
+            handled += 1;
+            if handled > batch {
+                // A batch done: let the event loop run, and come back (the eventfd stays
+                // readable until the next pass consumes it).
+                a.queues[TX].go_to_previous_position();
+                if let Err(e) = self.queue_evts[TX].write(1) {
+                    tracing::warn!("vsock: cannot re-kick tx: {e}");
+                }
+                break;
+            }
             let head = chain.head_index();
             match read_packet(chain, &a.mem) {
                 Ok((h, data)) => {
