@@ -250,7 +250,12 @@ mod tests {
 
     #[test]
     fn reads_are_not_mutating() {
-        for op in ["DescribeTasks", "ListClusters", "GetLogEvents", "FilterLogEvents"] {
+        for op in [
+            "DescribeTasks",
+            "ListClusters",
+            "GetLogEvents",
+            "FilterLogEvents",
+        ] {
             assert!(!is_mutating(op), "{op}");
         }
         for op in ["RunTask", "StopTask", "PutLogEvents", "Nonsense", ""] {

@@ -171,7 +171,10 @@ fn requests_altered_after_signing_are_refused() {
     let (st, v) = send(&cp.addr, &ok);
     assert_eq!(st, 200, "{v}");
     let (st, v) = send(&cp.addr, &sha_ok);
-    assert_eq!(st, 200, "a signed, matching x-amz-content-sha256 is fine: {v}");
+    assert_eq!(
+        st, 200,
+        "a signed, matching x-amz-content-sha256 is fine: {v}"
+    );
 
     let mut refused: Vec<(&str, Signed, u16, &str, &str)> = vec![];
     let mut r = body.clone();
@@ -183,10 +186,7 @@ fn requests_altered_after_signing_are_refused() {
     let mut r = date.clone();
     let d = r.get("X-Amz-Date");
     let sec: u32 = d[13..15].parse().unwrap();
-    r.set(
-        "X-Amz-Date",
-        &format!("{}{:02}Z", &d[..13], (sec + 1) % 60),
-    );
+    r.set("X-Amz-Date", &format!("{}{:02}Z", &d[..13], (sec + 1) % 60));
     refused.push(("date", r, 403, "InvalidSignatureException", "signature"));
     let mut r = date.clone();
     r.set("X-Amz-Date", "20200101T000000Z");
@@ -249,9 +249,7 @@ fn requests_altered_after_signing_are_refused() {
     // Content-Type signed away: botocore signed it; a request that drops it from
     // SignedHeaders (keeping the header) is refused before the signature check.
     let mut r = ctype;
-    let a = r
-        .get("Authorization")
-        .replace("content-type;host", "host");
+    let a = r.get("Authorization").replace("content-type;host", "host");
     r.set("Authorization", &a);
     refused.push((
         "content-type unsigned",
@@ -282,7 +280,10 @@ fn requests_altered_after_signing_are_refused() {
         let msg = v["message"].as_str().unwrap();
         assert!(msg.contains(says), "{what}: {msg}");
         // The message never gives the right signature nor the canonical request.
-        assert!(!msg.contains(secret_sig) && !msg.contains('\n'), "{what}: {msg}");
+        assert!(
+            !msg.contains(secret_sig) && !msg.contains('\n'),
+            "{what}: {msg}"
+        );
         assert!(!msg.contains("POST"), "{what}: {msg}");
     }
     assert_eq!(
@@ -315,11 +316,22 @@ fn mutating_calls_are_audited_reads_are_not() {
         .unwrap_err();
     assert_eq!(error_type(&e), "ClusterNotFoundException", "{e}");
     let e = cp
-        .aws_as(KEY2, "wrong-secret", &["delete-cluster", "--cluster", "audited"])
+        .aws_as(
+            KEY2,
+            "wrong-secret",
+            &["delete-cluster", "--cluster", "audited"],
+        )
         .unwrap_err();
     assert_eq!(error_type(&e), "InvalidSignatureException", "{e}");
     let e = cp
-        .aws(&["stop-task", "--cluster", "audited", "--task", "x", "--no-sign-request"])
+        .aws(&[
+            "stop-task",
+            "--cluster",
+            "audited",
+            "--task",
+            "x",
+            "--no-sign-request",
+        ])
         .unwrap_err();
     assert_eq!(error_type(&e), "MissingAuthenticationTokenException", "{e}");
     // A tenant-chosen operation name cannot forge a second line.
@@ -362,7 +374,10 @@ fn mutating_calls_are_audited_reads_are_not() {
     assert_eq!(first["api"], "ecs");
     assert_eq!(first["requestId"].as_str().unwrap().len(), 36);
     let t = first["time"].as_str().unwrap();
-    assert!(t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T', "{t}");
+    assert!(
+        t.len() == 24 && t.ends_with('Z') && t.as_bytes()[10] == b'T',
+        "{t}"
+    );
     for l in &lines {
         let src = l["sourceAddress"].as_str().unwrap();
         assert!(src.starts_with("127.0.0.1:"), "{src}");

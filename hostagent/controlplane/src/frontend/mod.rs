@@ -120,9 +120,10 @@ async fn run(app: &Arc<App>, a: Admitted) -> Result<Value, ApiError> {
                 region: &app2.region,
                 now_ms: crate::clock::now_ms(),
             };
-            let store = app2.logs.get(cell.id as usize).ok_or_else(|| {
-                ApiError::service_unavailable("No log store for this cell.")
-            })?;
+            let store = app2
+                .logs
+                .get(cell.id as usize)
+                .ok_or_else(|| ApiError::service_unavailable("No log store for this cell."))?;
             return crate::logs::api::dispatch(&a.op, &ctx, store, input);
         }
         let ctx = Ctx {

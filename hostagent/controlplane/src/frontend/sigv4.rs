@@ -165,9 +165,8 @@ pub fn parse_authorization(headers: &HeaderMap) -> Result<Authorization, SigV4Er
         }
     }
     fn need<'a>(v: Option<&'a str>, what: &str) -> Result<&'a str, SigV4Error> {
-        v.filter(|v| !v.is_empty()).ok_or_else(|| {
-            incomplete(format!("Authorization header requires '{what}' parameter."))
-        })
+        v.filter(|v| !v.is_empty())
+            .ok_or_else(|| incomplete(format!("Authorization header requires '{what}' parameter.")))
     }
     let (cred, signed, sig) = (
         need(cred, "Credential")?,
@@ -525,7 +524,8 @@ mod tests {
         assert_eq!(parse_amz_date("20151330T123600Z"), None);
     }
 
-    const VANILLA_AUTH: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
+    const VANILLA_AUTH: &str =
+        "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
              SignedHeaders=host;x-amz-date, \
              Signature=5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31";
 
@@ -562,10 +562,7 @@ mod tests {
     #[test]
     fn known_vector() {
         let h = vanilla();
-        assert_eq!(
-            check(&h, b"").map(|c| c.account),
-            Ok("123".to_string())
-        );
+        assert_eq!(check(&h, b"").map(|c| c.account), Ok("123".to_string()));
         let req = SignedRequest {
             method: "GET",
             path: "/",
@@ -609,7 +606,10 @@ mod tests {
     #[test]
     fn required_headers_must_be_signed() {
         for (name, value) in [
-            ("x-amz-target", "AmazonEC2ContainerServiceV20141113.DeleteCluster"),
+            (
+                "x-amz-target",
+                "AmazonEC2ContainerServiceV20141113.DeleteCluster",
+            ),
             ("x-amz-security-token", "tok"),
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-anything", "1"),
@@ -642,7 +642,10 @@ mod tests {
     fn duplicate_and_oversized_headers_are_refused() {
         for name in ["host", "x-amz-date", "authorization", "x-amz-target"] {
             let mut h = vanilla();
-            let v = h.get(name).cloned().unwrap_or(HeaderValue::from_static("x"));
+            let v = h
+                .get(name)
+                .cloned()
+                .unwrap_or(HeaderValue::from_static("x"));
             h.append(name, v.clone());
             if name == "x-amz-target" {
                 h.append(name, v);
@@ -699,6 +702,9 @@ mod tests {
             assert_eq!(e.kind, "IncompleteSignatureException", "{a}: {e}");
             assert_eq!(e.status, 400);
         }
-        assert_eq!(claimed_access_key(&vanilla()).as_deref(), Some("AKIDEXAMPLE"));
+        assert_eq!(
+            claimed_access_key(&vanilla()).as_deref(),
+            Some("AKIDEXAMPLE")
+        );
     }
 }
