@@ -144,6 +144,45 @@ fn strip_nulls(v: &mut Value) {
     }
 }
 
+/// The audit record of a call, less its source address and outcome.
+fn record(
+    app: &App,
+    parts: &Parts,
+    which: Api,
+    op: &str,
+    caller: Option<&sigv4::Caller>,
+    request_id: &str,
+) -> Record {
+    let access_key_id = caller
+        .map(|c| c.access_key.clone())
+        .or_else(|| sigv4::claimed_access_key(&parts.headers));
+    let account = caller.map(|c| c.account.clone()).or_else(|| {
+        let k = access_key_id.as_deref()?;
+        app.accounts.get(k).map(|(a, _)| a.clone())
+    });
+    Record {
+        time: audit::rfc3339_ms(crate::clock::now_ms()),
+        api: match which {
+            Api::Ecs => "ecs",
+            Api::Logs => "logs",
+        },
+        account,
+        access_key_id,
+        operation: audit::bounded(op),
+        request_id: request_id.to_string(),
+        source_address: None,
+        outcome: String::new(),
+    }
+}
+
+/// `OK`, or the error code of the answer.
+fn outcome(r: &Result<Value, ApiError>) -> String {
+    match r {
+        Ok(_) => "OK".to_string(),
+        Err(e) => e.kind.to_string(),
+    }
+}
+
 /// `POST /`: one ECS or CloudWatch Logs call.
 pub async fn call(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
@@ -155,53 +194,42 @@ pub async fn call(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
     let (which, op) = target_of(&parts);
     let audited = audit::is_mutating(op);
     let mut caller = None;
-    let mut slot = None;
+    let mut recorded = false;
     let result = match to_bytes(body, MAX_BODY).await {
         Err(_) => Err(ApiError::serialization(
             "Request body too large or unreadable.",
         )),
         Ok(body) => match admit(&app, &parts, &body, &mut caller) {
             Err(e) => Err(e),
-            // A mutating call runs only once its audit line has a place.
+            // A mutating call runs only once its audit line has a place, and on a
+            // task of its own, so that the line is written even if the client
+            // hangs up while it runs.
             Ok(a) if audited => match app.audit.reserve() {
                 None => Err(ApiError::throttled()),
-                Some(s) => {
-                    slot = Some(s);
-                    run(&app, a).await
+                Some(slot) => {
+                    recorded = true;
+                    let mut rec = record(&app, &parts, which, op, caller.as_ref(), &request_id);
+                    rec.source_address = source.clone();
+                    let app2 = app.clone();
+                    tokio::spawn(async move {
+                        let r = run(&app2, a).await;
+                        rec.outcome = outcome(&r);
+                        rec.time = audit::rfc3339_ms(crate::clock::now_ms());
+                        slot.write(&rec);
+                        r
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(ApiError::server(format!("internal error: {e}"))))
                 }
             },
             Ok(a) => run(&app, a).await,
         },
     };
-    if audited {
-        let access_key_id = caller
-            .as_ref()
-            .map(|c| c.access_key.clone())
-            .or_else(|| sigv4::claimed_access_key(&parts.headers));
-        let account = caller.as_ref().map(|c| c.account.clone()).or_else(|| {
-            let k = access_key_id.as_deref()?;
-            app.accounts.get(k).map(|(a, _)| a.clone())
-        });
-        let record = Record {
-            time: audit::rfc3339_ms(crate::clock::now_ms()),
-            api: match which {
-                Api::Ecs => "ecs",
-                Api::Logs => "logs",
-            },
-            account,
-            access_key_id,
-            operation: audit::bounded(op),
-            request_id: request_id.clone(),
-            source_address: source,
-            outcome: match &result {
-                Ok(_) => "OK".to_string(),
-                Err(e) => e.kind.to_string(),
-            },
-        };
-        match slot {
-            Some(s) => s.write(&record),
-            None => app.audit.try_write(&record),
-        }
+    if audited && !recorded {
+        let mut rec = record(&app, &parts, which, op, caller.as_ref(), &request_id);
+        rec.source_address = source;
+        rec.outcome = outcome(&result);
+        app.audit.try_write(&rec);
     }
     let mut resp = match result {
         Ok(mut v) => {
