@@ -1,7 +1,8 @@
 //! The shared state of the control plane: accounts, throttles, the cells and their
-//! router, the log stores, timings and counters. Every handler and background loop
+//! router, the log stores, the audit log, timings and counters. Every handler and background loop
 //! takes an `Arc<App>`; it sits below them all.
 
+use crate::audit::AuditLog;
 use crate::cells::{Cell, Router};
 use crate::config::Config;
 use crate::leader::Leadership;
@@ -44,12 +45,15 @@ pub struct App {
     pub log_counters: LogCounters,
     /// The etcd leadership campaign of this replica (none over SQLite).
     pub leadership: std::sync::Mutex<Option<Leadership>>,
+    /// The audit log of mutating calls.
+    pub audit: AuditLog,
 }
 
 impl App {
     /// Opens the state under `cfg.data_dir` (created if needed).
     pub fn open(cfg: &Config) -> Result<App, StoreError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
+        let audit = AuditLog::open(&cfg.audit_log)?;
         let opened = crate::cells::open_stores(cfg)?;
         let cells: Vec<Arc<Cell>> = opened.cells;
         let mut logs = vec![];
@@ -73,6 +77,7 @@ impl App {
             logs,
             log_counters: LogCounters::default(),
             leadership: std::sync::Mutex::new(opened.leadership),
+            audit,
         })
     }
 }

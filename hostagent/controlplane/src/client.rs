@@ -6,6 +6,9 @@ use axum::http::HeaderMap;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The content type of every call (signed, as the server requires).
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
 /// Credentials and endpoint.
 #[derive(Clone)]
 pub struct Client {
@@ -48,6 +51,10 @@ impl Client {
         let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
         let mut headers = HeaderMap::new();
         let bad = |_| ("Client".to_string(), "bad header".to_string());
+        headers.insert(
+            "content-type",
+            axum::http::HeaderValue::from_static(CONTENT_TYPE),
+        );
         headers.insert("host", self.addr.parse().map_err(bad)?);
         headers.insert("x-amz-date", date.parse().map_err(bad)?);
         headers.insert("x-amz-target", target.parse().map_err(bad)?);
@@ -56,7 +63,12 @@ impl Client {
             date: date[..8].to_string(),
             region: self.region.clone(),
             service: "ecs".into(),
-            signed_headers: vec!["host".into(), "x-amz-date".into(), "x-amz-target".into()],
+            signed_headers: vec![
+                "content-type".into(),
+                "host".into(),
+                "x-amz-date".into(),
+                "x-amz-target".into(),
+            ],
             signature: String::new(),
         };
         let req = SignedRequest {
@@ -69,9 +81,9 @@ impl Client {
         let sig = sign(&req, &auth, &date, &self.secret);
         let msg = format!(
             "POST / HTTP/1.1\r\nHost: {}\r\nX-Amz-Date: {date}\r\nX-Amz-Target: {target}\r\n\
-             Content-Type: application/x-amz-json-1.1\r\n\
+             Content-Type: {CONTENT_TYPE}\r\n\
              Authorization: AWS4-HMAC-SHA256 Credential={}/{}/{}/ecs/aws4_request, \
-             SignedHeaders=host;x-amz-date;x-amz-target, Signature={sig}\r\n\
+             SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={sig}\r\n\
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
             self.key,

@@ -35,6 +35,9 @@ pub enum ConfigError {
 /// Log events kept per cell unless configured.
 pub const DEFAULT_LOG_RETENTION_EVENTS: u64 = 1_000_000;
 
+/// The audit log's file name under the data directory unless configured.
+pub const AUDIT_LOG_FILE: &str = "audit.log";
+
 /// Command line.
 #[derive(Debug, Parser)]
 #[command(
@@ -93,6 +96,11 @@ pub struct Args {
     /// (default: --listen).
     #[arg(long)]
     pub advertise: Option<String>,
+    /// The audit log: one JSON line per mutating API call, accepted or refused
+    /// (time, account, accessKeyId, operation, requestId, sourceAddress, outcome).
+    /// Appended to; created with mode 0600. Default: DATA_DIR/audit.log.
+    #[arg(long, value_name = "PATH")]
+    pub audit_log: Option<PathBuf>,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
@@ -240,6 +248,8 @@ pub struct FileConfig {
     pub log_retention_events: Option<u64>,
     /// State store.
     pub store: Option<StoreFileConfig>,
+    /// Audit log file.
+    pub audit_log: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -269,6 +279,8 @@ pub struct Config {
     pub log_retention_events: u64,
     /// State store.
     pub store: StoreConfig,
+    /// The audit log file.
+    pub audit_log: PathBuf,
 }
 
 fn add_account(
@@ -381,6 +393,11 @@ impl Config {
                 .unwrap_or(DEFAULT_LOG_RETENTION_EVENTS)
                 .max(1),
             store,
+            audit_log: args
+                .audit_log
+                .clone()
+                .or(file.audit_log)
+                .unwrap_or_else(|| args.data_dir.join(AUDIT_LOG_FILE)),
         })
     }
 }
@@ -406,6 +423,18 @@ mod tests {
     #[test]
     fn sqlite_is_the_default() {
         assert_eq!(cfg(&[], None).unwrap().store, StoreConfig::Sqlite);
+    }
+
+    #[test]
+    fn audit_log_under_the_data_dir_unless_given() {
+        assert_eq!(
+            cfg(&[], None).unwrap().audit_log,
+            PathBuf::from("/tmp/x/audit.log")
+        );
+        let c = cfg(&[], Some(r#"{"auditLog": "/var/log/cp/a.log"}"#)).unwrap();
+        assert_eq!(c.audit_log, PathBuf::from("/var/log/cp/a.log"));
+        let c = cfg(&["--audit-log", "/l/b.log"], Some(r#"{"auditLog": "/a"}"#)).unwrap();
+        assert_eq!(c.audit_log, PathBuf::from("/l/b.log"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
 //! - [`frontend`]: one ECS or Logs call over HTTP: SigV4, throttle, decode, dispatch.
 //! - [`app`]: the shared state every handler and loop takes (`App`).
+//! - [`audit`]: the audit log: a JSON line per mutating call, one writer thread.
 //! - [`api`]: the ECS operations, one module per resource, and their operation table.
 //! - [`scheduler`]: the service scheduler (desired counts, deployments, draining hosts).
 //! - [`validate`]: ECS's input rules for task definitions and names.
@@ -31,6 +32,7 @@
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod cells;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod client;

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::frontend;
 use crate::hosts;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,6 +40,8 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
         "logLinesRejected": app.log_counters.rejected.load(Ordering::Relaxed),
         "logLinesDiscarded": app.log_counters.discarded.load(Ordering::Relaxed),
         "logLinesDroppedByAgents": app.log_counters.dropped_by_agents.load(Ordering::Relaxed),
+        "auditLinesWritten": app.audit.written(),
+        "auditLinesDropped": app.audit.dropped(),
     })
     .to_string()
 }
@@ -97,10 +100,13 @@ pub async fn serve(
     let app = Arc::new(App::open(&cfg)?);
     let stop = Arc::new(AtomicBool::new(false));
     let loops = start_loops(&app, stop.clone());
-    let r = axum::serve(listener, routes(app.clone()))
+    let service = routes(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let r = axum::serve(listener, service)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(ServeError::Http);
+    // Every call has been answered: its audit line is queued; write them all.
+    app.audit.close().await;
     stop.store(true, Ordering::Relaxed);
     for h in loops {
         let _ = h.join();

@@ -171,7 +171,7 @@ fn bad_inputs_of_every_operation_get_ecs_errors() {
 fn unsigned_and_badly_signed_calls_are_refused() {
     let cp = ControlPlane::start(&[]);
     let e = cp.aws(&["list-clusters", "--no-sign-request"]).unwrap_err();
-    assert_eq!(error_type(&e), "UnrecognizedClientException", "{e}");
+    assert_eq!(error_type(&e), "MissingAuthenticationTokenException", "{e}");
     let e = cp
         .aws_as(KEY, "not-the-secret", &["list-clusters"])
         .unwrap_err();
