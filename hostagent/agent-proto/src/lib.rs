@@ -604,6 +604,29 @@ mod tests {
     }
 
     #[test]
+    fn credential_rotation_messages_and_old_registration_answers() {
+        let v = serde_json::to_value(AgentMessage::RotateCredential).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "rotateCredential"}));
+        let m: ControlMessage = serde_json::from_str(
+            r#"{"type":"credentialRotated","hostCredential":"c2","credentialTtlMs":5000}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            ControlMessage::CredentialRotated {
+                host_credential: "c2".into(),
+                credential_ttl_ms: 5000
+            }
+        );
+        // An answer without a TTL (an older control plane) still parses.
+        let r: RegisterResponse = serde_json::from_str(
+            r#"{"hostId":"h","hostCredential":"c","cell":0,"heartbeatIntervalSecs":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.credential_ttl_ms, 0);
+    }
+
+    #[test]
     fn unknown_message_type_is_an_error() {
         assert!(serde_json::from_str::<ControlMessage>(r#"{"type":"reboot"}"#).is_err());
         assert_eq!(bearer("h", "c"), "Bearer h:c");

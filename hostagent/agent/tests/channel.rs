@@ -321,18 +321,17 @@ async fn the_credential_is_rotated_before_it_expires_and_a_revoked_host_stops() 
         "{}",
         agent.log_text()
     );
-    assert!(refused(&addr, &host, &c0).await, "the first credential is refused");
+    assert!(
+        refused(&addr, &host, &c0).await,
+        "the first credential is refused"
+    );
     // Stopped until its credential expired: without a token it cannot go on.
     agent.signal(libc::SIGTERM);
     assert!(agent.wait_exit(15).success(), "{}", agent.log_text());
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let mut agent = HostAgent::start(&addr, &state, &tmp.path().join("b.log"), &[]);
     assert_eq!(agent.wait_exit(30).code(), Some(1));
-    assert!(
-        agent.log_text().contains("expired"),
-        "{}",
-        agent.log_text()
-    );
+    assert!(agent.log_text().contains("expired"), "{}", agent.log_text());
     // With the token it registers again, as a new host.
     let mut agent = HostAgent::start(
         &addr,
@@ -346,10 +345,6 @@ async fn the_credential_is_rotated_before_it_expires_and_a_revoked_host_stops() 
     // The operator revokes it: its channel closes and the agent stops with the reason.
     cp.operator(&["hosts", "revoke", &again]).unwrap();
     assert_eq!(agent.wait_exit(30).code(), Some(1), "{}", agent.log_text());
-    assert!(
-        agent.log_text().contains("revoked"),
-        "{}",
-        agent.log_text()
-    );
+    assert!(agent.log_text().contains("revoked"), "{}", agent.log_text());
     assert_eq!(cp.connected(), 0);
 }

@@ -493,6 +493,38 @@ mod tests {
     }
 
     #[test]
+    fn host_credential_lifetimes() {
+        let c = cfg(&[], None).unwrap();
+        assert_eq!(c.credential_policy.ttl, Duration::from_secs(86400));
+        assert_eq!(c.credential_policy.overlap, Duration::from_secs(300));
+        let c = cfg(&["--host-credential-ttl-ms", "4000"], None).unwrap();
+        assert_eq!(c.credential_policy.overlap, Duration::from_millis(2000));
+        let f = r#"{"hostCredentialTtlMs": 60000, "hostCredentialOverlapMs": 1000}"#;
+        let c = cfg(&[], Some(f)).unwrap();
+        assert_eq!(c.credential_policy.ttl, Duration::from_secs(60));
+        assert_eq!(c.credential_policy.overlap, Duration::from_secs(1));
+        let e = cfg(&["--host-credential-ttl-ms", "10"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TTL"), "{e}");
+        let e = cfg(
+            &[
+                "--host-credential-ttl-ms",
+                "2000",
+                "--host-credential-overlap-ms",
+                "3000",
+            ],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("overlap"), "{e}");
+        // The static token of older versions is gone: a clear refusal.
+        assert!(cfg(&["--bootstrap-token", "x"], None).is_err());
+        assert!(cfg(&[], Some(r#"{"bootstrapToken": "x"}"#)).is_err());
+    }
+
+    #[test]
     fn sqlite_is_the_default() {
         assert_eq!(cfg(&[], None).unwrap().store, StoreConfig::Sqlite);
     }

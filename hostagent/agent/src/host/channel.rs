@@ -216,7 +216,9 @@ pub async fn run<R: TaskRuntime>(
         .await
         {
             SessionEnd::Exit(e) => return Ok(e),
-            SessionEnd::Refused(why) if why.contains("expired") && cfg.bootstrap_token.is_some() => {
+            SessionEnd::Refused(why)
+                if why.contains("expired") && cfg.bootstrap_token.is_some() =>
+            {
                 tracing::warn!("host credential refused ({why}): registering again");
                 match register_new(&cfg, &mut shutdown).await? {
                     Some(new) => id = new,

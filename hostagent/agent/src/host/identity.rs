@@ -134,7 +134,10 @@ mod tests {
             credential_issued_at_ms: 0,
             credential_expires_at_ms: 0,
         };
-        assert!(id.rotation_due(5) && !id.expired(u64::MAX), "unknown expiry");
+        assert!(
+            id.rotation_due(5) && !id.expired(u64::MAX),
+            "unknown expiry"
+        );
         id.set_credential("c".into(), 1000, 10_000);
         assert!(!id.rotation_due(10_499));
         assert!(id.rotation_due(10_500));
@@ -168,7 +171,10 @@ mod tests {
             br#"{"controlplane":"x","hostId":"h","hostCredential":"c","cell":0,"heartbeatIntervalSecs":1}"#,
         )
         .unwrap();
-        assert_eq!(load(tmp.path()).unwrap().unwrap().credential_expires_at_ms, 0);
+        assert_eq!(
+            load(tmp.path()).unwrap().unwrap().credential_expires_at_ms,
+            0
+        );
         std::fs::write(path(tmp.path()), b"garbage").unwrap();
         assert!(load(tmp.path())
             .unwrap_err()

@@ -61,7 +61,13 @@ impl ControlPlane {
         let out = Command::new(bin)
             .args(["tokens", "create", "--cell", "0", "--max-hosts", "100"])
             .args(["--expires-in", "1d", "--max-cpu", "65536"])
-            .args(["--max-memory-mib", "1048576", "--token", TOKEN, "--data-dir"])
+            .args([
+                "--max-memory-mib",
+                "1048576",
+                "--token",
+                TOKEN,
+                "--data-dir",
+            ])
             .arg(data)
             .output()
             .expect("controlplane tokens create");
