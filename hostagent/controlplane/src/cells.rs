@@ -149,8 +149,16 @@ impl CellState {
     }
 
     /// The agent of `host` connected: it becomes ACTIVE and schedulable. Returns the
-    /// resync: everything assigned to the host that has not stopped.
-    pub fn connect_host(&mut self, host: &str, conn: AgentConn) -> Vec<ControlMessage> {
+    /// resync: everything assigned to the host that has not stopped; None (and
+    /// nothing changed) if the host was revoked since its credential was checked.
+    pub fn connect_host(&mut self, host: &str, conn: AgentConn) -> Option<Vec<ControlMessage>> {
+        let revoked = |c: &Self| {
+            matches!(c.hosts().get(host), Ok(Some(r)) if r.revoked_at.is_some())
+                || !matches!(c.revoked_hosts().get(host), Ok(None))
+        };
+        if revoked(self) {
+            return None;
+        }
         self.agents.insert(host.to_string(), conn);
         self.heartbeats.insert(host.to_string(), Instant::now());
         if let Ok(Some(mut rec)) = self.hosts().get(host) {
@@ -175,7 +183,7 @@ impl CellState {
                 });
             }
         }
-        out
+        Some(out)
     }
 
     /// Connection `conn_id` of `host` closed: unless a newer one replaced it, the

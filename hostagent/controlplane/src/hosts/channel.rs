@@ -53,6 +53,12 @@ pub async fn channel(
             valid_until,
         },
     );
+    let Some(resync) = resync else {
+        // Revoked between the credential check and now.
+        use axum::response::IntoResponse;
+        let msg = credentials::CredentialError::Revoked.to_string();
+        return (axum::http::StatusCode::UNAUTHORIZED, msg).into_response();
+    };
     for m in resync {
         let _ = tx.send(m);
     }
