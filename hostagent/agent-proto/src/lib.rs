@@ -4,9 +4,13 @@
 //!
 //! 1. **Registration** (once per host, plain HTTP):
 //!    `POST /agent/v1/register` with a JSON [`RegisterRequest`] carrying the
-//!    bootstrap token the operator configured on the control plane. The answer is
+//!    bootstrap token the operator gave the host. The answer is
 //!    a [`RegisterResponse`]: the host's identity (`hostId`) and a secret host
-//!    credential. The agent keeps both; the bootstrap token is never used again.
+//!    credential. The agent keeps both; the bootstrap token is not used again
+//!    unless the credential expires. The bootstrap token is one the operator
+//!    created for one cell (`controlplane tokens create`), with a maximum number of
+//!    hosts, an expiry and a maximum capacity per host; a registration it does not
+//!    allow is refused with an [`ErrorBody`] saying why.
 //! 2. **Channel** (long-lived): a WebSocket at `GET /agent/v1/channel` with the
 //!    header `Authorization: Bearer <hostId>:<hostCredential>`. Every frame is a
 //!    JSON text frame: the agent sends [`AgentMessage`]s, the control plane sends
@@ -15,11 +19,7 @@
 //!    a [`ControlMessage::LaunchTask`] for each task assigned to the host that has
 //!    not stopped, and a [`ControlMessage::StopTask`] for each one whose desired
 //!    status is `STOPPED`, so an agent that restarts converges without local state.
-//!    The bootstrap token is one the operator created for one cell
-//!    (`controlplane tokens create`), with a maximum number of hosts, an expiry and
-//!    a maximum capacity per host; a registration it does not allow is refused
-//!    with an [`ErrorBody`] saying why.
-//! 2. **Credential rotation**: the host credential expires `credentialTtlMs` after
+//! 3. **Credential rotation**: the host credential expires `credentialTtlMs` after
 //!    it was issued. Before that the agent sends [`AgentMessage::RotateCredential`]
 //!    on its channel; the control plane answers [`ControlMessage::CredentialRotated`]
 //!    with a new credential (and a new TTL). The previous credential stays valid
@@ -27,16 +27,16 @@
 //!    still reconnect and rotate again), then it is refused. A host whose credential
 //!    expired (or was revoked by the operator) is refused at the channel (`401`) and
 //!    must register again with a bootstrap token.
-//! 3. **Heartbeats**: the agent sends [`AgentMessage::Heartbeat`] at least every
+//! 4. **Heartbeats**: the agent sends [`AgentMessage::Heartbeat`] at least every
 //!    `heartbeatIntervalSecs` (from the registration answer). A host silent for
 //!    longer than the control plane's heartbeat timeout is declared lost and its
 //!    tasks are stopped.
-//! 4. **Logs and metrics**: the agent ships container output in
+//! 5. **Logs and metrics**: the agent ships container output in
 //!    [`AgentMessage::Logs`] batches and resource-use samples in
 //!    [`AgentMessage::TaskMetrics`]. The control plane keeps the lines of containers
 //!    whose [`ContainerSpec::log_configuration`] is `awslogs` in that group, in the
 //!    stream [`AwsLogs::stream_name`], and serves them through its CloudWatch Logs API.
-//! 5. **Draining**: an agent that drains sends [`AgentMessage::Draining`] on each
+//! 6. **Draining**: an agent that drains sends [`AgentMessage::Draining`] on each
 //!    connection; the control plane then places nothing on the host and moves its
 //!    service tasks elsewhere.
 //!
@@ -63,7 +63,7 @@ pub const CHANNEL_PATH: &str = "/agent/v1/channel";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
-    /// The bootstrap token configured on the control plane (`--bootstrap-token`).
+    /// A bootstrap token the operator created (`controlplane tokens create`).
     pub bootstrap_token: String,
     /// The host's name, for operators only.
     pub hostname: String,

@@ -115,6 +115,7 @@ fn start_cp(extra: &[&str]) -> Cp {
         ])
         .arg(tmp.path().join("data"))
         .stdout(Stdio::null())
+        .stderr(Stdio::null())
         .status()
         .expect("tokens create");
     assert!(made.success(), "tokens create");
