@@ -2,7 +2,7 @@
 //! the heartbeat monitor. See the `agent-proto` crate for the protocol.
 //!
 //! - [`registry`]: registration with a bootstrap token; channel authentication.
-//! - [`channel`]: one host's channel: its messages, checked against its identity.
+//! - [`mod@channel`]: one host's channel: its messages, checked against its identity.
 //! - [`revoke`]: the leader's sweep of revocations and expired credentials.
 //! - [`heartbeat`]: lost hosts.
 //! - [`credentials`]: host credentials: issue, verify, rotate.
