@@ -4,9 +4,13 @@
 //!
 //! 1. **Registration** (once per host, plain HTTP):
 //!    `POST /agent/v1/register` with a JSON [`RegisterRequest`] carrying the
-//!    bootstrap token the operator configured on the control plane. The answer is
+//!    bootstrap token the operator gave the host. The answer is
 //!    a [`RegisterResponse`]: the host's identity (`hostId`) and a secret host
-//!    credential. The agent keeps both; the bootstrap token is never used again.
+//!    credential. The agent keeps both; the bootstrap token is not used again
+//!    unless the credential expires. The bootstrap token is one the operator
+//!    created for one cell (`controlplane tokens create`), with a maximum number of
+//!    hosts, an expiry and a maximum capacity per host; a registration it does not
+//!    allow is refused with an [`ErrorBody`] saying why.
 //! 2. **Channel** (long-lived): a WebSocket at `GET /agent/v1/channel` with the
 //!    header `Authorization: Bearer <hostId>:<hostCredential>`. Every frame is a
 //!    JSON text frame: the agent sends [`AgentMessage`]s, the control plane sends
@@ -15,16 +19,24 @@
 //!    a [`ControlMessage::LaunchTask`] for each task assigned to the host that has
 //!    not stopped, and a [`ControlMessage::StopTask`] for each one whose desired
 //!    status is `STOPPED`, so an agent that restarts converges without local state.
-//! 3. **Heartbeats**: the agent sends [`AgentMessage::Heartbeat`] at least every
+//! 3. **Credential rotation**: the host credential expires `credentialTtlMs` after
+//!    it was issued. Before that the agent sends [`AgentMessage::RotateCredential`]
+//!    on its channel; the control plane answers [`ControlMessage::CredentialRotated`]
+//!    with a new credential (and a new TTL). The previous credential stays valid
+//!    for a short overlap (so an agent that did not manage to store the new one can
+//!    still reconnect and rotate again), then it is refused. A host whose credential
+//!    expired (or was revoked by the operator) is refused at the channel (`401`) and
+//!    must register again with a bootstrap token.
+//! 4. **Heartbeats**: the agent sends [`AgentMessage::Heartbeat`] at least every
 //!    `heartbeatIntervalSecs` (from the registration answer). A host silent for
 //!    longer than the control plane's heartbeat timeout is declared lost and its
 //!    tasks are stopped.
-//! 4. **Logs and metrics**: the agent ships container output in
+//! 5. **Logs and metrics**: the agent ships container output in
 //!    [`AgentMessage::Logs`] batches and resource-use samples in
 //!    [`AgentMessage::TaskMetrics`]. The control plane keeps the lines of containers
 //!    whose [`ContainerSpec::log_configuration`] is `awslogs` in that group, in the
 //!    stream [`AwsLogs::stream_name`], and serves them through its CloudWatch Logs API.
-//! 5. **Draining**: an agent that drains sends [`AgentMessage::Draining`] on each
+//! 6. **Draining**: an agent that drains sends [`AgentMessage::Draining`] on each
 //!    connection; the control plane then places nothing on the host and moves its
 //!    service tasks elsewhere.
 //!
@@ -51,7 +63,7 @@ pub const CHANNEL_PATH: &str = "/agent/v1/channel";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RegisterRequest {
-    /// The bootstrap token configured on the control plane (`--bootstrap-token`).
+    /// A bootstrap token the operator created (`controlplane tokens create`).
     pub bootstrap_token: String,
     /// The host's name, for operators only.
     pub hostname: String,
@@ -61,7 +73,8 @@ pub struct RegisterRequest {
     pub cpu: u32,
     /// Memory in MiB the host offers to tasks.
     pub memory: u32,
-    /// Optional cell to join; the control plane picks one when absent.
+    /// Optional cell to join: when given it must be the bootstrap token's cell
+    /// (the token decides the cell either way).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cell: Option<u32>,
 }
@@ -78,6 +91,10 @@ pub struct RegisterResponse {
     pub cell: u32,
     /// How often the agent must send a heartbeat.
     pub heartbeat_interval_secs: u64,
+    /// How long the credential is valid from now, in ms (0: not said). The agent
+    /// rotates it ([`AgentMessage::RotateCredential`]) before then.
+    #[serde(default)]
+    pub credential_ttl_ms: u64,
 }
 
 /// Error body of a refused registration or channel upgrade (`{"message": ...}`).
@@ -412,6 +429,9 @@ pub enum AgentMessage {
     /// on until they stop. Sent again on every connection while the agent drains; a new
     /// connection without it makes the host schedulable again.
     Draining,
+    /// Asks for a new host credential (the current one expires); answered with
+    /// [`ControlMessage::CredentialRotated`] or [`ControlMessage::Error`].
+    RotateCredential,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -435,6 +455,16 @@ pub enum ControlMessage {
         task_arn: String,
         /// Why (shown as the task's stoppedReason).
         reason: String,
+    },
+    /// The answer to [`AgentMessage::RotateCredential`]: the host's new credential.
+    /// The agent stores it and uses it from its next connection; the previous one
+    /// is refused after a short overlap.
+    #[serde(rename_all = "camelCase")]
+    CredentialRotated {
+        /// The new secret.
+        host_credential: String,
+        /// How long it is valid from now, in ms.
+        credential_ttl_ms: u64,
     },
     /// A message from the agent was refused; it had no effect.
     #[serde(rename_all = "camelCase")]
@@ -571,6 +601,29 @@ mod tests {
         }
         assert!(Status::Pending < Status::Running && Status::Running < Status::Stopped);
         assert_eq!(Status::parse("nope"), None);
+    }
+
+    #[test]
+    fn credential_rotation_messages_and_old_registration_answers() {
+        let v = serde_json::to_value(AgentMessage::RotateCredential).unwrap();
+        assert_eq!(v, serde_json::json!({"type": "rotateCredential"}));
+        let m: ControlMessage = serde_json::from_str(
+            r#"{"type":"credentialRotated","hostCredential":"c2","credentialTtlMs":5000}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m,
+            ControlMessage::CredentialRotated {
+                host_credential: "c2".into(),
+                credential_ttl_ms: 5000
+            }
+        );
+        // An answer without a TTL (an older control plane) still parses.
+        let r: RegisterResponse = serde_json::from_str(
+            r#"{"hostId":"h","hostCredential":"c","cell":0,"heartbeatIntervalSecs":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.credential_ttl_ms, 0);
     }
 
     #[test]

@@ -260,3 +260,91 @@ fn registration_is_retried_until_the_controlplane_is_up() {
     wait_for(30, "agent to register and connect", || cp.connected() == 1);
     assert!(state.join("identity.json").exists());
 }
+
+/// Whether the control plane refuses `cred` for `host` on the channel (`401`).
+async fn refused(addr: &str, host: &str, cred: &str) -> bool {
+    match controlplane::testagent::TestAgent::connect(addr, host, cred, 0, Duration::from_secs(1))
+        .await
+    {
+        Ok(_) => false,
+        Err(e) => e.channel_refusal().is_some_and(|(s, _)| s == 401),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credential_is_rotated_before_it_expires_and_a_revoked_host_stops() {
+    let Some(bin) = controlplane_bin() else {
+        eprintln!("SKIPPED: no controlplane binary");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let cp = ControlPlane::start_with(
+        &bin,
+        &addr,
+        &tmp.path().join("cp"),
+        &[
+            "--host-credential-ttl-ms",
+            "4000",
+            "--host-credential-overlap-ms",
+            "1000",
+        ],
+    );
+    let state = tmp.path().join("state");
+    let mut agent = HostAgent::start(
+        &addr,
+        &state,
+        &tmp.path().join("a.log"),
+        &["--bootstrap-token", TOKEN],
+    );
+    wait_for(30, "agent to connect", || cp.connected() == 1);
+    let first = identity(&state);
+    let host = first["hostId"].as_str().unwrap().to_string();
+    let c0 = first["hostCredential"].as_str().unwrap().to_string();
+    // Past twice the TTL, on one channel: rotated (at half-life) at least twice.
+    let mut seen = vec![c0.clone()];
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(9) {
+        let c = identity(&state)["hostCredential"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+        assert_eq!(cp.connected(), 1, "{}", agent.log_text());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.len() >= 3, "rotations: {}", seen.len() - 1);
+    assert!(
+        !agent.log_text().contains("reconnecting in"),
+        "{}",
+        agent.log_text()
+    );
+    assert!(
+        refused(&addr, &host, &c0).await,
+        "the first credential is refused"
+    );
+    // Stopped until its credential expired: without a token it cannot go on.
+    agent.signal(libc::SIGTERM);
+    assert!(agent.wait_exit(15).success(), "{}", agent.log_text());
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let mut agent = HostAgent::start(&addr, &state, &tmp.path().join("b.log"), &[]);
+    assert_eq!(agent.wait_exit(30).code(), Some(1));
+    assert!(agent.log_text().contains("expired"), "{}", agent.log_text());
+    // With the token it registers again, as a new host.
+    let mut agent = HostAgent::start(
+        &addr,
+        &state,
+        &tmp.path().join("c.log"),
+        &["--bootstrap-token", TOKEN],
+    );
+    wait_for(30, "re-registered agent to connect", || cp.connected() == 1);
+    let again = identity(&state)["hostId"].as_str().unwrap().to_string();
+    assert_ne!(again, host);
+    // The operator revokes it: its channel closes and the agent stops with the reason.
+    cp.operator(&["hosts", "revoke", &again]).unwrap();
+    assert_eq!(agent.wait_exit(30).code(), Some(1), "{}", agent.log_text());
+    assert!(agent.log_text().contains("revoked"), "{}", agent.log_text());
+    assert_eq!(cp.connected(), 0);
+}

@@ -18,7 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const TOKEN: &str = "bench-token";
+const TOKEN: &str = "bench-bootstrap-token";
 const KEY: &str = "AKIDBENCH";
 const SECRET: &str = "bench-secret";
 
@@ -102,15 +102,27 @@ fn start_cp(extra: &[&str]) -> Cp {
         json!({"throttle": {"default": {"rate": 100000, "burst": 100000}}}).to_string(),
     )
     .expect("cfg");
+    // The hosts' bootstrap token, created as an operator does.
+    let made = Command::new(env!("CARGO_BIN_EXE_controlplane"))
+        .args(["tokens", "create", "--cell", "0", "--max-hosts", "1000000"])
+        .args(["--expires-in", "1d", "--max-cpu", "1048576"])
+        .args([
+            "--max-memory-mib",
+            "16777216",
+            "--token",
+            TOKEN,
+            "--data-dir",
+        ])
+        .arg(tmp.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("tokens create");
+    assert!(made.success(), "tokens create");
     let child = Command::new(env!("CARGO_BIN_EXE_controlplane"))
         .args(["--listen", &addr, "--data-dir"])
         .arg(tmp.path().join("data"))
-        .args([
-            "--account",
-            &format!("111122223333:{KEY}:{SECRET}"),
-            "--bootstrap-token",
-            TOKEN,
-        ])
+        .args(["--account", &format!("111122223333:{KEY}:{SECRET}")])
         .args([
             "--log-level",
             "error",

@@ -25,8 +25,8 @@ pub struct App {
     pub throttle: Throttle,
     /// Cells and the account router.
     pub router: Router,
-    /// Host bootstrap token.
-    pub bootstrap_token: Option<String>,
+    /// Host credential lifetimes.
+    pub credential_policy: crate::config::CredentialPolicy,
     /// Heartbeat interval told to agents.
     pub heartbeat_interval: Duration,
     /// Heartbeat timeout.
@@ -39,6 +39,8 @@ pub struct App {
     pub agent_messages: AtomicU64,
     /// Hosts declared lost (metric).
     pub hosts_lost: AtomicU64,
+    /// Hosts revoked by the operator (metric).
+    pub hosts_revoked: AtomicU64,
     /// The log store of each cell (`logs-N.db`), by cell number.
     pub logs: Vec<Arc<LogStore>>,
     /// Log pipeline counters (metric).
@@ -67,13 +69,14 @@ impl App {
             accounts: cfg.accounts.clone(),
             throttle: Throttle::new(cfg.throttle.clone()),
             router: Router::new(cells, opened.router_store)?,
-            bootstrap_token: cfg.bootstrap_token.clone(),
+            credential_policy: cfg.credential_policy,
             heartbeat_interval: cfg.heartbeat_interval,
             heartbeat_timeout: cfg.heartbeat_timeout,
             scheduler_interval: cfg.scheduler_interval,
             next_conn: AtomicU64::new(1),
             agent_messages: AtomicU64::new(0),
             hosts_lost: AtomicU64::new(0),
+            hosts_revoked: AtomicU64::new(0),
             logs,
             log_counters: LogCounters::default(),
             leadership: std::sync::Mutex::new(opened.leadership),

@@ -5,6 +5,7 @@
 
 use crate::config::{Config, StoreConfig};
 use crate::domain::DomainError;
+use crate::host_tables::{BootstrapToken, BootstrapTokens, RevokedHosts};
 use crate::leader::{leader_key, Campaign, Leadership, Role};
 use crate::model::{HostRecord, HostStatus, TaskRecord};
 use crate::placement::{HostSlot, NoCapacity, Placement};
@@ -32,6 +33,9 @@ pub struct AgentConn {
     pub conn_id: u64,
     /// Messages to the agent.
     pub tx: UnboundedSender<ControlMessage>,
+    /// Expiry of the credential the channel was opened (or last rotated) with,
+    /// in seconds since the epoch: the channel is closed then.
+    pub valid_until: f64,
 }
 
 /// The latest resource-use sample of a running task (memory only, not stored).
@@ -93,6 +97,16 @@ impl CellState {
         Hosts(self.store.as_ref())
     }
 
+    /// The cell's bootstrap tokens.
+    pub fn bootstrap_tokens(&self) -> BootstrapTokens<'_> {
+        BootstrapTokens(self.store.as_ref())
+    }
+
+    /// The cell's revocations not applied yet.
+    pub fn revoked_hosts(&self) -> RevokedHosts<'_> {
+        RevokedHosts(self.store.as_ref())
+    }
+
     /// The AWS region of the cell's ARNs.
     pub fn region(&self) -> &str {
         &self.region
@@ -115,10 +129,19 @@ impl CellState {
 
     // Hosts.
 
-    /// Records a newly registered host: stored, offered to placement, and given one
-    /// heartbeat timeout to connect.
-    pub fn register_host(&mut self, rec: &HostRecord) -> Result<(), StoreError> {
-        self.hosts().put(rec)?;
+    /// Records a newly registered host with its bootstrap token's new use count
+    /// (one atomic write): stored, offered to placement, and given one heartbeat
+    /// timeout to connect.
+    pub fn register_host(
+        &mut self,
+        rec: &HostRecord,
+        token_hash: &str,
+        token: &BootstrapToken,
+    ) -> Result<(), StoreError> {
+        self.store.write(vec![
+            Hosts::put_write(rec)?,
+            BootstrapTokens::put_write(token_hash, token)?,
+        ])?;
         self.placement
             .add_host(&rec.host_id, &rec.availability_zone, rec.cpu, rec.memory);
         self.heartbeats.insert(rec.host_id.clone(), Instant::now());
@@ -126,8 +149,16 @@ impl CellState {
     }
 
     /// The agent of `host` connected: it becomes ACTIVE and schedulable. Returns the
-    /// resync: everything assigned to the host that has not stopped.
-    pub fn connect_host(&mut self, host: &str, conn: AgentConn) -> Vec<ControlMessage> {
+    /// resync: everything assigned to the host that has not stopped; None (and
+    /// nothing changed) if the host was revoked since its credential was checked.
+    pub fn connect_host(&mut self, host: &str, conn: AgentConn) -> Option<Vec<ControlMessage>> {
+        let revoked = |c: &Self| {
+            matches!(c.hosts().get(host), Ok(Some(r)) if r.revoked_at.is_some())
+                || !matches!(c.revoked_hosts().get(host), Ok(None))
+        };
+        if revoked(self) {
+            return None;
+        }
         self.agents.insert(host.to_string(), conn);
         self.heartbeats.insert(host.to_string(), Instant::now());
         if let Ok(Some(mut rec)) = self.hosts().get(host) {
@@ -152,7 +183,7 @@ impl CellState {
                 });
             }
         }
-        out
+        Some(out)
     }
 
     /// Connection `conn_id` of `host` closed: unless a newer one replaced it, the
@@ -162,6 +193,50 @@ impl CellState {
             self.agents.remove(host);
             self.placement.set_schedulable(host, false);
         }
+    }
+
+    /// The credential of `host`'s channel now expires at `valid_until` (rotated).
+    pub fn set_channel_valid_until(&mut self, host: &str, valid_until: f64) {
+        if let Some(a) = self.agents.get_mut(host) {
+            a.valid_until = valid_until;
+        }
+    }
+
+    /// The hosts whose channel's credential expired at `now` (seconds since the epoch).
+    pub fn expired_channels(&self, now: f64) -> Vec<String> {
+        self.agents
+            .iter()
+            .filter(|(_, a)| a.valid_until <= now)
+            .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    /// Closes the channel of `host` (its credential expired): it takes no new task;
+    /// unless it reconnects with a valid credential it is declared lost after the
+    /// heartbeat timeout.
+    pub fn close_channel(&mut self, host: &str) {
+        if self.agents.remove(host).is_some() {
+            self.placement.set_schedulable(host, false);
+        }
+    }
+
+    /// Applies the operator's revocation of `host`: the record says revoked and
+    /// INACTIVE (in one write that removes the pending revocation), its channel is
+    /// closed, nothing new is placed there and no heartbeat is expected. Its tasks
+    /// are the caller's to stop. False if no such host.
+    pub fn revoke_host(&mut self, host: &str, revoked_at: f64) -> Result<bool, StoreError> {
+        let rec = self.hosts().get(host)?;
+        let mut batch = vec![RevokedHosts::delete_write(host)];
+        if let Some(mut rec) = rec.clone() {
+            rec.revoked_at = Some(rec.revoked_at.unwrap_or(revoked_at));
+            rec.status = HostStatus::Inactive;
+            batch.push(Hosts::put_write(&rec)?);
+        }
+        self.store.write(batch)?;
+        self.heartbeats.remove(host);
+        self.agents.remove(host);
+        self.placement.set_schedulable(host, false);
+        Ok(rec.is_some())
     }
 
     /// The host takes no new task (until it connects again without draining); the

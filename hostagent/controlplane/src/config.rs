@@ -42,7 +42,13 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 #[derive(Debug, Parser)]
 #[command(
     name = "controlplane",
-    about = "ECS-compatible control plane: API, cells, placement, agent channel"
+    about = "ECS-compatible control plane: API, cells, placement, agent channel",
+    after_help = "Operator commands (they open the same store, give them the same --data-dir, \
+--config and store flags):\n  \
+controlplane tokens create --cell N --max-hosts N --expires-in 24h --max-cpu UNITS --max-memory-mib MIB\n  \
+controlplane tokens list | controlplane tokens delete TOKEN_ID\n  \
+controlplane hosts list | controlplane hosts revoke HOST_ID\n\
+See `controlplane tokens --help` and `controlplane hosts --help`."
 )]
 pub struct Args {
     /// Address to serve the ECS API and the agent channel on.
@@ -63,9 +69,14 @@ pub struct Args {
     /// Number of cells.
     #[arg(long)]
     pub cells: Option<u32>,
-    /// Token hosts present to register (no token: registration disabled).
+    /// How long a host credential is valid; agents rotate theirs before it
+    /// expires (default 24 h).
     #[arg(long)]
-    pub bootstrap_token: Option<String>,
+    pub host_credential_ttl_ms: Option<u64>,
+    /// How long the previous credential stays valid after a rotation (default
+    /// 5 min, at most the TTL).
+    #[arg(long)]
+    pub host_credential_overlap_ms: Option<u64>,
     /// A host silent for this long is declared lost.
     #[arg(long)]
     pub heartbeat_timeout_ms: Option<u64>,
@@ -234,8 +245,10 @@ pub struct FileConfig {
     pub region: Option<String>,
     /// Number of cells.
     pub cells: Option<u32>,
-    /// Bootstrap token.
-    pub bootstrap_token: Option<String>,
+    /// Host credential TTL.
+    pub host_credential_ttl_ms: Option<u64>,
+    /// Overlap of the previous host credential after a rotation.
+    pub host_credential_overlap_ms: Option<u64>,
     /// Heartbeat timeout.
     pub heartbeat_timeout_ms: Option<u64>,
     /// Heartbeat interval.
@@ -265,8 +278,8 @@ pub struct Config {
     pub region: String,
     /// How many cells (independent stores and host pools) to run.
     pub cells: u32,
-    /// Bootstrap token.
-    pub bootstrap_token: Option<String>,
+    /// Host credential lifetimes.
+    pub credential_policy: CredentialPolicy,
     /// Heartbeat timeout.
     pub heartbeat_timeout: Duration,
     /// Heartbeat interval.
@@ -281,6 +294,78 @@ pub struct Config {
     pub store: StoreConfig,
     /// The audit log file.
     pub audit_log: PathBuf,
+}
+
+/// How long host credentials live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CredentialPolicy {
+    /// A credential expires this long after it was issued.
+    pub ttl: Duration,
+    /// The previous credential stays valid this long after a rotation.
+    pub overlap: Duration,
+}
+
+/// Default host credential TTL.
+pub const DEFAULT_CREDENTIAL_TTL_MS: u64 = 24 * 3600 * 1000;
+/// Default overlap of the previous credential after a rotation.
+pub const DEFAULT_CREDENTIAL_OVERLAP_MS: u64 = 5 * 60 * 1000;
+
+impl CredentialPolicy {
+    fn build(ttl_ms: Option<u64>, overlap_ms: Option<u64>) -> Result<Self, ConfigError> {
+        let ttl = ttl_ms.unwrap_or(DEFAULT_CREDENTIAL_TTL_MS);
+        if !(1_000..=365 * 24 * 3600 * 1000).contains(&ttl) {
+            return Err(ConfigError::Invalid(
+                "host credential TTL must be between 1000 ms and one year".into(),
+            ));
+        }
+        let overlap = overlap_ms.unwrap_or(DEFAULT_CREDENTIAL_OVERLAP_MS.min(ttl / 2));
+        if overlap > ttl {
+            return Err(ConfigError::Invalid(
+                "host credential overlap must not exceed its TTL".into(),
+            ));
+        }
+        Ok(CredentialPolicy {
+            ttl: Duration::from_millis(ttl),
+            overlap: Duration::from_millis(overlap),
+        })
+    }
+}
+
+/// What the operator commands (`controlplane tokens|hosts ...`) need of the flags
+/// and config file: where the store is and how many cells it has.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// State directory (SQLite files).
+    pub data_dir: PathBuf,
+    /// Number of cells.
+    pub cells: u32,
+    /// State store.
+    pub store: StoreConfig,
+}
+
+impl StoreSettings {
+    /// The store settings of `args` and its config file (accounts are not needed).
+    pub fn from_args(args: &Args) -> Result<StoreSettings, ConfigError> {
+        let mut file: FileConfig = match &args.config {
+            None => FileConfig::default(),
+            Some(p) => {
+                let s = std::fs::read_to_string(p).map_err(|err| ConfigError::Read {
+                    path: p.clone(),
+                    err,
+                })?;
+                serde_json::from_str(&s).map_err(|err| ConfigError::Parse {
+                    path: p.clone(),
+                    err,
+                })?
+            }
+        };
+        let store = StoreConfig::build(args, file.store.take().unwrap_or_default())?;
+        Ok(StoreSettings {
+            data_dir: args.data_dir.clone(),
+            cells: args.cells.or(file.cells).unwrap_or(1).clamp(1, 64),
+            store,
+        })
+    }
 }
 
 fn add_account(
@@ -374,7 +459,11 @@ impl Config {
                 .or(file.region)
                 .unwrap_or_else(|| "us-east-1".into()),
             cells,
-            bootstrap_token: args.bootstrap_token.clone().or(file.bootstrap_token),
+            credential_policy: CredentialPolicy::build(
+                args.host_credential_ttl_ms.or(file.host_credential_ttl_ms),
+                args.host_credential_overlap_ms
+                    .or(file.host_credential_overlap_ms),
+            )?,
             heartbeat_timeout: ms(args.heartbeat_timeout_ms, file.heartbeat_timeout_ms, 30_000),
             heartbeat_interval: ms(
                 args.heartbeat_interval_ms,
@@ -418,6 +507,38 @@ mod tests {
         }
         argv.extend(extra);
         Ok(Config::from_args(&Args::try_parse_from(argv)?)?)
+    }
+
+    #[test]
+    fn host_credential_lifetimes() {
+        let c = cfg(&[], None).unwrap();
+        assert_eq!(c.credential_policy.ttl, Duration::from_secs(86400));
+        assert_eq!(c.credential_policy.overlap, Duration::from_secs(300));
+        let c = cfg(&["--host-credential-ttl-ms", "4000"], None).unwrap();
+        assert_eq!(c.credential_policy.overlap, Duration::from_millis(2000));
+        let f = r#"{"hostCredentialTtlMs": 60000, "hostCredentialOverlapMs": 1000}"#;
+        let c = cfg(&[], Some(f)).unwrap();
+        assert_eq!(c.credential_policy.ttl, Duration::from_secs(60));
+        assert_eq!(c.credential_policy.overlap, Duration::from_secs(1));
+        let e = cfg(&["--host-credential-ttl-ms", "10"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("TTL"), "{e}");
+        let e = cfg(
+            &[
+                "--host-credential-ttl-ms",
+                "2000",
+                "--host-credential-overlap-ms",
+                "3000",
+            ],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("overlap"), "{e}");
+        // The static token of older versions is gone: a clear refusal.
+        assert!(cfg(&["--bootstrap-token", "x"], None).is_err());
+        assert!(cfg(&[], Some(r#"{"bootstrapToken": "x"}"#)).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The thin bundled control plane: ECS-compatible API, cells, placement, agent channel.
 //!
 //! Module map, from the front end down; a module uses only modules listed below it.
+//! - [`operator`]: the operator commands (`tokens create|list|delete`,
+//!   `hosts list|revoke`), over the store directly.
 //! - [`server`]: wiring: the HTTP routes, the per-cell background loops, `serve`.
 //! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
 //! - [`frontend`]: one ECS or Logs call over HTTP: SigV4, throttle, decode, dispatch.
@@ -18,6 +20,7 @@
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
 //! - [`tables`]: one typed accessor per table of a cell's store (keys, records).
+//! - [`host_tables`]: the host-identity tables: bootstrap tokens, revoked hosts.
 //! - [`store`]: the key-value store of a cell: SQLite or etcd.
 //! - [`model`]: the ECS resources as stored and shown, and their status enums.
 //! - [`throttle`]: token buckets per account and operation.
@@ -42,11 +45,13 @@ pub mod ctx;
 pub mod domain;
 pub mod error;
 pub mod frontend;
+pub mod host_tables;
 pub mod hosts;
 pub mod leader;
 pub mod lifecycle;
 pub mod logs;
 pub mod model;
+pub mod operator;
 pub mod placement;
 pub mod scheduler;
 pub mod server;

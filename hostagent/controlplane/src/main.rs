@@ -1,10 +1,14 @@
-//! `controlplane --listen 127.0.0.1:PORT --data-dir DIR --account ID:KEY:SECRET`
+//! `controlplane --listen 127.0.0.1:PORT --data-dir DIR --account ID:KEY:SECRET`, or an
+//! operator command: `controlplane tokens ...` / `controlplane hosts ...`.
 
 use clap::Parser;
 use controlplane::config::{Args, Config};
 
 #[tokio::main]
 async fn main() {
+    if let Some(code) = controlplane::operator::dispatch() {
+        std::process::exit(code);
+    }
     let args = Args::parse();
     let level = args
         .log_level

@@ -33,6 +33,7 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
     serde_json::json!({
         "agentMessages": app.agent_messages.load(Ordering::Relaxed),
         "hostsLost": app.hosts_lost.load(Ordering::Relaxed),
+        "hostsRevoked": app.hosts_revoked.load(Ordering::Relaxed),
         "agentsConnected": connected,
         "cells": app.router.cells.len(),
         "cellsLed": app.router.cells.iter().filter(|c| c.is_leader()).count(),
@@ -68,6 +69,9 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
                     crate::hosts::heartbeat::sweep(&mut c, app.heartbeat_timeout, Instant::now());
                 app.hosts_lost
                     .fetch_add(lost.len() as u64, Ordering::Relaxed);
+                let revoked = crate::hosts::revoke::sweep(&mut c, crate::clock::now());
+                app.hosts_revoked
+                    .fetch_add(revoked.len() as u64, Ordering::Relaxed);
                 if last_sched.elapsed() >= app.scheduler_interval {
                     last_sched = Instant::now();
                     if let Err(e) = crate::scheduler::reconcile(&mut c) {

@@ -260,6 +260,11 @@ impl Hosts<'_> {
         self.0.put_json(HOST, &rec.host_id, rec)
     }
 
+    /// The write that stores one host (in a batch).
+    pub fn put_write(rec: &HostRecord) -> Result<Write> {
+        Write::put(HOST, rec.host_id.clone(), rec)
+    }
+
     /// Every host of the cell.
     pub fn all(&self) -> Result<Vec<HostRecord>> {
         Ok(self

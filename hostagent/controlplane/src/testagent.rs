@@ -64,6 +64,19 @@ pub enum TestAgentError {
     Channel(tokio_tungstenite::tungstenite::Error),
 }
 
+impl TestAgentError {
+    /// The HTTP status and body of a refused channel upgrade.
+    pub fn channel_refusal(&self) -> Option<(u16, String)> {
+        match self {
+            TestAgentError::Channel(tokio_tungstenite::tungstenite::Error::Http(r)) => Some((
+                r.status().as_u16(),
+                String::from_utf8_lossy(r.body().as_deref().unwrap_or_default()).into_owned(),
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// Registers a host with `POST /agent/v1/register` (plain HTTP/1.1).
 pub async fn register(
     addr: &str,
@@ -294,7 +307,7 @@ impl TestAgent {
                     });
                 }
             }
-            ControlMessage::Error { .. } => {}
+            ControlMessage::Error { .. } | ControlMessage::CredentialRotated { .. } => {}
         }
     }
 
@@ -319,6 +332,30 @@ impl TestAgent {
                 private_ipv4_address: None,
             });
         }
+    }
+
+    /// Asks for a new credential and waits (up to `timeout`) for the answer: the
+    /// new credential, or the control plane's refusal.
+    pub async fn rotate(&self, timeout: Duration) -> Result<String, String> {
+        let seen = self.state.lock().map(|s| s.received.len()).unwrap_or(0);
+        self.send(AgentMessage::RotateCredential);
+        let deadline = tokio::time::Instant::now() + timeout;
+        while tokio::time::Instant::now() < deadline {
+            let answer = self.state.lock().ok().and_then(|s| {
+                s.received.iter().skip(seen).find_map(|m| match m {
+                    ControlMessage::CredentialRotated {
+                        host_credential, ..
+                    } => Some(Ok(host_credential.clone())),
+                    ControlMessage::Error { message } => Some(Err(message.clone())),
+                    _ => None,
+                })
+            });
+            if let Some(a) = answer {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err("no answer to the rotation".into())
     }
 
     /// Stops (or resumes) heartbeats, as a hung host would.

@@ -1,5 +1,8 @@
 //! Registration and the long-lived agent channel: connect, resync, heartbeats,
-//! liveness, reconnect with capped exponential backoff and jitter, clean close.
+//! liveness, reconnect with capped exponential backoff and jitter, clean close,
+//! and the rotation of the host credential before it expires. A credential the
+//! control plane refuses (`401`: expired or revoked) ends the agent with an error,
+//! except an expired one when a bootstrap token was given: then it registers again.
 
 use super::agent::Agent;
 use super::backoff::Backoff;
@@ -116,9 +119,26 @@ async fn identity(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Identity>, Fatal> {
     if let Some(id) = identity::load(&cfg.state_dir).map_err(|e| Fatal(e.to_string()))? {
-        tracing::info!(host = %id.host_id, cell = id.cell, "using stored host identity");
-        return Ok(Some(id));
+        if !id.expired(identity::now_ms()) {
+            tracing::info!(host = %id.host_id, cell = id.cell, "using stored host identity");
+            return Ok(Some(id));
+        }
+        if cfg.bootstrap_token.is_none() {
+            return Err(Fatal(format!(
+                "the stored credential of host {} expired; the host must register again (give --bootstrap-token)",
+                id.host_id
+            )));
+        }
+        tracing::warn!(host = %id.host_id, "the stored credential expired: registering again");
     }
+    register_new(cfg, shutdown).await
+}
+
+/// Registers with the bootstrap token (retried with backoff) and stores the identity.
+async fn register_new(
+    cfg: &ChannelConfig,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<Option<Identity>, Fatal> {
     let token = cfg
         .bootstrap_token
         .as_deref()
@@ -127,13 +147,16 @@ async fn identity(
     loop {
         match register(cfg, token).await {
             Ok(r) => {
-                let id = Identity {
+                let mut id = Identity {
                     controlplane: cfg.url.clone(),
                     host_id: r.host_id,
-                    host_credential: r.host_credential,
+                    host_credential: String::new(),
                     cell: r.cell,
                     heartbeat_interval_secs: r.heartbeat_interval_secs,
+                    credential_issued_at_ms: 0,
+                    credential_expires_at_ms: 0,
                 };
+                id.set_credential(r.host_credential, r.credential_ttl_ms, identity::now_ms());
                 identity::save(&cfg.state_dir, &id).map_err(|e| Fatal(e.to_string()))?;
                 tracing::info!(host = %id.host_id, cell = id.cell, "registered");
                 return Ok(Some(id));
@@ -163,6 +186,8 @@ async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> 
 
 enum SessionEnd {
     Lost(String),
+    /// The control plane refused the credential (`401`), with its reason.
+    Refused(String),
     Exit(Exit),
 }
 
@@ -173,7 +198,7 @@ pub async fn run<R: TaskRuntime>(
     mut out: mpsc::UnboundedReceiver<AgentMessage>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Exit, Fatal> {
-    let Some(id) = identity(&cfg, &mut shutdown).await? else {
+    let Some(mut id) = identity(&cfg, &mut shutdown).await? else {
         return Ok(Exit::Shutdown);
     };
     let mut backoff = Backoff::new(cfg.min_backoff, cfg.max_backoff);
@@ -181,7 +206,7 @@ pub async fn run<R: TaskRuntime>(
     loop {
         match session(
             &cfg,
-            &id,
+            &mut id,
             &agent,
             &mut out,
             &mut unsent,
@@ -191,6 +216,22 @@ pub async fn run<R: TaskRuntime>(
         .await
         {
             SessionEnd::Exit(e) => return Ok(e),
+            SessionEnd::Refused(why)
+                if why.contains("expired") && cfg.bootstrap_token.is_some() =>
+            {
+                tracing::warn!("host credential refused ({why}): registering again");
+                match register_new(&cfg, &mut shutdown).await? {
+                    Some(new) => id = new,
+                    None => return Ok(Exit::Shutdown),
+                }
+            }
+            SessionEnd::Refused(why) => {
+                return Err(Fatal(format!(
+                    "the control plane refused the credential of host {}: {why}; the host must register again (remove {} and give --bootstrap-token)",
+                    id.host_id,
+                    identity::path(&cfg.state_dir).display()
+                )));
+            }
             SessionEnd::Lost(why) => {
                 let d = backoff.next_delay();
                 tracing::warn!("channel: {why}; reconnecting in {} ms", d.as_millis());
@@ -204,7 +245,7 @@ pub async fn run<R: TaskRuntime>(
 
 async fn session<R: TaskRuntime>(
     cfg: &ChannelConfig,
-    id: &Identity,
+    id: &mut Identity,
     agent: &Arc<Agent<R>>,
     out: &mut mpsc::UnboundedReceiver<AgentMessage>,
     unsent: &mut VecDeque<AgentMessage>,
@@ -225,6 +266,13 @@ async fn session<R: TaskRuntime>(
     let ws = tokio::select! {
         r = tokio::time::timeout(Duration::from_secs(10), connect) => match r {
             Ok(Ok((ws, _))) => ws,
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(r))) if r.status() == 401 => {
+                let body = r.body().as_deref().unwrap_or_default();
+                let why = serde_json::from_slice::<ErrorBody>(body)
+                    .map(|b| b.message)
+                    .unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned());
+                return SessionEnd::Refused(why);
+            }
             Ok(Err(e)) => return SessionEnd::Lost(format!("connect: {e}")),
             Err(_) => return SessionEnd::Lost("connect: timed out".into()),
         },
@@ -242,6 +290,9 @@ async fn session<R: TaskRuntime>(
     let mut drain_check = tokio::time::interval(Duration::from_millis(200));
     // Said once per connection, so that a reconnected control plane knows it too.
     let mut drain_announced = false;
+    // The credential is rotated past half its lifetime; one request at a time.
+    let mut rotate_check = tokio::time::interval(Duration::from_millis(250));
+    let mut rotation_asked: Option<Instant> = None;
     macro_rules! send {
         ($m:expr) => {{
             let m: AgentMessage = $m;
@@ -289,6 +340,19 @@ async fn session<R: TaskRuntime>(
                 last_heard = Instant::now();
                 match frame {
                     Some(Ok(Message::Text(t))) => match serde_json::from_str::<ControlMessage>(&t) {
+                        Ok(ControlMessage::CredentialRotated { host_credential, credential_ttl_ms }) => {
+                            rotation_asked = None;
+                            id.set_credential(host_credential, credential_ttl_ms, identity::now_ms());
+                            // Stored before it is used; if this fails the old one
+                            // still works for the overlap and the next rotation retries.
+                            match identity::save(&cfg.state_dir, id) {
+                                Ok(()) => tracing::info!(host = %id.host_id, "host credential rotated"),
+                                Err(e) => tracing::error!("storing the rotated credential: {e}"),
+                            }
+                        }
+                        Ok(ControlMessage::Error { message }) if rotation_asked.is_some() && message.contains("credential") => {
+                            tracing::warn!("credential rotation refused: {message}");
+                        }
                         Ok(m) => agent.handle(m),
                         Err(e) => tracing::warn!("unknown control message ({e}): {}", t.as_str().chars().take(200).collect::<String>()),
                     },
@@ -298,6 +362,13 @@ async fn session<R: TaskRuntime>(
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return SessionEnd::Lost(format!("receive: {e}")),
                     None => return SessionEnd::Lost("connection closed".into()),
+                }
+            }
+            _ = rotate_check.tick() => {
+                let again = rotation_asked.is_none_or(|t| t.elapsed() > Duration::from_secs(5));
+                if again && id.rotation_due(identity::now_ms()) {
+                    rotation_asked = Some(Instant::now());
+                    send!(AgentMessage::RotateCredential);
                 }
             }
             _ = drain_check.tick(), if agent.is_draining() => {

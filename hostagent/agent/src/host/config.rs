@@ -14,7 +14,8 @@ pub struct Args {
     /// Control plane base URL (`http://host:port`).
     #[arg(long)]
     pub controlplane: String,
-    /// Bootstrap token for the first registration (not needed once registered).
+    /// Bootstrap token (from `controlplane tokens create`) for registering: the first
+    /// time, and again if the stored credential expired (not needed otherwise).
     #[arg(long, env = "HOSTAGENT_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
     /// Availability zone of this host.

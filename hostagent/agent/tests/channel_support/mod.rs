@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub const ACCOUNT: &str = "111122223333";
 pub const KEY: &str = "AKIDHOSTAGENTTEST1";
 pub const SECRET: &str = "hostagent/test+secret";
+/// The bootstrap token the harness creates (`controlplane tokens create`).
 pub const TOKEN: &str = "hostagent-bootstrap-token";
 
 /// The controlplane binary: `$HOSTAGENT_TEST_CONTROLPLANE`, else beside this test's
@@ -44,16 +45,42 @@ pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 /// A running controlplane; killed on drop.
 pub struct ControlPlane {
     pub addr: String,
+    pub bin: PathBuf,
+    pub data: PathBuf,
     child: Child,
 }
 
 impl ControlPlane {
     pub fn start(bin: &Path, addr: &str, data: &Path) -> ControlPlane {
+        Self::start_with(bin, addr, data, &[])
+    }
+
+    /// Starts one with `extra` flags, after creating the bootstrap token TOKEN
+    /// (cell 0, 100 hosts, a day) with the operator command unless it exists.
+    pub fn start_with(bin: &Path, addr: &str, data: &Path, extra: &[&str]) -> ControlPlane {
+        let out = Command::new(bin)
+            .args(["tokens", "create", "--cell", "0", "--max-hosts", "100"])
+            .args(["--expires-in", "1d", "--max-cpu", "65536"])
+            .args([
+                "--max-memory-mib",
+                "1048576",
+                "--token",
+                TOKEN,
+                "--data-dir",
+            ])
+            .arg(data)
+            .output()
+            .expect("controlplane tokens create");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("already exists"),
+            "tokens create: {err}"
+        );
         let child = Command::new(bin)
             .args(["--listen", addr, "--data-dir"])
             .arg(data)
             .args(["--account", &format!("{ACCOUNT}:{KEY}:{SECRET}")])
-            .args(["--bootstrap-token", TOKEN])
+            .args(extra)
             .args([
                 "--heartbeat-timeout-ms",
                 "3000",
@@ -67,12 +94,30 @@ impl ControlPlane {
             .expect("spawn controlplane");
         let cp = ControlPlane {
             addr: addr.to_string(),
+            bin: bin.to_path_buf(),
+            data: data.to_path_buf(),
             child,
         };
         wait_for(30, "controlplane to listen", || {
             std::net::TcpStream::connect(addr).is_ok()
         });
         cp
+    }
+
+    /// Runs the operator command `controlplane ARGS --data-dir DATA`; Ok(stdout)
+    /// or Err(stderr).
+    pub fn operator(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .output()
+            .expect("run controlplane");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// kill -9.

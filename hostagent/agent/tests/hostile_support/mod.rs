@@ -314,6 +314,9 @@ impl Daemon {
                 host_credential: "secret".into(),
                 cell: 0,
                 heartbeat_interval_secs: 1,
+                // Valid for a day: no rotation during the test.
+                credential_issued_at_ms: identity::now_ms(),
+                credential_expires_at_ms: identity::now_ms() + 86_400_000,
             },
         )
         .unwrap();

@@ -1,9 +1,11 @@
 //! The long-lived WebSocket channel of one host. Every message is checked against
 //! the host identity the channel was authenticated with.
 
-use super::registry::authenticate;
+use super::credentials;
+use super::registry::{authenticate, Authenticated};
 use crate::app::App;
 use crate::cells::{AgentConn, Cell, CellState, TaskMetricsSample};
+use crate::config::CredentialPolicy;
 use crate::lifecycle::{self, own_task};
 use agent_proto::{AgentMessage, ControlMessage, Status};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -25,7 +27,11 @@ pub async fn channel(
     ws: WebSocketUpgrade,
 ) -> Response {
     let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
-    let (cell, host) = match authenticate(&app, auth) {
+    let Authenticated {
+        cell,
+        host,
+        valid_until,
+    } = match authenticate(&app, auth) {
         Ok(x) => x,
         Err(r) => return *r,
     };
@@ -44,8 +50,15 @@ pub async fn channel(
         AgentConn {
             conn_id,
             tx: tx.clone(),
+            valid_until,
         },
     );
+    let Some(resync) = resync else {
+        // Revoked between the credential check and now.
+        use axum::response::IntoResponse;
+        let msg = credentials::CredentialError::Revoked.to_string();
+        return (axum::http::StatusCode::UNAUTHORIZED, msg).into_response();
+    };
     for m in resync {
         let _ = tx.send(m);
     }
@@ -155,11 +168,40 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
             vec![]
         }
         AgentMessage::Logs { .. } => err("log batches are stored by the log pipeline".into()),
+        AgentMessage::RotateCredential => err("credential rotation needs the policy".into()),
         AgentMessage::Draining => match c.set_draining(host) {
             Ok(()) => vec![],
             Err(e) => err(format!("state store error: {e}")),
         },
     }
+}
+
+/// Answers [`AgentMessage::RotateCredential`] from `host`: a new credential, stored
+/// (hashed) before it is sent; the channel stays open until the new one expires.
+pub fn rotate(c: &mut CellState, host: &str, policy: &CredentialPolicy) -> Vec<ControlMessage> {
+    let err = |m: String| vec![ControlMessage::Error { message: m }];
+    if !c.heard_from(host) {
+        return err("host is not active (declared lost); reconnect".into());
+    }
+    let mut rec = match c.hosts().get(host) {
+        Ok(Some(r)) => r,
+        Ok(None) => return err("unknown host".into()),
+        Err(e) => return err(format!("state store error: {e}")),
+    };
+    let t = crate::clock::now();
+    let secret = match credentials::rotate(&mut rec, policy, t) {
+        Ok(s) => s,
+        Err(e) => return err(e.to_string()),
+    };
+    if let Err(e) = c.hosts().put(&rec) {
+        return err(format!("state store error: {e}"));
+    }
+    c.set_channel_valid_until(host, rec.credential_expires_at);
+    tracing::info!(host, "host credential rotated");
+    vec![ControlMessage::CredentialRotated {
+        host_credential: secret,
+        credential_ttl_ms: policy.ttl.as_millis() as u64,
+    }]
 }
 
 /// Highest utilization percentage accepted in a metrics sample.
@@ -196,6 +238,11 @@ async fn serve(
                                     &app2.log_counters, &host2, lines, dropped),
                                 None => vec![],
                             }).await.unwrap_or_default()
+                        }
+                        Ok(AgentMessage::RotateCredential) => {
+                            let (cell2, host2, policy) = (cell.clone(), host.clone(), app.credential_policy);
+                            tokio::task::spawn_blocking(move || rotate(&mut cell2.lock(), &host2, &policy))
+                                .await.unwrap_or_default()
                         }
                         Ok(m) => handle(&mut cell.lock(), &host, m),
                     };

@@ -22,10 +22,16 @@ fn host_lost(c: &mut CellState, host: &str, timeout: Duration) {
         "Host {host} was lost: no heartbeat for {} seconds",
         timeout.as_secs()
     );
+    stop_tasks_of(c, host, &reason);
+}
+
+/// Marks every task of `host` that has not stopped STOPPED with `reason` (the host
+/// is gone: lost or revoked).
+pub fn stop_tasks_of(c: &mut CellState, host: &str, reason: &str) {
     for k in c.tasks_on(host) {
         match c.tasks().get(&k) {
             Ok(Some(mut t)) => {
-                if let Err(e) = lifecycle::mark_stopped(c, &mut t, "TerminationNotice", &reason) {
+                if let Err(e) = lifecycle::mark_stopped(c, &mut t, "TerminationNotice", reason) {
                     tracing::error!("task {k}: {e}");
                 }
             }

@@ -16,9 +16,32 @@ pub const SECRET: &str = "s3cret/one+key";
 pub const ACCOUNT2: &str = "444455556666";
 pub const KEY2: &str = "AKIDCONTROLPLANE2";
 pub const SECRET2: &str = "s3cret-two";
+/// The bootstrap token of cell 0 the harness creates (`token_for` the others').
 pub const TOKEN: &str = "bootstrap-token-for-tests";
 pub const AWS: &str = "/usr/bin/aws";
 pub const NET: &str = "awsvpcConfiguration={subnets=[subnet-0a1b2c3d],securityGroups=[sg-0a1b2c3d],assignPublicIp=DISABLED}";
+
+/// The bootstrap token the harness creates for cell `n` (TOKEN for cell 0).
+pub fn token_for(cell: u32) -> String {
+    if cell == 0 {
+        TOKEN.to_string()
+    } else {
+        format!("{TOKEN}-cell{cell}")
+    }
+}
+
+/// Runs `controlplane ARGS` (an operator command); Ok(stdout) or Err(stderr).
+pub fn operator(args: &[String]) -> Result<String, String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_controlplane"))
+        .args(args)
+        .output()
+        .expect("run controlplane");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
 
 pub struct ControlPlane {
     pub addr: String,
@@ -26,6 +49,8 @@ pub struct ControlPlane {
     _tmp: Option<tempfile::TempDir>,
     child: Child,
     extra: Vec<String>,
+    /// The flags that name its store (for operator commands).
+    pub store_flags: Vec<String>,
     /// The etcd it runs over (test binaries named `etcd*`; see `etcd.rs`).
     pub etcd: Option<std::sync::Arc<controlplane::store::etcd_process::EtcdProcess>>,
 }
@@ -56,7 +81,7 @@ impl ControlPlane {
             .arg(dir)
             .args(["--account", &format!("{ACCOUNT}:{KEY}:{SECRET}")])
             .args(["--account", &format!("{ACCOUNT2}:{KEY2}:{SECRET2}")])
-            .args(["--bootstrap-token", TOKEN, "--log-level", "warn"])
+            .args(["--log-level", "warn"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -65,6 +90,38 @@ impl ControlPlane {
             .then(|| etcd::etcd_for(dir));
         if let Some(e) = &etcd {
             cmd.args(etcd::flags(e));
+        }
+        // One bootstrap token per cell (generous limits; tests of the limits make
+        // their own), created with the operator command as an operator would.
+        let cells: u32 = extra
+            .iter()
+            .position(|a| *a == "--cells")
+            .and_then(|i| extra.get(i + 1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let mut store_flags: Vec<String> = vec!["--data-dir".into(), dir.display().to_string()];
+        store_flags.extend(extra.iter().map(|s| s.to_string()));
+        if let Some(e) = &etcd {
+            store_flags.extend(etcd::flags(e));
+        }
+        for cell in 0..cells {
+            let mut a: Vec<String> = ["tokens", "create", "--max-hosts", "1000", "--expires-in"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            a.extend(
+                ["1d", "--max-cpu", "1048576", "--max-memory-mib", "16777216"].map(String::from),
+            );
+            a.extend([
+                "--cell".into(),
+                cell.to_string(),
+                "--token".into(),
+                token_for(cell),
+            ]);
+            a.extend(store_flags.iter().cloned());
+            if let Err(e) = operator(&a) {
+                assert!(e.contains("already exists"), "tokens create: {e}");
+            }
         }
         let child = cmd.spawn().expect("spawn controlplane");
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -78,6 +135,7 @@ impl ControlPlane {
             _tmp: None,
             child,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            store_flags,
             etcd,
         };
         if cp.etcd.is_some() {
@@ -93,6 +151,14 @@ impl ControlPlane {
             );
         }
         cp
+    }
+
+    /// Runs the operator command `controlplane ARGS --data-dir ... [store flags]`
+    /// over this control plane's store; Ok(stdout) or Err(stderr).
+    pub fn operator(&self, args: &[&str]) -> Result<String, String> {
+        let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        a.extend(self.store_flags.iter().cloned());
+        operator(&a)
     }
 
     /// kill -9.

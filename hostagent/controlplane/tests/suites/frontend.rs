@@ -102,7 +102,7 @@ async fn cells_isolate_accounts_and_state_survives_kill9() {
     // The only host joins cell 1: only account 2 can place tasks.
     let agent = TestAgent::start(
         &cp.addr,
-        TOKEN,
+        &token_for(1),
         "us-east-1a",
         4096,
         8192,

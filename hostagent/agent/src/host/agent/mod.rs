@@ -197,6 +197,8 @@ impl<R: TaskRuntime> Agent<R> {
             ControlMessage::Error { message } => {
                 tracing::warn!("control plane refused a message: {message}")
             }
+            // The channel keeps the credential (see `channel`); nothing for tasks.
+            ControlMessage::CredentialRotated { .. } => {}
         }
     }
 
