@@ -1,14 +1,16 @@
 //! The front end: one ECS or CloudWatch Logs call (JSON 1.1 over HTTP), admitted
 //! by SigV4 authentication and the per-account throttles, then dispatched to the
-//! operation tables of [`crate::api`] or [`crate::logs::api`].
+//! operation tables of [`crate::api`] or [`crate::logs::api`]. Bodies are bounded
+//! ([`limits`]: size per operation, nesting depth) before anything parses them.
 
+pub mod limits;
 pub mod sigv4;
 
 use crate::api;
 use crate::app::App;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -20,8 +22,6 @@ use std::sync::Arc;
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 /// The `X-Amz-Target` prefix of CloudWatch Logs operations.
 pub const LOGS_TARGET_PREFIX: &str = "Logs_20140328.";
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 1 << 20;
 
 /// Which API a call is for (from its `X-Amz-Target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,17 +65,7 @@ fn admit(app: &App, parts: &Parts, body: &[u8]) -> Result<(String, Api, String, 
     if !app.throttle.allow(&account, &op) {
         return Err(ApiError::throttled());
     }
-    let input: Value = if body.is_empty() {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::serialization(format!("Malformed JSON body: {e}")))?
-    };
-    if !input.is_object() {
-        return Err(ApiError::serialization(
-            "The request body must be a JSON object.",
-        ));
-    }
+    let input = limits::parse(body)?;
     Ok((account, api, op, input))
 }
 
@@ -89,10 +79,8 @@ fn strip_nulls(v: &mut Value) {
 pub async fn call(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let (parts, body) = req.into_parts();
-    let result = match to_bytes(body, MAX_BODY).await {
-        Err(_) => Err(ApiError::serialization(
-            "Request body too large or unreadable.",
-        )),
+    let result = match limits::read_body(&parts.headers, body).await {
+        Err(e) => Err(e),
         Ok(body) => match admit(&app, &parts, &body) {
             Err(e) => Err(e),
             Ok((account, which, op, input)) => {

@@ -1,6 +1,6 @@
 //! Tasks as ECS shows them, and the record the control plane stores.
 
-use super::{KeyValuePair, Tag};
+use super::{KeyValuePair, Tag, TaskOverride};
 use agent_proto::Status;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -67,36 +67,6 @@ pub struct Attachment {
     pub status: String,
     /// subnetId, networkInterfaceId, macAddress, privateIPv4Address.
     pub details: Vec<KeyValuePair>,
-}
-
-/// A container override of RunTask.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerOverride {
-    /// Container name.
-    #[serde(default)]
-    pub name: String,
-    /// Command.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    /// Extra environment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub environment: Vec<KeyValuePair>,
-    /// Other fields, kept as given.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, Value>,
-}
-
-/// `overrides` of RunTask.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskOverride {
-    /// Per container.
-    #[serde(default)]
-    pub container_overrides: Vec<ContainerOverride>,
-    /// Other fields, kept as given.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, Value>,
 }
 
 /// A task, as DescribeTasks returns it.
