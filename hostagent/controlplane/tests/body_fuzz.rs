@@ -184,7 +184,7 @@ fn random_value(rng: &mut fastrand::Rng, depth: usize) -> Value {
         }
         11 => {
             let mut v = json!(1);
-            for _ in 0..rng.usize(0..130) {
+            for _ in 0..rng.usize(0..300) {
                 v = json!({ "a": v });
             }
             v
@@ -255,7 +255,13 @@ fn mutate(rng: &mut fastrand::Rng, v: &mut Value) {
         }
         _ => {}
     }
-    match (rng.u8(0..5), &mut *v) {
+    match (rng.u8(0..6), &mut *v) {
+        // Nest the node deep: past the depth bound, and past serde_json's own limit.
+        (5, _) => {
+            for _ in 0..rng.usize(1..140) {
+                *v = json!({ random_key(rng): v.take() });
+            }
+        }
         (0, Value::Object(m)) if !m.is_empty() => {
             let k = m
                 .keys()
@@ -338,6 +344,40 @@ fn fuzzed_bodies_never_panic_or_fail_and_what_is_stored_decodes() {
         let (status, v) = call(&cell, op, body.to_string().as_bytes());
         assert_eq!(status, 200, "the seed {op} is accepted: {v}");
     }
+    // Hostile seeds first: values nested around the depth bound and around
+    // serde_json's own recursion limit, under known and unknown keys at every level
+    // of each operation's body.
+    let bases = [
+        ("RegisterTaskDefinition", rich_task_definition("deep")),
+        ("RunTask", run_task("rich")),
+        ("CreateService", create_service("deep", "rich")),
+    ];
+    for (op, base) in &bases {
+        for depth in [
+            31, 33, 100, 118, 120, 121, 122, 123, 124, 125, 126, 127, 200, 1000,
+        ] {
+            for at in [
+                "/unknownTop",
+                "/overrides/unknown",
+                "/tags/0/unknown",
+                "/containerDefinitions/0/linuxParameters/unknown",
+                "/networkConfiguration/awsvpcConfiguration/unknown",
+            ] {
+                let mut body = base.clone();
+                let (parent, key) = at.rsplit_once('/').unwrap_or(("", at));
+                if let Some(Value::Object(m)) = body.pointer_mut(parent) {
+                    let mut v = json!(1);
+                    for _ in 0..depth {
+                        v = json!({ "unknown": v });
+                    }
+                    m.insert(key.to_string(), v);
+                }
+                let (status, answer) = call(&cell, op, body.to_string().as_bytes());
+                assert!(status < 500, "{op} {at} {depth} deep: {status} {answer}");
+            }
+        }
+    }
+    read_back(&cell);
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut accepted = [0u32; 3];
     for case in 0..cases {
