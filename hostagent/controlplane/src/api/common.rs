@@ -15,7 +15,9 @@ use serde_json::Value;
 pub fn input<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::serialization(format!("Invalid value for {path}: {}", e.inner()))
+        // serde quotes the offending value: keep the message short.
+        let why: String = e.inner().to_string().chars().take(300).collect();
+        ApiError::serialization(format!("Invalid value for {path}: {why}"))
     })
 }
 
