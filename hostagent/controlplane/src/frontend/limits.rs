@@ -63,9 +63,13 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiErro
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(target, limit));
     }
-    let bytes = to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large(target, limit))?;
+    // Without a Content-Length (chunked), the bound is met while reading; an error
+    // here is that, or a body that could not be read at all.
+    let bytes = to_bytes(body, limit).await.map_err(|_| {
+        let mut e = too_large(target, limit);
+        e.message.push_str(" (or the body could not be read)");
+        e
+    })?;
     check_depth(&bytes)?;
     Ok(bytes)
 }

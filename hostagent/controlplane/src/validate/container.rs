@@ -324,3 +324,88 @@ pub fn check(i: usize, c: &ContainerDefinition, memory: u32) -> Rule {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn container(extra: serde_json::Value) -> ContainerDefinition {
+        let mut v = json!({"name": "web", "image": "busybox"});
+        if let (Some(m), Some(x)) = (v.as_object_mut(), extra.as_object()) {
+            m.extend(x.clone());
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn refusal(extra: serde_json::Value) -> String {
+        check(0, &container(extra), 512).unwrap_err()
+    }
+
+    #[test]
+    fn fargate_structures_are_checked_by_field() {
+        assert!(check(0, &container(json!({})), 512).is_ok());
+        let ok = json!({"linuxParameters": {"capabilities": {"add": ["SYS_PTRACE"], "drop": ["ALL"]},
+                                             "initProcessEnabled": true},
+                        "healthCheck": {"command": ["CMD-SHELL", "true"]},
+                        "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}});
+        assert!(check(0, &container(ok), 512).is_ok());
+        for (extra, needle) in [
+            (
+                json!({"linuxParameters": {"capabilities": {"add": ["NET_ADMIN"]}}}),
+                "capabilities.add[0]",
+            ),
+            (
+                json!({"linuxParameters": {"capabilities": {"drop": ["NOPE"]}}}),
+                "capabilities.drop[0]",
+            ),
+            (
+                json!({"linuxParameters": {"tmpfs": [{"containerPath": "/t", "size": 1}]}}),
+                "tmpfs",
+            ),
+            (json!({"linuxParameters": {"maxSwap": 1}}), "maxSwap"),
+            (
+                json!({"logConfiguration": {"logDriver": "syslog"}}),
+                "logDriver",
+            ),
+            (
+                json!({"logConfiguration": {"logDriver": "awslogs"}}),
+                "awslogs-group",
+            ),
+            (
+                json!({"healthCheck": {"command": ["true"]}}),
+                "healthCheck.command",
+            ),
+            (
+                json!({"portMappings": [{"containerPort": 80, "hostPort": 81}]}),
+                "must match",
+            ),
+            (
+                json!({"portMappings": [{"containerPort": 80, "appProtocol": "ftp"}]}),
+                "appProtocol",
+            ),
+            (
+                json!({"environment": [{"name": "A=B", "value": ""}]}),
+                "environment[0].name",
+            ),
+            (json!({"command": ["a\u{0}b"]}), "command[0]"),
+            (json!({"hostname": "h"}), "hostname"),
+            (json!({"privileged": true}), "privileged"),
+            (json!({"stopTimeout": 121}), "stopTimeout"),
+            (
+                json!({"ulimits": [{"name": "nofile", "softLimit": 2, "hardLimit": 1}]}),
+                "ulimits[0]",
+            ),
+            (
+                json!({"secrets": [{"name": "", "valueFrom": "x"}]}),
+                "secrets[0].name",
+            ),
+            (json!({"cpu": 20000}), "'cpu'"),
+            (json!({"memory": 1024}), "exceeds the task memory"),
+            (json!({"image": "bad image"}), "image"),
+        ] {
+            let e = refusal(extra.clone());
+            assert!(e.contains(needle), "{extra}: {e}");
+        }
+    }
+}

@@ -232,3 +232,64 @@ pub fn capacity_providers(p: &[String]) -> Result<(), Invalid> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn net(v: serde_json::Value) -> NetworkConfiguration {
+        serde_json::from_value(json!({ "awsvpcConfiguration": v })).unwrap()
+    }
+
+    #[test]
+    fn network_ids_are_bounded() {
+        assert!(network(Some(&net(
+            json!({"subnets": ["subnet-0a1b2c3d"], "securityGroups": ["sg-web"]})
+        )))
+        .is_ok());
+        let long = format!("subnet-{}", "a".repeat(249));
+        for bad in [
+            json!({"subnets": []}),
+            json!({"subnets": [long]}),
+            json!({"subnets": ["vpc-1"]}),
+            json!({"subnets": ["subnet-1"], "securityGroups": ["sg-"]}),
+            json!({"subnets": ["subnet-1"], "assignPublicIp": "MAYBE"}),
+        ] {
+            let e = network(Some(&net(bad.clone()))).unwrap_err();
+            assert!(matches!(e, Invalid::Parameter(_)), "{bad}: {e}");
+            assert!(
+                e.to_string().len() < 400,
+                "the message quotes a short id: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn overrides_are_bounded() {
+        let td: TaskDefinition = serde_json::from_value(json!({
+            "taskDefinitionArn": "arn:aws:ecs:us-east-1:1:task-definition/f:1", "family": "f",
+            "revision": 1, "status": "ACTIVE", "cpu": "256", "memory": "512",
+            "networkMode": "awsvpc", "requiresCompatibilities": [], "compatibilities": [],
+            "registeredAt": 0.0,
+            "containerDefinitions": [{"name": "web", "image": "busybox"}]
+        }))
+        .unwrap();
+        let o = |v: serde_json::Value| serde_json::from_value::<TaskOverride>(v).unwrap();
+        assert!(overrides(
+            &o(json!({"containerOverrides": [{"name": "web", "command": ["x"]}]})),
+            &td
+        )
+        .is_ok());
+        for bad in [
+            json!({"containerOverrides": [{"name": "other"}]}),
+            json!({"containerOverrides": [{"name": "web", "command": ["x".repeat(9000)]}]}),
+            json!({"containerOverrides": [{"name": "web", "cpu": -1}]}),
+            json!({"cpu": "lots"}),
+            json!({"taskRoleArn": "not a role"}),
+            json!({"ephemeralStorage": {"sizeInGiB": 5}}),
+        ] {
+            assert!(overrides(&o(bad.clone()), &td).is_err(), "{bad}");
+        }
+    }
+}
