@@ -3,7 +3,6 @@
 use super::{KeyValuePair, Tag, TaskOverride};
 use agent_proto::Status;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// An ENI of a container (`networkInterfaces`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -14,6 +13,24 @@ pub struct NetworkInterface {
     /// Private IPv4 address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ipv4_address: Option<String>,
+}
+
+/// A port binding of a container (`networkBindings`; awsvpc tasks have none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkBinding {
+    /// Address bound.
+    #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
+    pub bind_ip: Option<String>,
+    /// Container port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<i64>,
+    /// Host port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i64>,
+    /// `tcp` or `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// A container of a task.
@@ -38,7 +55,7 @@ pub struct Container {
     pub reason: Option<String>,
     /// Network bindings.
     #[serde(default)]
-    pub network_bindings: Vec<Value>,
+    pub network_bindings: Vec<NetworkBinding>,
     /// ENIs.
     #[serde(default)]
     pub network_interfaces: Vec<NetworkInterface>,
