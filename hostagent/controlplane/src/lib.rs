@@ -5,12 +5,14 @@
 //!   `hosts list|revoke`), over the store directly.
 //! - [`server`]: wiring: the HTTP routes, the per-cell background loops, `serve`.
 //! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
-//! - [`frontend`]: one ECS or Logs call over HTTP: SigV4, throttle, decode, dispatch.
+//! - [`frontend`]: one ECS or Logs call over HTTP: body bounds (size, depth), SigV4,
+//!   throttle, decode, dispatch.
 //! - [`app`]: the shared state every handler and loop takes (`App`).
 //! - [`audit`]: the audit log: a JSON line per mutating call, one writer thread.
 //! - [`api`]: the ECS operations, one module per resource, and their operation table.
 //! - [`scheduler`]: the service scheduler (desired counts, deployments, draining hosts).
-//! - [`validate`]: ECS's input rules for task definitions and names.
+//! - [`validate`]: ECS's input rules (types aside): task definitions, containers,
+//!   request parameters (network, overrides, tags, load balancers), names and ids.
 //! - [`logs`]: container logs: the log store, agents' batches into it, the Logs API.
 //! - [`lifecycle`]: a task's life: launch, stop requests, host reports, STOPPED.
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
@@ -22,7 +24,8 @@
 //! - [`tables`]: one typed accessor per table of a cell's store (keys, records).
 //! - [`host_tables`]: the host-identity tables: bootstrap tokens, revoked hosts.
 //! - [`store`]: the key-value store of a cell: SQLite or etcd.
-//! - [`model`]: the ECS resources as stored and shown, and their status enums.
+//! - [`model`]: the ECS resources as stored and shown, every field typed, and their
+//!   status enums.
 //! - [`throttle`]: token buckets per account and operation.
 //! - [`ctx`]: who is calling (`Ctx`: account, region) and new ids.
 //! - [`clock`]: the wall clock in ECS, Logs and SigV4 units.

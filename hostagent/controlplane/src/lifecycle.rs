@@ -96,10 +96,12 @@ fn spec_containers(td: &TaskDefinition, ov: &TaskOverride) -> Vec<ContainerSpec>
                     })
                     .collect(),
                 stop_timeout_secs: d.stop_timeout.unwrap_or(30).clamp(2, 120) as u32,
-                log_configuration: d
-                    .extra
-                    .get("logConfiguration")
-                    .and_then(|v| serde_json::from_value(v.clone()).ok()),
+                log_configuration: d.log_configuration.as_ref().map(|l| {
+                    agent_proto::LogConfiguration {
+                        log_driver: l.log_driver.clone(),
+                        options: l.options.clone(),
+                    }
+                }),
                 depends_on: rt.depends_on,
                 health_check: rt.health_check,
                 mount_points: rt.mount_points,

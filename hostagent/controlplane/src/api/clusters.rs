@@ -59,6 +59,9 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
              underscores, and hyphens are allowed.",
         ));
     }
+    validate::request::tags(&inp.tags)?;
+    validate::request::cluster_settings(&inp.settings)?;
+    validate::request::capacity_providers(&inp.capacity_providers)?;
     if let Some(cl) = c.clusters().get(ctx.account, &name)? {
         if cl.status == ClusterStatus::Active {
             return Ok(json!({"cluster": with_counts(ctx, c, cl)?}));

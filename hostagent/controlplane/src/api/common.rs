@@ -9,9 +9,16 @@ use crate::model::{AwsVpcConfiguration, Cluster, ClusterStatus, NetworkConfigura
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Decodes an operation's input.
+/// Decodes an operation's input into its typed request: a value of the wrong JSON
+/// type is a `SerializationException` naming the field; keys the operation does not
+/// define are dropped.
 pub fn input<T: DeserializeOwned>(v: Value) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::serialization(e.to_string()))
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        // serde quotes the offending value: keep the message short.
+        let why: String = e.inner().to_string().chars().take(300).collect();
+        ApiError::serialization(format!("Invalid value for {path}: {why}"))
+    })
 }
 
 /// One page of `items` (sorted by key): the `nextToken` is the last key, hex.
@@ -77,45 +84,7 @@ pub fn active_cluster(ctx: &Ctx<'_>, c: &CellState, s: Option<&str>) -> Result<C
 
 /// Validates a `networkConfiguration` the way ECS does for awsvpc tasks.
 pub fn network(n: Option<&NetworkConfiguration>) -> Result<AwsVpcConfiguration, ApiError> {
-    let a = n
-        .and_then(|n| n.awsvpc_configuration.as_ref())
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
-            )
-        })?;
-    if a.subnets.is_empty() {
-        return Err(ApiError::invalid("subnets can not be empty."));
-    }
-    if a.subnets.len() > 16 {
-        return Err(ApiError::invalid("subnets can have at most 16 items."));
-    }
-    if a.security_groups.len() > 5 {
-        return Err(ApiError::invalid(
-            "securityGroups can have at most 5 items.",
-        ));
-    }
-    for s in &a.subnets {
-        if !s.starts_with("subnet-") || s.len() < 8 {
-            return Err(ApiError::invalid(format!(
-                "Error retrieving subnet information for [{s}]: The subnet ID '{s}' is malformed"
-            )));
-        }
-    }
-    for g in &a.security_groups {
-        if !g.starts_with("sg-") || g.len() < 4 {
-            return Err(ApiError::invalid(format!(
-                "Error retrieving security group information for [{g}]: The security group ID '{g}' is malformed"
-            )));
-        }
-    }
-    if a.assign_public_ip != "ENABLED" && a.assign_public_ip != "DISABLED" {
-        return Err(ApiError::invalid(format!(
-            "assignPublicIp must be ENABLED or DISABLED, not {}",
-            a.assign_public_ip
-        )));
-    }
-    Ok(a.clone())
+    Ok(crate::validate::request::network(n)?)
 }
 
 /// Checks `launchType` (only FARGATE is served).

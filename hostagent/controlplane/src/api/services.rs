@@ -8,8 +8,8 @@ use crate::clock::now;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::model::{
-    Deployment, DeploymentConfiguration, DeploymentStatus, Failure, NetworkConfiguration,
-    RolloutState, Service, ServiceStatus, Tag,
+    Deployment, DeploymentConfiguration, DeploymentStatus, Failure, LoadBalancer,
+    NetworkConfiguration, RolloutState, Service, ServiceStatus, Tag,
 };
 use crate::scheduler;
 use crate::validate;
@@ -71,7 +71,7 @@ struct CreateInput {
     deployment_configuration: Option<DeploymentConfiguration>,
     scheduling_strategy: Option<String>,
     #[serde(default)]
-    load_balancers: Vec<Value>,
+    load_balancers: Vec<LoadBalancer>,
     #[serde(default)]
     tags: Vec<Tag>,
 }
@@ -113,6 +113,8 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     }
     let td = runnable_td(ctx, c, inp.task_definition.as_deref())?;
     network(inp.network_configuration.as_ref())?;
+    validate::request::load_balancers(&inp.load_balancers, &td)?;
+    validate::request::tags(&inp.tags)?;
     let net = inp.network_configuration.unwrap_or(NetworkConfiguration {
         awsvpc_configuration: None,
     });

@@ -70,7 +70,6 @@ pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
         .task_definitions()
         .last_revision(ctx.account, &inp.family)?
         + 1;
-    inp.extra.remove("tags");
     for c in &mut inp.container_definitions {
         for p in &mut c.port_mappings {
             p.host_port = p.host_port.or(p.container_port);
@@ -91,7 +90,7 @@ pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
         deregistered_at: None,
         volumes: inp.volumes,
         placement_constraints: inp.placement_constraints,
-        extra: inp.extra,
+        options: inp.options,
     };
     c.task_definitions().register(ctx.account, &td)?;
     Ok(json!({"taskDefinition": td, "tags": inp.tags}))

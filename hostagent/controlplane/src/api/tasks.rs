@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::lifecycle::{self, Launch};
 use crate::model::{Failure, NetworkConfiguration, Tag, TaskOverride, TaskRecord};
 use crate::tables::TaskKey;
+use crate::validate;
 use agent_proto::Status;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -41,19 +42,10 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     let td = runnable_td(ctx, c, inp.task_definition.as_deref())?;
     let net = network(inp.network_configuration.as_ref())?;
     let overrides = inp.overrides.unwrap_or_default();
-    for o in &overrides.container_overrides {
-        if !td.container_definitions.iter().any(|d| d.name == o.name) {
-            return Err(ApiError::invalid(format!(
-                "Override for container named {} is not a container in the TaskDefinition.",
-                o.name
-            )));
-        }
-    }
-    if inp.started_by.as_ref().is_some_and(|s| s.len() > 128) {
-        return Err(ApiError::invalid(
-            "startedBy can be at most 128 characters.",
-        ));
-    }
+    validate::request::overrides(&overrides, &td)?;
+    validate::request::started_by(inp.started_by.as_deref())?;
+    validate::request::group(inp.group.as_deref())?;
+    validate::request::tags(&inp.tags)?;
     let group = inp.group.unwrap_or_else(|| format!("family:{}", td.family));
     let launch = Launch {
         cluster: &cluster.cluster_name,

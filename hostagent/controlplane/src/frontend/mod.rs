@@ -1,8 +1,11 @@
 //! The front end: one ECS or CloudWatch Logs call (JSON 1.1 over HTTP), admitted
 //! by SigV4 authentication and the per-account throttles, then dispatched to the
-//! operation tables of [`crate::api`] or [`crate::logs::api`]. Every mutating
-//! call, accepted or refused, leaves a line in the audit log ([`crate::audit`]).
+//! operation tables of [`crate::api`] or [`crate::logs::api`]. Bodies are bounded
+//! ([`limits`]: size per operation, nesting depth) before anything parses them.
+//! Every mutating call, accepted or refused, leaves a line in the audit log
+//! ([`crate::audit`]).
 
+pub mod limits;
 pub mod sigv4;
 
 use crate::api;
@@ -10,7 +13,7 @@ use crate::app::App;
 use crate::audit::{self, Record};
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use axum::body::{to_bytes, Body};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -23,8 +26,6 @@ use std::sync::Arc;
 pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 /// The `X-Amz-Target` prefix of CloudWatch Logs operations.
 pub const LOGS_TARGET_PREFIX: &str = "Logs_20140328.";
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 1 << 20;
 
 /// Which API a call is for (from its `X-Amz-Target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,17 +89,7 @@ fn admit(
     if !app.throttle.allow(&who.account, op) {
         return Err(ApiError::throttled());
     }
-    let input: Value = if body.is_empty() {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::serialization(format!("Malformed JSON body: {e}")))?
-    };
-    if !input.is_object() {
-        return Err(ApiError::serialization(
-            "The request body must be a JSON object.",
-        ));
-    }
+    let input = limits::parse(body)?;
     Ok(Admitted {
         caller: who,
         api,
@@ -195,10 +186,8 @@ pub async fn call(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
     let audited = audit::is_mutating(op);
     let mut caller = None;
     let mut recorded = false;
-    let result = match to_bytes(body, MAX_BODY).await {
-        Err(_) => Err(ApiError::serialization(
-            "Request body too large or unreadable.",
-        )),
+    let result = match limits::read_body(&parts.headers, body).await {
+        Err(e) => Err(e),
         Ok(body) => match admit(&app, &parts, &body, &mut caller) {
             Err(e) => Err(e),
             // A mutating call runs only once its audit line has a place, and on a

@@ -1,14 +1,19 @@
-//! ECS resource types, with ECS's camelCase field names. Fields this control plane
-//! does not interpret are kept in `extra` and returned as given.
+//! ECS resource types, with ECS's camelCase field names and types. Every field a
+//! request can set is typed (no `serde_json::Value` is stored): keys ECS does not
+//! define are dropped when a request is decoded, and what is stored always decodes.
 
+pub mod container;
 pub mod host;
+pub mod overrides;
 pub mod runtime_fields;
 pub mod service;
 pub mod status;
 pub mod task;
 pub mod task_definition;
 
+pub use container::*;
 pub use host::HostRecord;
+pub use overrides::*;
 pub use service::*;
 pub use status::{
     AttachmentStatus, ClusterStatus, Connectivity, DeploymentStatus, HealthStatus, HostStatus,

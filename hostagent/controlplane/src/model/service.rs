@@ -2,7 +2,6 @@
 
 use super::{DeploymentStatus, NetworkConfiguration, RolloutState, ServiceStatus, Tag};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// `deploymentConfiguration`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -65,6 +64,24 @@ pub struct Deployment {
     pub network_configuration: Option<NetworkConfiguration>,
 }
 
+/// A `loadBalancers` entry of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancer {
+    /// Target group ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_group_arn: Option<String>,
+    /// Classic load balancer name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_name: Option<String>,
+    /// The container that receives the traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    /// Its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<i64>,
+}
+
 /// A service event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -113,9 +130,9 @@ pub struct Service {
     pub network_configuration: NetworkConfiguration,
     /// `REPLICA`.
     pub scheduling_strategy: String,
-    /// Load balancers, kept as given.
+    /// Load balancers.
     #[serde(default)]
-    pub load_balancers: Vec<Value>,
+    pub load_balancers: Vec<LoadBalancer>,
     /// Tags.
     #[serde(default)]
     pub tags: Vec<Tag>,

@@ -1,10 +1,9 @@
 //! Tasks as ECS shows them, and the record the control plane stores.
 
 use super::status::{AttachmentStatus, Connectivity, HealthStatus};
-use super::{KeyValuePair, Tag};
+use super::{KeyValuePair, Tag, TaskOverride};
 use agent_proto::Status;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// An ENI of a container (`networkInterfaces`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,6 +14,24 @@ pub struct NetworkInterface {
     /// Private IPv4 address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_ipv4_address: Option<String>,
+}
+
+/// A port binding of a container (`networkBindings`; awsvpc tasks have none).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkBinding {
+    /// Address bound.
+    #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
+    pub bind_ip: Option<String>,
+    /// Container port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<i64>,
+    /// Host port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i64>,
+    /// `tcp` or `udp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
 }
 
 /// A container of a task.
@@ -39,7 +56,7 @@ pub struct Container {
     pub reason: Option<String>,
     /// Network bindings.
     #[serde(default)]
-    pub network_bindings: Vec<Value>,
+    pub network_bindings: Vec<NetworkBinding>,
     /// ENIs.
     #[serde(default)]
     pub network_interfaces: Vec<NetworkInterface>,
@@ -68,36 +85,6 @@ pub struct Attachment {
     pub status: AttachmentStatus,
     /// subnetId, networkInterfaceId, macAddress, privateIPv4Address.
     pub details: Vec<KeyValuePair>,
-}
-
-/// A container override of RunTask.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ContainerOverride {
-    /// Container name.
-    #[serde(default)]
-    pub name: String,
-    /// Command.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
-    /// Extra environment.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub environment: Vec<KeyValuePair>,
-    /// Other fields, kept as given.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, Value>,
-}
-
-/// `overrides` of RunTask.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskOverride {
-    /// Per container.
-    #[serde(default)]
-    pub container_overrides: Vec<ContainerOverride>,
-    /// Other fields, kept as given.
-    #[serde(flatten)]
-    pub extra: serde_json::Map<String, Value>,
 }
 
 /// A task, as DescribeTasks returns it.

@@ -3,6 +3,7 @@
 //! `tests/common`, picks the store from the binary's name).
 
 mod agents;
+mod bounds;
 mod errors;
 mod frontend;
 mod lifecycle;

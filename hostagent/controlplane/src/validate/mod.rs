@@ -1,8 +1,40 @@
-//! Input validation with ECS's rules and, where known, its messages.
+//! Input validation with ECS's rules and, where known, its messages. Every field a
+//! request can store is checked here against the ECS model's enums, lengths and
+//! patterns; the JSON types were already checked when the request was decoded into the
+//! typed model (`SerializationException`).
+//!
+//! - [`rules`]: the shared value rules (names, ARNs, ids, tags, environment, ports).
+//! - [`container`]: one container definition.
+//! - [`request`]: the parameters of RunTask, CreateService, UpdateService, CreateCluster.
 
-use crate::domain::DomainError;
-use crate::model::{runtime_fields, ContainerDefinition, RegisterTaskDefinitionInput};
+pub mod container;
+pub mod request;
+pub mod rules;
+
+use crate::error::ApiError;
+use crate::model::{runtime_fields, RegisterTaskDefinitionInput};
+pub use rules::is_valid_name;
 use std::collections::HashSet;
+
+/// A refused input, with the ECS error type it gets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// `ClientException` (task definitions).
+    #[error("{0}")]
+    Client(String),
+    /// `InvalidParameterException` (request parameters).
+    #[error("{0}")]
+    Parameter(String),
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        match e {
+            Invalid::Client(m) => ApiError::client(m),
+            Invalid::Parameter(m) => ApiError::invalid(m),
+        }
+    }
+}
 
 /// The 50 Fargate task sizes: (CPU units, memory MiB).
 pub fn fargate_sizes() -> Vec<(u32, u32)> {
@@ -56,17 +88,9 @@ pub fn parse_memory(s: &str) -> Option<u32> {
     (mib.fract() == 0.0 && mib > 0.0 && mib < 1e8).then_some(mib as u32)
 }
 
-/// Names of families, clusters, services: 1-255 letters, digits, `-`, `_`.
-pub fn is_valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 255
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
 /// A refusal, in ECS's words (ECS answers `ClientException`).
-fn invalid(m: impl Into<String>) -> DomainError {
-    DomainError::Invalid(m.into())
+fn invalid(m: impl Into<String>) -> Invalid {
+    Invalid::Client(m.into())
 }
 
 /// A validated task size.
@@ -79,7 +103,7 @@ pub struct TaskSize {
 }
 
 /// Validates a RegisterTaskDefinition input; returns the task size.
-pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, DomainError> {
+pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, Invalid> {
     if input.family.is_empty() {
         return Err(invalid("Family must not be empty."));
     }
@@ -92,7 +116,8 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
     for c in &input.requires_compatibilities {
         if c != "FARGATE" && c != "EC2" && c != "EXTERNAL" {
             return Err(invalid(format!(
-                "Invalid requiresCompatibilities value: {c}"
+                "Invalid requiresCompatibilities value: {}",
+                rules::shorten(c)
             )));
         }
     }
@@ -103,7 +128,12 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
                 "Fargate only supports network mode 'awsvpc'; got '{m}'."
             )))
         }
-        Some(m) => return Err(invalid(format!("Invalid network mode: {m}"))),
+        Some(m) => {
+            return Err(invalid(format!(
+                "Invalid network mode: {}",
+                rules::shorten(m)
+            )))
+        }
     }
     let cpu_s = input
         .cpu
@@ -113,10 +143,18 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
         .memory
         .as_deref()
         .ok_or_else(|| invalid("Fargate requires that 'memory' be defined at the task level."))?;
-    let cpu = parse_cpu(cpu_s)
-        .ok_or_else(|| invalid(format!("Invalid 'cpu' setting for task: {cpu_s}")))?;
-    let memory = parse_memory(mem_s)
-        .ok_or_else(|| invalid(format!("Invalid 'memory' setting for task: {mem_s}")))?;
+    let cpu = parse_cpu(cpu_s).ok_or_else(|| {
+        invalid(format!(
+            "Invalid 'cpu' setting for task: {}",
+            rules::shorten(cpu_s)
+        ))
+    })?;
+    let memory = parse_memory(mem_s).ok_or_else(|| {
+        invalid(format!(
+            "Invalid 'memory' setting for task: {}",
+            rules::shorten(mem_s)
+        ))
+    })?;
     if !is_fargate_size(cpu, memory) {
         return Err(invalid(format!(
             "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. \
@@ -124,6 +162,7 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
         )));
     }
     containers(&input.container_definitions, cpu, memory)?;
+    task_options(input)?;
     runtime(input)?;
     Ok(TaskSize { cpu, memory })
 }
@@ -133,7 +172,7 @@ pub fn task_definition(input: &RegisterTaskDefinitionInput) -> Result<TaskSize, 
 /// task's shape), so that a task definition accepted here never fails in the guest over
 /// these fields: unknown or cyclic dependencies, HEALTHY on a container without a health
 /// check, undeclared volumes, out-of-range health check timings, unknown ulimits.
-fn runtime(input: &RegisterTaskDefinitionInput) -> Result<(), DomainError> {
+fn runtime(input: &RegisterTaskDefinitionInput) -> Result<(), Invalid> {
     let volumes =
         runtime_fields::volume_names(&input.volumes).map_err(|e| invalid(e.to_string()))?;
     let mut containers = Vec::with_capacity(input.container_definitions.len());
@@ -173,34 +212,101 @@ fn runtime(input: &RegisterTaskDefinitionInput) -> Result<(), DomainError> {
         .map_err(|e| invalid(format!("Invalid task definition: {}", e.0)))
 }
 
-/// An `awslogs` log configuration needs a valid `awslogs-group`.
-fn log_configuration(c: &ContainerDefinition) -> Result<(), DomainError> {
-    let Some(lc) = c.extra.get("logConfiguration") else {
-        return Ok(());
-    };
-    let lc: agent_proto::LogConfiguration = serde_json::from_value(lc.clone()).map_err(|e| {
-        invalid(format!(
-            "Invalid logConfiguration for container '{}': {e}",
-            c.name
-        ))
-    })?;
-    if lc.log_driver != "awslogs" {
-        return Ok(());
+/// The task-level fields besides size and containers: roles, modes, volumes,
+/// placement constraints, storage, platform, tags.
+fn task_options(input: &RegisterTaskDefinitionInput) -> Result<(), Invalid> {
+    let o = &input.options;
+    for (f, v) in [
+        ("taskRoleArn", &o.task_role_arn),
+        ("executionRoleArn", &o.execution_role_arn),
+    ] {
+        if let Some(v) = v {
+            rules::role(f, v).map_err(invalid)?;
+        }
     }
-    match lc.options.get("awslogs-group") {
-        Some(g) if crate::logs::common::is_valid_group_name(g) => Ok(()),
-        Some(g) => Err(invalid(format!(
-            "Invalid awslogs-group '{g}' for container '{}'.",
-            c.name
-        ))),
-        None => Err(invalid(format!(
-            "Log driver awslogs requires the option awslogs-group (container '{}').",
-            c.name
-        ))),
+    if let Some(p) = &o.pid_mode {
+        rules::one_of("pidMode", p, &["task"]).map_err(invalid)?;
     }
+    if o.ipc_mode.is_some() {
+        return Err(invalid("ipcMode is not supported on Fargate."));
+    }
+    if !o.inference_accelerators.is_empty() {
+        return Err(invalid(
+            "inferenceAccelerators is not supported on Fargate.",
+        ));
+    }
+    if let Some(p) = &o.proxy_configuration {
+        if let Some(k) = &p.kind {
+            rules::one_of("proxyConfiguration.type", k, &["APPMESH"]).map_err(invalid)?;
+        }
+        if !input
+            .container_definitions
+            .iter()
+            .any(|c| c.name == p.container_name)
+        {
+            return Err(invalid(
+                "proxyConfiguration.containerName must name a container of the task definition.",
+            ));
+        }
+        for (i, kv) in p.properties.iter().enumerate() {
+            rules::required_text(
+                &format!("proxyConfiguration.properties[{i}].name"),
+                &kv.name,
+                255,
+            )
+            .and_then(|()| {
+                rules::text(
+                    &format!("proxyConfiguration.properties[{i}].value"),
+                    &kv.value,
+                    4096,
+                )
+            })
+            .map_err(invalid)?;
+        }
+    }
+    if let Some(e) = &o.ephemeral_storage {
+        rules::range("ephemeralStorage.sizeInGiB", e.size_in_gi_b, 21, 200).map_err(invalid)?;
+    }
+    if let Some(r) = &o.runtime_platform {
+        if let Some(a) = &r.cpu_architecture {
+            rules::one_of("runtimePlatform.cpuArchitecture", a, &["X86_64", "ARM64"])
+                .map_err(invalid)?;
+        }
+        if let Some(f) = &r.operating_system_family {
+            rules::one_of("runtimePlatform.operatingSystemFamily", f, &["LINUX"])
+                .map_err(invalid)?;
+        }
+    }
+    let mut names = HashSet::new();
+    for (i, v) in input.volumes.iter().enumerate() {
+        if !v.name.is_empty() {
+            rules::name(&format!("volumes[{i}].name"), &v.name).map_err(invalid)?;
+        }
+        if !names.insert(v.name.as_str()) {
+            return Err(invalid(format!("Duplicate volume name '{}'.", v.name)));
+        }
+    }
+    if input.placement_constraints.len() > 10 {
+        return Err(invalid("placementConstraints: at most 10."));
+    }
+    for (i, p) in input.placement_constraints.iter().enumerate() {
+        if let Some(k) = &p.kind {
+            rules::one_of(&format!("placementConstraints[{i}].type"), k, &["memberOf"])
+                .map_err(invalid)?;
+        }
+        if let Some(e) = &p.expression {
+            rules::text(&format!("placementConstraints[{i}].expression"), e, 2000)
+                .map_err(invalid)?;
+        }
+    }
+    rules::tags("tags", &input.tags).map_err(invalid)
 }
 
-fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(), DomainError> {
+fn containers(
+    defs: &[crate::model::ContainerDefinition],
+    cpu: u32,
+    memory: u32,
+) -> Result<(), Invalid> {
     if defs.is_empty() {
         return Err(invalid("Container list cannot be empty."));
     }
@@ -212,76 +318,11 @@ fn containers(defs: &[ContainerDefinition], cpu: u32, memory: u32) -> Result<(),
     }
     let mut names = HashSet::new();
     let (mut cpu_sum, mut mem_sum) = (0i64, 0i64);
-    for c in defs {
-        if c.name.is_empty() {
-            return Err(invalid("Container.name should not be null or empty."));
-        }
-        if !is_valid_name(&c.name) {
-            return Err(invalid(format!(
-                "Invalid container name '{}': up to 255 letters, numbers, hyphens and underscores.",
-                c.name
-            )));
-        }
+    for (i, c) in defs.iter().enumerate() {
+        container::check(i, c, memory).map_err(invalid)?;
         if !names.insert(c.name.as_str()) {
             return Err(invalid(format!("Duplicate container name '{}'.", c.name)));
         }
-        if c.image.trim().is_empty() {
-            return Err(invalid("Container.image should not be null or empty."));
-        }
-        if c.cpu < 0 {
-            return Err(invalid(format!(
-                "Invalid 'cpu' setting for container '{}'.",
-                c.name
-            )));
-        }
-        for (what, v) in [
-            ("memory", c.memory),
-            ("memoryReservation", c.memory_reservation),
-        ] {
-            if let Some(v) = v {
-                if v < 6 {
-                    return Err(invalid(format!(
-                        "Invalid '{what}' setting for container '{}': the minimum is 6 MiB.",
-                        c.name
-                    )));
-                }
-                if v > memory as i64 {
-                    return Err(invalid(format!(
-                        "Invalid '{what}' setting for container '{}': {v} MiB exceeds the task memory ({memory} MiB).",
-                        c.name
-                    )));
-                }
-            }
-        }
-        if let (Some(m), Some(r)) = (c.memory, c.memory_reservation) {
-            if r > m {
-                return Err(invalid(format!(
-                    "Invalid setting for container '{}': the memoryReservation ({r}) must be less than or equal to the memory limit ({m}).",
-                    c.name
-                )));
-            }
-        }
-        for p in &c.port_mappings {
-            let cp = p.container_port.unwrap_or(0);
-            if !(1..=65535).contains(&cp) {
-                return Err(invalid(format!(
-                    "Invalid containerPort for container '{}': must be 1-65535.",
-                    c.name
-                )));
-            }
-            if p.host_port.is_some_and(|h| h != cp) {
-                return Err(invalid(
-                    "When networkMode=awsvpc, the host ports and container ports in port mappings must match.",
-                ));
-            }
-            if p.protocol != "tcp" && p.protocol != "udp" {
-                return Err(invalid(format!(
-                    "Invalid protocol '{}': tcp or udp.",
-                    p.protocol
-                )));
-            }
-        }
-        log_configuration(c)?;
         cpu_sum += c.cpu;
         mem_sum += c.memory_reservation.or(c.memory).unwrap_or(0);
     }
@@ -326,13 +367,5 @@ mod tests {
         assert_eq!(parse_memory("2 gb"), Some(2048));
         assert_eq!(parse_memory("0.5GB"), Some(512));
         assert_eq!(parse_memory("x GB"), None);
-    }
-
-    #[test]
-    fn names() {
-        assert!(is_valid_name("scorekeep-api_1"));
-        assert!(!is_valid_name("a b"));
-        assert!(!is_valid_name(""));
-        assert!(!is_valid_name(&"a".repeat(256)));
     }
 }
