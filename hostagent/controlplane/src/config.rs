@@ -96,6 +96,9 @@ pub struct Args {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Account quotas.
+    #[command(flatten)]
+    pub quotas: crate::quotas::QuotaArgs,
 }
 
 /// Which state store.
@@ -269,6 +272,8 @@ pub struct Config {
     pub log_retention_events: u64,
     /// State store.
     pub store: StoreConfig,
+    /// Account quotas.
+    pub quotas: crate::quotas::Quotas,
 }
 
 fn add_account(
@@ -381,6 +386,7 @@ impl Config {
                 .unwrap_or(DEFAULT_LOG_RETENTION_EVENTS)
                 .max(1),
             store,
+            quotas: crate::quotas::Quotas::from(&args.quotas),
         })
     }
 }
@@ -401,6 +407,27 @@ mod tests {
         }
         argv.extend(extra);
         Ok(Config::from_args(&Args::try_parse_from(argv)?)?)
+    }
+
+    #[test]
+    fn quotas_default_to_ecs_and_take_flags() {
+        assert_eq!(
+            cfg(&[], None).unwrap().quotas,
+            crate::quotas::Quotas::default()
+        );
+        let q = cfg(
+            &[
+                "--quota-fargate-vcpus",
+                "2",
+                "--quota-clusters-per-account",
+                "3",
+            ],
+            None,
+        )
+        .unwrap()
+        .quotas;
+        assert_eq!((q.fargate_vcpus, q.clusters_per_account), (2, 3));
+        assert_eq!(q.services_per_cluster, 5_000);
     }
 
     #[test]

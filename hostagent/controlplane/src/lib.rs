@@ -13,6 +13,7 @@
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
 //! - [`config`]: flags and config file.
+//! - [`quotas`]: account quotas (ECS's defaults, flags) and their checks.
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
@@ -46,6 +47,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod model;
 pub mod placement;
+pub mod quotas;
 pub mod scheduler;
 pub mod server;
 pub mod store;

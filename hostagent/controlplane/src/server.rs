@@ -29,6 +29,12 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
         .iter()
         .map(|c| c.lock().agents_connected())
         .sum();
+    let (mut undecodable, mut quarantined) = app.router.quarantine_stats();
+    for c in &app.router.cells {
+        let (u, q) = c.lock().quarantine_stats();
+        undecodable += u;
+        quarantined += q;
+    }
     serde_json::json!({
         "agentMessages": app.agent_messages.load(Ordering::Relaxed),
         "hostsLost": app.hosts_lost.load(Ordering::Relaxed),
@@ -39,6 +45,8 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
         "logLinesRejected": app.log_counters.rejected.load(Ordering::Relaxed),
         "logLinesDiscarded": app.log_counters.discarded.load(Ordering::Relaxed),
         "logLinesDroppedByAgents": app.log_counters.dropped_by_agents.load(Ordering::Relaxed),
+        "storeRecordsUndecodable": undecodable,
+        "storeRecordsQuarantined": quarantined,
     })
     .to_string()
 }
