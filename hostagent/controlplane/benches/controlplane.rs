@@ -128,6 +128,9 @@ fn start_cp(extra: &[&str]) -> Cp {
             "error",
             "--config",
             cfg.to_str().unwrap_or(""),
+            // Thousands of tasks of one account: far above Fargate's default quota.
+            "--quota-fargate-vcpus",
+            "1000000",
         ])
         .args(extra)
         .stdout(Stdio::null())

@@ -9,6 +9,7 @@ use crate::host_tables::{BootstrapToken, BootstrapTokens, RevokedHosts};
 use crate::leader::{leader_key, Campaign, Leadership, Role};
 use crate::model::{HostRecord, HostStatus, TaskRecord};
 use crate::placement::{HostSlot, NoCapacity, Placement};
+use crate::quotas::Quotas;
 use crate::store::etcd::{EtcdStore, Fence};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
@@ -69,6 +70,10 @@ pub struct CellState {
     task_metrics: HashMap<String, TaskMetricsSample>,
     /// The leadership epoch the in-memory state was loaded at.
     loaded_epoch: u64,
+    /// Account -> CPU units of its tasks that are not STOPPED (the vCPU quota).
+    account_cpu: HashMap<String, u64>,
+    /// The account quotas.
+    quotas: Quotas,
 }
 
 impl CellState {
@@ -110,6 +115,21 @@ impl CellState {
     /// The AWS region of the cell's ARNs.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The account quotas.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// CPU units of the account's tasks that are not STOPPED.
+    pub fn account_cpu(&self, account: &str) -> u64 {
+        self.account_cpu.get(account).copied().unwrap_or(0)
+    }
+
+    /// The quarantine counters of the cell's store: (undecodable, quarantined).
+    pub fn quarantine_stats(&self) -> (u64, u64) {
+        self.store.quarantine_stats().get()
     }
 
     /// Writes a task record under its ARN's key.
@@ -348,6 +368,7 @@ impl CellState {
                 .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
             return Err(e);
         }
+        *self.account_cpu.entry(rec.account.clone()).or_default() += u64::from(rec.spec.cpu);
         if let Some(k) = TaskKey::of_arn(&rec.task.task_arn) {
             self.host_tasks
                 .entry(rec.host_id.clone())
@@ -370,6 +391,9 @@ impl CellState {
         self.task_metrics.remove(&rec.task.task_arn);
         self.placement
             .release(&rec.host_id, rec.spec.cpu, rec.spec.memory);
+        if let Some(used) = self.account_cpu.get_mut(&rec.account) {
+            *used = used.saturating_sub(u64::from(rec.spec.cpu));
+        }
         if let (Some(set), Some(k)) = (
             self.host_tasks.get_mut(&rec.host_id),
             TaskKey::of_arn(&rec.task.task_arn),
@@ -396,13 +420,20 @@ impl CellState {
 }
 
 /// The in-memory indexes a cell rebuilds from its store.
-type Indexes = (
-    Placement,
-    HashMap<String, Instant>,
-    HashMap<String, HashSet<TaskKey>>,
-);
+struct Indexes {
+    placement: Placement,
+    heartbeats: HashMap<String, Instant>,
+    host_tasks: HashMap<String, HashSet<TaskKey>>,
+    account_cpu: HashMap<String, u64>,
+}
 
+/// Rebuilds the indexes, quarantining (`crate::store::quarantine`) every record of
+/// the cell that does not decode: one bad record never stops a cell from loading.
 fn load(store: &dyn Store) -> Result<Indexes, StoreError> {
+    let bad = crate::tables::sweep(store)?;
+    if bad > 0 {
+        tracing::warn!("{bad} undecodable records set aside while loading the cell");
+    }
     let mut placement = Placement::new();
     let mut heartbeats = HashMap::new();
     let now = Instant::now();
@@ -414,13 +445,20 @@ fn load(store: &dyn Store) -> Result<Indexes, StoreError> {
         }
     }
     let mut host_tasks: HashMap<String, HashSet<TaskKey>> = HashMap::new();
+    let mut account_cpu: HashMap<String, u64> = HashMap::new();
     for (k, t) in Tasks(store).all()? {
         if t.task.last_status != Status::Stopped {
             placement.reserve(&t.host_id, t.spec.cpu, t.spec.memory);
+            *account_cpu.entry(t.account).or_default() += u64::from(t.spec.cpu);
             host_tasks.entry(t.host_id).or_default().insert(k);
         }
     }
-    Ok((placement, heartbeats, host_tasks))
+    Ok(Indexes {
+        placement,
+        heartbeats,
+        host_tasks,
+        account_cpu,
+    })
 }
 
 /// One cell.
@@ -446,18 +484,20 @@ impl Cell {
         region: &str,
         role: Arc<Role>,
     ) -> Result<Cell, StoreError> {
-        let (placement, heartbeats, host_tasks) = load(store.as_ref())?;
+        let ix = load(store.as_ref())?;
         Ok(Cell {
             id,
             state: Mutex::new(CellState {
                 store,
-                placement,
+                placement: ix.placement,
                 agents: HashMap::new(),
-                heartbeats,
-                host_tasks,
+                heartbeats: ix.heartbeats,
+                host_tasks: ix.host_tasks,
                 region: region.to_string(),
                 task_metrics: HashMap::new(),
                 loaded_epoch: role.epoch(),
+                account_cpu: ix.account_cpu,
+                quotas: Quotas::default(),
             }),
             role,
         })
@@ -472,12 +512,21 @@ impl Cell {
         let epoch = self.role.epoch();
         if g.loaded_epoch != epoch {
             match load(g.store.as_ref()) {
-                Ok((placement, heartbeats, host_tasks)) => {
-                    g.placement = placement;
-                    g.heartbeats = heartbeats;
-                    g.host_tasks = host_tasks;
+                Ok(ix) => {
+                    g.placement = ix.placement;
+                    g.heartbeats = ix.heartbeats;
+                    g.host_tasks = ix.host_tasks;
+                    g.account_cpu = ix.account_cpu;
                     g.loaded_epoch = epoch;
                     self.role.activate();
+                    // Records met while this replica could not write (before it
+                    // led) are moved aside now that it may.
+                    let (met, moved) = g.store.quarantine_stats().get();
+                    if met > moved {
+                        if let Err(e) = crate::tables::sweep_all(g.store.as_ref()) {
+                            tracing::error!(cell = self.id, "quarantine sweep: {e}");
+                        }
+                    }
                     let connected: Vec<String> = g.agents.keys().cloned().collect();
                     for h in connected {
                         let on = !is_draining(g.store.as_ref(), &h);
@@ -489,6 +538,11 @@ impl Cell {
             }
         }
         g
+    }
+
+    /// Sets the account quotas of the cell.
+    pub fn set_quotas(&self, quotas: Quotas) {
+        crate::sync::lock(&self.state).quotas = quotas;
     }
 
     /// Whether this replica leads the cell (runs placement, the scheduler and the
@@ -532,7 +586,9 @@ pub fn open_stores(cfg: &Config) -> Result<Opened, StoreError> {
             let mut cells = vec![];
             for i in 0..cfg.cells {
                 let s = SqliteStore::open(&cfg.data_dir.join(format!("cell-{i}.db")))?;
-                cells.push(Arc::new(Cell::open(i, Box::new(s), &cfg.region)?));
+                let cell = Cell::open(i, Box::new(s), &cfg.region)?;
+                cell.set_quotas(cfg.quotas);
+                cells.push(Arc::new(cell));
             }
             let rs = SqliteStore::open(&cfg.data_dir.join("router.db"))?;
             Ok(Opened {
@@ -555,12 +611,9 @@ pub fn open_stores(cfg: &Config) -> Result<Opened, StoreError> {
                 let fence = Arc::new(Fence::new(key.clone()));
                 let role = Role::fenced(fence.clone());
                 let s = EtcdStore::new(client.clone(), prefix, &i.to_string(), Some(fence));
-                cells.push(Arc::new(Cell::open_with_role(
-                    i,
-                    Box::new(s),
-                    &cfg.region,
-                    role.clone(),
-                )?));
+                let cell = Cell::open_with_role(i, Box::new(s), &cfg.region, role.clone())?;
+                cell.set_quotas(cfg.quotas);
+                cells.push(Arc::new(cell));
                 campaign.push((key, role));
             }
             let rs = EtcdStore::new(client.clone(), prefix, "router", None);
@@ -637,6 +690,11 @@ impl Router {
         // the last cell rather than refused; cells are only ever added.
         let idx = (id as usize).min(self.cells.len().saturating_sub(1));
         Ok(self.cells[idx].clone())
+    }
+
+    /// The quarantine counters of the router's store: (undecodable, quarantined).
+    pub fn quarantine_stats(&self) -> (u64, u64) {
+        self.store.quarantine_stats().get()
     }
 
     /// The recorded cell number of `account`, if any.

@@ -115,6 +115,9 @@ pub struct Args {
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub log_level: String,
+    /// Account quotas.
+    #[command(flatten)]
+    pub quotas: crate::quotas::QuotaArgs,
 }
 
 /// Which state store.
@@ -294,6 +297,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The audit log file.
     pub audit_log: PathBuf,
+    /// Account quotas.
+    pub quotas: crate::quotas::Quotas,
 }
 
 /// How long host credentials live.
@@ -487,6 +492,7 @@ impl Config {
                 .clone()
                 .or(file.audit_log)
                 .unwrap_or_else(|| args.data_dir.join(AUDIT_LOG_FILE)),
+            quotas: crate::quotas::Quotas::from(&args.quotas),
         })
     }
 }
@@ -539,6 +545,27 @@ mod tests {
         // The static token of older versions is gone: a clear refusal.
         assert!(cfg(&["--bootstrap-token", "x"], None).is_err());
         assert!(cfg(&[], Some(r#"{"bootstrapToken": "x"}"#)).is_err());
+    }
+
+    #[test]
+    fn quotas_default_to_ecs_and_take_flags() {
+        assert_eq!(
+            cfg(&[], None).unwrap().quotas,
+            crate::quotas::Quotas::default()
+        );
+        let q = cfg(
+            &[
+                "--quota-fargate-vcpus",
+                "2",
+                "--quota-clusters-per-account",
+                "3",
+            ],
+            None,
+        )
+        .unwrap()
+        .quotas;
+        assert_eq!((q.fargate_vcpus, q.clusters_per_account), (2, 3));
+        assert_eq!(q.services_per_cluster, 5_000);
     }
 
     #[test]

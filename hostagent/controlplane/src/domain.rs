@@ -14,6 +14,10 @@ pub enum DomainError {
     /// says which, in ECS's words.
     #[error("{0}")]
     Invalid(String),
+    /// An account quota (`crate::quotas`) would be exceeded; the message says
+    /// which, in ECS's words.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// No schedulable host has room for the task.
     #[error("no capacity: {}", .0.reason())]
     NoCapacity(NoCapacity),

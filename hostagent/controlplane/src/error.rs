@@ -60,6 +60,10 @@ impl ApiError {
             "The Cluster cannot be deleted while Tasks are active.",
         )
     }
+    /// `LimitExceededException` (400): an account quota.
+    pub fn limit_exceeded(m: impl Into<String>) -> Self {
+        Self::new("LimitExceededException", 400, m)
+    }
     /// `ThrottlingException` (400).
     pub fn throttled() -> Self {
         Self::new("ThrottlingException", 400, "Rate exceeded")
@@ -114,6 +118,7 @@ impl From<crate::domain::DomainError> for ApiError {
         use crate::domain::DomainError as D;
         match e {
             D::Invalid(m) => ApiError::client(m),
+            D::LimitExceeded(m) => ApiError::limit_exceeded(m),
             D::Store(e) => ApiError::from(e),
             D::MalformedArn => ApiError::server("malformed task ARN"),
             // Handled by the callers (a failure entry, a message to the host); should

@@ -18,6 +18,7 @@
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
 //! - [`config`]: flags and config file.
+//! - [`quotas`]: account quotas (ECS's defaults, flags) and their checks.
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
@@ -56,6 +57,7 @@ pub mod logs;
 pub mod model;
 pub mod operator;
 pub mod placement;
+pub mod quotas;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -120,6 +120,8 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
         l.td.cpu.parse::<u32>().unwrap_or(0),
         l.td.memory.parse::<u32>().unwrap_or(0),
     );
+    c.quotas()
+        .check_cpu(c.account_cpu(ctx.account), u64::from(cpu))?;
     let (host, az) = c
         .place(cpu, memory, l.spread)
         .map_err(DomainError::NoCapacity)?;

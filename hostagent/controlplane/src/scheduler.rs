@@ -197,6 +197,13 @@ fn reconcile_one(
                             no.reason()));
                         break;
                     }
+                    Err(DomainError::LimitExceeded(m)) => {
+                        event(
+                            &mut s,
+                            format!("(service {name}) was unable to place a task. Reason: {m}"),
+                        );
+                        break;
+                    }
                     Err(e) => return Err(e),
                 }
             }

@@ -30,6 +30,12 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
         .iter()
         .map(|c| c.lock().agents_connected())
         .sum();
+    let (mut undecodable, mut quarantined) = app.router.quarantine_stats();
+    for c in &app.router.cells {
+        let (u, q) = c.lock().quarantine_stats();
+        undecodable += u;
+        quarantined += q;
+    }
     serde_json::json!({
         "agentMessages": app.agent_messages.load(Ordering::Relaxed),
         "hostsLost": app.hosts_lost.load(Ordering::Relaxed),
@@ -43,6 +49,8 @@ async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> S
         "logLinesDroppedByAgents": app.log_counters.dropped_by_agents.load(Ordering::Relaxed),
         "auditLinesWritten": app.audit.written(),
         "auditLinesDropped": app.audit.dropped(),
+        "storeRecordsUndecodable": undecodable,
+        "storeRecordsQuarantined": quarantined,
     })
     .to_string()
 }

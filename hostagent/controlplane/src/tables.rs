@@ -1,8 +1,10 @@
 //! The tables of a cell's store, each behind one typed accessor that builds its keys
-//! and decodes its records: nothing else formats a key or scans a table.
+//! and decodes its records: nothing else formats a key or scans a table. A record
+//! that does not decode reads as absent and is quarantined (`crate::store`), and
+//! [`sweep`] does that for every table when a cell is loaded.
 
 use crate::model::{Cluster, HostRecord, Service, TaskDefinition, TaskRecord};
-use crate::store::{Store, StoreError, StoreExt, Write};
+use crate::store::{quarantine, Store, StoreError, StoreExt, Write};
 
 /// Store table names.
 pub mod names {
@@ -201,11 +203,32 @@ impl TaskDefinitions<'_> {
         )
     }
 
-    /// The last revision number given in `family` (0: none yet).
+    /// The last revision number given in `family` (0: none yet). Without its
+    /// counter (a new family, or a counter quarantined) it is the highest revision
+    /// still stored or quarantined, so no revision number is ever given twice.
     pub fn last_revision(&self, account: &str, family: &str) -> Result<u32> {
-        Ok(self
+        if let Some(n) = self
             .0
             .get_json::<u32>(FAMILY, &format!("{account}/{family}"))?
+        {
+            return Ok(n);
+        }
+        let prefix = format!("{account}/{family}/");
+        let set_aside = quarantine::key_of(TASK_DEFINITION, &prefix);
+        let keys = self
+            .0
+            .scan(TASK_DEFINITION, &prefix)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .chain(
+                self.0
+                    .scan(quarantine::TABLE, &set_aside)?
+                    .into_iter()
+                    .map(|(k, _)| k),
+            );
+        Ok(keys
+            .filter_map(|k| k.rsplit('/').next()?.parse::<u32>().ok())
+            .max()
             .unwrap_or(0))
     }
 
@@ -274,6 +297,31 @@ impl Hosts<'_> {
             .map(|(_, h)| h)
             .collect())
     }
+}
+
+/// Reads every record of the tables a cell does not load into memory (task
+/// definitions, family counters, clusters, services), so that those that do not
+/// decode are quarantined when the cell is loaded; loading reads the tasks and
+/// hosts itself. Cost: one scan of those tables. Returns how many records did not
+/// decode.
+pub fn sweep(store: &dyn Store) -> Result<u64> {
+    let before = store.quarantine_stats().get().0;
+    store.scan_json::<TaskDefinition>(TASK_DEFINITION, "")?;
+    store.scan_json::<u32>(FAMILY, "")?;
+    store.scan_json::<Cluster>(CLUSTER, "")?;
+    store.scan_json::<Service>(SERVICE, "")?;
+    Ok(store.quarantine_stats().get().0.saturating_sub(before))
+}
+
+/// [`sweep`], and the tasks and hosts too: for a replica that could not move
+/// records aside while it loaded (it did not lead yet). Returns how many records
+/// did not decode.
+pub fn sweep_all(store: &dyn Store) -> Result<u64> {
+    let before = store.quarantine_stats().get().0;
+    sweep(store)?;
+    store.scan_json::<TaskRecord>(TASK, "")?;
+    store.scan_json::<HostRecord>(HOST, "")?;
+    Ok(store.quarantine_stats().get().0.saturating_sub(before))
 }
 
 #[cfg(test)]

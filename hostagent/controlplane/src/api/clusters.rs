@@ -67,6 +67,13 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
             return Ok(json!({"cluster": with_counts(ctx, c, cl)?}));
         }
     }
+    let active = c
+        .clusters()
+        .of_account(ctx.account)?
+        .iter()
+        .filter(|(_, cl)| cl.status == ClusterStatus::Active)
+        .count() as u64;
+    c.quotas().check_new_cluster(active)?;
     let settings = if inp.settings.is_empty() {
         vec![KeyValuePair {
             name: "containerInsights".into(),

@@ -106,11 +106,10 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     let desired = inp.desired_count.ok_or_else(|| {
         ApiError::invalid("desiredCount must be specified for the REPLICA scheduling strategy.")
     })?;
-    if !(0..=5000).contains(&desired) {
-        return Err(ApiError::invalid(
-            "desiredCount must be between 0 and 5000.",
-        ));
+    if desired < 0 {
+        return Err(ApiError::invalid("desiredCount can not be negative."));
     }
+    c.quotas().check_desired_count(desired)?;
     let td = runnable_td(ctx, c, inp.task_definition.as_deref())?;
     network(inp.network_configuration.as_ref())?;
     validate::request::load_balancers(&inp.load_balancers, &td)?;
@@ -127,6 +126,13 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
             return Err(ApiError::invalid("Creation of service was not idempotent."));
         }
     }
+    let live = c
+        .services()
+        .in_cluster(ctx.account, &cluster.cluster_name)?
+        .iter()
+        .filter(|(_, s)| s.status != ServiceStatus::Inactive)
+        .count() as u64;
+    c.quotas().check_new_service(live)?;
     let s = Service {
         service_arn: ctx.arn(&format!("service/{}/{name}", cluster.cluster_name)),
         service_name: name,
@@ -185,11 +191,10 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         return Err(ApiError::service_not_active());
     }
     if let Some(d) = inp.desired_count {
-        if !(0..=5000).contains(&d) {
-            return Err(ApiError::invalid(
-                "desiredCount must be between 0 and 5000.",
-            ));
+        if d < 0 {
+            return Err(ApiError::invalid("desiredCount can not be negative."));
         }
+        c.quotas().check_desired_count(d)?;
         s.desired_count = d;
     }
     if let Some(dc) = inp.deployment_configuration {

@@ -69,7 +69,8 @@ pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
     let revision = c
         .task_definitions()
         .last_revision(ctx.account, &inp.family)?
-        + 1;
+        .saturating_add(1);
+    c.quotas().check_revision(revision)?;
     for c in &mut inp.container_definitions {
         for p in &mut c.port_mappings {
             p.host_port = p.host_port.or(p.container_port);

@@ -46,6 +46,10 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     validate::request::started_by(inp.started_by.as_deref())?;
     validate::request::group(inp.group.as_deref())?;
     validate::request::tags(&inp.tags)?;
+    // The whole call fits the account's vCPU quota, or none of it runs.
+    let cpu = u64::from(td.cpu.parse::<u32>().unwrap_or(0));
+    c.quotas()
+        .check_cpu(c.account_cpu(ctx.account), cpu.saturating_mul(count as u64))?;
     let group = inp.group.unwrap_or_else(|| format!("family:{}", td.family));
     let launch = Launch {
         cluster: &cluster.cluster_name,

@@ -16,6 +16,7 @@
 //! and the caller waits on a std channel; the runtime's own threads never call the
 //! sync API, so this cannot deadlock.
 
+use super::quarantine::{self, QuarantineStats};
 use super::{Store, StoreError, Write};
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
 use std::collections::HashMap;
@@ -137,6 +138,7 @@ pub struct EtcdStore {
     client: Client,
     root: String,
     fence: Option<Arc<Fence>>,
+    stats: QuarantineStats,
 }
 
 /// The end of the range of keys starting with `prefix` (etcd's `range_end`).
@@ -159,6 +161,7 @@ impl EtcdStore {
             client,
             root: format!("{}/{name}/", prefix.trim_end_matches('/')),
             fence,
+            stats: QuarantineStats::default(),
         }
     }
 
@@ -174,11 +177,7 @@ impl Store for EtcdStore {
         let resp = block_on(async move { c.get(k, None).await }).map_err(etcd_err)?;
         match resp.kvs().first() {
             None => Ok(None),
-            Some(kv) => Ok(Some(
-                kv.value_str()
-                    .map_err(|e| StoreError::Etcd(format!("{table}/{key}: {e}")))?
-                    .to_string(),
-            )),
+            Some(kv) => Ok(Some(quarantine::text_of(kv.value()))),
         }
     }
 
@@ -215,15 +214,20 @@ impl Store for EtcdStore {
             }
         })
         .map_err(etcd_err)?;
-        pages
+        // A value that is not UTF-8 is read marked (and then quarantined); a key
+        // that is not (no version of this control plane writes one) is skipped.
+        Ok(pages
             .into_iter()
-            .map(
-                |(k, v)| match (String::from_utf8(k), String::from_utf8(v)) {
-                    (Ok(k), Ok(v)) if k.len() >= strip => Ok((k[strip..].to_string(), v)),
-                    _ => Err(StoreError::Etcd(format!("non-UTF-8 entry in {table}"))),
-                },
-            )
-            .collect()
+            .filter_map(|(k, v)| match String::from_utf8(k) {
+                Ok(k) if k.len() >= strip => {
+                    Some((k[strip..].to_string(), quarantine::text_of(&v)))
+                }
+                _ => {
+                    tracing::warn!(table, "skipped an etcd key that is not UTF-8");
+                    None
+                }
+            })
+            .collect())
     }
 
     fn write(&self, batch: Vec<Write>) -> Result<(), StoreError> {
@@ -314,12 +318,55 @@ impl Store for EtcdStore {
             "{table}/{key}: neither inserted nor found"
         )))
     }
+
+    fn quarantine(
+        &self,
+        table: &str,
+        key: &str,
+        raw: &str,
+        record: String,
+    ) -> Result<bool, StoreError> {
+        let k = self.key(table, key);
+        let mut when = vec![];
+        if let Some(f) = &self.fence {
+            let rev = f.active_revision();
+            if rev == 0 {
+                return Err(f.not_leader());
+            }
+            when.push(Compare::create_revision(
+                f.key.clone(),
+                CompareOp::Equal,
+                rev,
+            ));
+        }
+        if raw.starts_with(quarantine::NOT_UTF8) {
+            when.push(Compare::create_revision(k.clone(), CompareOp::Greater, 0));
+        } else {
+            when.push(Compare::value(k.clone(), CompareOp::Equal, raw));
+        }
+        let txn = Txn::new().when(when).and_then(vec![
+            TxnOp::put(
+                self.key(quarantine::TABLE, &quarantine::key_of(table, key)),
+                record,
+                None,
+            ),
+            TxnOp::delete(k, None),
+        ]);
+        let mut c = self.client.clone();
+        let resp = block_on(async move { c.txn(txn).await }).map_err(etcd_err)?;
+        Ok(resp.succeeded())
+    }
+
+    fn quarantine_stats(&self) -> &QuarantineStats {
+        &self.stats
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::etcd_process::{available, EtcdProcess};
+    use crate::store::StoreExt;
 
     #[test]
     fn prefix_ends() {
@@ -340,8 +387,22 @@ mod tests {
         let s = EtcdStore::new(client.clone(), "/cp", "0", None);
         crate::store::conformance(&s);
         // Another cell (and the router) under the same prefix see none of it.
-        let other = EtcdStore::new(client, "/cp", "1", None);
+        let other = EtcdStore::new(client.clone(), "/cp", "1", None);
         assert_eq!(other.scan("t", "").unwrap(), vec![]);
         assert_eq!(other.get("t", "acct/a").unwrap(), None);
+        // A value that is not UTF-8 is quarantined, not an error of the scan.
+        let mut c = client.clone();
+        block_on(async move { c.put("/cp/1/t/x", b"{\"a\":\"\xff".to_vec(), None).await }).unwrap();
+        other.put_json("t", "y", &1).unwrap();
+        assert_eq!(
+            other.scan_json::<i32>("t", "").unwrap(),
+            vec![("y".to_string(), 1)]
+        );
+        assert_eq!(other.quarantine_stats().get(), (1, 1));
+        let q = other
+            .get_json::<crate::store::quarantine::QuarantinedRecord>("quarantine", "t/x")
+            .unwrap()
+            .unwrap();
+        assert!(!q.utf8);
     }
 }

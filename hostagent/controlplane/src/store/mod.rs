@@ -1,10 +1,16 @@
 //! The state store: ordered tables of JSON documents with atomic batches. SQLite is
 //! the embedded implementation; the trait keeps the rest of the control plane
 //! independent of it so a distributed store (etcd) can stand in.
+//!
+//! A stored record that does not decode is never an error of the call that read
+//! it: [`StoreExt`] sets it aside ([`quarantine`]) and reads it as absent.
 
 pub mod etcd;
 pub mod etcd_process;
+pub mod quarantine;
 pub mod sqlite;
+
+use quarantine::QuarantineStats;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -15,16 +21,6 @@ pub enum StoreError {
     /// SQLite failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    /// A stored document does not parse.
-    #[error("corrupt document {table}/{key}: {err}")]
-    Corrupt {
-        /// Table.
-        table: String,
-        /// Key.
-        key: String,
-        /// Parse error.
-        err: serde_json::Error,
-    },
     /// A file system error.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -103,44 +99,46 @@ pub trait Store: Send + Sync {
         key: &str,
         value: String,
     ) -> Result<String, StoreError>;
+    /// Moves the record at `table/key` to [`quarantine::TABLE`] as `record`, in one
+    /// atomic write, only if it still holds `raw` (as `get`/`scan` returned it; a
+    /// value marked [`quarantine::NOT_UTF8`] is moved whatever it holds). Returns
+    /// whether it moved.
+    fn quarantine(
+        &self,
+        table: &str,
+        key: &str,
+        raw: &str,
+        record: String,
+    ) -> Result<bool, StoreError>;
+    /// This store's quarantine counters.
+    fn quarantine_stats(&self) -> &QuarantineStats;
 }
 
 /// Typed helpers over any [`Store`].
 pub trait StoreExt: Store {
-    /// Reads and decodes one document.
+    /// Reads and decodes one document; one that does not decode is quarantined
+    /// and reads as absent.
     fn get_json<T: DeserializeOwned>(
         &self,
         table: &str,
         key: &str,
     ) -> Result<Option<T>, StoreError> {
-        match self.get(table, key)? {
-            None => Ok(None),
-            Some(s) => serde_json::from_str(&s)
-                .map(Some)
-                .map_err(|err| StoreError::Corrupt {
-                    table: table.into(),
-                    key: key.into(),
-                    err,
-                }),
-        }
+        Ok(self
+            .get(table, key)?
+            .and_then(|raw| quarantine::decode(self, table, key, raw)))
     }
-    /// Reads and decodes every document under `prefix`.
+    /// Reads and decodes every document under `prefix`; those that do not decode
+    /// are quarantined and left out.
     fn scan_json<T: DeserializeOwned>(
         &self,
         table: &str,
         prefix: &str,
     ) -> Result<Vec<(String, T)>, StoreError> {
-        self.scan(table, prefix)?
+        Ok(self
+            .scan(table, prefix)?
             .into_iter()
-            .map(|(k, v)| match serde_json::from_str(&v) {
-                Ok(t) => Ok((k, t)),
-                Err(err) => Err(StoreError::Corrupt {
-                    table: table.into(),
-                    key: k,
-                    err,
-                }),
-            })
-            .collect()
+            .filter_map(|(k, raw)| quarantine::decode(self, table, &k, raw).map(|t| (k, t)))
+            .collect())
     }
     /// Encodes and writes one document.
     fn put_json<T: Serialize>(
@@ -227,4 +225,42 @@ pub fn conformance(s: &dyn Store) {
     let all = s.scan_json::<i32>("big", "k").unwrap();
     assert_eq!(all.len(), 2500);
     assert!(all.iter().enumerate().all(|(i, (_, v))| *v == i as i32));
+    // Undecodable records: skipped, moved aside once, counted; the rest served.
+    let before = s.quarantine_stats().get();
+    s.write(vec![
+        Write::Put {
+            table: "q",
+            key: "a/1".into(),
+            value: "{not json".into(),
+        },
+        Write::put("q", "a/2", &2).unwrap(),
+        Write::Put {
+            table: "q",
+            key: "a/3".into(),
+            value: "\"a string\"".into(),
+        },
+    ])
+    .unwrap();
+    let good = s.scan_json::<i32>("q", "a/").unwrap();
+    assert_eq!(good, vec![("a/2".to_string(), 2)]);
+    assert_eq!(s.get_json::<i32>("q", "a/3").unwrap(), None);
+    assert_eq!(s.get("q", "a/1").unwrap(), None, "moved out of its table");
+    let after = s.quarantine_stats().get();
+    assert_eq!((after.0 - before.0, after.1 - before.1), (2, 2));
+    let set_aside = s
+        .scan_json::<quarantine::QuarantinedRecord>(quarantine::TABLE, "q/")
+        .unwrap();
+    assert_eq!(set_aside.len(), 2);
+    assert_eq!(set_aside[0].0, "q/a/1");
+    assert_eq!(set_aside[0].1.raw, "{not json");
+    assert_eq!(set_aside[0].1.key, "a/1");
+    assert!(
+        set_aside[1].1.reason.contains("invalid type"),
+        "{:?}",
+        set_aside[1].1
+    );
+    // Only the bytes that failed are moved: a record rewritten meanwhile stays.
+    s.put_json("q", "b", &7).unwrap();
+    assert!(!s.quarantine("q", "b", "{old", "{}".into()).unwrap());
+    assert_eq!(s.get_json::<i32>("q", "b").unwrap(), Some(7));
 }

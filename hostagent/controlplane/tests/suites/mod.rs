@@ -8,4 +8,6 @@ mod errors;
 mod frontend;
 mod lifecycle;
 mod logs;
+mod quarantine;
+mod quotas;
 mod services;
