@@ -6,8 +6,8 @@ use crate::legacy::boot_timer::BootTimer;
 use crate::legacy::i8042::I8042;
 use crate::legacy::serial::{SerialDevice, SerialOut};
 use crate::vstate::exit::{ExitNotifier, UnhandledLog};
-use crate::vstate::memory::{create_guest_memory, GuestMemory, MemoryError};
-use crate::vstate::vcpu::{supported_cpuid, Buses, Vcpu};
+use crate::vstate::memory::{create_backed_memory, Backing, GuestMemory, MemoryError};
+use crate::vstate::vcpu::{supported_cpuid, Buses, Topology, Vcpu};
 use crate::vstate::vm::{Vm, VmError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -40,6 +40,10 @@ pub struct VmSpec {
     pub vcpus: u8,
     /// MiB of RAM.
     pub mem_mib: usize,
+    /// How guest RAM is backed (normal or huge pages).
+    pub backing: Backing,
+    /// Two hardware threads per core in the guest's CPU topology (`smt`).
+    pub smt: bool,
     /// Kernel and command line.
     pub boot: BootSpec,
 }
@@ -74,7 +78,7 @@ pub fn build_and_start(
     start: Instant,
     add_devices: DeviceHook,
 ) -> Result<RunningVm, BuildError> {
-    let mem = create_guest_memory(spec.mem_mib)?;
+    let mem = create_backed_memory(spec.mem_mib, spec.backing)?;
     let vm = Vm::new(spec.vcpus)?;
     vm.register_memory(&mem)?;
     let mut dm = DeviceManager::new();
@@ -98,7 +102,11 @@ pub fn build_and_start(
     boot.extra_cmdline.extend(dm.cmdline.iter().cloned());
     let entry = boot::prepare(&mem, &boot, spec.vcpus)?;
     let log = Arc::new(UnhandledLog::default());
-    let vcpu_threads = start_vcpus(&vm, &mem, spec.vcpus, entry, &dm, exit, log)?;
+    let topology = Topology {
+        vcpus: spec.vcpus,
+        smt: spec.smt,
+    };
+    let vcpu_threads = start_vcpus(&vm, &mem, topology, entry, &dm, exit, log)?;
     Ok(RunningVm {
         vm,
         mem,
@@ -109,19 +117,21 @@ pub fn build_and_start(
     })
 }
 
-/// Creates `count` vCPUs entering at `entry` and starts their threads.
+/// Creates `topology.vcpus` vCPUs entering at `entry` and starts their threads.
 pub fn start_vcpus(
     vm: &Vm,
     mem: &GuestMemory,
-    count: u8,
+    topology: impl Into<Topology>,
     entry: u64,
     dm: &DeviceManager,
     exit: &ExitNotifier,
     log: Arc<UnhandledLog>,
 ) -> Result<Vec<JoinHandle<()>>, BuildError> {
+    let topology = topology.into();
+    let count = topology.vcpus;
     let supported = supported_cpuid(vm)?;
     let vcpus = (0..count)
-        .map(|i| Vcpu::new(vm, &supported, i, count, entry))
+        .map(|i| Vcpu::new(vm, &supported, i, topology, entry))
         .collect::<Result<Vec<_>, _>>()?;
     let buses = Buses {
         pio: Arc::new(dm.pio.clone()),

@@ -90,9 +90,10 @@ pub struct Cli {
     #[arg(long, value_name = "PATH", conflicts_with = "no_seccomp")]
     pub seccomp_filter: Option<PathBuf>,
 
-    /// Maximum API request body in bytes (accepted for compatibility; the limit is 256 KiB).
-    #[arg(long, value_name = "BYTES")]
-    pub http_api_max_payload_size: Option<usize>,
+    /// Largest API request body in bytes; a larger one is answered 413 and the connection
+    /// closes (Firecracker's flag and default).
+    #[arg(long, value_name = "BYTES", default_value_t = crate::api::http::DEFAULT_MAX_PAYLOAD)]
+    pub http_api_max_payload_size: usize,
 }
 
 #[cfg(test)]
@@ -117,6 +118,7 @@ mod tests {
         assert_eq!(c.api_sock, PathBuf::from("/tmp/a.sock"));
         assert_eq!(c.id, "vm1");
         assert!(c.boot_timer && !c.no_api);
+        assert_eq!(c.http_api_max_payload_size, 51_200);
         assert!(Cli::try_parse_from(["vmm", "--no-api"]).is_err());
         let c = Cli::try_parse_from(["vmm", "--no-api", "--config-file", "vm.json"]).unwrap();
         assert!(c.no_api);

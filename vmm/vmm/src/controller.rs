@@ -4,8 +4,8 @@
 use crate::boot::BootSpec;
 use crate::builder::{self, BuildError, RunningVm, VmSpec};
 use crate::config::{
-    host_mem_mib, ActionType, BootSource, LoggerConfig, MachineConfig, MachineConfigError,
-    MachineConfigUpdate, MetricsConfig, VmConfigFile, DEFAULT_BOOT_ARGS,
+    host_mem_mib, ActionType, BootSource, FullVmConfig, HugePages, LoggerConfig, MachineConfig,
+    MachineConfigError, MachineConfigUpdate, MetricsConfig, VmConfigFile, DEFAULT_BOOT_ARGS,
 };
 use crate::config::{Drive, DriveUpdate, Entropy, NetworkInterface, NetworkInterfaceUpdate, Vsock};
 use crate::device_manager::Subscriber;
@@ -16,6 +16,7 @@ use crate::seccomp::SeccompError;
 use crate::sync::lock;
 use crate::virtio::{VirtioDevices, VirtioError};
 use crate::vstate::exit::ExitNotifier;
+use crate::vstate::memory::Backing;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -70,9 +71,9 @@ pub enum ControllerError {
     /// `FlushMetrics` without a metrics file.
     #[error("metrics are not configured")]
     MetricsNotConfigured,
-    /// `SendCtrlAltDel` before InstanceStart.
-    #[error("SendCtrlAltDel needs a running microVM (InstanceStart first)")]
-    CtrlAltDelNotRunning,
+    /// An action Firecracker refuses before boot (`FlushMetrics`, `SendCtrlAltDel`).
+    #[error("{0} is not supported before the microVM starts (InstanceStart first)")]
+    BeforeStart(&'static str),
     /// InstanceStart without `/boot-source`.
     #[error("cannot start: no boot source configured (PUT /boot-source)")]
     NoBootSource,
@@ -183,10 +184,21 @@ impl Controller {
         &self.machine
     }
 
-    /// `PUT /machine-config`.
+    /// `GET /vm/config`: everything configured so far.
+    pub fn vm_config(&self) -> FullVmConfig {
+        let mut c = FullVmConfig {
+            boot_source: self.boot.clone().unwrap_or_default(),
+            machine_config: self.machine.clone(),
+            ..Default::default()
+        };
+        self.virtio.write_configs(&mut c);
+        c
+    }
+
+    /// `PUT /machine-config` (sizes are checked at InstanceStart, as Firecracker does).
     pub fn put_machine_config(&mut self, m: MachineConfig) -> Result<(), ControllerError> {
         self.ensure_not_started("changing the machine configuration")?;
-        m.validate(host_mem_mib())?;
+        m.validate()?;
         self.machine = m;
         Ok(())
     }
@@ -290,11 +302,19 @@ impl Controller {
         Ok(())
     }
 
+    fn ensure_started_for(&self, action: &'static str) -> Result<(), ControllerError> {
+        if self.running.is_none() {
+            return Err(ControllerError::BeforeStart(action));
+        }
+        Ok(())
+    }
+
     /// `PUT /actions`.
     pub fn action(&mut self, a: ActionType) -> Result<(), ControllerError> {
         match a {
             ActionType::InstanceStart => self.start(),
             ActionType::FlushMetrics => {
+                self.ensure_started_for("FlushMetrics")?;
                 if !crate::metrics::flush() {
                     return Err(ControllerError::MetricsNotConfigured);
                 }
@@ -305,7 +325,7 @@ impl Controller {
                     lock(&vm.i8042).send_ctrl_alt_del();
                     Ok(())
                 }
-                None => Err(ControllerError::CtrlAltDelNotRunning),
+                None => Err(ControllerError::BeforeStart("SendCtrlAltDel")),
             },
         }
     }
@@ -314,10 +334,16 @@ impl Controller {
     pub fn start(&mut self) -> Result<(), ControllerError> {
         self.ensure_not_started("InstanceStart")?;
         let boot = self.boot.clone().ok_or(ControllerError::NoBootSource)?;
+        self.machine.validate_for_start(host_mem_mib())?;
         let t0 = Instant::now();
         let spec = VmSpec {
             vcpus: self.machine.vcpu_count,
             mem_mib: self.machine.mem_size_mib,
+            backing: match self.machine.huge_pages {
+                HugePages::None => Backing::Anonymous,
+                HugePages::Hugetlbfs2M => Backing::HugePages2M,
+            },
+            smt: self.machine.smt,
             boot: BootSpec {
                 kernel: boot.kernel_image_path.into(),
                 initrd: boot.initrd_path.map(Into::into),
@@ -453,16 +479,31 @@ mod tests {
         .unwrap();
         assert_eq!(c.machine_config().vcpu_count, 4);
         assert_eq!(c.machine_config().mem_size_mib, 256);
+        let zero = MachineConfigUpdate {
+            mem_size_mib: Some(0),
+            ..Default::default()
+        };
+        assert!(c
+            .patch_machine_config(zero)
+            .unwrap_err()
+            .to_string()
+            .contains("mem_size_mib 0"));
+        assert_eq!(c.machine_config().mem_size_mib, 256);
+        // Too big for the host: accepted now, refused at InstanceStart.
         let huge = MachineConfigUpdate {
             mem_size_mib: Some(usize::MAX / 2),
             ..Default::default()
         };
-        assert!(c
-            .patch_machine_config(huge)
-            .unwrap_err()
-            .to_string()
-            .contains("host"));
-        assert_eq!(c.machine_config().mem_size_mib, 256);
+        c.patch_machine_config(huge).unwrap();
+        c.boot = Some(BootSource {
+            kernel_image_path: "/nonexistent".into(),
+            ..Default::default()
+        });
+        assert!(c.start().unwrap_err().to_string().contains("host"));
+        assert_eq!(
+            c.action(ActionType::FlushMetrics).unwrap_err().to_string(),
+            "FlushMetrics is not supported before the microVM starts (InstanceStart first)"
+        );
         assert_eq!(c.info().state, "Not started");
     }
 

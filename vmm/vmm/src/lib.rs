@@ -24,6 +24,8 @@
 //! - [`logger`], [`metrics`]: logs through tracing, metrics as JSON lines.
 //! - [`output_limit`]: byte budgets for the guest console and the log.
 //! - [`sync`]: the poison-tolerant `lock`.
+//! - [`unsupported`]: [`unsupported::NotSupported`], the one "not supported by this vmm"
+//!   error every unserved Firecracker endpoint, value or config-file section is refused with.
 //!
 //! `vmm/README.md` (beside this crate and `vmm-devices`) follows a request from the API
 //! socket to the devices, names the threads and their seccomp filters.
@@ -43,5 +45,6 @@ pub mod run;
 pub mod seccomp;
 pub mod signals;
 pub mod sync;
+pub mod unsupported;
 pub mod virtio;
 pub mod vstate;

@@ -123,7 +123,7 @@ pub fn run(cli: Cli) -> i32 {
     }
     let api_sock = (!cli.no_api).then(|| cli.api_sock.clone());
     if let Some(p) = &api_sock {
-        match crate::api::start(p, controller.clone()) {
+        match crate::api::start(p, controller.clone(), cli.http_api_max_payload_size) {
             Ok(h) => {
                 em.add_subscriber(Arc::new(Mutex::new(h)));
                 tracing::info!("API listening on {}", p.display());

@@ -3,7 +3,7 @@
 //! at InstanceStart (root drive first, so it is `/dev/vda`), updated live on `PATCH`.
 
 use crate::config::{
-    same_id, Drive, DriveConfigError, DriveUpdate, Entropy, IdError, NetConfigError,
+    same_id, Drive, DriveConfigError, DriveUpdate, Entropy, FullVmConfig, IdError, NetConfigError,
     NetworkInterface, NetworkInterfaceUpdate, RateLimiter, Vsock,
 };
 use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
@@ -98,7 +98,7 @@ pub struct VirtioDevices {
     drives: Vec<DriveEntry>,
     nets: Vec<NetEntry>,
     vsock: Option<(Vsock, Arc<Mutex<VsockDev>>)>,
-    entropy: Option<Arc<Mutex<Rng>>>,
+    entropy: Option<(Entropy, Arc<Mutex<Rng>>)>,
 }
 
 impl VirtioDevices {
@@ -239,7 +239,7 @@ impl VirtioDevices {
     pub fn put_entropy(&mut self, e: Entropy) -> Result<(), VirtioError> {
         let dev = Rng::new(&RateLimiter::to_device(e.rate_limiter.as_ref()))
             .map_err(VirtioError::Entropy)?;
-        self.entropy = Some(Arc::new(Mutex::new(dev)));
+        self.entropy = Some((e, Arc::new(Mutex::new(dev))));
         Ok(())
     }
 
@@ -286,7 +286,7 @@ impl VirtioDevices {
             attach_one(vm, mem, dm, dev.clone(), dev.clone())?;
             crate::metrics::register_device("vsock".into(), m);
         }
-        if let Some(dev) = &self.entropy {
+        if let Some((_, dev)) = &self.entropy {
             let m = lock(dev).metrics();
             attach_one(vm, mem, dm, dev.clone(), dev.clone())?;
             crate::metrics::register_device("entropy".into(), m);
@@ -300,6 +300,14 @@ impl VirtioDevices {
         if let Some((cfg, _)) = &self.vsock {
             let _ = std::fs::remove_file(&cfg.uds_path);
         }
+    }
+
+    /// The devices' configurations as last set (`GET /vm/config`).
+    pub fn write_configs(&self, c: &mut FullVmConfig) {
+        c.drives = self.drives.iter().map(|e| e.cfg.clone()).collect();
+        c.network_interfaces = self.nets.iter().map(|e| e.cfg.clone()).collect();
+        c.vsock = self.vsock.as_ref().map(|(cfg, _)| cfg.clone());
+        c.entropy = self.entropy.as_ref().map(|(cfg, _)| cfg.clone());
     }
 
     /// Number of configured devices.

@@ -1,5 +1,7 @@
 //! A small HTTP/1.1 server on a Unix socket (httparse), one connection at a time, with
-//! keep-alive. Requests are handed to a handler; responses are JSON or empty.
+//! keep-alive. Requests are handed to a handler; responses are JSON or empty. Request
+//! targets may be in origin form (`/machine-config`) or absolute form
+//! (`http://localhost/machine-config`); bodies above the payload limit are answered 413.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -7,7 +9,8 @@ use std::time::Duration;
 
 const MAX_HEADERS: usize = 32;
 const MAX_HEAD_BYTES: usize = 16 << 10;
-const MAX_BODY_BYTES: usize = 256 << 10;
+/// Default request body limit (`--http-api-max-payload-size`), Firecracker's default.
+pub const DEFAULT_MAX_PAYLOAD: usize = 51_200;
 
 /// An HTTP response.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,7 +113,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     };
     let mut h = Head {
         method: req.method.unwrap_or("").to_string(),
-        path: req.path.unwrap_or("").to_string(),
+        path: origin_form(req.path.unwrap_or("")).to_string(),
         content_length: 0,
         expect_continue: false,
         close: req.version == Some(0),
@@ -134,9 +137,47 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, HeadError> {
     Ok(Some(h))
 }
 
-/// Serves one connection until it closes; `handle(method, path, body)` answers requests.
+/// The path of a request target: an absolute-form target (`http://host/path`) loses its
+/// scheme and authority; an origin-form one is returned as is.
+fn origin_form(target: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        let has = target
+            .get(..scheme.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(scheme));
+        if has {
+            let rest = &target[scheme.len()..];
+            return match rest.find(['/', '?']) {
+                Some(i) if rest[i..].starts_with('/') => &rest[i..],
+                _ => "/",
+            };
+        }
+    }
+    target
+}
+
+/// Most bytes of a refused body read and dropped before the connection closes.
+const MAX_DISCARD: usize = 1 << 20;
+
+/// Reads and drops up to `left` bytes (at most [`MAX_DISCARD`], waiting at most a second
+/// for each read) of a body that is refused. Closing a Unix socket with unread data resets
+/// the connection, and the client would lose the answer already written.
+fn discard_body(s: &mut UnixStream, left: usize) {
+    let mut left = left.min(MAX_DISCARD);
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut chunk = [0u8; 4096];
+    while left > 0 {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// Serves one connection until it closes; `handle(method, path, body)` answers requests
+/// with bodies of at most `max_payload` bytes.
 pub fn serve_connection(
     mut s: UnixStream,
+    max_payload: usize,
     handle: &mut dyn FnMut(&str, &str, &[u8]) -> Response,
 ) -> std::io::Result<()> {
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -163,8 +204,15 @@ pub fn serve_connection(
             }
             buf.extend_from_slice(&chunk[..n]);
         };
-        if head.content_length > MAX_BODY_BYTES {
-            s.write_all(&Response::fault(413, "request body too large").to_bytes())?;
+        if head.content_length > max_payload {
+            let msg = format!(
+                "the request body of {} bytes is larger than the limit of {max_payload} bytes \
+                 (--http-api-max-payload-size)",
+                head.content_length
+            );
+            s.write_all(&Response::fault(413, &msg).to_bytes())?;
+            let buffered = buf.len().saturating_sub(head.head_len);
+            discard_body(&mut s, head.content_length.saturating_sub(buffered));
             return Ok(());
         }
         if head.expect_continue && buf.len() < head.head_len + head.content_length {
@@ -187,12 +235,17 @@ pub fn serve_connection(
     }
 }
 
-/// Accepts connections forever, serving them one after another.
-pub fn serve(listener: UnixListener, mut handle: impl FnMut(&str, &str, &[u8]) -> Response) {
+/// Accepts connections forever, serving them one after another (bodies up to
+/// `max_payload` bytes).
+pub fn serve(
+    listener: UnixListener,
+    max_payload: usize,
+    mut handle: impl FnMut(&str, &str, &[u8]) -> Response,
+) {
     for conn in listener.incoming() {
         match conn {
             Ok(s) => {
-                if let Err(e) = serve_connection(s, &mut handle) {
+                if let Err(e) = serve_connection(s, max_payload, &mut handle) {
                     tracing::debug!("API connection ended: {e}");
                 }
             }
@@ -208,7 +261,7 @@ mod tests {
     fn roundtrip(req: &[u8]) -> String {
         let (mut a, b) = UnixStream::pair().unwrap();
         let t = std::thread::spawn(move || {
-            serve_connection(b, &mut |m, p, body| {
+            serve_connection(b, 64, &mut |m, p, body| {
                 if p == "/echo" {
                     Response::json(&serde_json::json!({"m": m, "len": body.len()}))
                 } else {
@@ -242,6 +295,32 @@ mod tests {
         assert!(out.contains("Content-Length"), "{out}");
         let out = roundtrip(b"PUT /echo HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n");
         assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+        // The limit is exact: 64 bytes pass, 65 do not.
+        let mut at = b"PUT /echo HTTP/1.1\r\nContent-Length: 64\r\n\r\n".to_vec();
+        at.extend_from_slice(&[b'x'; 64]);
+        assert!(roundtrip(&at).contains(r#""len":64"#));
+        let mut over = b"PUT /echo HTTP/1.1\r\nContent-Length: 65\r\n\r\n".to_vec();
+        over.extend_from_slice(&[b'x'; 65]);
+        let out = roundtrip(&over);
+        assert!(
+            out.starts_with("HTTP/1.1 413") && out.contains("limit of 64"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn absolute_form_targets() {
+        assert_eq!(origin_form("/machine-config"), "/machine-config");
+        assert_eq!(
+            origin_form("http://localhost/machine-config"),
+            "/machine-config"
+        );
+        assert_eq!(origin_form("HTTP://localhost:80/a?b=1"), "/a?b=1");
+        assert_eq!(origin_form("http://localhost"), "/");
+        assert_eq!(origin_form("http://localhost?x=/y"), "/");
+        assert_eq!(origin_form("https://h/"), "/");
+        let out = roundtrip(b"PUT http://localhost/echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+        assert!(out.contains(r#""len":1"#), "{out}");
     }
 
     #[test]

@@ -48,6 +48,7 @@ pub fn execute(c: &mut Controller, req: ApiRequest) -> Response {
             }))
         }
         ApiRequest::GetMachineConfig => return Response::json(c.machine_config()),
+        ApiRequest::GetVmConfig => return Response::json(&c.vm_config()),
         ApiRequest::PutMachineConfig(m) => c.put_machine_config(m),
         ApiRequest::PatchMachineConfig(m) => c.patch_machine_config(m),
         ApiRequest::PutBootSource(b) => c.put_boot_source(b),
@@ -91,8 +92,13 @@ impl MutEventSubscriber for ApiHandler {
     }
 }
 
-/// Binds `path` and starts the API thread; returns the event-loop handler.
-pub fn start(path: &Path, controller: Arc<Mutex<Controller>>) -> std::io::Result<ApiHandler> {
+/// Binds `path` and starts the API thread (request bodies up to `max_payload` bytes);
+/// returns the event-loop handler.
+pub fn start(
+    path: &Path,
+    controller: Arc<Mutex<Controller>>,
+    max_payload: usize,
+) -> std::io::Result<ApiHandler> {
     let listener = UnixListener::bind(path)?;
     let evt = EventFd::new(libc::EFD_NONBLOCK)?;
     let wake = evt.try_clone()?;
@@ -105,7 +111,7 @@ pub fn start(path: &Path, controller: Arc<Mutex<Controller>>) -> std::io::Result
                 tracing::error!("API thread: {e}");
                 return;
             }
-            http::serve(listener, |method, path, body| {
+            http::serve(listener, max_payload, |method, path, body| {
                 METRICS.api_requests.fetch_add(1, Ordering::Relaxed);
                 let resp = match routes::parse(method, path, body) {
                     Ok(req) => dispatch(&tx, &wake, req),

@@ -5,6 +5,7 @@ use crate::config::{
     MachineConfigUpdate, MetricsConfig, NetworkInterface, NetworkInterfaceUpdate, SerialConfig,
     Vsock,
 };
+use crate::unsupported::NotSupported;
 use serde::de::DeserializeOwned;
 
 /// A parsed API request.
@@ -16,6 +17,8 @@ pub enum ApiRequest {
     GetVersion,
     /// `GET /machine-config`.
     GetMachineConfig,
+    /// `GET /vm/config`.
+    GetVmConfig,
     /// `PUT /machine-config`.
     PutMachineConfig(MachineConfig),
     /// `PATCH /machine-config`.
@@ -44,8 +47,17 @@ pub enum ApiRequest {
     PutEntropy(Entropy),
 }
 
-/// Endpoints Firecracker has that this vmm does not serve yet.
-const NOT_YET: &[&str] = &["balloon", "mmds", "snapshot", "cpu-config", "hotplug"];
+/// First path segments of the Firecracker endpoints this vmm does not serve yet (`/vm`
+/// is served for `GET /vm/config` only: pause and resume are not).
+const NOT_YET: &[&str] = &[
+    "balloon",
+    "mmds",
+    "snapshot",
+    "cpu-config",
+    "hotplug",
+    "pmem",
+    "vm",
+];
 
 /// A request that maps to no [`ApiRequest`]; answered as a 400 by the API module.
 #[derive(Debug, thiserror::Error)]
@@ -67,14 +79,19 @@ pub enum RouteError {
         first: String,
     },
     /// A Firecracker endpoint this vmm does not serve yet.
-    #[error("{method} {path}: /{first} is not supported by this vmm yet")]
-    NotYet {
-        /// HTTP method.
-        method: String,
+    #[error(transparent)]
+    NotSupported(#[from] NotSupported),
+    /// A GET with a body (Firecracker refuses them).
+    #[error("GET {path}: a GET request must not have a body")]
+    GetWithBody {
         /// Request path (query removed).
         path: String,
-        /// The path's first segment.
-        first: String,
+    },
+    /// A PATCH whose body sets no field.
+    #[error("PATCH {path}: the body sets no field (an empty PATCH request changes nothing)")]
+    EmptyPatch {
+        /// Request path.
+        path: &'static str,
     },
     /// Any other method and path.
     #[error("invalid request method and/or path: {method} {path}")]
@@ -114,12 +131,26 @@ pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, RouteErro
                 first: first.to_string(),
             })
     };
+    if method == "GET" && !b.is_empty() {
+        return Err(RouteError::GetWithBody {
+            path: path.to_string(),
+        });
+    }
     Ok(match (method, trimmed) {
         ("GET", "") => ApiRequest::GetInfo,
         ("GET", "/version") => ApiRequest::GetVersion,
         ("GET", "/machine-config") => ApiRequest::GetMachineConfig,
+        ("GET", "/vm/config") => ApiRequest::GetVmConfig,
         ("PUT", "/machine-config") => ApiRequest::PutMachineConfig(body(b)?),
-        ("PATCH", "/machine-config") => ApiRequest::PatchMachineConfig(body(b)?),
+        ("PATCH", "/machine-config") => {
+            let u: MachineConfigUpdate = body(b)?;
+            if u.is_empty() {
+                return Err(RouteError::EmptyPatch {
+                    path: "/machine-config",
+                });
+            }
+            ApiRequest::PatchMachineConfig(u)
+        }
         ("PUT", "/boot-source") => ApiRequest::PutBootSource(body(b)?),
         ("PUT", "/logger") => ApiRequest::PutLogger(body(b)?),
         ("PUT", "/metrics") => ApiRequest::PutMetrics(body(b)?),
@@ -132,11 +163,7 @@ pub fn parse(method: &str, path: &str, b: &[u8]) -> Result<ApiRequest, RouteErro
         ("PUT", _) if first == "network-interfaces" => ApiRequest::PutNet(id()?, body(b)?),
         ("PATCH", _) if first == "network-interfaces" => ApiRequest::PatchNet(id()?, body(b)?),
         _ if NOT_YET.contains(&first) => {
-            return Err(RouteError::NotYet {
-                method: method.to_string(),
-                path: path.to_string(),
-                first: first.to_string(),
-            })
+            return Err(NotSupported::new(format!("{method} {trimmed}")).into())
         }
         _ => {
             return Err(RouteError::Unknown {
@@ -214,6 +241,7 @@ mod tests {
             "/metrics:",
             "/vsock:",
             "/entropy:",
+            "/vm/config:",
             "/drives/{drive_id}:",
             "/network-interfaces/{iface_id}:",
         ] {
@@ -222,13 +250,14 @@ mod tests {
                 "{path} missing from openapi.yaml"
             );
             let method_path = path.trim_end_matches(':');
-            let m = if method_path == "/" || method_path == "/version" {
+            let m = if ["/", "/version", "/vm/config"].contains(&method_path) {
                 "GET"
             } else {
                 "PUT"
             };
+            let body: &[u8] = if m == "GET" { b"" } else { b"{}" };
             assert!(
-                !matches!(parse(m, method_path, b"{}"), Err(e) if e.to_string().contains("invalid request"))
+                !matches!(parse(m, method_path, body), Err(e) if e.to_string().contains("invalid request"))
             );
         }
         for action in ["InstanceStart", "SendCtrlAltDel", "FlushMetrics"] {
@@ -254,10 +283,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("invalid request"));
-        assert!(parse("PUT", "/balloon", b"{}")
+        for (m, p) in [
+            ("PUT", "/balloon"),
+            ("GET", "/balloon/statistics"),
+            ("PUT", "/mmds"),
+            ("PUT", "/mmds/config"),
+            ("PUT", "/cpu-config"),
+            ("PUT", "/hotplug/memory"),
+            ("PUT", "/pmem/p0"),
+            ("PATCH", "/vm"),
+            ("PUT", "/snapshot/create"),
+        ] {
+            let body: &[u8] = if m == "GET" { b"" } else { b"{}" };
+            assert_eq!(
+                parse(m, p, body).unwrap_err().to_string(),
+                format!("{m} {p} is not supported by this vmm")
+            );
+        }
+        assert!(matches!(
+            parse("GET", "/vm/config", b""),
+            Ok(ApiRequest::GetVmConfig)
+        ));
+        assert!(parse("GET", "/machine-config", b"{}")
             .unwrap_err()
             .to_string()
-            .contains("not supported"));
+            .contains("must not have a body"));
+        assert!(parse("PATCH", "/machine-config", b"{}")
+            .unwrap_err()
+            .to_string()
+            .contains("sets no field"));
         assert!(parse("PUT", "/drives/rootfs", b"{}")
             .unwrap_err()
             .to_string()

@@ -1,5 +1,6 @@
 //! Firecracker device sections: `/drives`, `/network-interfaces`, `/vsock`, `/entropy`.
 
+use crate::unsupported::NotSupported;
 use serde::{Deserialize, Serialize};
 
 /// A token bucket of a rate limiter.
@@ -27,6 +28,15 @@ pub struct RateLimiter {
     pub ops: Option<TokenBucket>,
 }
 
+/// A drive's I/O engine (`io_engine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IoEngine {
+    /// Blocking reads and writes on the event loop.
+    Sync,
+    /// io_uring (not in this vmm yet).
+    Async,
+}
+
 /// `/drives/{drive_id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,9 +57,9 @@ pub struct Drive {
     /// "Unsafe" or "Writeback".
     #[serde(default)]
     pub cache_type: Option<String>,
-    /// "Sync" or "Async".
-    #[serde(default)]
-    pub io_engine: Option<String>,
+    /// "Sync" (the default) or "Async" (io_uring; refused as not supported by this build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub io_engine: Option<IoEngine>,
     /// Rate limiter.
     #[serde(default)]
     pub rate_limiter: Option<RateLimiter>,
@@ -212,12 +222,9 @@ pub fn same_id(kind: &'static str, path_id: &str, body_id: &str) -> Result<(), I
 /// A `/drives` body this vmm does not serve.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DriveConfigError {
-    /// `socket` (vhost-user) is set.
-    #[error("vhost-user drives (socket) are not supported")]
-    VhostUser,
-    /// `io_engine` other than "Sync".
-    #[error("io_engine {0:?} is not supported (only \"Sync\")")]
-    IoEngine(String),
+    /// `socket` (vhost-user) is set, or `io_engine` is "Async".
+    #[error(transparent)]
+    NotSupported(NotSupported),
     /// `cache_type` other than "Unsafe" or "Writeback".
     #[error("invalid cache_type {0:?} (\"Unsafe\" or \"Writeback\")")]
     CacheType(String),
@@ -238,10 +245,14 @@ impl Drive {
     /// Checks the fields this vmm restricts; returns the backing file's path.
     pub fn validate(&self) -> Result<&str, DriveConfigError> {
         if self.socket.is_some() {
-            return Err(DriveConfigError::VhostUser);
+            return Err(DriveConfigError::NotSupported(NotSupported::new(
+                "vhost-user block (the drive's socket)",
+            )));
         }
-        if let Some(e) = self.io_engine.as_deref().filter(|e| *e != "Sync") {
-            return Err(DriveConfigError::IoEngine(e.to_string()));
+        if self.io_engine == Some(IoEngine::Async) {
+            return Err(DriveConfigError::NotSupported(NotSupported::new(
+                "io_engine \"Async\" (io_uring block I/O; use \"Sync\")",
+            )));
         }
         if let Some(c) = self.cache_type.as_deref() {
             if c != "Unsafe" && c != "Writeback" {
@@ -339,12 +350,12 @@ mod tests {
     fn drive_checks() {
         assert_eq!(drive("a", true).validate(), Ok("/r"));
         let mut d = drive("a", false);
-        d.io_engine = Some("Async".into());
+        d.io_engine = Some(IoEngine::Async);
         assert_eq!(
             d.validate().unwrap_err().to_string(),
-            "io_engine \"Async\" is not supported (only \"Sync\")"
+            "io_engine \"Async\" (io_uring block I/O; use \"Sync\") is not supported by this vmm"
         );
-        d.io_engine = Some("Sync".into());
+        d.io_engine = Some(IoEngine::Sync);
         d.cache_type = Some("Fast".into());
         assert!(matches!(d.validate(), Err(DriveConfigError::CacheType(_))));
         d.cache_type = Some("Writeback".into());

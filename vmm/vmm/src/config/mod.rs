@@ -2,14 +2,29 @@
 
 pub mod devices;
 
+use crate::unsupported::NotSupported;
 pub use devices::{
-    same_id, validate_id, Drive, DriveConfigError, DriveUpdate, Entropy, IdError, NetConfigError,
-    NetworkInterface, NetworkInterfaceUpdate, RateLimiter, Vsock,
+    same_id, validate_id, Drive, DriveConfigError, DriveUpdate, Entropy, IdError, IoEngine,
+    NetConfigError, NetworkInterface, NetworkInterfaceUpdate, RateLimiter, Vsock,
 };
 use serde::{Deserialize, Serialize};
 
 /// Most vCPUs a microVM may have.
 pub const MAX_VCPUS: u8 = 32;
+
+/// Guest memory backing (`huge_pages` in `/machine-config`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HugePages {
+    /// Normal pages.
+    #[default]
+    None,
+    /// 2 MiB huge pages from the host's hugetlbfs pool.
+    #[serde(rename = "2M")]
+    Hugetlbfs2M,
+}
+
+/// Smallest guest this vmm boots (checked at InstanceStart, as Firecracker checks sizes).
+pub const MIN_MEM_MIB: usize = 16;
 
 /// `/machine-config` (GET response and PUT body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,7 +34,8 @@ pub struct MachineConfig {
     pub vcpu_count: u8,
     /// Guest memory in MiB.
     pub mem_size_mib: usize,
-    /// Simultaneous multithreading (accepted only as false: one thread per core).
+    /// Simultaneous multithreading: two threads per core in the guest's CPU topology
+    /// (`vcpu_count` must then be 1 or even).
     #[serde(default)]
     pub smt: bool,
     /// Dirty page tracking (accepted, not used).
@@ -28,9 +44,9 @@ pub struct MachineConfig {
     /// CPU template name (only "None" is accepted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_template: Option<String>,
-    /// Huge pages ("None" only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub huge_pages: Option<String>,
+    /// Guest memory backing: "None" or "2M".
+    #[serde(default)]
+    pub huge_pages: HugePages,
 }
 
 impl Default for MachineConfig {
@@ -41,7 +57,7 @@ impl Default for MachineConfig {
             smt: false,
             track_dirty_pages: false,
             cpu_template: None,
-            huge_pages: None,
+            huge_pages: HugePages::None,
         }
     }
 }
@@ -61,7 +77,19 @@ pub struct MachineConfigUpdate {
     /// CPU template.
     pub cpu_template: Option<String>,
     /// Huge pages.
-    pub huge_pages: Option<String>,
+    pub huge_pages: Option<HugePages>,
+}
+
+impl MachineConfigUpdate {
+    /// True when no field is set (`{}`), which Firecracker refuses.
+    pub fn is_empty(&self) -> bool {
+        self.vcpu_count.is_none()
+            && self.mem_size_mib.is_none()
+            && self.smt.is_none()
+            && self.track_dirty_pages.is_none()
+            && self.cpu_template.is_none()
+            && self.huge_pages.is_none()
+    }
 }
 
 impl MachineConfig {
@@ -73,20 +101,43 @@ impl MachineConfig {
             smt: u.smt.unwrap_or(self.smt),
             track_dirty_pages: u.track_dirty_pages.unwrap_or(self.track_dirty_pages),
             cpu_template: u.cpu_template.or_else(|| self.cpu_template.clone()),
-            huge_pages: u.huge_pages.or_else(|| self.huge_pages.clone()),
+            huge_pages: u.huge_pages.unwrap_or(self.huge_pages),
         }
     }
 
-    /// Checks the values against what this vmm and host support (`host_mem_mib` is the
-    /// host's total RAM).
-    pub fn validate(&self, host_mem_mib: Option<usize>) -> Result<(), MachineConfigError> {
+    /// The checks Firecracker makes when the configuration is set (`PUT`/`PATCH`): vCPU
+    /// count (1 or even with SMT), a non-zero memory size that is a whole number of pages,
+    /// a CPU template this vmm has. Sizes the host or the boot cannot honour are refused
+    /// later, by [`MachineConfig::validate_for_start`].
+    pub fn validate(&self) -> Result<(), MachineConfigError> {
         if self.vcpu_count == 0 || self.vcpu_count > MAX_VCPUS {
             return Err(MachineConfigError::VcpuCount(self.vcpu_count));
         }
-        if self.smt {
-            return Err(MachineConfigError::Smt);
+        if self.smt && self.vcpu_count > 1 && self.vcpu_count % 2 == 1 {
+            return Err(MachineConfigError::SmtOddVcpus(self.vcpu_count));
         }
-        if self.mem_size_mib < 16 {
+        let page_mib = match self.huge_pages {
+            HugePages::None => 1,
+            HugePages::Hugetlbfs2M => 2,
+        };
+        if self.mem_size_mib == 0 || self.mem_size_mib % page_mib != 0 {
+            return Err(MachineConfigError::MemSize(self.mem_size_mib));
+        }
+        if let Some(t) = self.cpu_template.as_deref().filter(|t| *t != "None") {
+            return Err(MachineConfigError::CpuTemplate(NotSupported::new(format!(
+                "cpu_template {t:?}"
+            ))));
+        }
+        Ok(())
+    }
+
+    /// The checks made at InstanceStart: at least [`MIN_MEM_MIB`] and at most the host's
+    /// total RAM (`host_mem_mib`).
+    pub fn validate_for_start(
+        &self,
+        host_mem_mib: Option<usize>,
+    ) -> Result<(), MachineConfigError> {
+        if self.mem_size_mib < MIN_MEM_MIB {
             return Err(MachineConfigError::MemTooSmall(self.mem_size_mib));
         }
         if let Some(host) = host_mem_mib {
@@ -96,12 +147,6 @@ impl MachineConfig {
                     host_mib: host,
                 });
             }
-        }
-        if let Some(t) = self.cpu_template.as_deref().filter(|t| *t != "None") {
-            return Err(MachineConfigError::CpuTemplate(t.to_string()));
-        }
-        if let Some(h) = self.huge_pages.as_deref().filter(|h| *h != "None") {
-            return Err(MachineConfigError::HugePages(h.to_string()));
         }
         Ok(())
     }
@@ -113,13 +158,16 @@ pub enum MachineConfigError {
     /// `vcpu_count` outside 1..=[`MAX_VCPUS`].
     #[error("vcpu_count must be between 1 and {MAX_VCPUS}, got {0}")]
     VcpuCount(u8),
-    /// `smt: true`.
-    #[error("smt is not supported: every vCPU is one core")]
-    Smt,
-    /// `mem_size_mib` below 16.
-    #[error("mem_size_mib must be at least 16, got {0}")]
+    /// `smt: true` with an odd vCPU count above 1.
+    #[error("with smt, vcpu_count must be 1 or even, got {0}")]
+    SmtOddVcpus(u8),
+    /// `mem_size_mib` zero, or not a whole number of (huge) pages.
+    #[error("mem_size_mib {0} is invalid: it must be above 0 and a multiple of the page size (2 MiB with huge_pages \"2M\")")]
+    MemSize(usize),
+    /// `mem_size_mib` below [`MIN_MEM_MIB`] (at InstanceStart).
+    #[error("mem_size_mib must be at least {MIN_MEM_MIB}, got {0}")]
     MemTooSmall(usize),
-    /// `mem_size_mib` above the host's total RAM.
+    /// `mem_size_mib` above the host's total RAM (at InstanceStart).
     #[error("mem_size_mib {mem_size_mib} exceeds the host's memory ({host_mib} MiB)")]
     MemExceedsHost {
         /// Requested guest memory.
@@ -128,11 +176,8 @@ pub enum MachineConfigError {
         host_mib: usize,
     },
     /// A CPU template other than "None".
-    #[error("cpu_template {0:?} is not supported (only \"None\")")]
-    CpuTemplate(String),
-    /// Huge pages other than "None".
-    #[error("huge_pages {0:?} is not supported (only \"None\")")]
-    HugePages(String),
+    #[error(transparent)]
+    CpuTemplate(NotSupported),
 }
 
 /// Total host RAM in MiB from /proc/meminfo.
@@ -143,8 +188,9 @@ pub fn host_mem_mib() -> Option<usize> {
     Some(kib / 1024)
 }
 
-/// `PUT /boot-source`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `PUT /boot-source` (the default, with an empty kernel path, is what `GET /vm/config`
+/// shows before one is set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BootSource {
     /// Kernel image: ELF vmlinux or bzImage.
@@ -250,6 +296,39 @@ pub struct VmConfigFile {
     pub cpu_config: Option<serde_json::Value>,
 }
 
+/// `GET /vm/config`: the whole configuration in the config file's shape. The sections this
+/// vmm does not serve, and the logger and metrics (as in Firecracker), are always null.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FullVmConfig {
+    /// Always null.
+    pub balloon: Option<()>,
+    /// Block devices, in `PUT` order.
+    pub drives: Vec<Drive>,
+    /// Kernel, initrd, command line.
+    #[serde(rename = "boot-source")]
+    pub boot_source: BootSource,
+    /// Always null.
+    #[serde(rename = "cpu-config")]
+    pub cpu_config: Option<()>,
+    /// Always null.
+    pub logger: Option<()>,
+    /// vCPUs and memory.
+    #[serde(rename = "machine-config")]
+    pub machine_config: MachineConfig,
+    /// Always null.
+    pub metrics: Option<()>,
+    /// Always null.
+    #[serde(rename = "mmds-config")]
+    pub mmds_config: Option<()>,
+    /// Network interfaces, in `PUT` order.
+    #[serde(rename = "network-interfaces")]
+    pub network_interfaces: Vec<NetworkInterface>,
+    /// vsock device.
+    pub vsock: Option<Vsock>,
+    /// Entropy device.
+    pub entropy: Option<Entropy>,
+}
+
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigFileError {
@@ -257,8 +336,8 @@ pub enum ConfigFileError {
     #[error("invalid config file: {0}")]
     Parse(serde_json::Error),
     /// A section Firecracker has that this vmm does not implement yet.
-    #[error("config file section \"{0}\" is not supported by this vmm yet")]
-    Unsupported(&'static str),
+    #[error(transparent)]
+    Unsupported(NotSupported),
 }
 
 impl VmConfigFile {
@@ -272,7 +351,9 @@ impl VmConfigFile {
         ];
         for (name, present) in unsupported {
             if present {
-                return Err(ConfigFileError::Unsupported(name));
+                return Err(ConfigFileError::Unsupported(NotSupported::new(format!(
+                    "config file section {name:?}"
+                ))));
             }
         }
         Ok(c)
@@ -286,20 +367,26 @@ mod tests {
     #[test]
     fn machine_config_validation() {
         let mut m = MachineConfig::default();
-        assert!(m.validate(Some(1024)).is_ok());
+        assert!(m.validate().is_ok() && m.validate_for_start(Some(1024)).is_ok());
         m.vcpu_count = 33;
-        assert!(m
-            .validate(None)
-            .unwrap_err()
-            .to_string()
-            .contains("vcpu_count"));
+        assert!(m.validate().unwrap_err().to_string().contains("vcpu_count"));
         m.vcpu_count = 2;
         m.mem_size_mib = 4096;
+        // Sizes are checked at InstanceStart, as Firecracker does.
+        assert!(m.validate().is_ok());
         assert!(m
-            .validate(Some(1024))
+            .validate_for_start(Some(1024))
             .unwrap_err()
             .to_string()
             .contains("host"));
+        m.mem_size_mib = 1;
+        assert!(m.validate().is_ok());
+        assert_eq!(
+            m.validate_for_start(None),
+            Err(MachineConfigError::MemTooSmall(1))
+        );
+        m.mem_size_mib = 0;
+        assert_eq!(m.validate(), Err(MachineConfigError::MemSize(0)));
         let p = m.update(MachineConfigUpdate {
             mem_size_mib: Some(256),
             ..Default::default()
@@ -310,6 +397,45 @@ mod tests {
             r#"{"vcpu_count":1,"mem_size_mib":8,"x":1}"#
         )
         .is_err());
+    }
+
+    #[test]
+    fn smt_and_huge_pages() {
+        let m: MachineConfig = serde_json::from_str(
+            r#"{"vcpu_count":2,"mem_size_mib":256,"smt":true,"huge_pages":"2M"}"#,
+        )
+        .unwrap();
+        assert_eq!((m.smt, m.huge_pages), (true, HugePages::Hugetlbfs2M));
+        assert!(m.validate().is_ok());
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["huge_pages"], "2M");
+        assert_eq!(
+            serde_json::to_value(MachineConfig::default()).unwrap()["huge_pages"],
+            "None"
+        );
+        let odd = m.update(MachineConfigUpdate {
+            vcpu_count: Some(3),
+            ..Default::default()
+        });
+        assert_eq!(odd.validate(), Err(MachineConfigError::SmtOddVcpus(3)));
+        let odd_mib = m.update(MachineConfigUpdate {
+            mem_size_mib: Some(129),
+            ..Default::default()
+        });
+        assert_eq!(odd_mib.validate(), Err(MachineConfigError::MemSize(129)));
+        assert!(serde_json::from_str::<MachineConfig>(
+            r#"{"vcpu_count":1,"mem_size_mib":8,"huge_pages":"1G"}"#
+        )
+        .is_err());
+        let t = MachineConfig {
+            cpu_template: Some("T2".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.validate().unwrap_err().to_string(),
+            "cpu_template \"T2\" is not supported by this vmm"
+        );
+        assert!(MachineConfigUpdate::default().is_empty());
     }
 
     #[test]
@@ -344,10 +470,7 @@ mod tests {
     #[test]
     fn firecracker_full_example_with_and_without_drives() {
         let c = VmConfigFile::parse(&FIRECRACKER_FULL.replace("DRIVES", "[]")).unwrap();
-        assert_eq!(
-            c.machine_config.unwrap().huge_pages.as_deref(),
-            Some("None")
-        );
+        assert_eq!(c.machine_config.unwrap().huge_pages, HugePages::None);
         assert_eq!(c.logger.unwrap().level.as_deref(), Some("Info"));
         let drives = r#"[{"drive_id": "rootfs", "path_on_host": "bionic.rootfs.ext4",
             "is_root_device": true, "partuuid": null, "is_read_only": false,
@@ -381,6 +504,23 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("gpu"));
+    }
+
+    #[test]
+    fn full_config_reads_back_as_a_config_file() {
+        let mut c = FullVmConfig {
+            boot_source: BootSource {
+                kernel_image_path: "k".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        c.machine_config.huge_pages = HugePages::Hugetlbfs2M;
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(text.contains(r#""mmds-config":null"#), "{text}");
+        let back = VmConfigFile::parse(&text).unwrap();
+        assert_eq!(back.machine_config, Some(c.machine_config));
+        assert_eq!(back.boot_source.kernel_image_path, "k");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! CPUID for each vCPU, derived from KVM's supported set: APIC IDs, topology (one thread per
-//! core, all vCPUs in one socket), the hypervisor bit, the vCPU count and the TSC-deadline
+//! core, or two with `smt`; all vCPUs in one socket), the hypervisor bit, the vCPU count and the TSC-deadline
 //! timer.
 
 use kvm_bindings::{kvm_cpuid_entry2, CpuId};
@@ -18,6 +18,8 @@ const TSC_DEADLINE_BIT: u32 = 1 << 24;
 pub struct Features {
     /// The in-kernel LAPIC emulates TSC-deadline mode (`KVM_CAP_TSC_DEADLINE_TIMER`).
     pub tsc_deadline: bool,
+    /// Two hardware threads per core (`smt: true` in `/machine-config`).
+    pub smt: bool,
 }
 
 /// Number of bits needed to number `n` items (ceil(log2(n))).
@@ -30,6 +32,7 @@ fn bits_for(n: u32) -> u32 {
 }
 
 fn patch_entry(e: &mut kvm_cpuid_entry2, cpu: u32, count: u32, features: Features) {
+    let threads = if features.smt && count > 1 { 2 } else { 1 };
     match e.function {
         0x1 => {
             // EBX[31:24] initial APIC ID, [23:16] logical processors, [15:8] CLFLUSH size/8.
@@ -46,18 +49,21 @@ fn patch_entry(e: &mut kvm_cpuid_entry2, cpu: u32, count: u32, features: Feature
         }
         0x4 => {
             // Deterministic cache parameters: EAX[31:26] cores per package - 1,
-            // EAX[25:14] logical processors sharing this cache - 1 (only L3 is shared).
+            // EAX[25:14] logical processors sharing this cache - 1 (L3 is shared by all,
+            // L1 and L2 by the threads of one core).
             let level = (e.eax >> 5) & 0x7;
-            let sharing = if level >= 3 { count - 1 } else { 0 };
-            e.eax = (e.eax & 0x3fff) | ((sharing & 0xfff) << 14) | (((count - 1) & 0x3f) << 26);
+            let sharing = if level >= 3 { count - 1 } else { threads - 1 };
+            let cores = (count / threads).max(1);
+            e.eax = (e.eax & 0x3fff) | ((sharing & 0xfff) << 14) | (((cores - 1) & 0x3f) << 26);
         }
         0xb | 0x1f => {
-            // Extended topology: level 0 = SMT (1 thread), level 1 = core (all vCPUs).
+            // Extended topology: level 0 = SMT (threads per core), level 1 = core (all
+            // vCPUs).
             e.edx = cpu;
             match e.index {
                 0 => {
-                    e.eax = 0;
-                    e.ebx = 1;
+                    e.eax = bits_for(threads);
+                    e.ebx = threads;
                     e.ecx = (1 << 8) | e.index;
                 }
                 1 => {
@@ -125,6 +131,26 @@ mod tests {
     }
 
     #[test]
+    fn smt_reports_two_threads_per_core() {
+        let mut l4 = entry(4, 0);
+        l4.eax = 1 << 5; // L1 cache
+        let sup = CpuId::from_entries(&[entry(0xb, 0), entry(0xb, 1), l4]).unwrap();
+        let smt = Features {
+            smt: true,
+            ..Default::default()
+        };
+        let c = vcpu_cpuid(&sup, 3, 4, smt);
+        let t = find(&c, 0xb, 0);
+        assert_eq!((t.eax, t.ebx, t.edx), (1, 2, 3));
+        let core = find(&c, 0xb, 1);
+        assert_eq!((core.eax, core.ebx), (2, 4));
+        let cache = find(&c, 4, 0).eax;
+        assert_eq!(((cache >> 14) & 0xfff, cache >> 26), (1, 1));
+        let off = vcpu_cpuid(&sup, 3, 4, Features::default());
+        assert_eq!(find(&off, 0xb, 0).ebx, 1);
+    }
+
+    #[test]
     fn single_vcpu_has_no_htt() {
         let mut e = entry(1, 0);
         e.edx = HTT_BIT;
@@ -142,7 +168,15 @@ mod tests {
         let sup = CpuId::from_entries(&[entry(1, 0)]).unwrap();
         let off = vcpu_cpuid(&sup, 0, 1, Features::default());
         assert_eq!(find(&off, 1, 0).ecx & TSC_DEADLINE_BIT, 0);
-        let on = vcpu_cpuid(&sup, 0, 1, Features { tsc_deadline: true });
+        let on = vcpu_cpuid(
+            &sup,
+            0,
+            1,
+            Features {
+                tsc_deadline: true,
+                ..Default::default()
+            },
+        );
         assert_ne!(find(&on, 1, 0).ecx & TSC_DEADLINE_BIT, 0);
     }
 

@@ -40,6 +40,21 @@ pub fn supported_cpuid(vm: &Vm) -> Result<CpuId, VmError> {
         .map_err(ioctl("GET_SUPPORTED_CPUID"))
 }
 
+/// How many vCPUs a VM has and how they are grouped into cores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Topology {
+    /// vCPUs.
+    pub vcpus: u8,
+    /// Two threads per core (`smt`).
+    pub smt: bool,
+}
+
+impl From<u8> for Topology {
+    fn from(vcpus: u8) -> Self {
+        Topology { vcpus, smt: false }
+    }
+}
+
 impl Vcpu {
     /// Creates vCPU `index` of `count` and sets CPUID, MSRs, registers, FPU and LAPIC for a
     /// 64-bit entry at `entry` (boot structures must already be in guest memory).
@@ -47,15 +62,17 @@ impl Vcpu {
         vm: &Vm,
         supported: &CpuId,
         index: u8,
-        count: u8,
+        topology: Topology,
         entry: u64,
     ) -> Result<Self, VmError> {
+        let count = topology.vcpus;
         let fd = vm
             .fd
             .create_vcpu(u64::from(index))
             .map_err(ioctl("CREATE_VCPU"))?;
         let features = Features {
             tsc_deadline: vm.kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer),
+            smt: topology.smt,
         };
         fd.set_cpuid2(&vcpu_cpuid(supported, index, count, features))
             .map_err(ioctl("SET_CPUID2"))?;
