@@ -1,16 +1,93 @@
-//! A minimal SigV4-signing ECS client over HTTP/1.1 (one connection per call), for
-//! benchmarks and tools that should not depend on the AWS SDKs.
+//! A minimal SigV4-signing ECS client over HTTP/1.1 or HTTPS (one connection per
+//! call), for benchmarks and tools that should not depend on the AWS SDKs; and
+//! [`Endpoint`], the connection (plain or TLS) it and the test agent open.
 
 use crate::frontend::sigv4::{sign, Authorization, SignedRequest};
 use axum::http::HeaderMap;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A byte stream to the control plane, plain or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Where the control plane is and how to reach it: plain TCP (a control plane
+/// started with `--dev-plain-http`) or TLS checked against a CA.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// `host:port`.
+    pub addr: String,
+    /// TLS with this client configuration; None: plain.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Endpoint {
+    /// TLS to `addr`, checking its certificate with `tls`.
+    pub fn tls(addr: &str, tls: Arc<rustls::ClientConfig>) -> Endpoint {
+        Endpoint {
+            addr: addr.to_string(),
+            tls: Some(tls),
+        }
+    }
+
+    /// `https` or `http`, `wss` or `ws`.
+    pub fn scheme(&self, secure: &'static str, plain: &'static str) -> &'static str {
+        if self.tls.is_some() {
+            secure
+        } else {
+            plain
+        }
+    }
+
+    /// Opens a connection (TCP, then the TLS handshake if TLS).
+    pub async fn open(&self) -> std::io::Result<Box<dyn Io>> {
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await?;
+        tcp.set_nodelay(true)?;
+        let Some(tls) = &self.tls else {
+            return Ok(Box::new(tcp));
+        };
+        let host = match self.addr.rsplit_once(':') {
+            Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+            None => self.addr.as_str(),
+        };
+        let name = rustls::pki_types::ServerName::try_from(host.to_string())
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        let s = tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(name, tcp)
+            .await?;
+        Ok(Box::new(s))
+    }
+}
+
+impl From<&str> for Endpoint {
+    fn from(addr: &str) -> Endpoint {
+        Endpoint {
+            addr: addr.to_string(),
+            tls: None,
+        }
+    }
+}
+
+impl From<&String> for Endpoint {
+    fn from(addr: &String) -> Endpoint {
+        Endpoint::from(addr.as_str())
+    }
+}
+
+impl From<&Endpoint> for Endpoint {
+    fn from(e: &Endpoint) -> Endpoint {
+        e.clone()
+    }
+}
 
 /// Credentials and endpoint.
 #[derive(Clone)]
 pub struct Client {
     /// `host:port`.
     pub addr: String,
+    /// TLS to it with this configuration; None: plain HTTP.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// The region signed into each call (must be the control plane's).
     pub region: String,
     /// Access key.
@@ -79,9 +156,11 @@ impl Client {
             self.region,
             body.len()
         );
-        let mut s = tokio::net::TcpStream::connect(&self.addr)
-            .await
-            .map_err(io)?;
+        let endpoint = Endpoint {
+            addr: self.addr.clone(),
+            tls: self.tls.clone(),
+        };
+        let mut s = endpoint.open().await.map_err(io)?;
         s.write_all(msg.as_bytes()).await.map_err(io)?;
         let mut resp = Vec::new();
         s.read_to_end(&mut resp).await.map_err(io)?;

@@ -2,6 +2,8 @@
 //!
 //! Module map, from the front end down; a module uses only modules listed below it.
 //! - [`server`]: wiring: the HTTP routes, the per-cell background loops, `serve`.
+//! - [`tls`]: TLS of the API listener (rustls): configurations from PEM files, the
+//!   listener that hands over only completed handshakes.
 //! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
 //! - [`frontend`]: one ECS or Logs call over HTTP: SigV4, throttle, decode, dispatch.
 //! - [`app`]: the shared state every handler and loop takes (`App`).
@@ -13,6 +15,7 @@
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
 //! - [`config`]: flags and config file.
+//! - [`certs`]: `controlplane certs`: a throwaway local CA and certificates (rcgen).
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
@@ -32,6 +35,7 @@
 pub mod api;
 pub mod app;
 pub mod cells;
+pub mod certs;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod client;
 pub mod clock;
@@ -54,4 +58,5 @@ pub mod tables;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testagent;
 pub mod throttle;
+pub mod tls;
 pub mod validate;

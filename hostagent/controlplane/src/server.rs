@@ -1,10 +1,11 @@
-//! Wiring: the HTTP routes and the background loops
-//! (heartbeat monitor and service scheduler, one pair per cell).
+//! Wiring: the HTTP routes, the listener (HTTPS, see `crate::tls`) and the background
+//! loops (heartbeat monitor and service scheduler, one pair per cell).
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, ListenerConfig};
 use crate::frontend;
 use crate::hosts;
+use crate::tls::TlsListener;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -86,21 +87,38 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("{0}")]
     Http(#[from] std::io::Error),
+    /// The listener's certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes: HTTPS (and wss:// for agents), or plain HTTP
+/// where the configuration says so (loopback development only, see `Config`).
 pub async fn serve(
     cfg: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let tls = match &cfg.listener {
+        ListenerConfig::Https { cert, key } => Some(crate::tls::server_config(cert, key)?),
+        ListenerConfig::PlainLoopback => None,
+    };
     let app = Arc::new(App::open(&cfg)?);
     let stop = Arc::new(AtomicBool::new(false));
     let loops = start_loops(&app, stop.clone());
-    let r = axum::serve(listener, routes(app.clone()))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Http);
+    let r = match tls {
+        Some(tls) => {
+            axum::serve(TlsListener::new(listener, tls)?, routes(app.clone()))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            axum::serve(listener, routes(app.clone()))
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(ServeError::Http);
     stop.store(true, Ordering::Relaxed);
     for h in loops {
         let _ = h.join();

@@ -48,7 +48,13 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// Plain HTTP on loopback (`--dev-plain-http`).
     pub fn start(bin: &Path, addr: &str, data: &Path) -> ControlPlane {
+        Self::start_with(bin, addr, data, &["--dev-plain-http"])
+    }
+
+    /// With `listener` flags (`--dev-plain-http`, or `--tls-cert C --tls-key K`).
+    pub fn start_with(bin: &Path, addr: &str, data: &Path, listener: &[&str]) -> ControlPlane {
         let child = Command::new(bin)
             .args(["--listen", addr, "--data-dir"])
             .arg(data)
@@ -61,6 +67,7 @@ impl ControlPlane {
                 "1000",
             ])
             .args(["--log-level", "warn"])
+            .args(listener)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -140,6 +147,7 @@ impl ControlPlane {
     pub fn client(&self) -> controlplane::client::Client {
         controlplane::client::Client {
             addr: self.addr.clone(),
+            tls: None,
             region: "us-east-1".into(),
             key: KEY.into(),
             secret: SECRET.into(),
@@ -160,10 +168,18 @@ pub struct HostAgent {
 }
 
 impl HostAgent {
+    /// Over plain HTTP to a loopback control plane (`--dev-plain-http`).
     pub fn start(cp_addr: &str, state: &Path, log: &Path, extra: &[&str]) -> HostAgent {
+        let url = format!("http://{cp_addr}");
+        let mut flags = vec!["--controlplane", &url, "--dev-plain-http"];
+        flags.extend(extra);
+        Self::start_with(state, log, &flags)
+    }
+
+    /// With `flags` (which name `--controlplane` and its TLS trust).
+    pub fn start_with(state: &Path, log: &Path, flags: &[&str]) -> HostAgent {
         let err = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_hostagent"))
-            .args(["--controlplane", &format!("http://{cp_addr}")])
             .args(["--availability-zone", "us-east-1a", "--state-dir"])
             .arg(state)
             .args([
@@ -175,7 +191,7 @@ impl HostAgent {
                 "1000",
             ])
             .args(["--level", "debug"])
-            .args(extra)
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()
