@@ -221,11 +221,8 @@ mod tests {
             assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
         }
         // The server pair loads into a rustls server; the CA into a client's roots.
-        crate::tls::server_config(
-            &dir.path().join(SERVER_CERT),
-            &dir.path().join(SERVER_KEY),
-        )
-        .unwrap();
+        crate::tls::server_config(&dir.path().join(SERVER_CERT), &dir.path().join(SERVER_KEY))
+            .unwrap();
         crate::tls::client_config(&dir.path().join(CA_CERT)).unwrap();
         assert!(matches!(
             generate(

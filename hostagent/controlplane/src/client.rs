@@ -117,9 +117,71 @@ pub fn amz_date(secs: i64) -> String {
 }
 
 impl Client {
-    /// Calls `op`; Err: (error type, message) or a transport error.
+    /// Calls `op` on a new connection; Err: (error type, message) or a transport error.
     pub async fn call(&self, op: &str, input: &Value) -> Result<Value, (String, String)> {
-        let io = |e: std::io::Error| ("Transport".to_string(), e.to_string());
+        let endpoint = Endpoint {
+            addr: self.addr.clone(),
+            tls: self.tls.clone(),
+        };
+        let mut s = endpoint.open().await.map_err(transport)?;
+        let msg = self.signed_request(op, input, false)?;
+        s.write_all(msg.as_bytes()).await.map_err(transport)?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).await.map_err(transport)?;
+        let text = String::from_utf8_lossy(&resp);
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| ("Transport".to_string(), "malformed answer".to_string()))?;
+        answer(head, body)
+    }
+
+    /// Calls `op` on `io`, an open connection that stays open for the next call (as
+    /// the SDKs keep theirs); the answer must carry a `Content-Length`.
+    pub async fn call_on(
+        &self,
+        io: &mut Box<dyn Io>,
+        op: &str,
+        input: &Value,
+    ) -> Result<Value, (String, String)> {
+        let msg = self.signed_request(op, input, true)?;
+        io.write_all(msg.as_bytes()).await.map_err(transport)?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i;
+            }
+            let n = io.read(&mut chunk).await.map_err(transport)?;
+            if n == 0 || buf.len() > 64 * 1024 {
+                return Err(("Transport".into(), "connection closed".into()));
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let len = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| ("Transport".to_string(), "no Content-Length".to_string()))?;
+        let mut body = buf.split_off(head_end + 4);
+        while body.len() < len {
+            let n = io.read(&mut chunk).await.map_err(transport)?;
+            if n == 0 {
+                return Err(("Transport".into(), "connection closed".into()));
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        answer(&head, &String::from_utf8_lossy(&body[..len]))
+    }
+
+    /// The signed HTTP/1.1 request of `op` (`Connection: keep-alive` or `close`).
+    fn signed_request(
+        &self,
+        op: &str,
+        input: &Value,
+        keep_alive: bool,
+    ) -> Result<String, (String, String)> {
         let body = input.to_string();
         let date = amz_date(crate::clock::now_unix());
         let target = format!("AmazonEC2ContainerServiceV20141113.{op}");
@@ -144,39 +206,36 @@ impl Client {
             body: body.as_bytes(),
         };
         let sig = sign(&req, &auth, &date, &self.secret);
-        let msg = format!(
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        Ok(format!(
             "POST / HTTP/1.1\r\nHost: {}\r\nX-Amz-Date: {date}\r\nX-Amz-Target: {target}\r\n\
              Content-Type: application/x-amz-json-1.1\r\n\
              Authorization: AWS4-HMAC-SHA256 Credential={}/{}/{}/ecs/aws4_request, \
              SignedHeaders=host;x-amz-date;x-amz-target, Signature={sig}\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             Content-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
             self.addr,
             self.key,
             &date[..8],
             self.region,
             body.len()
-        );
-        let endpoint = Endpoint {
-            addr: self.addr.clone(),
-            tls: self.tls.clone(),
-        };
-        let mut s = endpoint.open().await.map_err(io)?;
-        s.write_all(msg.as_bytes()).await.map_err(io)?;
-        let mut resp = Vec::new();
-        s.read_to_end(&mut resp).await.map_err(io)?;
-        let text = String::from_utf8_lossy(&resp);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or_else(|| ("Transport".to_string(), "malformed answer".to_string()))?;
-        let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        if head.starts_with("HTTP/1.1 200") {
-            Ok(v)
-        } else {
-            Err((
-                v["__type"].as_str().unwrap_or("").to_string(),
-                v["message"].as_str().unwrap_or("").to_string(),
-            ))
-        }
+        ))
+    }
+}
+
+fn transport(e: std::io::Error) -> (String, String) {
+    ("Transport".to_string(), e.to_string())
+}
+
+/// The call's result from the status line and body.
+fn answer(head: &str, body: &str) -> Result<Value, (String, String)> {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    if head.starts_with("HTTP/1.1 200") {
+        Ok(v)
+    } else {
+        Err((
+            v["__type"].as_str().unwrap_or("").to_string(),
+            v["message"].as_str().unwrap_or("").to_string(),
+        ))
     }
 }
 

@@ -228,8 +228,7 @@ impl StoreConfig {
         }
         if endpoints.is_empty() {
             return Err(ConfigError::Invalid(
-                "the etcd store needs --etcd-endpoint https://HOST:PORT (or \"endpoints\")"
-                    .into(),
+                "the etcd store needs --etcd-endpoint https://HOST:PORT (or \"endpoints\")".into(),
             ));
         }
         for e in &endpoints {
@@ -478,8 +477,16 @@ mod tests {
         let p = dir.path().join("cp.json");
         let mut argv = vec!["controlplane", "--data-dir", "/tmp/x"];
         argv.extend(["--account", "111122223333:AKID:secret"]);
-        if !extra.iter().any(|a| a.starts_with("--tls") || *a == "--dev-plain-http") {
-            argv.extend(["--tls-cert", "/tls/server.pem", "--tls-key", "/tls/server-key.pem"]);
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--tls") || *a == "--dev-plain-http")
+        {
+            argv.extend([
+                "--tls-cert",
+                "/tls/server.pem",
+                "--tls-key",
+                "/tls/server-key.pem",
+            ]);
         }
         let ps = p.to_string_lossy().into_owned();
         if let Some(f) = file {
@@ -613,7 +620,10 @@ mod tests {
         let e = Config::from_args(&Args::try_parse_from(argv).unwrap())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("--tls-cert") && e.contains("--dev-plain-http"), "{e}");
+        assert!(
+            e.contains("--tls-cert") && e.contains("--dev-plain-http"),
+            "{e}"
+        );
         // Plain HTTP on an address other hosts reach: refused.
         for addr in ["0.0.0.0:8080", "10.0.0.9:8080", "[::]:8080"] {
             let e = cfg(&["--dev-plain-http", "--listen", addr], None)
@@ -624,7 +634,13 @@ mod tests {
         // A certificate without its key, or both ways at once: refused by the parser.
         assert!(cfg(&["--tls-cert", "/a.pem"], None).is_err());
         assert!(cfg(
-            &["--tls-cert", "/a.pem", "--tls-key", "/b.pem", "--dev-plain-http"],
+            &[
+                "--tls-cert",
+                "/a.pem",
+                "--tls-key",
+                "/b.pem",
+                "--dev-plain-http"
+            ],
             None
         )
         .is_err());

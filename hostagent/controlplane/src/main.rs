@@ -14,7 +14,10 @@ fn main() {
         std::process::exit(controlplane::certs::main(args));
     }
     let args = Args::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("controlplane: starting the runtime: {e}");

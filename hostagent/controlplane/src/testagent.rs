@@ -190,7 +190,7 @@ impl TestAgent {
             endpoint.addr
         )
         .into_client_request()
-            .map_err(TestAgentError::Request)?;
+        .map_err(TestAgentError::Request)?;
         req.headers_mut().insert(
             "authorization",
             bearer(host_id, credential)

@@ -131,11 +131,7 @@ impl TlsListener {
     pub fn new(tcp: TcpListener, cfg: Arc<rustls::ServerConfig>) -> std::io::Result<TlsListener> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(MAX_HANDSHAKES);
-        let acceptor = tokio::spawn(accept_loop(
-            tcp,
-            tokio_rustls::TlsAcceptor::from(cfg),
-            tx,
-        ));
+        let acceptor = tokio::spawn(accept_loop(tcp, tokio_rustls::TlsAcceptor::from(cfg), tx));
         Ok(TlsListener {
             ready,
             local,

@@ -58,7 +58,8 @@ fn the_aws_cli_works_over_https_with_the_ca_bundle() {
         .expect("run aws");
     assert!(!out.status.success(), "plain HTTP answered on the TLS port");
     // The listener still serves after those failed handshakes.
-    cp.aws(&["list-clusters"]).expect("list-clusters after bad clients");
+    cp.aws(&["list-clusters"])
+        .expect("list-clusters after bad clients");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -95,7 +96,10 @@ async fn agents_connect_over_wss_and_a_client_with_another_ca_is_refused() {
             NET,
         ])
         .expect("run-task");
-    let arn = v["tasks"][0]["taskArn"].as_str().expect("a task").to_string();
+    let arn = v["tasks"][0]["taskArn"]
+        .as_str()
+        .expect("a task")
+        .to_string();
     cp.wait_status("c", &arn, "RUNNING", 20);
 
     // A client that trusts another CA: the handshake fails, nothing registers.
@@ -134,11 +138,9 @@ async fn agents_connect_over_wss_and_a_client_with_another_ca_is_refused() {
             .is_err()
     );
     // So is plain ws:// to the TLS listener.
-    assert!(
-        TestAgent::connect(cp.addr.as_str(), "h", "c", 0, hb)
-            .await
-            .is_err()
-    );
+    assert!(TestAgent::connect(cp.addr.as_str(), "h", "c", 0, hb)
+        .await
+        .is_err());
     assert_eq!(cp.metrics().unwrap()["agentsConnected"], 1);
 }
 

@@ -194,7 +194,10 @@ impl Args {
     pub fn controlplane_tls(
         &self,
     ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, super::tls::TlsError> {
-        match (&self.controlplane_ca, self.controlplane.starts_with("https://")) {
+        match (
+            &self.controlplane_ca,
+            self.controlplane.starts_with("https://"),
+        ) {
             (Some(ca), true) => super::tls::client_config(ca).map(Some),
             _ => Ok(None),
         }
@@ -362,10 +365,18 @@ mod tests {
         a.controlplane = "http://[::1]:8080".into();
         assert!(a.validate().is_ok());
         a.dev_plain_http = false;
-        assert!(a.validate().unwrap_err().to_string().contains("--dev-plain-http"));
+        assert!(a
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--dev-plain-http"));
         // https:// needs the CA, and the CA must be a readable file.
         a.controlplane = "https://10.0.2.2:8443".into();
-        assert!(a.validate().unwrap_err().to_string().contains("--controlplane-ca"));
+        assert!(a
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--controlplane-ca"));
         a.controlplane_ca = Some("/nonexistent/ca.pem".into());
         assert!(a
             .validate()

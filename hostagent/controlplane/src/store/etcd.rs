@@ -75,8 +75,12 @@ pub struct EtcdTls {
 impl EtcdTls {
     fn options(&self) -> Result<TlsOptions, StoreError> {
         let read = |p: &PathBuf| {
-            std::fs::read(p)
-                .map_err(|e| StoreError::Io(std::io::Error::new(e.kind(), format!("{}: {e}", p.display()))))
+            std::fs::read(p).map_err(|e| {
+                StoreError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", p.display()),
+                ))
+            })
         };
         Ok(TlsOptions::new()
             .ca_certificate(Certificate::from_pem(read(&self.ca)?))
@@ -86,7 +90,11 @@ impl EtcdTls {
 
 /// Connects over TLS to `endpoints` (`https://host:port`); each call times out after
 /// `timeout`.
-pub fn connect(endpoints: &[String], tls: &EtcdTls, timeout: Duration) -> Result<Client, StoreError> {
+pub fn connect(
+    endpoints: &[String],
+    tls: &EtcdTls,
+    timeout: Duration,
+) -> Result<Client, StoreError> {
     let endpoints = endpoints.to_vec();
     let tls = tls.options()?;
     block_on(async move {

@@ -62,19 +62,18 @@ impl EtcdProcess {
     pub fn start(data_dir: &Path) -> std::io::Result<EtcdProcess> {
         std::fs::create_dir_all(data_dir)?;
         let ports_file = data_dir.join("ports");
-        let (client, peer, metrics) = match std::fs::read_to_string(&ports_file)
-            .ok()
-            .and_then(|s| {
+        let (client, peer, metrics) =
+            match std::fs::read_to_string(&ports_file).ok().and_then(|s| {
                 let mut it = s.split_whitespace().map(|p| p.parse::<u16>().ok());
                 Some((it.next()??, it.next()??, it.next()??))
             }) {
-            Some(p) => p,
-            None => {
-                let p = (free_port()?, free_port()?, free_port()?);
-                std::fs::write(&ports_file, format!("{} {} {}", p.0, p.1, p.2))?;
-                p
-            }
-        };
+                Some(p) => p,
+                None => {
+                    let p = (free_port()?, free_port()?, free_port()?);
+                    std::fs::write(&ports_file, format!("{} {} {}", p.0, p.1, p.2))?;
+                    p
+                }
+            };
         let tls = data_dir.join("tls");
         if !tls.join(certs::CLIENT_KEY).exists() {
             let spec = certs::CertsSpec {
