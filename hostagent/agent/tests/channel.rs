@@ -227,6 +227,7 @@ fn bad_flags_exit_2_with_the_flag_named() {
         .args([
             "--controlplane",
             "http://127.0.0.1:1",
+            "--dev-plain-http",
             "--availability-zone",
             "az1",
         ])
@@ -284,6 +285,7 @@ async fn the_credential_is_rotated_before_it_expires_and_a_revoked_host_stops() 
         &addr,
         &tmp.path().join("cp"),
         &[
+            "--dev-plain-http",
             "--host-credential-ttl-ms",
             "4000",
             "--host-credential-overlap-ms",
@@ -347,4 +349,120 @@ async fn the_credential_is_rotated_before_it_expires_and_a_revoked_host_stops() 
     assert_eq!(agent.wait_exit(30).code(), Some(1), "{}", agent.log_text());
     assert!(agent.log_text().contains("revoked"), "{}", agent.log_text());
     assert_eq!(cp.connected(), 0);
+}
+
+/// `GET /metrics` of an HTTPS control plane, with curl trusting `ca`.
+fn metrics_tls(addr: &str, ca: &std::path::Path) -> Option<Value> {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-m", "5", "--cacert"])
+        .arg(ca)
+        .arg(format!("https://{addr}/metrics"))
+        .output()
+        .ok()?;
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+#[test]
+fn the_agent_connects_over_wss_and_refuses_a_control_plane_it_does_not_trust() {
+    let Some(bin) = controlplane_bin() else {
+        eprintln!("SKIPPED: no controlplane binary");
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let spec = controlplane::certs::CertsSpec {
+        hosts: vec!["localhost".into()],
+        ips: vec!["127.0.0.1".parse().unwrap()],
+        days: 1,
+    };
+    let (tls, other) = (tmp.path().join("tls"), tmp.path().join("other"));
+    controlplane::certs::generate(&tls, &spec).unwrap();
+    controlplane::certs::generate(&other, &spec).unwrap();
+    let (cert, key, ca) = (
+        tls.join("server.pem"),
+        tls.join("server-key.pem"),
+        tls.join("ca.pem"),
+    );
+    let addr = format!("127.0.0.1:{}", free_port());
+    let _cp = ControlPlane::start_with(
+        &bin,
+        &addr,
+        &tmp.path().join("cp"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let url = format!("https://{addr}");
+
+    // An agent that trusts another CA: registration fails on the certificate and is
+    // retried; no identity is stored, nothing connects.
+    let state_b = tmp.path().join("state-b");
+    let other_ca = other.join("ca.pem");
+    let wrong = HostAgent::start_with(
+        &state_b,
+        &tmp.path().join("b.log"),
+        &[
+            "--controlplane",
+            &url,
+            "--controlplane-ca",
+            other_ca.to_str().unwrap(),
+            "--bootstrap-token",
+            TOKEN,
+        ],
+    );
+    wait_for(20, "a refused registration", || {
+        wrong.log_text().matches("retrying in").count() >= 2
+    });
+    assert!(
+        wrong.log_text().contains("certificate") || wrong.log_text().contains("UnknownIssuer"),
+        "{}",
+        wrong.log_text()
+    );
+    assert!(!state_b.join("identity.json").exists());
+
+    // The agent with the right CA registers over HTTPS and holds the channel over wss://.
+    let state = tmp.path().join("state");
+    let agent = HostAgent::start_with(
+        &state,
+        &tmp.path().join("a.log"),
+        &[
+            "--controlplane",
+            &url,
+            "--controlplane-ca",
+            ca.to_str().unwrap(),
+            "--bootstrap-token",
+            TOKEN,
+        ],
+    );
+    wait_for(30, "the agent over wss://", || {
+        metrics_tls(&addr, &ca).and_then(|m| m["agentsConnected"].as_i64()) == Some(1)
+    });
+    assert!(state.join("identity.json").exists());
+    assert!(
+        agent.log_text().contains("channel connected"),
+        "{}",
+        agent.log_text()
+    );
+    // The one that trusts another CA is still outside.
+    assert!(!state_b.join("identity.json").exists());
+    let m = metrics_tls(&addr, &ca).unwrap();
+    assert_eq!(m["agentsConnected"], 1, "{m}");
+
+    // Plain http:// to an address other than loopback is refused by the agent's flags.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostagent"))
+        .args(["--controlplane", "http://10.0.2.2:8080", "--dev-plain-http"])
+        .args(["--availability-zone", "az1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+    // https:// without the CA too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostagent"))
+        .args(["--controlplane", &url, "--availability-zone", "az1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--controlplane-ca"));
 }

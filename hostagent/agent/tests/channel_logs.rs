@@ -184,6 +184,7 @@ async fn container_logs_and_metrics_reach_the_aws_cli_through_the_agent_channel(
     let cfg = ChannelConfig {
         addr: addr.clone(),
         url: format!("http://{addr}"),
+        tls: None,
         bootstrap_token: Some(TOKEN.into()),
         hostname: "logs-test".into(),
         availability_zone: "us-east-1a".into(),

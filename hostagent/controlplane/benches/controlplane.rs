@@ -2,15 +2,17 @@
 //!
 //! 1. Placement throughput: 10,000 hosts, 100,000 tasks (target 20,000/s).
 //! 2. RunTask latency p50/p99 at 200 requests/s against the real binary with
-//!    simulated hosts.
+//!    simulated hosts, over HTTPS (a new TLS connection per call, sessions resumed as
+//!    a client that keeps its TLS configuration does) beside plain HTTP in the same
+//!    run: two rounds of each, interleaved, and the TLS/plain ratio (target <= 1.2).
 //! 3. Heartbeat fan-in: 10,000 agents on WebSocket channels to one control plane.
 //! 4. Log store: appending 200,000 lines in agent-sized batches, GetLogEvents of
 //!    the newest 100 and FilterLogEvents over all of them (BENCH_LOG_LINES).
 //!
 //! Sizes can be reduced with BENCH_HOSTS, BENCH_TASKS, BENCH_RPS, BENCH_SECS,
-//! BENCH_AGENTS.
+//! BENCH_ROUNDS, BENCH_AGENTS; BENCH_ONLY_RUNTASK=1 stops after the RunTask figures.
 
-use controlplane::client::Client;
+use controlplane::client::{Client, Endpoint};
 use controlplane::placement::Placement;
 use controlplane::testagent::{register, TestAgent};
 use serde_json::json;
@@ -79,8 +81,13 @@ fn placement_bench() {
     );
 }
 
-/// The child, its address, and its data directory (kept until drop).
-struct Cp(Child, String, #[allow(dead_code)] tempfile::TempDir);
+/// The child, its address, its data directory (kept until drop), and how to reach it.
+struct Cp(
+    Child,
+    String,
+    #[allow(dead_code)] tempfile::TempDir,
+    Endpoint,
+);
 
 impl Drop for Cp {
     fn drop(&mut self) {
@@ -89,8 +96,27 @@ impl Drop for Cp {
     }
 }
 
-fn start_cp(extra: &[&str]) -> Cp {
+/// A control plane serving HTTPS with a throwaway CA's certificate (`tls`), or
+/// plain HTTP on loopback.
+fn start_cp(extra: &[&str], tls: bool) -> Cp {
     let tmp = tempfile::tempdir().expect("tempdir");
+    let certs = tmp.path().join("tls");
+    let mut listener: Vec<String> = vec!["--dev-plain-http".into()];
+    if tls {
+        let spec = controlplane::certs::CertsSpec {
+            hosts: vec!["localhost".into()],
+            ips: vec!["127.0.0.1".parse().expect("ip")],
+            days: 1,
+        };
+        controlplane::certs::generate(&certs, &spec).expect("certs");
+        let path = |f: &str| certs.join(f).to_string_lossy().into_owned();
+        listener = vec![
+            "--tls-cert".into(),
+            path(controlplane::certs::SERVER_CERT),
+            "--tls-key".into(),
+            path(controlplane::certs::SERVER_KEY),
+        ];
+    }
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
@@ -133,33 +159,123 @@ fn start_cp(extra: &[&str]) -> Cp {
             "1000000",
         ])
         .args(extra)
+        .args(&listener)
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn controlplane");
     while std::net::TcpStream::connect(&addr).is_err() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    Cp(child, addr, tmp)
+    let endpoint = Endpoint {
+        addr: addr.clone(),
+        tls: tls.then(|| {
+            controlplane::tls::client_config(&certs.join(controlplane::certs::CA_CERT))
+                .expect("client TLS config")
+        }),
+    };
+    Cp(child, addr, tmp, endpoint)
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
     v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
-async fn runtask_bench() {
-    let cp = start_cp(&[]);
+/// RunTask at BENCH_RPS for BENCH_SECS (one round); (p50, p99) in ms. `reuse`: calls
+/// go over a pool of kept-alive connections (as the AWS CLI and the SDKs call);
+/// otherwise each call opens its own (TLS: a handshake per call, the session resumed).
+async fn runtask_bench(cp: &Cp, round: usize, reuse: bool) -> (f64, f64) {
+    let kind = match (cp.3.tls.is_some(), reuse) {
+        (true, true) => "HTTPS, kept-alive connections",
+        (true, false) => "HTTPS, a new connection per call",
+        (false, true) => "plain HTTP, kept-alive connections",
+        (false, false) => "plain HTTP, a new connection per call",
+    };
+    let pool: Arc<std::sync::Mutex<Vec<Box<dyn controlplane::client::Io>>>> = Arc::default();
     let client = Client {
         addr: cp.1.clone(),
+        tls: cp.3.tls.clone(),
         region: "us-east-1".into(),
         key: KEY.into(),
         secret: SECRET.into(),
     };
+    let rps = env("BENCH_RPS", 200);
+    let secs = env("BENCH_SECS", 10);
+    let n = rps * secs;
+    let input = Arc::new(json!({"cluster": "bench", "taskDefinition": "bench",
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}}}));
+    let start = Instant::now();
+    let mut handles = vec![];
+    for i in 0..n {
+        let at = start + Duration::from_secs_f64(i as f64 / rps as f64);
+        tokio::time::sleep_until(at.into()).await;
+        let (c, inp, pool, conn) = (client.clone(), input.clone(), pool.clone(), cp.3.clone());
+        handles.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = if reuse {
+                let idle = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let io = match idle {
+                    Some(io) => Ok(io),
+                    None => conn.open().await,
+                };
+                match io {
+                    Ok(mut io) => {
+                        let r = c.call_on(&mut io, "RunTask", &inp).await;
+                        if r.is_ok() {
+                            pool.lock().unwrap_or_else(|e| e.into_inner()).push(io);
+                        }
+                        r
+                    }
+                    Err(e) => Err(("Transport".into(), e.to_string())),
+                }
+            } else {
+                c.call("RunTask", &inp).await
+            };
+            let placed = r
+                .as_ref()
+                .map(|v| v["tasks"].as_array().map(|a| a.len()).unwrap_or(0) == 1)
+                .unwrap_or(false);
+            (t.elapsed().as_secs_f64() * 1000.0, placed)
+        }));
+    }
+    let mut lat = vec![];
+    let mut placed = 0;
+    for h in handles {
+        if let Ok((ms, ok)) = h.await {
+            lat.push(ms);
+            placed += usize::from(ok);
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "RunTask over {kind}, round {round}, at {rps} rps for {secs} s: {n} calls ({:.0} rps achieved), {placed} placed, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        n as f64 / wall,
+        pct(&lat, 0.50),
+        pct(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    (pct(&lat, 0.50), pct(&lat, 0.99))
+}
+
+/// A control plane with simulated hosts (channels over wss:// when `tls`) for
+/// every task of the rounds, a task definition and a cluster.
+async fn runtask_setup(tls: bool) -> (Cp, Vec<TestAgent>) {
+    let cp = start_cp(&[], tls);
+    let client = Client {
+        addr: cp.1.clone(),
+        tls: cp.3.tls.clone(),
+        region: "us-east-1".into(),
+        key: KEY.into(),
+        secret: SECRET.into(),
+    };
+    // Room for every round's tasks (they keep running): 64 per 16-vCPU host.
+    let tasks = env("BENCH_RPS", 200) * env("BENCH_SECS", 10) * env("BENCH_ROUNDS", 3) * 2;
     let mut agents = vec![];
-    for i in 0..50 {
+    for i in 0..tasks.div_ceil(60).max(50) {
         let az = ["us-east-1a", "us-east-1b", "us-east-1c"][i % 3];
         agents.push(
             TestAgent::start(
-                &cp.1,
+                &cp.3,
                 TOKEN,
                 az,
                 16 * 1024,
@@ -183,44 +299,50 @@ async fn runtask_bench() {
         .call("CreateCluster", &json!({"clusterName": "bench"}))
         .await
         .expect("cluster");
-    let rps = env("BENCH_RPS", 200);
-    let secs = env("BENCH_SECS", 10);
-    let n = rps * secs;
-    let input = Arc::new(json!({"cluster": "bench", "taskDefinition": "bench",
-        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}}}));
-    let start = Instant::now();
-    let mut handles = vec![];
-    for i in 0..n {
-        let at = start + Duration::from_secs_f64(i as f64 / rps as f64);
-        tokio::time::sleep_until(at.into()).await;
-        let (c, inp) = (client.clone(), input.clone());
-        handles.push(tokio::spawn(async move {
-            let t = Instant::now();
-            let r = c.call("RunTask", &inp).await;
-            let placed = r
-                .as_ref()
-                .map(|v| v["tasks"].as_array().map(|a| a.len()).unwrap_or(0) == 1)
-                .unwrap_or(false);
-            (t.elapsed().as_secs_f64() * 1000.0, placed)
-        }));
-    }
-    let mut lat = vec![];
-    let mut placed = 0;
-    for h in handles {
-        if let Ok((ms, ok)) = h.await {
-            lat.push(ms);
-            placed += usize::from(ok);
+    (cp, agents)
+}
+
+/// Plain and TLS control planes side by side, rounds interleaved so that both see
+/// the same machine load; the medians of the rounds and their ratio.
+async fn runtask_compare() {
+    let (plain, _pa) = runtask_setup(false).await;
+    let (tls, _ta) = runtask_setup(true).await;
+    let rounds = env("BENCH_ROUNDS", 3).max(1);
+    let med = |v: Vec<f64>| {
+        let mut v = v;
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[(v.len() - 1) / 2]
+    };
+    // Round by round, every mode in turn, so that the machine's load and the growing
+    // store weigh on all four alike.
+    let mut figures: [Vec<(f64, f64)>; 4] = Default::default();
+    for r in 1..=rounds {
+        for (i, (cp, reuse)) in [(&plain, true), (&tls, true), (&plain, false), (&tls, false)]
+            .into_iter()
+            .enumerate()
+        {
+            figures[i].push(runtask_bench(cp, r, reuse).await);
         }
     }
-    let wall = start.elapsed().as_secs_f64();
-    lat.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "RunTask at {rps} rps for {secs} s: {n} calls ({:.0} rps achieved), {placed} placed, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        n as f64 / wall,
-        pct(&lat, 0.50),
-        pct(&lat, 0.99),
-        lat.last().copied().unwrap_or(0.0)
-    );
+    for (k, how) in ["kept-alive connections", "a new connection per call"]
+        .into_iter()
+        .enumerate()
+    {
+        let (p, t) = (&figures[2 * k], &figures[2 * k + 1]);
+        let (p50p, p99p) = (
+            med(p.iter().map(|x| x.0).collect()),
+            med(p.iter().map(|x| x.1).collect()),
+        );
+        let (p50t, p99t) = (
+            med(t.iter().map(|x| x.0).collect()),
+            med(t.iter().map(|x| x.1).collect()),
+        );
+        println!(
+            "RunTask HTTPS vs plain HTTP, {how} (median of {rounds} rounds each): p50 {p50t:.2} ms vs {p50p:.2} ms = {:.2}x, p99 {p99t:.1} ms vs {p99p:.1} ms = {:.2}x (target <= 1.2x)",
+            p50t / p50p,
+            p99t / p99p
+        );
+    }
 }
 
 async fn metrics(addr: &str) -> serde_json::Value {
@@ -243,12 +365,15 @@ async fn metrics(addr: &str) -> serde_json::Value {
 
 async fn fanin_bench() {
     let n = env("BENCH_AGENTS", 10_000);
-    let cp = start_cp(&[
-        "--heartbeat-timeout-ms",
-        "15000",
-        "--heartbeat-interval-ms",
-        "1000",
-    ]);
+    let cp = start_cp(
+        &[
+            "--heartbeat-timeout-ms",
+            "15000",
+            "--heartbeat-interval-ms",
+            "1000",
+        ],
+        false,
+    );
     let addr = cp.1.clone();
     let t0 = Instant::now();
     let mut regs = vec![];
@@ -425,6 +550,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    rt.block_on(runtask_bench());
+    rt.block_on(runtask_compare());
+    if std::env::var_os("BENCH_ONLY_RUNTASK").is_some() {
+        return;
+    }
     rt.block_on(fanin_bench());
 }

@@ -602,8 +602,10 @@ pub fn open_stores(cfg: &Config) -> Result<Opened, StoreError> {
             prefix,
             lease_ttl,
             advertise,
+            tls,
         } => {
-            let client = crate::store::etcd::connect(endpoints, std::time::Duration::from_secs(5))?;
+            let client =
+                crate::store::etcd::connect(endpoints, tls, std::time::Duration::from_secs(5))?;
             let mut cells = vec![];
             let mut campaign = vec![];
             for i in 0..cfg.cells {

@@ -1,5 +1,6 @@
 //! Configuration: command-line flags, optionally completed by a JSON config file.
 
+use crate::store::etcd::EtcdTls;
 use crate::throttle::ThrottleConfig;
 use clap::Parser;
 use serde::Deserialize;
@@ -48,12 +49,24 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 controlplane tokens create --cell N --max-hosts N --expires-in 24h --max-cpu UNITS --max-memory-mib MIB\n  \
 controlplane tokens list | controlplane tokens delete TOKEN_ID\n  \
 controlplane hosts list | controlplane hosts revoke HOST_ID\n\
-See `controlplane tokens --help` and `controlplane hosts --help`."
+See `controlplane tokens --help` and `controlplane hosts --help`.\n\
+controlplane certs --out DIR --host NAME --ip ADDR makes a throwaway local CA, a server \
+certificate and an etcd client certificate (see `controlplane certs --help`)."
 )]
 pub struct Args {
-    /// Address to serve the ECS API and the agent channel on.
+    /// Address to serve the ECS API and the agent channel on (HTTPS and wss://).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Certificate chain (PEM, leaf first) of the HTTPS listener.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP and ws:// instead of HTTPS: development only, refused unless
+    /// --listen is a loopback address.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub dev_plain_http: bool,
     /// Directory of the state (SQLite files: router.db, cell-N.db).
     #[arg(long)]
     pub data_dir: PathBuf,
@@ -93,9 +106,18 @@ pub struct Args {
     /// (several replicas over one etcd cluster).
     #[arg(long)]
     pub store: Option<StoreKind>,
-    /// An etcd client URL, `http://HOST:PORT` (repeatable; implies --store etcd).
+    /// An etcd client URL, `https://HOST:PORT` (repeatable; implies --store etcd).
     #[arg(long = "etcd-endpoint")]
     pub etcd_endpoints: Vec<String>,
+    /// CA certificate (PEM) that etcd's server certificate is checked against.
+    #[arg(long)]
+    pub etcd_ca: Option<PathBuf>,
+    /// Client certificate (PEM) this control plane presents to etcd.
+    #[arg(long)]
+    pub etcd_cert: Option<PathBuf>,
+    /// Private key (PEM) of --etcd-cert.
+    #[arg(long)]
+    pub etcd_key: Option<PathBuf>,
     /// Prefix of every etcd key of this control plane.
     #[arg(long)]
     pub etcd_prefix: Option<String>,
@@ -162,7 +184,49 @@ pub enum StoreConfig {
         lease_ttl: Duration,
         /// Address named as this replica's when it leads.
         advertise: String,
+        /// The CA and client certificate of the TLS connections to etcd.
+        tls: EtcdTls,
     },
+}
+
+/// How the API listener serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerConfig {
+    /// HTTPS (and wss:// for agents) with this certificate chain and key.
+    Https {
+        /// Certificate chain (PEM).
+        cert: PathBuf,
+        /// Private key (PEM).
+        key: PathBuf,
+    },
+    /// Plain HTTP, on a loopback address only (`--dev-plain-http`).
+    PlainLoopback,
+}
+
+impl ListenerConfig {
+    fn build(args: &Args) -> Result<ListenerConfig, ConfigError> {
+        if args.dev_plain_http {
+            if !args.listen.ip().is_loopback() {
+                return Err(ConfigError::Invalid(format!(
+                    "--dev-plain-http serves plain HTTP on loopback addresses only, not on {}",
+                    args.listen
+                )));
+            }
+            return Ok(ListenerConfig::PlainLoopback);
+        }
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Ok(ListenerConfig::Https {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => Err(ConfigError::Invalid(
+                "the API is served over HTTPS: give --tls-cert and --tls-key \
+                 (`controlplane certs` makes a throwaway pair), or --dev-plain-http \
+                 on a loopback --listen address"
+                    .into(),
+            )),
+        }
+    }
 }
 
 /// Default etcd key prefix.
@@ -185,16 +249,29 @@ impl StoreConfig {
         }
         if endpoints.is_empty() {
             return Err(ConfigError::Invalid(
-                "the etcd store needs --etcd-endpoint http://HOST:PORT (or \"endpoints\")".into(),
+                "the etcd store needs --etcd-endpoint https://HOST:PORT (or \"endpoints\")".into(),
             ));
         }
         for e in &endpoints {
-            if !e.starts_with("http://") || e.len() < 10 {
+            if !e.starts_with("https://") || e.len() < 11 {
                 return Err(ConfigError::Invalid(format!(
-                    "etcd endpoint {e:?}: expected http://HOST:PORT (no TLS support)"
+                    "etcd endpoint {e:?}: expected https://HOST:PORT (etcd is reached over TLS)"
                 )));
             }
         }
+        let (Some(ca), Some(cert), Some(key)) = (&args.etcd_ca, &args.etcd_cert, &args.etcd_key)
+        else {
+            return Err(ConfigError::Invalid(
+                "the etcd store needs --etcd-ca, --etcd-cert and --etcd-key (TLS with a \
+                 client certificate)"
+                    .into(),
+            ));
+        };
+        let tls = EtcdTls {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        };
         let prefix = args
             .etcd_prefix
             .clone()
@@ -221,6 +298,7 @@ impl StoreConfig {
                 .clone()
                 .or(file.advertise)
                 .unwrap_or_else(|| args.listen.to_string()),
+            tls,
         })
     }
 }
@@ -273,6 +351,8 @@ pub struct FileConfig {
 pub struct Config {
     /// Listen address.
     pub listen: SocketAddr,
+    /// HTTPS, or plain HTTP on loopback.
+    pub listener: ListenerConfig,
     /// State directory.
     pub data_dir: PathBuf,
     /// access key -> (account, secret).
@@ -418,6 +498,7 @@ impl Config {
                 })?
             }
         };
+        let listener = ListenerConfig::build(args)?;
         let store = StoreConfig::build(args, file.store.take().unwrap_or_default())?;
         let mut accounts = HashMap::new();
         for a in file.accounts {
@@ -456,6 +537,7 @@ impl Config {
         };
         Ok(Config {
             listen: args.listen,
+            listener,
             data_dir: args.data_dir.clone(),
             accounts,
             region: args
@@ -506,12 +588,27 @@ mod tests {
         let p = dir.path().join("cp.json");
         let mut argv = vec!["controlplane", "--data-dir", "/tmp/x"];
         argv.extend(["--account", "111122223333:AKID:secret"]);
+        if !extra
+            .iter()
+            .any(|a| a.starts_with("--tls") || *a == "--dev-plain-http")
+        {
+            argv.extend([
+                "--tls-cert",
+                "/tls/server.pem",
+                "--tls-key",
+                "/tls/server-key.pem",
+            ]);
+        }
         let ps = p.to_string_lossy().into_owned();
         if let Some(f) = file {
             std::fs::write(&p, f).unwrap();
             argv.extend(["--config", &ps]);
         }
         argv.extend(extra);
+        if extra.iter().any(|a| a.starts_with("--etcd-endpoint")) || file.is_some() {
+            argv.extend(["--etcd-ca", "/tls/ca.pem", "--etcd-cert", "/tls/client.pem"]);
+            argv.extend(["--etcd-key", "/tls/client-key.pem"]);
+        }
         Ok(Config::from_args(&Args::try_parse_from(argv)?)?)
     }
 
@@ -587,17 +684,22 @@ mod tests {
 
     #[test]
     fn etcd_from_flags_or_file() {
-        let c = cfg(&["--etcd-endpoint", "http://127.0.0.1:2379"], None).unwrap();
+        let c = cfg(&["--etcd-endpoint", "https://127.0.0.1:2379"], None).unwrap();
         assert_eq!(
             c.store,
             StoreConfig::Etcd {
-                endpoints: vec!["http://127.0.0.1:2379".into()],
+                endpoints: vec!["https://127.0.0.1:2379".into()],
                 prefix: DEFAULT_ETCD_PREFIX.into(),
                 lease_ttl: Duration::from_secs(10),
                 advertise: "127.0.0.1:8080".into(),
+                tls: EtcdTls {
+                    ca: "/tls/ca.pem".into(),
+                    cert: "/tls/client.pem".into(),
+                    key: "/tls/client-key.pem".into(),
+                },
             }
         );
-        let f = r#"{"store": {"kind": "etcd", "endpoints": ["http://10.0.0.1:2379", "http://10.0.0.2:2379"],
+        let f = r#"{"store": {"kind": "etcd", "endpoints": ["https://10.0.0.1:2379", "https://10.0.0.2:2379"],
                     "prefix": "/prod/cp/", "leaseTtlMs": 3000, "advertise": "10.0.0.9:8080"}}"#;
         let c = cfg(&[], Some(f)).unwrap();
         let StoreConfig::Etcd {
@@ -605,6 +707,7 @@ mod tests {
             prefix,
             lease_ttl,
             advertise,
+            ..
         } = c.store
         else {
             panic!("not etcd");
@@ -625,16 +728,16 @@ mod tests {
         let e = cfg(&["--etcd-endpoint", "127.0.0.1:2379"], None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("http://"), "{e}");
+        assert!(e.contains("https://"), "{e}");
         let e = cfg(
-            &["--etcd-endpoint", "http://a:1", "--etcd-prefix", "x"],
+            &["--etcd-endpoint", "https://a:1", "--etcd-prefix", "x"],
             None,
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("prefix"), "{e}");
         let e = cfg(
-            &["--etcd-endpoint", "http://a:1", "--lease-ttl-ms", "10"],
+            &["--etcd-endpoint", "https://a:1", "--lease-ttl-ms", "10"],
             None,
         )
         .unwrap_err()
@@ -645,5 +748,77 @@ mod tests {
             .to_string();
         assert!(e.contains("zookeeper"), "{e}");
         assert!(cfg(&["--store", "zookeeper"], None).is_err());
+        // Plain etcd, or TLS without a client certificate: refused.
+        let e = cfg(&["--etcd-endpoint", "http://127.0.0.1:2379"], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("https://"), "{e}");
+        let argv = [
+            "controlplane",
+            "--data-dir",
+            "/tmp/x",
+            "--account",
+            "111122223333:AKID:secret",
+            "--dev-plain-http",
+            "--etcd-endpoint",
+            "https://127.0.0.1:2379",
+            "--etcd-ca",
+            "/tls/ca.pem",
+        ];
+        let e = Config::from_args(&Args::try_parse_from(argv).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--etcd-cert"), "{e}");
+    }
+
+    #[test]
+    fn https_unless_plain_on_loopback() {
+        let c = cfg(&[], None).unwrap();
+        assert_eq!(
+            c.listener,
+            ListenerConfig::Https {
+                cert: "/tls/server.pem".into(),
+                key: "/tls/server-key.pem".into()
+            }
+        );
+        let c = cfg(&["--dev-plain-http"], None).unwrap();
+        assert_eq!(c.listener, ListenerConfig::PlainLoopback);
+        let c = cfg(&["--dev-plain-http", "--listen", "[::1]:9000"], None).unwrap();
+        assert_eq!(c.listener, ListenerConfig::PlainLoopback);
+        // Neither flag: refused, naming both ways out.
+        let argv = [
+            "controlplane",
+            "--data-dir",
+            "/tmp/x",
+            "--account",
+            "111122223333:AKID:secret",
+        ];
+        let e = Config::from_args(&Args::try_parse_from(argv).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--tls-cert") && e.contains("--dev-plain-http"),
+            "{e}"
+        );
+        // Plain HTTP on an address other hosts reach: refused.
+        for addr in ["0.0.0.0:8080", "10.0.0.9:8080", "[::]:8080"] {
+            let e = cfg(&["--dev-plain-http", "--listen", addr], None)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("loopback"), "{addr}: {e}");
+        }
+        // A certificate without its key, or both ways at once: refused by the parser.
+        assert!(cfg(&["--tls-cert", "/a.pem"], None).is_err());
+        assert!(cfg(
+            &[
+                "--tls-cert",
+                "/a.pem",
+                "--tls-key",
+                "/b.pem",
+                "--dev-plain-http"
+            ],
+            None
+        )
+        .is_err());
     }
 }

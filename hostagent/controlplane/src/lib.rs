@@ -4,6 +4,8 @@
 //! - [`operator`]: the operator commands (`tokens create|list|delete`,
 //!   `hosts list|revoke`), over the store directly.
 //! - [`server`]: wiring: the HTTP routes, the per-cell background loops, `serve`.
+//! - [`tls`]: TLS of the API listener (rustls): configurations from PEM files, the
+//!   listener that hands over only completed handshakes.
 //! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
 //! - [`frontend`]: one ECS or Logs call over HTTP: body bounds (size, depth), SigV4,
 //!   throttle, decode, dispatch.
@@ -19,6 +21,7 @@
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
 //! - [`config`]: flags and config file.
 //! - [`quotas`]: account quotas (ECS's defaults, flags) and their checks.
+//! - [`certs`]: `controlplane certs`: a throwaway local CA and certificates (rcgen).
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
@@ -41,6 +44,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod cells;
+pub mod certs;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod client;
 pub mod clock;
@@ -66,4 +70,5 @@ pub mod tables;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testagent;
 pub mod throttle;
+pub mod tls;
 pub mod validate;

@@ -1,15 +1,37 @@
-//! `controlplane --listen 127.0.0.1:PORT --data-dir DIR --account ID:KEY:SECRET`, or an
-//! operator command: `controlplane tokens ...` / `controlplane hosts ...`.
+//! `controlplane --listen ADDR --tls-cert PEM --tls-key PEM --data-dir DIR --account ID:KEY:SECRET`,
+//! an operator command (`controlplane tokens ...` / `controlplane hosts ...`), or
+//! `controlplane certs --out DIR --host NAME --ip ADDR` (a throwaway CA and
+//! certificates, see `controlplane::certs`).
 
 use clap::Parser;
 use controlplane::config::{Args, Config};
 
-#[tokio::main]
-async fn main() {
+fn main() {
     if let Some(code) = controlplane::operator::dispatch() {
         std::process::exit(code);
     }
+    let mut argv = std::env::args_os();
+    if std::env::args_os().nth(1).is_some_and(|a| a == "certs") {
+        let name = argv.next();
+        let rest = argv.skip(1);
+        let args = controlplane::certs::CertsArgs::parse_from(name.into_iter().chain(rest));
+        std::process::exit(controlplane::certs::main(args));
+    }
     let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("controlplane: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    rt.block_on(serve(args));
+}
+
+async fn serve(args: Args) {
     let level = args
         .log_level
         .parse::<tracing::Level>()

@@ -158,9 +158,12 @@ impl Cells {
                 }
             }
             StoreConfig::Etcd {
-                endpoints, prefix, ..
+                endpoints,
+                prefix,
+                tls,
+                ..
             } => {
-                let client = crate::store::etcd::connect(endpoints, Duration::from_secs(5))?;
+                let client = crate::store::etcd::connect(endpoints, tls, Duration::from_secs(5))?;
                 for i in 0..s.cells {
                     let st = EtcdStore::new(client.clone(), prefix, &i.to_string(), None);
                     stores.push(Box::new(st));

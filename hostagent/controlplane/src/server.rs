@@ -1,12 +1,12 @@
-//! Wiring: the HTTP routes and the background loops
-//! (heartbeat monitor and service scheduler, one pair per cell).
+//! Wiring: the HTTP routes, the listener (HTTPS, see `crate::tls`) and the background
+//! loops (heartbeat monitor and service scheduler, one pair per cell).
 
 use crate::app::App;
-use crate::config::Config;
+use crate::config::{Config, ListenerConfig};
 use crate::frontend;
 use crate::hosts;
+use crate::tls::TlsListener;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -101,22 +101,42 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("{0}")]
     Http(#[from] std::io::Error),
+    /// The listener's certificate or key could not be loaded.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
-/// Serves until `shutdown` completes.
+/// Serves until `shutdown` completes: HTTPS (and wss:// for agents), or plain HTTP
+/// where the configuration says so (loopback development only, see `Config`).
 pub async fn serve(
     cfg: Config,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let tls = match &cfg.listener {
+        ListenerConfig::Https { cert, key } => Some(crate::tls::server_config(cert, key)?),
+        ListenerConfig::PlainLoopback => None,
+    };
     let app = Arc::new(App::open(&cfg)?);
     let stop = Arc::new(AtomicBool::new(false));
     let loops = start_loops(&app, stop.clone());
-    let service = routes(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let r = axum::serve(listener, service)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Http);
+    let r = match tls {
+        Some(tls) => {
+            let service =
+                routes(app.clone()).into_make_service_with_connect_info::<frontend::PeerAddr>();
+            axum::serve(TlsListener::new(listener, tls)?, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        None => {
+            let service =
+                routes(app.clone()).into_make_service_with_connect_info::<frontend::PeerAddr>();
+            axum::serve(listener, service)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+    .map_err(ServeError::Http);
     // Every call has been answered: its audit line is queued; write them all.
     app.audit.close().await;
     stop.store(true, Ordering::Relaxed);

@@ -3,6 +3,7 @@
 //! with the state reports a host would send (PENDING, RUNNING, DEPROVISIONING,
 //! STOPPED). Tests and benchmarks use it; the protocol is the host agent's.
 
+use crate::client::Endpoint;
 use agent_proto::{
     bearer, AgentMessage, ContainerState, ControlMessage, RegisterRequest, RegisterResponse,
     Status, TaskSpec, CHANNEL_PATH, REGISTER_PATH,
@@ -77,19 +78,22 @@ impl TestAgentError {
     }
 }
 
-/// Registers a host with `POST /agent/v1/register` (plain HTTP/1.1).
+/// Registers a host with `POST /agent/v1/register` (HTTP/1.1, over TLS if the
+/// endpoint says so).
 pub async fn register(
-    addr: &str,
+    endpoint: impl Into<Endpoint>,
     req: &RegisterRequest,
 ) -> Result<RegisterResponse, TestAgentError> {
+    let endpoint = endpoint.into();
+    let addr = &endpoint.addr;
     let body = serde_json::to_string(req)?;
-    let mut s =
-        tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|err| TestAgentError::Connect {
-                addr: addr.to_string(),
-                err,
-            })?;
+    let mut s = endpoint
+        .open()
+        .await
+        .map_err(|err| TestAgentError::Connect {
+            addr: addr.to_string(),
+            err,
+        })?;
     let head = format!(
         "POST {REGISTER_PATH} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -153,7 +157,7 @@ fn stopped_containers(spec: &TaskSpec, code: i32) -> Vec<ContainerState> {
 impl TestAgent {
     /// Registers a host and connects its channel.
     pub async fn start(
-        addr: &str,
+        addr: impl Into<Endpoint>,
         token: &str,
         az: &str,
         cpu: u32,
@@ -161,8 +165,9 @@ impl TestAgent {
         cell: Option<u32>,
         heartbeat: Duration,
     ) -> Result<TestAgent, TestAgentError> {
+        let endpoint = addr.into();
         let reg = register(
-            addr,
+            &endpoint,
             &RegisterRequest {
                 bootstrap_token: token.into(),
                 hostname: format!("test-{az}"),
@@ -174,7 +179,7 @@ impl TestAgent {
         )
         .await?;
         Self::connect(
-            addr,
+            endpoint,
             &reg.host_id,
             &reg.host_credential,
             reg.cell,
@@ -185,22 +190,34 @@ impl TestAgent {
 
     /// Connects the channel of an already registered host.
     pub async fn connect(
-        addr: &str,
+        addr: impl Into<Endpoint>,
         host_id: &str,
         credential: &str,
         cell: u32,
         heartbeat: Duration,
     ) -> Result<TestAgent, TestAgentError> {
-        let mut req = format!("ws://{addr}{CHANNEL_PATH}")
-            .into_client_request()
-            .map_err(TestAgentError::Request)?;
+        let endpoint = addr.into();
+        let mut req = format!(
+            "{}://{}{CHANNEL_PATH}",
+            endpoint.scheme("wss", "ws"),
+            endpoint.addr
+        )
+        .into_client_request()
+        .map_err(TestAgentError::Request)?;
         req.headers_mut().insert(
             "authorization",
             bearer(host_id, credential)
                 .parse()
                 .map_err(|_| TestAgentError::BadCredential)?,
         );
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        let io = endpoint
+            .open()
+            .await
+            .map_err(|err| TestAgentError::Connect {
+                addr: endpoint.addr.clone(),
+                err,
+            })?;
+        let (ws, _) = tokio_tungstenite::client_async(req, io)
             .await
             .map_err(TestAgentError::Channel)?;
         let state = Arc::new(Mutex::new(HostState::default()));

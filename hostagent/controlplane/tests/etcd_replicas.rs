@@ -15,16 +15,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn replica(etcd: &EtcdProcess) -> ControlPlane {
-    ControlPlane::start(&[
-        "--etcd-endpoint",
-        &etcd.endpoint,
-        "--etcd-prefix",
-        etcd::PREFIX,
-        "--lease-ttl-ms",
-        etcd::LEASE_TTL_MS,
-        "--heartbeat-timeout-ms",
-        "20000",
-    ])
+    let mut flags = etcd.client_flags();
+    flags.extend(
+        [
+            "--etcd-prefix",
+            etcd::PREFIX,
+            "--lease-ttl-ms",
+            etcd::LEASE_TTL_MS,
+            "--heartbeat-timeout-ms",
+            "20000",
+        ]
+        .map(String::from),
+    );
+    ControlPlane::start(&flags.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn cells_led(cp: &ControlPlane) -> Option<u64> {
@@ -157,7 +160,12 @@ fn a_deposed_leaders_write_is_refused() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let etcd = EtcdProcess::start(&tmp.path().join("etcd")).unwrap();
-    let client = connect(std::slice::from_ref(&etcd.endpoint), Duration::from_secs(5)).unwrap();
+    let client = connect(
+        std::slice::from_ref(&etcd.endpoint),
+        &etcd.client_tls,
+        Duration::from_secs(5),
+    )
+    .unwrap();
     let (fence_a, role_a, lead_a) = campaign(&client, "replica-a");
     assert!(role_a.is_leader(), "the first replica leads");
     let store_a = EtcdStore::new(client.clone(), etcd::PREFIX, "0", Some(fence_a.clone()));
@@ -210,14 +218,9 @@ fn a_deposed_leaders_write_is_refused() {
 }
 
 fn replica_with_ttl(etcd: &EtcdProcess, ttl_ms: &str) -> ControlPlane {
-    ControlPlane::start(&[
-        "--etcd-endpoint",
-        &etcd.endpoint,
-        "--etcd-prefix",
-        etcd::PREFIX,
-        "--lease-ttl-ms",
-        ttl_ms,
-    ])
+    let mut flags = etcd.client_flags();
+    flags.extend(["--etcd-prefix", etcd::PREFIX, "--lease-ttl-ms", ttl_ms].map(String::from));
+    ControlPlane::start(&flags.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 #[test]

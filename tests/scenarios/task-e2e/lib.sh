@@ -4,21 +4,24 @@
 # repository root. (scripts/lib.sh is the timed phases of ./quickstart and ./run-tests;
 # tests/nested/lib.sh the settings of the nested KVM host scripts.)
 
-# The real AWS CLI against the control plane of DIR/env.
+# The real AWS CLI against the control plane of DIR/env (HTTPS, trusting its CA).
 aws_() {
     AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_CONFIG_FILE=/dev/null \
         AWS_SHARED_CREDENTIALS_FILE=/dev/null AWS_PAGER= \
-        /usr/bin/aws --endpoint-url "http://127.0.0.1:$CP_PORT" --region us-east-1 "$@"
+        /usr/bin/aws --endpoint-url "https://127.0.0.1:$CP_PORT" --ca-bundle "$CP_CA" \
+        --region us-east-1 "$@"
 }
 
 # e2e_start_host WORK [VAR=VALUE...]: starts host-daemons on a KVM host in the background,
 # with the payload WORK/payload and its output in WORK/host.out: here if /dev/kvm has
 # hardware virtualization (scripts/kvm-kind, the rule the test harness uses too), else in
 # a nested KVM host. Sets host_pid, outer (this machine's address as the KVM host sees it)
-# and kvm_host (in words).
+# and kvm_host (in words). The control plane's CA goes into the payload
+# (controlplane-ca.pem), where host-daemons finds it.
 e2e_start_host() {
     local work=$1
     shift
+    cp "$CP_CA" "$work/payload/controlplane-ca.pem"
     local vars=(CP_PORT="$CP_PORT" TOKEN="$TOKEN" REGISTRY_PORT="$REGISTRY_PORT" "$@")
     if [ "$(scripts/kvm-kind)" = direct ]; then
         outer=127.0.0.1 kvm_host="direct KVM"

@@ -58,7 +58,9 @@ impl Services {
         let out = Command::new("/usr/bin/aws")
             .args([
                 "--endpoint-url",
-                &format!("http://127.0.0.1:{}", self.get("CP_PORT")),
+                &format!("https://127.0.0.1:{}", self.get("CP_PORT")),
+                "--ca-bundle",
+                self.get("CP_CA"),
                 "--region",
                 "us-east-1",
                 "--output",
@@ -300,11 +302,15 @@ fn run_task_with_the_aws_cli_runs_a_container_in_a_jailed_microvm() {
     let image = format!("{outer}:{}/{}", s.get("REGISTRY_PORT"), s.get("IMAGE_PATH"));
 
     let _turn = turn();
+    // The control plane's CA travels in the script itself (the payload was made
+    // before the services and their throwaway CA).
+    let ca = std::fs::read_to_string(s.get("CP_CA")).expect("the control plane's CA");
     let daemons = format!(
-        "CP_PORT={} TOKEN={} REGISTRY_PORT={} STOP_FILE=/run/e2e/stop sh \"$PAYLOAD/scenarios/task-e2e/host-daemons\"",
+        "CP_PORT={} TOKEN={} REGISTRY_PORT={} CP_CA_PEM='{}' STOP_FILE=/run/e2e/stop sh \"$PAYLOAD/scenarios/task-e2e/host-daemons\"",
         s.get("CP_PORT"),
         s.get("TOKEN"),
-        s.get("REGISTRY_PORT")
+        s.get("REGISTRY_PORT"),
+        ca.trim()
     );
     let host = std::thread::spawn(move || run_once_in_turn(&daemons, 1500));
     let finish = |host: std::thread::JoinHandle<kvm_tests::Outcome>| {

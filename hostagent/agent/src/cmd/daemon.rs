@@ -144,8 +144,16 @@ async fn serve<R: TaskRuntime>(
         agent.start_draining();
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tls = match args.controlplane_tls() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("hostagent: {e}");
+            std::process::exit(2);
+        }
+    };
     let cfg = ChannelConfig {
         addr: args.controlplane_addr().to_string(),
+        tls,
         url: args.controlplane.clone(),
         bootstrap_token: args.bootstrap_token.clone(),
         hostname: hostname(),

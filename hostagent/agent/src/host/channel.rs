@@ -33,6 +33,9 @@ pub struct ChannelConfig {
     pub url: String,
     /// Bootstrap token, for the first registration.
     pub bootstrap_token: Option<String>,
+    /// TLS to the control plane (https://, wss://); None: plain, for a loopback
+    /// development control plane (`--dev-plain-http`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Registration fields.
     pub hostname: String,
     /// Availability zone.
@@ -82,17 +85,25 @@ async fn register(cfg: &ChannelConfig, token: &str) -> Result<RegisterResponse, 
     let body = serde_json::to_vec(&req).map_err(|e| RegError::Fatal(e.to_string()))?;
     // reqwest is built here with rustls and no default crypto provider: install ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
+    let mut client = reqwest::Client::builder().timeout(Duration::from_secs(10));
+    let scheme = match &cfg.tls {
+        // Only the --controlplane-ca roots: the same trust as the channel.
+        Some(tls) => {
+            client = client.tls_backend_preconfigured(rustls::ClientConfig::clone(tls));
+            "https"
+        }
+        None => "http",
+    };
+    let client = client
         .build()
         .map_err(|e| RegError::Fatal(format!("http client: {e}")))?;
     let resp = client
-        .post(format!("http://{}{REGISTER_PATH}", cfg.addr))
+        .post(format!("{scheme}://{}{REGISTER_PATH}", cfg.addr))
         .header("content-type", "application/json")
         .body(body)
         .send()
         .await
-        .map_err(|e| RegError::Retry(format!("register: {e}")))?;
+        .map_err(|e| RegError::Retry(format!("register: {}", with_sources(&e))))?;
     let status = resp.status();
     let text = resp
         .bytes()
@@ -111,6 +122,19 @@ async fn register(cfg: &ChannelConfig, token: &str) -> Result<RegisterResponse, 
     } else {
         Err(RegError::Retry(err))
     }
+}
+
+/// `e` and its causes, one after the other (reqwest's own text omits them, and the
+/// cause is what says that a certificate was refused).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        next = s.source();
+    }
+    text
 }
 
 /// The stored identity, or a new one from registering (retried with backoff).
@@ -252,7 +276,8 @@ async fn session<R: TaskRuntime>(
     shutdown: &mut watch::Receiver<bool>,
     backoff: &mut Backoff,
 ) -> SessionEnd {
-    let mut req = match format!("ws://{}{CHANNEL_PATH}", cfg.addr).into_client_request() {
+    let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
+    let mut req = match format!("{scheme}://{}{CHANNEL_PATH}", cfg.addr).into_client_request() {
         Ok(r) => r,
         Err(e) => return SessionEnd::Lost(format!("bad channel URL: {e}")),
     };
@@ -262,7 +287,12 @@ async fn session<R: TaskRuntime>(
         }
         Err(_) => return SessionEnd::Lost("host credential is not a valid header".into()),
     }
-    let connect = tokio_tungstenite::connect_async(req);
+    let connect = async {
+        let io = super::tls::connect(&cfg.addr, cfg.tls.as_ref())
+            .await
+            .map_err(tokio_tungstenite::tungstenite::Error::Io)?;
+        tokio_tungstenite::client_async(req, io).await
+    };
     let ws = tokio::select! {
         r = tokio::time::timeout(Duration::from_secs(10), connect) => match r {
             Ok(Ok((ws, _))) => ws,

@@ -11,9 +11,16 @@ use std::path::{Path, PathBuf};
     about = "The host agent: registers with the control plane and runs its tasks in microVMs."
 )]
 pub struct Args {
-    /// Control plane base URL (`http://host:port`).
+    /// Control plane base URL, `https://host:port` (the channel is wss://).
     #[arg(long)]
     pub controlplane: String,
+    /// CA certificate (PEM) the control plane's certificate is checked against.
+    #[arg(long)]
+    pub controlplane_ca: Option<PathBuf>,
+    /// Allow an `http://` --controlplane URL (plain HTTP and ws://) to a loopback
+    /// address: development only.
+    #[arg(long)]
+    pub dev_plain_http: bool,
     /// Bootstrap token (from `controlplane tokens create`) for registering: the first
     /// time, and again if the stored credential expired (not needed otherwise).
     #[arg(long, env = "HOSTAGENT_BOOTSTRAP_TOKEN", hide_env_values = true)]
@@ -124,11 +131,29 @@ impl Args {
     /// Checks every flag; the first problem found.
     pub fn validate(&self) -> Result<Capacity, FlagError> {
         let u = &self.controlplane;
-        let rest = u
-            .strip_prefix("http://")
-            .ok_or_else(|| FlagError::NotHttp(u.clone()))?;
+        let (rest, tls) = match (u.strip_prefix("https://"), u.strip_prefix("http://")) {
+            (Some(r), _) => (r, true),
+            (None, Some(r)) => (r, false),
+            (None, None) => return Err(FlagError::NotHttp(u.clone())),
+        };
         if rest.trim_end_matches('/').is_empty() || rest.trim_end_matches('/').contains('/') {
             return Err(FlagError::NotHostPort(u.clone()));
+        }
+        if tls && self.controlplane_ca.is_none() {
+            return Err(FlagError::NoCa);
+        }
+        if !tls {
+            let host = super::tls::host_of(self.controlplane_addr());
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if !self.dev_plain_http || !loopback {
+                return Err(FlagError::Plain(u.clone()));
+            }
+        }
+        if let Some(ca) = &self.controlplane_ca {
+            check_file("--controlplane-ca", ca, false)?;
         }
         if self.availability_zone.is_empty()
             || !self
@@ -158,10 +183,25 @@ impl Args {
 
     /// `host:port` of the control plane.
     pub fn controlplane_addr(&self) -> &str {
-        self.controlplane
-            .strip_prefix("http://")
-            .unwrap_or(&self.controlplane)
+        let u = &self.controlplane;
+        u.strip_prefix("https://")
+            .or_else(|| u.strip_prefix("http://"))
+            .unwrap_or(u)
             .trim_end_matches('/')
+    }
+
+    /// The TLS client configuration of an `https://` --controlplane (None for a
+    /// `--dev-plain-http` one).
+    pub fn controlplane_tls(
+        &self,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, super::tls::TlsError> {
+        match (
+            &self.controlplane_ca,
+            self.controlplane.starts_with("https://"),
+        ) {
+            (Some(ca), true) => super::tls::client_config(ca).map(Some),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -200,12 +240,21 @@ pub enum FlagError {
     /// `--max-enis 0`.
     #[error("--max-enis must be at least 1")]
     MaxEnis,
-    /// `--controlplane` is not `http://`.
-    #[error("--controlplane {0}: must be an http:// URL")]
+    /// `--controlplane` is not `https://` (or `http://`).
+    #[error("--controlplane {0}: must be an https:// URL")]
     NotHttp(String),
     /// `--controlplane` has a path.
-    #[error("--controlplane {0}: expected http://host:port")]
+    #[error("--controlplane {0}: expected https://host:port")]
     NotHostPort(String),
+    /// `https://` without the CA to check the control plane with.
+    #[error("--controlplane https://...: --controlplane-ca is needed to check its certificate")]
+    NoCa,
+    /// `http://` without `--dev-plain-http`, or to an address that is not loopback.
+    #[error(
+        "--controlplane {0}: plain HTTP only with --dev-plain-http and to a loopback address; \
+         use https:// with --controlplane-ca"
+    )]
+    Plain(String),
     /// `--availability-zone` holds other characters.
     #[error("--availability-zone {0:?}: letters, digits and '-' only")]
     AvailabilityZone(String),
@@ -250,6 +299,7 @@ mod tests {
             "hostagent",
             "--controlplane",
             "http://127.0.0.1:8080",
+            "--dev-plain-http",
             "--availability-zone",
             "az-1",
         ];
@@ -304,12 +354,37 @@ mod tests {
         assert!(args(&["--guest-initramfs", plain]).validate().is_ok());
         assert!(e(&["--level", "loud"]).contains("--level"));
         let mut a = args(&[]);
-        a.controlplane = "https://x:1".into();
-        assert!(a.validate().unwrap_err().to_string().contains("http://"));
+        a.controlplane = "ftp://x:1".into();
+        assert!(a.validate().unwrap_err().to_string().contains("https://"));
         a.controlplane = "http://x:1/path".into();
         assert!(a.validate().is_err());
         a.controlplane = "http://x:1/".into();
         assert_eq!(a.controlplane_addr(), "x:1");
+        // Plain HTTP: only with the flag, only to loopback.
+        a.controlplane = "http://10.0.2.2:8080".into();
+        assert!(a.validate().unwrap_err().to_string().contains("loopback"));
+        a.controlplane = "http://[::1]:8080".into();
+        assert!(a.validate().is_ok());
+        a.dev_plain_http = false;
+        assert!(a
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--dev-plain-http"));
+        // https:// needs the CA, and the CA must be a readable file.
+        a.controlplane = "https://10.0.2.2:8443".into();
+        assert!(a
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--controlplane-ca"));
+        a.controlplane_ca = Some("/nonexistent/ca.pem".into());
+        assert!(a
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("--controlplane-ca /nonexistent/ca.pem"));
+        assert_eq!(a.controlplane_addr(), "10.0.2.2:8443");
         let mut a = args(&[]);
         a.availability_zone = "a z".into();
         assert!(a

@@ -4,6 +4,7 @@
 //! Modules, in dependency order:
 //! - `budget`: per-task budgets (flags), the token bucket, the guest ingest gate.
 //! - `outbox`: the bounded runtime-to-agent queue ([`outbox::TaskEvents`]).
+//! - `tls`: TLS to the control plane (the `--controlplane-ca` trust, wss://).
 //! - `config`, `identity`, `store`, `backoff`: flags, host identity, task registry,
 //!   reconnect delays.
 //! - `runtime`: the [`runtime::TaskRuntime`] seam.
@@ -19,3 +20,4 @@ pub mod identity;
 pub mod outbox;
 pub mod runtime;
 pub mod store;
+pub mod tls;

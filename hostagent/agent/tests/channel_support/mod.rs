@@ -51,11 +51,13 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
+    /// Plain HTTP on loopback (`--dev-plain-http`).
     pub fn start(bin: &Path, addr: &str, data: &Path) -> ControlPlane {
-        Self::start_with(bin, addr, data, &[])
+        Self::start_with(bin, addr, data, &["--dev-plain-http"])
     }
 
-    /// Starts one with `extra` flags, after creating the bootstrap token TOKEN
+    /// Starts one with `extra` flags (the listener's among them: `--dev-plain-http`,
+    /// or `--tls-cert C --tls-key K`), after creating the bootstrap token TOKEN
     /// (cell 0, 100 hosts, a day) with the operator command unless it exists.
     pub fn start_with(bin: &Path, addr: &str, data: &Path, extra: &[&str]) -> ControlPlane {
         let out = Command::new(bin)
@@ -185,6 +187,7 @@ impl ControlPlane {
     pub fn client(&self) -> controlplane::client::Client {
         controlplane::client::Client {
             addr: self.addr.clone(),
+            tls: None,
             region: "us-east-1".into(),
             key: KEY.into(),
             secret: SECRET.into(),
@@ -205,10 +208,18 @@ pub struct HostAgent {
 }
 
 impl HostAgent {
+    /// Over plain HTTP to a loopback control plane (`--dev-plain-http`).
     pub fn start(cp_addr: &str, state: &Path, log: &Path, extra: &[&str]) -> HostAgent {
+        let url = format!("http://{cp_addr}");
+        let mut flags = vec!["--controlplane", &url, "--dev-plain-http"];
+        flags.extend(extra);
+        Self::start_with(state, log, &flags)
+    }
+
+    /// With `flags` (which name `--controlplane` and its TLS trust).
+    pub fn start_with(state: &Path, log: &Path, flags: &[&str]) -> HostAgent {
         let err = std::fs::File::create(log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_hostagent"))
-            .args(["--controlplane", &format!("http://{cp_addr}")])
             .args(["--availability-zone", "us-east-1a", "--state-dir"])
             .arg(state)
             .args([
@@ -220,7 +231,7 @@ impl HostAgent {
                 "1000",
             ])
             .args(["--level", "debug"])
-            .args(extra)
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(err)
             .spawn()

@@ -325,6 +325,7 @@ impl Daemon {
         let log = state.join("agent.log");
         let child = Command::new(env!("CARGO_BIN_EXE_hostagent"))
             .args(["--controlplane", &format!("http://{}", cp.addr)])
+            .arg("--dev-plain-http")
             .args(["--availability-zone", "us-east-1a", "--state-dir"])
             .arg(state)
             .args(["--cpu-units", "4096", "--memory-mib", "8192"])

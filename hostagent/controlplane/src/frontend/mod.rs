@@ -174,13 +174,18 @@ fn outcome(r: &Result<Value, ApiError>) -> String {
     }
 }
 
+/// The peer address of an API connection, plain or TLS (what the audit log records):
+/// the listeners provide it as `axum::extract::ConnectInfo<PeerAddr>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub SocketAddr);
+
 /// `POST /`: one ECS or CloudWatch Logs call.
 pub async fn call(State(app): State<Arc<App>>, req: Request<Body>) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let source = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0 .0.to_string());
     let (parts, body) = req.into_parts();
     let (which, op) = target_of(&parts);
     let audited = audit::is_mutating(op);

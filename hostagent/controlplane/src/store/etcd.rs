@@ -18,9 +18,13 @@
 
 use super::quarantine::{self, QuarantineStats};
 use super::{Store, StoreError, Write};
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, TlsOptions, Txn,
+    TxnOp,
+};
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -56,14 +60,50 @@ fn etcd_err(e: etcd_client::Error) -> StoreError {
     StoreError::Etcd(e.to_string())
 }
 
-/// Connects to `endpoints` (`http://host:port`); each call times out after `timeout`.
-pub fn connect(endpoints: &[String], timeout: Duration) -> Result<Client, StoreError> {
+/// The TLS files of the connections to etcd: etcd's server certificate is checked
+/// against `ca`, and this control plane presents `cert` (etcd runs with
+/// `--client-cert-auth`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA certificate (PEM).
+    pub ca: PathBuf,
+    /// Client certificate (PEM).
+    pub cert: PathBuf,
+    /// Client key (PEM).
+    pub key: PathBuf,
+}
+
+impl EtcdTls {
+    fn options(&self) -> Result<TlsOptions, StoreError> {
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|e| {
+                StoreError::Io(std::io::Error::new(
+                    e.kind(),
+                    format!("{}: {e}", p.display()),
+                ))
+            })
+        };
+        Ok(TlsOptions::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca)?))
+            .identity(Identity::from_pem(read(&self.cert)?, read(&self.key)?)))
+    }
+}
+
+/// Connects over TLS to `endpoints` (`https://host:port`); each call times out after
+/// `timeout`.
+pub fn connect(
+    endpoints: &[String],
+    tls: &EtcdTls,
+    timeout: Duration,
+) -> Result<Client, StoreError> {
     let endpoints = endpoints.to_vec();
+    let tls = tls.options()?;
     block_on(async move {
         let opts = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_timeout(timeout)
-            .with_keep_alive(Duration::from_secs(5), timeout);
+            .with_keep_alive(Duration::from_secs(5), timeout)
+            .with_tls(tls);
         Client::connect(endpoints, Some(opts)).await
     })
     .map_err(etcd_err)
@@ -383,7 +423,12 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let etcd = EtcdProcess::start(&dir.path().join("etcd")).unwrap();
-        let client = connect(std::slice::from_ref(&etcd.endpoint), Duration::from_secs(5)).unwrap();
+        let client = connect(
+            std::slice::from_ref(&etcd.endpoint),
+            &etcd.client_tls,
+            Duration::from_secs(5),
+        )
+        .unwrap();
         let s = EtcdStore::new(client.clone(), "/cp", "0", None);
         crate::store::conformance(&s);
         // Another cell (and the router) under the same prefix see none of it.

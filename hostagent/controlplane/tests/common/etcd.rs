@@ -52,12 +52,12 @@ pub fn etcd_for(data_dir: &Path) -> Arc<EtcdProcess> {
 
 /// The flags that put a control plane over `etcd`.
 pub fn flags(etcd: &EtcdProcess) -> Vec<String> {
-    vec![
-        "--etcd-endpoint".into(),
-        etcd.endpoint.clone(),
+    let mut f = etcd.client_flags();
+    f.extend([
         "--etcd-prefix".into(),
         PREFIX.into(),
         "--lease-ttl-ms".into(),
         LEASE_TTL_MS.into(),
-    ]
+    ]);
+    f
 }

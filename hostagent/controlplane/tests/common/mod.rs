@@ -53,6 +53,9 @@ pub struct ControlPlane {
     pub store_flags: Vec<String>,
     /// The etcd it runs over (test binaries named `etcd*`; see `etcd.rs`).
     pub etcd: Option<std::sync::Arc<controlplane::store::etcd_process::EtcdProcess>>,
+    /// The CA of its HTTPS listener (started by [`ControlPlane::start_tls`]); None:
+    /// plain HTTP on loopback (`--dev-plain-http`).
+    pub ca: Option<PathBuf>,
 }
 
 fn free_port() -> u16 {
@@ -72,6 +75,42 @@ impl ControlPlane {
         cp
     }
 
+    /// Starts a control plane serving HTTPS with a throwaway CA's certificate
+    /// (`controlplane certs`, in the temporary directory).
+    pub fn start_tls(extra: &[&str]) -> ControlPlane {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let tls = tmp.path().join("tls");
+        let out = Command::new(env!("CARGO_BIN_EXE_controlplane"))
+            .args(["certs", "--out"])
+            .arg(&tls)
+            .args(["--host", "localhost", "--ip", "127.0.0.1"])
+            .output()
+            .expect("controlplane certs");
+        assert!(out.status.success(), "controlplane certs: {out:?}");
+        let (cert, key) = (tls.join("server.pem"), tls.join("server-key.pem"));
+        let (cert, key) = (cert.to_string_lossy(), key.to_string_lossy());
+        let mut flags = vec!["--tls-cert", &cert, "--tls-key", &key];
+        flags.extend(extra);
+        let mut cp = Self::start_in(&tmp.path().join("data"), &flags);
+        cp.ca = Some(tls.join("ca.pem"));
+        cp._tmp = Some(tmp);
+        cp
+    }
+
+    /// The client TLS configuration that trusts its CA (None: plain HTTP).
+    pub fn tls(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        let ca = self.ca.as_ref()?;
+        Some(controlplane::tls::client_config(ca).expect("client TLS config"))
+    }
+
+    /// How a Rust client (signing client, test agent) reaches it.
+    pub fn conn(&self) -> controlplane::client::Endpoint {
+        controlplane::client::Endpoint {
+            addr: self.addr.clone(),
+            tls: self.tls(),
+        }
+    }
+
     /// Starts one over an existing data directory.
     pub fn start_in(dir: &Path, extra: &[&str]) -> ControlPlane {
         let port = free_port();
@@ -83,6 +122,11 @@ impl ControlPlane {
             .args(["--account", &format!("{ACCOUNT2}:{KEY2}:{SECRET2}")])
             .args(["--log-level", "warn"])
             .args(extra)
+            .args(
+                (!extra.contains(&"--tls-cert"))
+                    .then_some("--dev-plain-http")
+                    .iter(),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         let own_etcd = !extra.contains(&"--etcd-endpoint");
@@ -123,6 +167,11 @@ impl ControlPlane {
                 assert!(e.contains("already exists"), "tokens create: {e}");
             }
         }
+        let ca = extra
+            .iter()
+            .position(|a| *a == "--tls-cert")
+            .and_then(|i| extra.get(i + 1))
+            .map(|c| Path::new(c).with_file_name("ca.pem"));
         let child = cmd.spawn().expect("spawn controlplane");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&addr).is_err() {
@@ -137,6 +186,7 @@ impl ControlPlane {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             store_flags,
             etcd,
+            ca,
         };
         if cp.etcd.is_some() {
             // A replica restarted over the etcd of a killed one leads once the
@@ -176,7 +226,8 @@ impl ControlPlane {
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Runs `aws ecs ARGS` as the first account; returns (ok, json or stderr).
@@ -196,7 +247,11 @@ impl ControlPlane {
         service: &str,
         args: &[&str],
     ) -> Result<Value, String> {
-        let out = Command::new(AWS)
+        let mut cmd = Command::new(AWS);
+        if let Some(ca) = &self.ca {
+            cmd.arg("--ca-bundle").arg(ca);
+        }
+        let out = cmd
             .args([
                 "--endpoint-url",
                 &self.endpoint(),
@@ -341,6 +396,7 @@ impl ControlPlane {
     pub fn client(&self, key: &str, secret: &str) -> controlplane::client::Client {
         controlplane::client::Client {
             addr: self.addr.clone(),
+            tls: self.tls(),
             region: "us-east-1".into(),
             key: key.into(),
             secret: secret.into(),
@@ -386,19 +442,33 @@ impl ControlPlane {
         d["tasks"].as_array().unwrap().clone()
     }
 
-    /// `GET /metrics`.
+    /// `GET /metrics` (over TLS when it serves HTTPS).
     pub fn metrics(&self) -> Option<Value> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.addr
-        )
-        .ok()?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).ok()?;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let conn = self.conn();
+        let get = async move {
+            let mut s = conn.open().await.ok()?;
+            let req = format!(
+                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                conn.addr
+            );
+            s.write_all(req.as_bytes()).await.ok()?;
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp).await.ok()?;
+            Some(String::from_utf8_lossy(&resp).into_owned())
+        };
+        let resp = std::thread::scope(|s| {
+            s.spawn(|| {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), get).await })
+                    .ok()?
+            })
+            .join()
+            .ok()?
+        })?;
         serde_json::from_str(resp.split_once("\r\n\r\n")?.1).ok()
     }
 

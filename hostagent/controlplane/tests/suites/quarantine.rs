@@ -17,8 +17,12 @@ use std::time::Duration;
 fn cell_store(cp: &ControlPlane) -> Box<dyn Store> {
     match &cp.etcd {
         Some(e) => {
-            let client = connect(std::slice::from_ref(&e.endpoint), Duration::from_secs(5))
-                .expect("etcd client");
+            let client = connect(
+                std::slice::from_ref(&e.endpoint),
+                &e.client_tls,
+                Duration::from_secs(5),
+            )
+            .expect("etcd client");
             Box::new(EtcdStore::new(client, etcd::PREFIX, "0", None))
         }
         None => Box::new(SqliteStore::open(&cp.dir.join("cell-0.db")).expect("cell-0.db")),
