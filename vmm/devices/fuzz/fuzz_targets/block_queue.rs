@@ -25,6 +25,7 @@ fuzz_target!(|data: &[u8]| {
         path_on_host: disk().clone(),
         is_read_only: data.first().is_some_and(|b| b & 1 == 1),
         rate_limiter: Default::default(),
+        io_engine: Default::default(),
     })
     .expect("block");
     let dev = Arc::new(Mutex::new(dev));

@@ -262,9 +262,18 @@ impl Block {
         }
     }
 
+    /// The eventfd the io_uring signals completions on (None on the Sync engine); the
+    /// device registers it with the event loop itself.
+    pub fn completion_event(&self) -> Option<&EventFd> {
+        match &self.engine {
+            Engine::Sync => None,
+            Engine::Async(u) => Some(u.event()),
+        }
+    }
+
     /// Takes the io_uring's completions (its eventfd fired), reports them to the guest and
     /// resumes the queue if it waited for room in the ring.
-    fn complete(&mut self) {
+    pub fn complete(&mut self) {
         let Engine::Async(u) = &mut self.engine else {
             return;
         };
