@@ -16,6 +16,7 @@ use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_S_IOERR,
 };
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::VIRTIO_RING_F_EVENT_IDX;
 use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::Bytes;
 use vmm_sys_util::eventfd::EventFd;
@@ -209,7 +210,12 @@ impl Block {
                 }
             }
             let Some(chain) = a.queues[0].pop_descriptor_chain(&a.mem) else {
-                break;
+                // Drained: with EVENT_IDX this publishes avail_event (kick me at the next
+                // request); either way, go on if the guest added requests meanwhile.
+                match a.queues[0].enable_notification(&a.mem) {
+                    Ok(true) => continue,
+                    _ => break,
+                }
             };
             let head = chain.head_index();
             let parsed = parse(chain, &a.mem);
@@ -258,7 +264,7 @@ impl Block {
             u.submit();
         }
         if used {
-            signal_used(&a.interrupt, m);
+            notify(a, m);
         }
     }
 
@@ -302,7 +308,7 @@ impl Block {
             finish(a, m, c.head, &c.request, out);
         }
         if any {
-            signal_used(&a.interrupt, m);
+            notify(a, m);
         }
         if !self.limiter.is_blocked() {
             self.process_queue();
@@ -319,6 +325,14 @@ impl Block {
         c[40..44].copy_from_slice(&MAX_DISCARD_SEG.to_le_bytes());
         c[44..48].copy_from_slice(&1u32.to_le_bytes());
         c
+    }
+}
+
+/// Interrupts the guest for the used entries just added, unless it asked not to be (with
+/// EVENT_IDX: only when the used index passed the driver's `used_event`).
+fn notify(a: &mut Active, m: &DeviceMetrics) {
+    if a.queues[0].needs_notification(&a.mem).unwrap_or(true) {
+        signal_used(&a.interrupt, m);
     }
 }
 
@@ -352,8 +366,10 @@ impl VirtioDevice for Block {
         &self.queue_evts
     }
     fn avail_features(&self) -> u64 {
-        let mut f =
-            (1 << VIRTIO_F_VERSION_1) | (1 << VIRTIO_BLK_F_FLUSH) | (1 << VIRTIO_BLK_F_SEG_MAX);
+        let mut f = (1 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_EVENT_IDX)
+            | (1 << VIRTIO_BLK_F_FLUSH)
+            | (1 << VIRTIO_BLK_F_SEG_MAX);
         if self.disk.read_only {
             f |= 1 << VIRTIO_BLK_F_RO;
         } else {
@@ -372,7 +388,10 @@ impl VirtioDevice for Block {
     }
     fn activate(&mut self, ctx: ActivateContext) -> Result<(), ActivateError> {
         ctx.expect_queues(1)?;
-        self.active = Some(ctx.into());
+        let mut active: Active = ctx.into();
+        let event_idx = self.acked & (1 << VIRTIO_RING_F_EVENT_IDX) != 0;
+        active.queues[0].set_event_idx(event_idx);
+        self.active = Some(active);
         Ok(())
     }
     fn reset(&mut self) {

@@ -3,7 +3,9 @@ use std::os::fd::AsRawFd;
 use std::sync::{Arc, Mutex};
 
 use virtio_bindings::virtio_blk::*;
-use virtio_bindings::virtio_ring::{VRING_DESC_F_NEXT, VRING_DESC_F_WRITE};
+use virtio_bindings::virtio_ring::{
+    VIRTIO_RING_F_EVENT_IDX, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+};
 use virtio_queue::desc::{split::Descriptor as SplitDescriptor, RawDescriptor};
 
 use super::*;
@@ -571,4 +573,42 @@ fn rate_limiter_charges_async_requests_at_admission() {
     assert_eq!(drv.used_idx(), 4);
     let m = f.dev.lock().unwrap().metrics().snapshot();
     assert_eq!(m.rate_limiter_throttled, 1);
+}
+
+#[test]
+fn event_idx_publishes_avail_event_and_suppresses_interrupts() {
+    for engine in ENGINES {
+        let mem = memory();
+        let size = 256u64;
+        let mut drv = Driver::new(&mem, 0, size as u16);
+        let mut f = fixture_with(&mem, &drv, false, RateLimiterConfig::default(), engine);
+        f.transport.write(0x14, &0u32.to_le_bytes());
+        assert_ne!(
+            r32(&mut f.transport, 0x10) & (1 << VIRTIO_RING_F_EVENT_IDX),
+            0
+        );
+        let used_event = drv.avail_addr().0 + 4 + 2 * size;
+        let avail_event = drv.used_addr().0 + 4 + 8 * size;
+        let interrupts = |f: &Fixture| f.dev.lock().unwrap().metrics().snapshot().interrupts;
+        // The driver wants an interrupt only once the used index passes 5.
+        write_mem(&mem, used_event, &5u16.to_le_bytes());
+        push_reads(&mem, &mut drv, 3);
+        run(&f);
+        assert_eq!(drv.used_idx(), 3);
+        assert_eq!(interrupts(&f), 0, "{engine:?}: used_event 5 not reached");
+        // The device asks for a kick at the next request (avail_event = next avail index).
+        assert_eq!(read_mem(&mem, avail_event, 2), 3u16.to_le_bytes());
+        push_reads(&mem, &mut drv, 3);
+        run(&f);
+        assert_eq!(drv.used_idx(), 6);
+        assert_eq!(interrupts(&f), 1, "{engine:?}: used index passed 5");
+        assert_eq!(read_mem(&mem, avail_event, 2), 6u16.to_le_bytes());
+        // Without EVENT_IDX every batch interrupts.
+        if let Some(a) = f.dev.lock().unwrap().active.as_mut() {
+            a.queues[0].set_event_idx(false);
+        }
+        push_reads(&mem, &mut drv, 2);
+        run(&f);
+        assert_eq!(interrupts(&f), 2);
+    }
 }
