@@ -612,3 +612,80 @@ fn event_idx_publishes_avail_event_and_suppresses_interrupts() {
         assert_eq!(interrupts(&f), 2);
     }
 }
+
+/// Seeded hostile rings on both engines: raw descriptors with any address, length, flags
+/// and next index, headers of any type and sector, several chains per kick. The device never
+/// panics, never holds more than the queue size in flight, returns at most what was made
+/// available, and the file keeps its size.
+#[test]
+fn fuzz_hostile_rings_both_engines() {
+    for engine in ENGINES {
+        let (mut ok, mut failed) = (0, 0);
+        for seed in 0..60u64 {
+            let mut r = crate::test_utils::Rng::new(seed);
+            let mem = memory();
+            let mut drv = Driver::new(&mem, 0, 64);
+            let f = fixture_with(
+                &mem,
+                &drv,
+                r.chance(20),
+                RateLimiterConfig::default(),
+                engine,
+            );
+            let mut pushed = 0u16;
+            for _ in 0..8 {
+                let any = r.next_u64();
+                let t = r.pick(&[
+                    VIRTIO_BLK_T_IN,
+                    VIRTIO_BLK_T_OUT,
+                    VIRTIO_BLK_T_FLUSH,
+                    VIRTIO_BLK_T_DISCARD,
+                    VIRTIO_BLK_T_GET_ID,
+                    any as u32,
+                ]);
+                header(&mem, t, r.pick(&[0, 1, 7, 8, any]));
+                discard_segment(&mem, r.below(10), r.below(10) as u32, r.pick(&[0, 0, 1]));
+                let good = r.chance(60);
+                let n = if good { 3 } else { 1 + r.below(5) as u16 };
+                let head = r.below(64 - u64::from(n)) as u16;
+                let write = u16::from(matches!(t, VIRTIO_BLK_T_IN | VIRTIO_BLK_T_GET_ID)) * 2;
+                let descs: Vec<RawDescriptor> = (0..n)
+                    .map(|i| {
+                        let any = r.next_u64();
+                        let next = head + i + 1;
+                        let more = if i + 1 < n { 1 } else { 0 };
+                        let (mut addr, mut len, mut flags) = match i {
+                            0 => (HDR, 16, more),
+                            1 if n == 3 => (DATA, r.pick(&[16, 512, 1024]), more | write),
+                            _ => (STATUS, 1, more | 2),
+                        };
+                        let mut next = next;
+                        if !good || r.chance(10) {
+                            addr = r.pick(&[HDR, DATA, STATUS, MEM_SIZE as u64 - 8, any]);
+                            len = r.pick(&[1, 16, 512, 4096, 100, u32::MAX, any as u32]);
+                            flags = r.below(8) as u16;
+                            if r.chance(20) {
+                                next = r.below(100) as u16;
+                            }
+                        }
+                        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
+                    })
+                    .collect();
+                drv.push_raw(&descs, head);
+                pushed += 1;
+                f.dev.lock().unwrap().process_queue();
+                assert!(f.dev.lock().unwrap().in_flight() <= usize::from(QUEUE_SIZE));
+            }
+            drain(&f.dev);
+            assert_eq!(drv.used_idx(), pushed, "{engine:?} seed {seed}");
+            assert_eq!(file_contents(&f).len(), 8 * 512, "{engine:?} seed {seed}");
+            let m = f.dev.lock().unwrap().metrics().snapshot();
+            (ok, failed) = (ok + m.ops, failed + m.errors);
+        }
+        // The seeds reach both the I/O paths and the refusals.
+        assert!(
+            ok > 10 && failed > 10,
+            "{engine:?}: {ok} served, {failed} refused"
+        );
+    }
+}
