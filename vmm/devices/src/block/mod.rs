@@ -203,6 +203,10 @@ impl Block {
         };
         let m = &*self.metrics;
         let mut used = false;
+        // Set once the ring was re-checked with nothing popped since: a guest whose avail
+        // index is invalid (more than the queue size ahead) would otherwise keep the loop
+        // spinning, as the pop refuses it while the index differs.
+        let mut rechecked = false;
         loop {
             if let Engine::Async(u) = &self.engine {
                 if u.is_full() {
@@ -213,10 +217,14 @@ impl Block {
                 // Drained: with EVENT_IDX this publishes avail_event (kick me at the next
                 // request); either way, go on if the guest added requests meanwhile.
                 match a.queues[0].enable_notification(&a.mem) {
-                    Ok(true) => continue,
+                    Ok(true) if !rechecked => {
+                        rechecked = true;
+                        continue;
+                    }
                     _ => break,
                 }
             };
+            rechecked = false;
             let head = chain.head_index();
             let parsed = parse(chain, &a.mem);
             let req = match parsed.request {

@@ -689,3 +689,20 @@ fn fuzz_hostile_rings_both_engines() {
         );
     }
 }
+
+#[test]
+fn invalid_avail_index_does_not_spin_the_loop() {
+    for engine in ENGINES {
+        let mem = memory();
+        let mut drv = Driver::new(&mem, 0, 16);
+        let f = fixture_with(&mem, &drv, false, RateLimiterConfig::default(), engine);
+        header(&mem, VIRTIO_BLK_T_IN, 0);
+        drv.push(&[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)]);
+        run(&f);
+        assert_eq!(drv.used_idx(), 1);
+        // The avail index jumps 1000 ahead of a 16-entry queue: refused, and the call returns.
+        write_mem(&mem, drv.avail_addr().0 + 2, &1001u16.to_le_bytes());
+        run(&f);
+        assert_eq!(drv.used_idx(), 1, "{engine:?}");
+    }
+}
