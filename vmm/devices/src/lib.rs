@@ -7,7 +7,8 @@
 //! Module map, devices first; a module uses only modules listed below it:
 //! - `test_utils` (tests and feature `test-utils` only): guest memory, a split-queue
 //!   driver, a seeded PRNG and the vsock bounds check, for the tests and the fuzz targets.
-//! - [`block`]: virtio-block on a host file (`request.rs`: parsing and executing requests).
+//! - [`block`]: virtio-block on a host file (`request.rs`: parsing and checking requests,
+//!   the Sync engine; `uring.rs`: the Async engine on io_uring).
 //! - [`net`]: virtio-net on a tap (`tap.rs`: opening and configuring the tap).
 //! - [`vsock`]: virtio-vsock on Unix sockets (`packet`, `connection` with credit flow
 //!   control, `muxer` for the host side).

@@ -100,6 +100,14 @@ const VMM: &[i64] = &[
     libc::SYS_lseek,
     libc::SYS_fsync,
     libc::SYS_fdatasync,
+    // Block discard on the Sync engine (hole punching).
+    libc::SYS_fallocate,
+    // Block's Async engine: submitting requests (and waiting for them when a device is
+    // dropped). Its rings are set up at PUT /drives, before this filter is installed.
+    libc::SYS_io_uring_enter,
+    // io_uring runs its completion work by interrupting the thread's blocking syscall
+    // (poll with a timeout), which the kernel then resumes through restart_syscall.
+    libc::SYS_restart_syscall,
     libc::SYS_pread64,
     libc::SYS_pwrite64,
     libc::SYS_readv,
@@ -401,10 +409,12 @@ mod tests {
     /// which only a nested KVM boot showed) kills the child with SIGSYS.
     #[test]
     fn vcpu_thread_device_calls_pass_the_vcpu_filter() {
+        use std::path::Path;
         use std::sync::{Arc, Mutex};
+        use vmm_devices::block::{Block, BlockConfig, IoEngine};
         use vmm_devices::rate_limiter::RateLimiterConfig;
         use vmm_devices::rng::Rng;
-        use vmm_devices::test_utils::{bring_up, memory, reset, Driver};
+        use vmm_devices::test_utils::{bring_up, memory, reset, write_mem, Driver};
         use vmm_devices::transport::MmioTransport;
         use vmm_devices::vsock::{Vsock, VsockConfig};
         if let Some(dir) = std::env::var_os("VMM_SECCOMP_DEVICES_CHILD") {
@@ -422,9 +432,36 @@ mod tests {
             let rq = [Driver::new(&mem, 0xc000, 64).layout()];
             let mut vt = MmioTransport::new(mem.clone(), vsock).unwrap();
             let mut rt = MmioTransport::new(mem.clone(), rng).unwrap();
+            // An Async block device with reads in flight when the guest resets it.
+            let disk = Path::new(&dir).join("disk");
+            std::fs::write(&disk, vec![7u8; 4096]).unwrap();
+            let block = Arc::new(Mutex::new(
+                Block::new(&BlockConfig {
+                    drive_id: "d".into(),
+                    path_on_host: disk,
+                    io_engine: IoEngine::Async,
+                    ..Default::default()
+                })
+                .unwrap(),
+            ));
+            let mut bd = Driver::new(&mem, 0x10000, 64);
+            let bq = [bd.layout()];
+            let mut bt = MmioTransport::new(mem.clone(), block.clone()).unwrap();
+            assert!(bring_up(&mut bt, &bq));
+            let hdr = 0x20_0000;
+            write_mem(&mem, hdr, &[0; 16]);
+            for i in 0..8 {
+                bd.push(&[
+                    (hdr, 16, false),
+                    (0x30_0000 + 512 * i, 512, true),
+                    (0x40_0000 + i, 1, true),
+                ]);
+            }
+            block.lock().unwrap().process_queue();
+            assert_eq!(block.lock().unwrap().in_flight(), 8);
             seccompiler::apply_filter(&default_filter(ThreadKind::Vcpu).unwrap()).unwrap();
             for _ in 0..2 {
-                for (t, q) in [(&mut vt, &vq[..]), (&mut rt, &rq[..])] {
+                for (t, q) in [(&mut vt, &vq[..]), (&mut rt, &rq[..]), (&mut bt, &bq[..])] {
                     reset(t);
                     assert!(bring_up(t, q), "DRIVER_OK refused");
                 }
@@ -449,6 +486,116 @@ mod tests {
             out.status.signal(),
             Some(libc::SIGSYS),
             "a device call made a syscall the vCPU filter forbids: {out:?}"
+        );
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    /// What the event loop runs of a block device passes the vmm filter, on both engines:
+    /// read, write, flush and discard requests, io_uring submissions and completions, and
+    /// dropping a device with requests in flight.
+    #[test]
+    fn vmm_thread_block_io_passes_the_vmm_filter() {
+        use std::sync::{Arc, Mutex};
+        use vmm_devices::block::{Block, BlockConfig, IoEngine};
+        use vmm_devices::test_utils::{activate, memory, write_mem, Driver};
+        if let Some(dir) = std::env::var_os("VMM_SECCOMP_BLOCK_CHILD") {
+            let mem = memory();
+            let mut devs = Vec::new();
+            let mut drivers = Vec::new();
+            for (i, engine) in [IoEngine::Sync, IoEngine::Async].into_iter().enumerate() {
+                let disk = std::path::Path::new(&dir).join(format!("disk{i}"));
+                std::fs::write(&disk, vec![7u8; 1 << 20]).unwrap();
+                let dev = Arc::new(Mutex::new(
+                    Block::new(&BlockConfig {
+                        drive_id: "d".into(),
+                        path_on_host: disk,
+                        io_engine: engine,
+                        ..Default::default()
+                    })
+                    .unwrap(),
+                ));
+                assert_eq!(dev.lock().unwrap().io_engine(), engine);
+                let drv = Driver::new(&mem, 0x8000 * i as u64, 64);
+                let t = activate(&mem, dev.clone(), &[&drv]);
+                devs.push((dev, t));
+                drivers.push(drv);
+            }
+            install_sigsys_handler().unwrap();
+            seccompiler::apply_filter(&default_filter(ThreadKind::Vmm).unwrap()).unwrap();
+            let (hdr, data, status) = (0x20_0000u64, 0x30_0000u64, 0x40_0000u64);
+            // read, write, flush, discard (sectors 4..12).
+            let mut seg = 4u64.to_le_bytes().to_vec();
+            seg.extend_from_slice(&[8, 0, 0, 0, 0, 0, 0, 0]);
+            write_mem(&mem, data + 0x10000, &seg);
+            for (k, t) in [0u32, 1, 4, 11].into_iter().enumerate() {
+                let h = hdr + 16 * k as u64;
+                let mut b = t.to_le_bytes().to_vec();
+                b.extend_from_slice(&[0; 12]);
+                write_mem(&mem, h, &b);
+            }
+            for (n, ((dev, _), drv)) in devs.iter().zip(drivers.iter_mut()).enumerate() {
+                let st = status + 16 * n as u64;
+                drv.push(&[(hdr, 16, false), (data, 4096, true), (st, 1, true)]);
+                drv.push(&[
+                    (hdr + 16, 16, false),
+                    (data, 4096, false),
+                    (st + 1, 1, true),
+                ]);
+                drv.push(&[(hdr + 32, 16, false), (st + 2, 1, true)]);
+                drv.push(&[
+                    (hdr + 48, 16, false),
+                    (data + 0x10000, 16, false),
+                    (st + 3, 1, true),
+                ]);
+                dev.lock().unwrap().process_queue();
+                for _ in 0..1000 {
+                    if drv.used_idx() == 4 {
+                        break;
+                    }
+                    let mut d = dev.lock().unwrap();
+                    if let Some(e) = d.completion_event() {
+                        let mut p = libc::pollfd {
+                            fd: std::os::fd::AsRawFd::as_raw_fd(e),
+                            events: libc::POLLIN,
+                            revents: 0,
+                        };
+                        // SAFETY: one valid pollfd.
+                        unsafe { libc::poll(&mut p, 1, 100) };
+                    }
+                    d.complete();
+                }
+                assert_eq!(drv.used_idx(), 4, "engine {n}");
+                let mut s = [0u8; 4];
+                vm_memory::Bytes::read_slice(&mem, &mut s, vm_memory::GuestAddress(st)).unwrap();
+                assert_eq!(s, [0; 4], "engine {n}: statuses");
+            }
+            // Dropped with requests in flight: the Async engine waits for them.
+            let drv = &mut drivers[1];
+            for _ in 0..8 {
+                drv.push(&[(hdr, 16, false), (data, 4096, true), (status + 32, 1, true)]);
+            }
+            devs[1].0.lock().unwrap().process_queue();
+            drop(devs);
+            std::process::exit(0);
+        }
+        let dir = std::env::temp_dir().join(format!("vmm-seccomp-blk-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "seccomp::tests::vmm_thread_block_io_passes_the_vmm_filter",
+                "--nocapture",
+            ])
+            .env("VMM_SECCOMP_BLOCK_CHILD", &dir)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        use std::os::unix::process::ExitStatusExt;
+        assert_ne!(
+            out.status.signal(),
+            Some(libc::SIGSYS),
+            "block I/O made a syscall the vmm filter forbids: {out:?}"
         );
         assert!(out.status.success(), "{out:?}");
     }

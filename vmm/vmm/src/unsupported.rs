@@ -3,7 +3,7 @@
 //! same from one endpoint to the next (over the API: 400 with it as `fault_message`).
 
 /// A Firecracker feature this vmm does not serve; `what` names it (`PUT /balloon`,
-/// `io_engine "Async"`, `config file section "mmds-config"`, ...).
+/// drive `socket` (vhost-user), `config file section "mmds-config"`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{what} is not supported by this vmm")]
 pub struct NotSupported {

@@ -3,8 +3,8 @@
 //! at InstanceStart (root drive first, so it is `/dev/vda`), updated live on `PATCH`.
 
 use crate::config::{
-    same_id, Drive, DriveConfigError, DriveUpdate, Entropy, FullVmConfig, IdError, NetConfigError,
-    NetworkInterface, NetworkInterfaceUpdate, RateLimiter, Vsock,
+    same_id, Drive, DriveConfigError, DriveUpdate, Entropy, FullVmConfig, IdError, IoEngine,
+    NetConfigError, NetworkInterface, NetworkInterfaceUpdate, RateLimiter, Vsock,
 };
 use crate::device_manager::{DeviceError, DeviceManager, Subscriber};
 use crate::sync::lock;
@@ -112,6 +112,7 @@ impl VirtioDevices {
             path_on_host: path,
             is_read_only: d.is_read_only.unwrap_or(false),
             rate_limiter: RateLimiter::to_device(d.rate_limiter.as_ref()),
+            io_engine: IoEngine::to_device(d.io_engine),
         })
         .map_err(|source| VirtioError::Block {
             id: id.to_string(),

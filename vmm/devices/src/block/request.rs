@@ -3,10 +3,13 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::ops::Deref;
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_ID_BYTES, VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
-    VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    VIRTIO_BLK_T_DISCARD, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
+    VIRTIO_BLK_T_OUT,
 };
 use virtio_queue::desc::split::Descriptor as SplitDescriptor;
 use virtio_queue::DescriptorChain;
@@ -17,6 +20,12 @@ pub const SECTOR_SIZE: u64 = 512;
 const HEADER_LEN: u32 = 16;
 /// Largest data payload accepted in one request (the guest never needs more).
 pub const MAX_DATA_LEN: u64 = 64 << 20;
+/// Most sectors one discard segment may cover (`max_discard_sectors` in the config space).
+pub const MAX_DISCARD_SECTORS: u32 = u32::MAX >> 9;
+/// Discard segments per request (`max_discard_seg`).
+pub const MAX_DISCARD_SEG: u32 = 1;
+/// Size of one `struct virtio_blk_discard_write_zeroes`.
+const DISCARD_SEG_LEN: u64 = 16;
 
 /// What the request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +36,8 @@ pub enum RequestType {
     Out,
     /// fsync the backing file.
     Flush,
+    /// Punch a hole in the backing file (`fallocate(PUNCH_HOLE)`).
+    Discard,
     /// Return the device serial.
     GetId,
     /// Anything else (answered VIRTIO_BLK_S_UNSUPP).
@@ -130,6 +141,7 @@ fn parse_descs<M: GuestMemoryBackend>(
         VIRTIO_BLK_T_OUT => RequestType::Out,
         VIRTIO_BLK_T_FLUSH => RequestType::Flush,
         VIRTIO_BLK_T_GET_ID => RequestType::GetId,
+        VIRTIO_BLK_T_DISCARD => RequestType::Discard,
         t => RequestType::Unsupported(t),
     };
     let mut data = Vec::new();
@@ -138,7 +150,7 @@ fn parse_descs<M: GuestMemoryBackend>(
         let want_write = matches!(kind, RequestType::In | RequestType::GetId);
         if matches!(
             kind,
-            RequestType::In | RequestType::Out | RequestType::GetId
+            RequestType::In | RequestType::Out | RequestType::GetId | RequestType::Discard
         ) && d.is_write_only() != want_write
         {
             return Err(ParseError::WrongDirection);
@@ -155,6 +167,11 @@ fn parse_descs<M: GuestMemoryBackend>(
     if matches!(kind, RequestType::In | RequestType::Out) && data_len % SECTOR_SIZE != 0 {
         return Err(ParseError::BadLength(data_len));
     }
+    if kind == RequestType::Discard
+        && (data.len() != 1 || data_len != DISCARD_SEG_LEN * u64::from(MAX_DISCARD_SEG))
+    {
+        return Err(ParseError::BadLength(data_len));
+    }
     Ok(Request {
         kind,
         sector: u64::from_le(sector),
@@ -167,8 +184,9 @@ fn parse_descs<M: GuestMemoryBackend>(
 /// The backing file and what the guest may do with it.
 #[derive(Debug)]
 pub struct Disk {
-    /// The open backing file.
-    pub file: File,
+    /// The open backing file (shared with the requests in flight on the async engine, so a
+    /// backing file swapped meanwhile stays open until they complete).
+    pub file: Arc<File>,
     /// Capacity in sectors.
     pub sectors: u64,
     /// Whether writes are refused.
@@ -186,81 +204,175 @@ pub struct Outcome {
     pub written: u32,
 }
 
+/// Status of a request that completed: OK, written nothing.
+pub const OK: Outcome = Outcome {
+    status: VIRTIO_BLK_S_OK as u8,
+    written: 0,
+};
+/// Status of a failed request.
+pub const IOERR: Outcome = Outcome {
+    status: VIRTIO_BLK_S_IOERR as u8,
+    written: 0,
+};
+
+/// What a request needs from the backing file, once checked against the disk: the part both
+/// engines share. Requests that need no file I/O are answered at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileOp {
+    /// Read or write `len` bytes at byte `offset` (the request's data buffers).
+    Transfer {
+        /// Byte offset in the file.
+        offset: u64,
+    },
+    /// fsync.
+    Flush,
+    /// Punch a hole of `len` bytes at `offset`.
+    Discard {
+        /// Byte offset in the file.
+        offset: u64,
+        /// Length in bytes.
+        len: u64,
+    },
+}
+
 impl Request {
-    /// Runs the request against `disk`. Errors become VIRTIO_BLK_S_IOERR.
-    pub fn execute<M: GuestMemoryBackend>(&self, disk: &mut Disk, mem: &M) -> Outcome {
-        let fail = Outcome {
-            status: VIRTIO_BLK_S_IOERR as u8,
-            written: 0,
-        };
+    /// Checks the request against the disk: the file operation to run, or the outcome to
+    /// return at once (GET_ID, unsupported types, out-of-range or read-only refusals).
+    pub fn prepare<M: GuestMemoryBackend>(&self, disk: &Disk, mem: &M) -> Result<FileOp, Outcome> {
+        let capacity = disk.sectors * SECTOR_SIZE;
         match self.kind {
             RequestType::In | RequestType::Out => {
                 if self.kind == RequestType::Out && disk.read_only {
-                    return fail;
+                    return Err(IOERR);
                 }
-                let end = self
-                    .sector
-                    .checked_mul(SECTOR_SIZE)
-                    .and_then(|s| s.checked_add(self.data_len));
-                match end {
-                    Some(end) if end <= disk.sectors * SECTOR_SIZE => {}
-                    _ => return fail,
-                }
-                match self.transfer(disk, mem) {
-                    Ok(()) => Outcome {
-                        status: VIRTIO_BLK_S_OK as u8,
-                        written: if self.kind == RequestType::In {
-                            self.data_len as u32
-                        } else {
-                            0
-                        },
-                    },
-                    Err(e) => {
-                        tracing::warn!("virtio-block: I/O error: {e}");
-                        fail
-                    }
+                let offset = self.sector.checked_mul(SECTOR_SIZE).ok_or(IOERR)?;
+                match offset.checked_add(self.data_len) {
+                    Some(end) if end <= capacity => Ok(FileOp::Transfer { offset }),
+                    _ => Err(IOERR),
                 }
             }
-            RequestType::Flush => match disk.file.sync_all() {
-                Ok(()) => Outcome {
-                    status: VIRTIO_BLK_S_OK as u8,
-                    written: 0,
-                },
-                Err(_) => fail,
-            },
-            RequestType::GetId => {
-                let Some(&(addr, len)) = self.data.first() else {
-                    return fail;
+            RequestType::Flush => Ok(FileOp::Flush),
+            RequestType::Discard => {
+                if disk.read_only {
+                    return Err(IOERR);
+                }
+                let &(addr, _) = self.data.first().ok_or(IOERR)?;
+                let mut seg = [0u8; DISCARD_SEG_LEN as usize];
+                mem.read_slice(&mut seg, addr).map_err(|_| IOERR)?;
+                let le64 = |b: &[u8]| b.try_into().map(u64::from_le_bytes);
+                let le32 = |b: &[u8]| b.try_into().map(u32::from_le_bytes);
+                let (Ok(sector), Ok(num), Ok(flags)) =
+                    (le64(&seg[..8]), le32(&seg[8..12]), le32(&seg[12..16]))
+                else {
+                    return Err(IOERR);
                 };
+                // The only flag (unmap) is for write-zeroes; a discard carrying it is
+                // unsupported, as the specification says.
+                if flags != 0 {
+                    return Err(Outcome {
+                        status: VIRTIO_BLK_S_UNSUPP as u8,
+                        written: 0,
+                    });
+                }
+                if num > MAX_DISCARD_SECTORS {
+                    return Err(IOERR);
+                }
+                let offset = sector.checked_mul(SECTOR_SIZE).ok_or(IOERR)?;
+                let len = u64::from(num) * SECTOR_SIZE;
+                match offset.checked_add(len) {
+                    Some(end) if end <= capacity => Ok(FileOp::Discard { offset, len }),
+                    _ => Err(IOERR),
+                }
+            }
+            RequestType::GetId => {
+                let &(addr, len) = self.data.first().ok_or(IOERR)?;
                 let mut id = [0u8; VIRTIO_BLK_ID_BYTES as usize];
                 let n = disk.serial.len().min(id.len());
                 id[..n].copy_from_slice(&disk.serial[..n]);
                 let n = (len as usize).min(id.len());
                 match mem.write_slice(&id[..n], addr) {
-                    Ok(()) => Outcome {
+                    Ok(()) => Err(Outcome {
                         status: VIRTIO_BLK_S_OK as u8,
                         written: n as u32,
-                    },
-                    Err(_) => fail,
+                    }),
+                    Err(_) => Err(IOERR),
                 }
             }
-            RequestType::Unsupported(_) => Outcome {
+            RequestType::Unsupported(_) => Err(Outcome {
                 status: VIRTIO_BLK_S_UNSUPP as u8,
                 written: 0,
+            }),
+        }
+    }
+
+    /// The outcome of a file operation that succeeded.
+    pub fn success(&self) -> Outcome {
+        Outcome {
+            status: VIRTIO_BLK_S_OK as u8,
+            written: if self.kind == RequestType::In {
+                self.data_len as u32
+            } else {
+                0
             },
         }
     }
 
-    fn transfer<M: GuestMemoryBackend>(&self, disk: &mut Disk, mem: &M) -> std::io::Result<()> {
-        disk.file.seek(SeekFrom::Start(self.sector * SECTOR_SIZE))?;
+    /// Runs the request against `disk`, blocking (the synchronous engine). Errors become
+    /// VIRTIO_BLK_S_IOERR.
+    pub fn execute<M: GuestMemoryBackend>(&self, disk: &mut Disk, mem: &M) -> Outcome {
+        let op = match self.prepare(disk, mem) {
+            Ok(op) => op,
+            Err(out) => return out,
+        };
+        let r = match op {
+            FileOp::Transfer { offset } => self.transfer(disk, mem, offset),
+            FileOp::Flush => disk.file.sync_all(),
+            FileOp::Discard { offset, len } => punch_hole(&disk.file, offset, len),
+        };
+        match r {
+            Ok(()) => self.success(),
+            Err(e) => {
+                tracing::warn!("virtio-block: I/O error: {e}");
+                IOERR
+            }
+        }
+    }
+
+    fn transfer<M: GuestMemoryBackend>(
+        &self,
+        disk: &Disk,
+        mem: &M,
+        offset: u64,
+    ) -> std::io::Result<()> {
+        let mut file: &File = &disk.file;
+        file.seek(SeekFrom::Start(offset))?;
         for &(addr, len) in &self.data {
             let r = if self.kind == RequestType::In {
-                mem.read_exact_volatile_from(addr, &mut disk.file, len as usize)
+                mem.read_exact_volatile_from(addr, &mut file, len as usize)
             } else {
-                mem.write_all_volatile_to(addr, &mut disk.file, len as usize)
+                mem.write_all_volatile_to(addr, &mut file, len as usize)
             };
             r.map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// The `fallocate` mode of a discard: free the blocks, keep the file's size.
+pub const PUNCH_HOLE_MODE: i32 = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+
+fn punch_hole(file: &File, offset: u64, len: u64) -> std::io::Result<()> {
+    if len == 0 {
+        return Ok(());
+    }
+    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    };
+    // SAFETY: fallocate on a file descriptor we own; no memory is passed.
+    let r = unsafe { libc::fallocate(file.as_raw_fd(), PUNCH_HOLE_MODE, off, n) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

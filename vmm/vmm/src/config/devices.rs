@@ -33,8 +33,19 @@ pub struct RateLimiter {
 pub enum IoEngine {
     /// Blocking reads and writes on the event loop.
     Sync,
-    /// io_uring (not in this vmm yet).
+    /// io_uring: submitted without blocking the event loop; falls back to `Sync`, logged,
+    /// where io_uring is unavailable.
     Async,
+}
+
+impl IoEngine {
+    /// The device's engine for `io_engine` (absent: `Sync`).
+    pub fn to_device(e: Option<IoEngine>) -> vmm_devices::block::IoEngine {
+        match e {
+            None | Some(IoEngine::Sync) => vmm_devices::block::IoEngine::Sync,
+            Some(IoEngine::Async) => vmm_devices::block::IoEngine::Async,
+        }
+    }
 }
 
 /// `/drives/{drive_id}`.
@@ -57,7 +68,7 @@ pub struct Drive {
     /// "Unsafe" or "Writeback".
     #[serde(default)]
     pub cache_type: Option<String>,
-    /// "Sync" (the default) or "Async" (io_uring; refused as not supported by this build).
+    /// "Sync" (the default) or "Async" (io_uring).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub io_engine: Option<IoEngine>,
     /// Rate limiter.
@@ -222,7 +233,7 @@ pub fn same_id(kind: &'static str, path_id: &str, body_id: &str) -> Result<(), I
 /// A `/drives` body this vmm does not serve.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DriveConfigError {
-    /// `socket` (vhost-user) is set, or `io_engine` is "Async".
+    /// `socket` (vhost-user) is set.
     #[error(transparent)]
     NotSupported(NotSupported),
     /// `cache_type` other than "Unsafe" or "Writeback".
@@ -247,11 +258,6 @@ impl Drive {
         if self.socket.is_some() {
             return Err(DriveConfigError::NotSupported(NotSupported::new(
                 "vhost-user block (the drive's socket)",
-            )));
-        }
-        if self.io_engine == Some(IoEngine::Async) {
-            return Err(DriveConfigError::NotSupported(NotSupported::new(
-                "io_engine \"Async\" (io_uring block I/O; use \"Sync\")",
             )));
         }
         if let Some(c) = self.cache_type.as_deref() {
@@ -351,10 +357,7 @@ mod tests {
         assert_eq!(drive("a", true).validate(), Ok("/r"));
         let mut d = drive("a", false);
         d.io_engine = Some(IoEngine::Async);
-        assert_eq!(
-            d.validate().unwrap_err().to_string(),
-            "io_engine \"Async\" (io_uring block I/O; use \"Sync\") is not supported by this vmm"
-        );
+        assert_eq!(d.validate(), Ok("/r"));
         d.io_engine = Some(IoEngine::Sync);
         d.cache_type = Some("Fast".into());
         assert!(matches!(d.validate(), Err(DriveConfigError::CacheType(_))));
