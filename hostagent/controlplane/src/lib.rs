@@ -14,6 +14,7 @@
 //! - [`validate`]: ECS's input rules (types aside): task definitions, containers,
 //!   request parameters (network, overrides, tags, load balancers), names and ids.
 //! - [`logs`]: container logs: the log store, agents' batches into it, the Logs API.
+//! - [`tagging`]: the tags a new task gets (given, propagated, managed).
 //! - [`lifecycle`]: a task's life: launch, stop requests, host reports, STOPPED.
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
@@ -63,6 +64,7 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod tables;
+pub mod tagging;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testagent;
 pub mod throttle;

@@ -162,6 +162,18 @@ fn reconcile_one(
                     assign_public_ip: "DISABLED".into(),
                 });
             let deployment_id = s.deployments.first().map(|d| d.id.clone());
+            let tags = crate::tagging::task_tags(
+                c,
+                &crate::tagging::TagSources {
+                    account: ctx.account,
+                    cluster,
+                    td: &td,
+                    service: Some(&s),
+                    given: &[],
+                    propagate: s.propagate_tags,
+                    managed: s.enable_ecs_managed_tags,
+                },
+            )?;
             let mut started = vec![];
             while n_new < desired && n_new + n_old < max_total {
                 let l = Launch {
@@ -173,7 +185,7 @@ fn reconcile_one(
                     group: format!("service:{}", s.service_name),
                     service: Some(s.service_name.clone()),
                     spread: Some(&spread),
-                    tags: vec![],
+                    tags: tags.clone(),
                 };
                 match lifecycle::launch(ctx, c, &l) {
                     Ok(rec) => {

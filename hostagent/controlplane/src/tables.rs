@@ -3,13 +3,15 @@
 //! that does not decode reads as absent and is quarantined (`crate::store`), and
 //! [`sweep`] does that for every table when a cell is loaded.
 
-use crate::model::{Cluster, HostRecord, Service, TaskDefinition, TaskRecord};
+use crate::model::{Cluster, HostRecord, Service, Tag, TaskDefinition, TaskRecord};
 use crate::store::{quarantine, Store, StoreError, StoreExt, Write};
 
 /// Store table names.
 pub mod names {
     /// `{account}/{family}/{revision:010}` -> TaskDefinition.
     pub const TASK_DEFINITION: &str = "taskdef";
+    /// `{account}/{family}/{revision:010}` -> the revision's tags (`Vec<Tag>`).
+    pub const TASK_DEFINITION_TAGS: &str = "taskdef_tags";
     /// `{account}/{family}` -> last revision number (never reused).
     pub const FAMILY: &str = "family";
     /// `{account}/{name}` -> Cluster.
@@ -232,9 +234,32 @@ impl TaskDefinitions<'_> {
             .unwrap_or(0))
     }
 
-    /// Stores a new revision and makes it the family's last, in one write.
-    pub fn register(&self, account: &str, td: &TaskDefinition) -> Result<()> {
+    /// The tags of one revision (none when it has none).
+    pub fn tags(&self, account: &str, family: &str, revision: u32) -> Result<Vec<Tag>> {
+        Ok(self
+            .0
+            .get_json(TASK_DEFINITION_TAGS, &Self::key(account, family, revision))?
+            .unwrap_or_default())
+    }
+
+    /// Replaces the tags of one revision.
+    pub fn put_tags(&self, account: &str, family: &str, revision: u32, tags: &[Tag]) -> Result<()> {
+        self.0.put_json(
+            TASK_DEFINITION_TAGS,
+            &Self::key(account, family, revision),
+            &tags,
+        )
+    }
+
+    /// Stores a new revision with its tags and makes it the family's last, in one
+    /// write.
+    pub fn register(&self, account: &str, td: &TaskDefinition, tags: &[Tag]) -> Result<()> {
         self.0.write(vec![
+            Write::put(
+                TASK_DEFINITION_TAGS,
+                Self::key(account, &td.family, td.revision),
+                &tags,
+            )?,
             Write::put(FAMILY, format!("{account}/{}", td.family), &td.revision)?,
             Write::put(
                 TASK_DEFINITION,
@@ -308,6 +333,7 @@ pub fn sweep(store: &dyn Store) -> Result<u64> {
     let before = store.quarantine_stats().get().0;
     store.scan_json::<TaskDefinition>(TASK_DEFINITION, "")?;
     store.scan_json::<u32>(FAMILY, "")?;
+    store.scan_json::<Vec<Tag>>(TASK_DEFINITION_TAGS, "")?;
     store.scan_json::<Cluster>(CLUSTER, "")?;
     store.scan_json::<Service>(SERVICE, "")?;
     Ok(store.quarantine_stats().get().0.saturating_sub(before))

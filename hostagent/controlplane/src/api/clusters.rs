@@ -103,9 +103,10 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
 #[serde(rename_all = "camelCase")]
 struct DescribeInput {
     clusters: Option<Vec<String>>,
+    include: Option<Vec<String>>,
 }
 
-/// DescribeClusters.
+/// DescribeClusters (tags with `include: ["TAGS"]`).
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
     let names = inp.clusters.unwrap_or_else(|| vec!["default".into()]);
@@ -114,6 +115,7 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             "At most 100 clusters can be described at once.",
         ));
     }
+    let with_tags = super::tags::wants_tags(inp.include.as_deref());
     let (mut clusters, mut failures) = (vec![], vec![]);
     for n in names {
         let found = match cluster_name(ctx, Some(&n)) {
@@ -121,7 +123,12 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             Err(_) => None,
         };
         match found {
-            Some(cl) => clusters.push(with_counts(ctx, c, cl)?),
+            Some(mut cl) => {
+                if !with_tags {
+                    cl.tags.clear();
+                }
+                clusters.push(with_counts(ctx, c, cl)?)
+            }
             None => failures.push(Failure {
                 arn: Some(if n.starts_with("arn:") {
                     n

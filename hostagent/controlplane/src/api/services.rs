@@ -9,7 +9,7 @@ use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::model::{
     Deployment, DeploymentConfiguration, DeploymentStatus, Failure, LoadBalancer,
-    NetworkConfiguration, RolloutState, Service, ServiceStatus, Tag,
+    NetworkConfiguration, PropagateTags, RolloutState, Service, ServiceStatus, Tag,
 };
 use crate::scheduler;
 use crate::validate;
@@ -74,6 +74,22 @@ struct CreateInput {
     load_balancers: Vec<LoadBalancer>,
     #[serde(default)]
     tags: Vec<Tag>,
+    propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
+}
+
+/// `propagateTags` of CreateService/UpdateService.
+fn propagate(p: Option<&str>) -> Result<Option<PropagateTags>, ApiError> {
+    p.map(|x| {
+        PropagateTags::parse(x).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid propagateTags '{}': TASK_DEFINITION, SERVICE or NONE.",
+                x.chars().take(40).collect::<String>()
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// CreateService.
@@ -114,6 +130,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     network(inp.network_configuration.as_ref())?;
     validate::request::load_balancers(&inp.load_balancers, &td)?;
     validate::request::tags(&inp.tags)?;
+    let propagate_tags = propagate(inp.propagate_tags.as_deref())?.unwrap_or_default();
     let net = inp.network_configuration.unwrap_or(NetworkConfiguration {
         awsvpc_configuration: None,
     });
@@ -152,6 +169,8 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         scheduling_strategy: "REPLICA".into(),
         load_balancers: inp.load_balancers,
         tags: inp.tags,
+        propagate_tags,
+        enable_ecs_managed_tags: inp.enable_ecs_managed_tags.unwrap_or(false),
     };
     c.services().put(ctx.account, &cluster.cluster_name, &s)?;
     Ok(json!({"service": s}))
@@ -180,6 +199,9 @@ struct UpdateInput {
     network_configuration: Option<NetworkConfiguration>,
     #[serde(default)]
     force_new_deployment: bool,
+    propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
 }
 
 /// UpdateService.
@@ -196,6 +218,12 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         }
         c.quotas().check_desired_count(d)?;
         s.desired_count = d;
+    }
+    if let Some(p) = propagate(inp.propagate_tags.as_deref())? {
+        s.propagate_tags = p;
+    }
+    if let Some(m) = inp.enable_ecs_managed_tags {
+        s.enable_ecs_managed_tags = m;
     }
     if let Some(dc) = inp.deployment_configuration {
         s.deployment_configuration = deployment_config(Some(dc))?;
@@ -238,9 +266,10 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
 struct DescribeInput {
     cluster: Option<String>,
     services: Option<Vec<String>>,
+    include: Option<Vec<String>>,
 }
 
-/// DescribeServices.
+/// DescribeServices (tags with `include: ["TAGS"]`).
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
@@ -250,15 +279,21 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             "services must contain between 1 and 10 items.",
         ));
     }
+    let with_tags = super::tags::wants_tags(inp.include.as_deref());
     let (mut out, mut failures) = (vec![], vec![]);
     for n in names {
         match get_service(ctx, c, &cluster.cluster_name, Some(&n)) {
-            Ok(s) => out.push(scheduler::with_counts(
-                c,
-                ctx.account,
-                &cluster.cluster_name,
-                s,
-            )?),
+            Ok(mut s) => {
+                if !with_tags {
+                    s.tags.clear();
+                }
+                out.push(scheduler::with_counts(
+                    c,
+                    ctx.account,
+                    &cluster.cluster_name,
+                    s,
+                )?)
+            }
             Err(e) if e.kind == "ServiceNotFoundException" => failures.push(Failure {
                 arn: Some(if n.starts_with("arn:") {
                     n

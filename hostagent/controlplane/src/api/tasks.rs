@@ -7,8 +7,9 @@ use crate::ctx::Ctx;
 use crate::domain::DomainError;
 use crate::error::ApiError;
 use crate::lifecycle::{self, Launch};
-use crate::model::{Failure, NetworkConfiguration, Tag, TaskOverride, TaskRecord};
+use crate::model::{Failure, NetworkConfiguration, PropagateTags, Tag, TaskOverride, TaskRecord};
 use crate::tables::TaskKey;
+use crate::tagging::{self, TagSources};
 use crate::validate;
 use agent_proto::Status;
 use serde::Deserialize;
@@ -28,6 +29,9 @@ struct RunInput {
     group: Option<String>,
     #[serde(default)]
     tags: Vec<Tag>,
+    propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
 }
 
 /// RunTask.
@@ -46,6 +50,29 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     validate::request::started_by(inp.started_by.as_deref())?;
     validate::request::group(inp.group.as_deref())?;
     validate::request::tags(&inp.tags)?;
+    let propagate = match inp.propagate_tags.as_deref() {
+        None | Some("NONE") => PropagateTags::None,
+        Some("TASK_DEFINITION") => PropagateTags::TaskDefinition,
+        Some(x) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid propagateTags '{}': RunTask takes TASK_DEFINITION or NONE.",
+                x.chars().take(40).collect::<String>()
+            )))
+        }
+    };
+    let tags = tagging::task_tags(
+        c,
+        &TagSources {
+            account: ctx.account,
+            cluster: &cluster.cluster_name,
+            td: &td,
+            service: None,
+            given: &inp.tags,
+            propagate,
+            managed: inp.enable_ecs_managed_tags.unwrap_or(false),
+        },
+    )?;
+    validate::request::tag_count(&tags)?;
     // The whole call fits the account's vCPU quota, or none of it runs.
     let cpu = u64::from(td.cpu.parse::<u32>().unwrap_or(0));
     c.quotas()
@@ -60,7 +87,7 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
         group,
         service: None,
         spread: None,
-        tags: inp.tags,
+        tags,
     };
     let (mut tasks, mut failures) = (vec![], vec![]);
     for _ in 0..count {
@@ -134,6 +161,7 @@ pub fn stop(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
 struct DescribeInput {
     cluster: Option<String>,
     tasks: Option<Vec<String>>,
+    include: Option<Vec<String>>,
 }
 
 /// Names of the task attributes that carry the latest metrics sample.
@@ -153,7 +181,7 @@ fn metrics_attributes(arn: &str, m: &crate::cells::TaskMetricsSample) -> Value {
     ])
 }
 
-/// DescribeTasks.
+/// DescribeTasks (tags with `include: ["TAGS"]`).
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
@@ -166,10 +194,14 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             "At most 100 tasks can be described at once.",
         ));
     }
+    let with_tags = super::tags::wants_tags(inp.include.as_deref());
     let (mut tasks, mut failures) = (vec![], vec![]);
     for s in ids {
         match get(ctx, c, &cluster.cluster_name, &s)? {
-            Some(r) => {
+            Some(mut r) => {
+                if !with_tags {
+                    r.task.tags.clear();
+                }
                 let mut t = serde_json::to_value(&r.task)
                     .map_err(|e| ApiError::server(format!("encode task: {e}")))?;
                 if let Some(m) = c.metrics(&r.task.task_arn) {
@@ -219,6 +251,16 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
         ),
     };
     let svc = inp.service_name.as_ref().map(|s| service_name(ctx, s));
+    // As ECS: a service the cluster never had is an error, not `[]` (a deleted
+    // one, still described as INACTIVE, lists its stopped tasks).
+    if let Some(s) = &svc {
+        if c.services()
+            .get(ctx.account, &cluster.cluster_name, s)?
+            .is_none()
+        {
+            return Err(ApiError::service_not_found());
+        }
+    }
     let items: Vec<(String, String)> = c
         .tasks()
         .in_cluster(ctx.account, &cluster.cluster_name)?

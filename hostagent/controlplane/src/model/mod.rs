@@ -77,8 +77,8 @@ pub struct Cluster {
     /// Counter.
     #[serde(default)]
     pub active_services_count: u64,
-    /// Tags.
-    #[serde(default)]
+    /// Tags (shown where asked for with `include: ["TAGS"]`, and by creates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
     /// Settings (`containerInsights`).
     #[serde(default)]

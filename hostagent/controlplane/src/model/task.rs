@@ -160,8 +160,8 @@ pub struct Task {
     pub attachments: Vec<Attachment>,
     /// Health.
     pub health_status: HealthStatus,
-    /// Tags.
-    #[serde(default)]
+    /// Tags (shown where asked for with `include: ["TAGS"]`, and by creates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
     /// Always false here.
     pub enable_execute_command: bool,

@@ -74,6 +74,32 @@ pub fn tags(t: &[crate::model::Tag]) -> Result<(), Invalid> {
     rules::tags("tags", t).map_err(bad)
 }
 
+/// `tagKeys` of UntagResource: 1 to 50 keys, none reserved.
+pub fn tag_keys(keys: &[String]) -> Result<(), Invalid> {
+    if keys.is_empty() || keys.len() > 50 {
+        return Err(bad("tagKeys must have 1 to 50 items."));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        rules::tag_key(&format!("tagKeys[{i}]"), k).map_err(bad)?;
+    }
+    Ok(())
+}
+
+/// The tags of a resource after a change: at most 50 set by users (the `aws:` tags
+/// ECS manages do not count).
+pub fn tag_count(all: &[crate::model::Tag]) -> Result<(), Invalid> {
+    let n = all
+        .iter()
+        .filter(|t| !t.key.to_ascii_lowercase().starts_with("aws:"))
+        .count();
+    if n > 50 {
+        return Err(bad(format!(
+            "A resource can have at most 50 tags; this change would leave {n}."
+        )));
+    }
+    Ok(())
+}
+
 /// `startedBy`: up to 128 letters, digits, `-`, `_`, `/`.
 pub fn started_by(s: Option<&str>) -> Result<(), Invalid> {
     let Some(s) = s else { return Ok(()) };

@@ -11,3 +11,4 @@ mod logs;
 mod quarantine;
 mod quotas;
 mod services;
+mod tagging;
