@@ -12,3 +12,4 @@ mod quarantine;
 mod quotas;
 mod services;
 mod tagging;
+mod task_definitions;
