@@ -3,7 +3,7 @@
 //! that does not decode reads as absent and is quarantined (`crate::store`), and
 //! [`sweep`] does that for every table when a cell is loaded.
 
-use crate::model::{Cluster, HostRecord, Service, Tag, TaskDefinition, TaskRecord};
+use crate::model::{AccountSetting, Cluster, HostRecord, Service, Tag, TaskDefinition, TaskRecord};
 use crate::store::{quarantine, Store, StoreError, StoreExt, Write};
 
 /// Store table names.
@@ -20,6 +20,8 @@ pub mod names {
     pub const TASK: &str = "task";
     /// `{account}/{cluster}/{name}` -> Service.
     pub const SERVICE: &str = "service";
+    /// `{account}/{name}/{principal ARN}` -> AccountSetting.
+    pub const ACCOUNT_SETTING: &str = "account_setting";
     /// `{host id}` -> HostRecord.
     pub const HOST: &str = "host";
     /// Router: `{account}` -> cell number.
@@ -294,6 +296,48 @@ impl TaskDefinitions<'_> {
     }
 }
 
+/// The account settings: [`AccountSetting`]s by account, name and principal.
+pub struct AccountSettings<'a>(pub &'a dyn Store);
+
+impl AccountSettings<'_> {
+    fn key(account: &str, name: &str, principal: &str) -> String {
+        format!("{account}/{name}/{principal}")
+    }
+
+    /// The setting `name` of one principal, if it set one.
+    pub fn get(
+        &self,
+        account: &str,
+        name: &str,
+        principal: &str,
+    ) -> Result<Option<AccountSetting>> {
+        self.0
+            .get_json(ACCOUNT_SETTING, &Self::key(account, name, principal))
+    }
+
+    /// Writes one setting (under its name and principal).
+    pub fn put(&self, account: &str, s: &AccountSetting) -> Result<()> {
+        self.0.put_json(
+            ACCOUNT_SETTING,
+            &Self::key(account, &s.name, &s.principal_arn),
+            s,
+        )
+    }
+
+    /// Deletes one setting.
+    pub fn delete(&self, account: &str, name: &str, principal: &str) -> Result<()> {
+        self.0.write(vec![Write::Delete {
+            table: ACCOUNT_SETTING,
+            key: Self::key(account, name, principal),
+        }])
+    }
+
+    /// Every setting of `account`, by key.
+    pub fn of_account(&self, account: &str) -> Result<Vec<(String, AccountSetting)>> {
+        self.0.scan_json(ACCOUNT_SETTING, &format!("{account}/"))
+    }
+}
+
 /// The hosts: [`HostRecord`]s by host id.
 pub struct Hosts<'a>(pub &'a dyn Store);
 
@@ -336,6 +380,7 @@ pub fn sweep(store: &dyn Store) -> Result<u64> {
     store.scan_json::<Vec<Tag>>(TASK_DEFINITION_TAGS, "")?;
     store.scan_json::<Cluster>(CLUSTER, "")?;
     store.scan_json::<Service>(SERVICE, "")?;
+    store.scan_json::<AccountSetting>(ACCOUNT_SETTING, "")?;
     Ok(store.quarantine_stats().get().0.saturating_sub(before))
 }
 

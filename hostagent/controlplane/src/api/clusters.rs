@@ -1,4 +1,5 @@
-//! CreateCluster, DescribeClusters, ListClusters, DeleteCluster.
+//! CreateCluster, DescribeClusters, ListClusters, DeleteCluster, UpdateCluster,
+//! UpdateClusterSettings.
 
 use super::common::{active_cluster, cluster_name, input, paginate};
 use crate::cells::CellState;
@@ -74,14 +75,22 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         .filter(|(_, cl)| cl.status == ClusterStatus::Active)
         .count() as u64;
     c.quotas().check_new_cluster(active)?;
-    let settings = if inp.settings.is_empty() {
-        vec![KeyValuePair {
+    // Without a containerInsights setting, the account's (PutAccountSetting) applies.
+    let mut settings = inp.settings;
+    if !settings.iter().any(|s| s.name == "containerInsights") {
+        let value = super::account_settings::effective(
+            c,
+            ctx.account,
+            "containerInsights",
+            &crate::model::root_principal(ctx.account),
+        )?
+        .map(|s| s.value)
+        .unwrap_or_else(|| "disabled".into());
+        settings.push(KeyValuePair {
             name: "containerInsights".into(),
-            value: "disabled".into(),
-        }]
-    } else {
-        inp.settings
-    };
+            value,
+        });
+    }
     let cl = Cluster {
         cluster_arn: ctx.arn(&format!("cluster/{name}")),
         cluster_name: name,
@@ -191,4 +200,62 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     cl.status = ClusterStatus::Inactive;
     c.clusters().put(ctx.account, &cl)?;
     Ok(json!({"cluster": cl}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateInput {
+    cluster: Option<String>,
+    settings: Option<Vec<KeyValuePair>>,
+    configuration: Option<Value>,
+    service_connect_defaults: Option<Value>,
+}
+
+/// Sets `settings` on an ACTIVE cluster (a setting replaces the one of its name).
+fn set_settings(
+    ctx: &Ctx<'_>,
+    c: &mut CellState,
+    cluster: Option<&str>,
+    settings: Vec<KeyValuePair>,
+) -> Result<Value, ApiError> {
+    let s = cluster
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("cluster can not be blank."))?;
+    validate::request::cluster_settings(&settings)?;
+    let mut cl = active_cluster(ctx, c, Some(s))?;
+    for kv in settings {
+        match cl.settings.iter_mut().find(|o| o.name == kv.name) {
+            Some(o) => o.value = kv.value,
+            None => cl.settings.push(kv),
+        }
+    }
+    c.clusters().put(ctx.account, &cl)?;
+    Ok(json!({"cluster": with_counts(ctx, c, cl)?}))
+}
+
+/// UpdateCluster: its `settings` (`configuration` and `serviceConnectDefaults`,
+/// execute-command and Service Connect, are not served and are refused).
+pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: UpdateInput = input(v)?;
+    if inp.configuration.is_some() || inp.service_connect_defaults.is_some() {
+        return Err(ApiError::invalid(
+            "configuration and serviceConnectDefaults are not supported by this control plane.",
+        ));
+    }
+    set_settings(
+        ctx,
+        c,
+        inp.cluster.as_deref(),
+        inp.settings.unwrap_or_default(),
+    )
+}
+
+/// UpdateClusterSettings.
+pub fn update_settings(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: UpdateInput = input(v)?;
+    let settings = inp
+        .settings
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("settings can not be empty."))?;
+    set_settings(ctx, c, inp.cluster.as_deref(), settings)
 }

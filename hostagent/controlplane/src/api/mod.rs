@@ -2,6 +2,7 @@
 //! context, the locked state of the caller's cell and the JSON input, and returns
 //! the JSON output.
 
+pub mod account_settings;
 pub mod clusters;
 pub mod common;
 pub mod container_instances;
@@ -34,6 +35,12 @@ const OPERATIONS: &[(&str, Handler)] = &[
     ("DescribeClusters", clusters::describe),
     ("ListClusters", clusters::list),
     ("DeleteCluster", clusters::delete),
+    ("UpdateCluster", clusters::update),
+    ("UpdateClusterSettings", clusters::update_settings),
+    ("PutAccountSetting", account_settings::put),
+    ("PutAccountSettingDefault", account_settings::put_default),
+    ("ListAccountSettings", account_settings::list),
+    ("DeleteAccountSetting", account_settings::delete),
     ("RunTask", tasks::run),
     ("StopTask", tasks::stop),
     ("DescribeTasks", tasks::describe),

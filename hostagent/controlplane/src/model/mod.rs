@@ -7,6 +7,7 @@ pub mod host;
 pub mod overrides;
 pub mod runtime_fields;
 pub mod service;
+pub mod settings;
 pub mod status;
 pub mod task;
 pub mod task_definition;
@@ -15,6 +16,7 @@ pub use container::*;
 pub use host::HostRecord;
 pub use overrides::*;
 pub use service::*;
+pub use settings::{root_principal, AccountSetting};
 pub use status::{
     AttachmentStatus, ClusterStatus, Connectivity, DeploymentStatus, HealthStatus, HostStatus,
     RolloutState, ServiceStatus, TaskDefinitionStatus,

@@ -11,5 +11,6 @@ mod logs;
 mod quarantine;
 mod quotas;
 mod services;
+mod settings;
 mod tagging;
 mod task_definitions;
