@@ -22,6 +22,7 @@
 //! - [`quotas`]: account quotas (ECS's defaults, flags) and their checks.
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
+//! - [`capacity`]: the built-in capacity providers and strategies (base, weight).
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
 //! - [`tables`]: one typed accessor per table of a cell's store (keys, records).
 //! - [`host_tables`]: the host-identity tables: bootstrap tokens, revoked hosts.
@@ -41,6 +42,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod capacity;
 pub mod cells;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod client;

@@ -175,7 +175,15 @@ fn reconcile_one(
                 },
             )?;
             let mut started = vec![];
+            let mut per_provider: HashMap<String, usize> = HashMap::new();
+            for r in &live {
+                if let Some(p) = &r.task.capacity_provider_name {
+                    *per_provider.entry(p.clone()).or_default() += 1;
+                }
+            }
             while n_new < desired && n_new + n_old < max_total {
+                let provider = crate::capacity::pick(&s.capacity_provider_strategy, &per_provider)
+                    .map(str::to_string);
                 let l = Launch {
                     cluster,
                     td: &td,
@@ -186,9 +194,13 @@ fn reconcile_one(
                     service: Some(s.service_name.clone()),
                     spread: Some(&spread),
                     tags: tags.clone(),
+                    capacity_provider: provider.clone(),
                 };
                 match lifecycle::launch(ctx, c, &l) {
                     Ok(rec) => {
+                        if let Some(p) = provider {
+                            *per_provider.entry(p).or_default() += 1;
+                        }
                         *spread
                             .entry(rec.task.availability_zone.clone())
                             .or_default() += 1;

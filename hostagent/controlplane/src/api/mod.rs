@@ -37,6 +37,14 @@ const OPERATIONS: &[(&str, Handler)] = &[
     ("DeleteCluster", clusters::delete),
     ("UpdateCluster", clusters::update),
     ("UpdateClusterSettings", clusters::update_settings),
+    (
+        "PutClusterCapacityProviders",
+        clusters::put_capacity_providers,
+    ),
+    (
+        "DescribeCapacityProviders",
+        clusters::describe_capacity_providers,
+    ),
     ("PutAccountSetting", account_settings::put),
     ("PutAccountSettingDefault", account_settings::put_default),
     ("ListAccountSettings", account_settings::list),

@@ -1,15 +1,17 @@
 //! CreateService, UpdateService, DescribeServices, ListServices, DeleteService.
 //! The scheduler (crate::scheduler) does the work of keeping them running.
 
-use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
+use super::common::{
+    active_cluster, input, launch_type, network, paginate, service_name, strategy,
+};
 use super::task_definitions::runnable_td;
 use crate::cells::CellState;
 use crate::clock::now;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::model::{
-    Deployment, DeploymentConfiguration, DeploymentStatus, Failure, LoadBalancer,
-    NetworkConfiguration, PropagateTags, RolloutState, Service, ServiceStatus, Tag,
+    CapacityProviderStrategyItem, Deployment, DeploymentConfiguration, DeploymentStatus, Failure,
+    LoadBalancer, NetworkConfiguration, PropagateTags, RolloutState, Service, ServiceStatus, Tag,
 };
 use crate::scheduler;
 use crate::validate;
@@ -77,6 +79,7 @@ struct CreateInput {
     propagate_tags: Option<String>,
     #[serde(rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: Option<bool>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 
 /// `propagateTags` of CreateService/UpdateService.
@@ -119,6 +122,11 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         }
     }
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let capacity_provider_strategy = strategy(
+        &cluster,
+        inp.launch_type.as_deref(),
+        inp.capacity_provider_strategy,
+    )?;
     let desired = inp.desired_count.ok_or_else(|| {
         ApiError::invalid("desiredCount must be specified for the REPLICA scheduling strategy.")
     })?;
@@ -171,6 +179,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         tags: inp.tags,
         propagate_tags,
         enable_ecs_managed_tags: inp.enable_ecs_managed_tags.unwrap_or(false),
+        capacity_provider_strategy,
     };
     c.services().put(ctx.account, &cluster.cluster_name, &s)?;
     Ok(json!({"service": s}))
@@ -202,6 +211,7 @@ struct UpdateInput {
     propagate_tags: Option<String>,
     #[serde(rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: Option<bool>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 
 /// UpdateService.
@@ -224,6 +234,11 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     }
     if let Some(m) = inp.enable_ecs_managed_tags {
         s.enable_ecs_managed_tags = m;
+    }
+    // A new strategy applies to the tasks started from now on.
+    if let Some(st) = inp.capacity_provider_strategy.filter(|st| !st.is_empty()) {
+        validate::request::capacity_provider_strategy(&st, &cluster.capacity_providers)?;
+        s.capacity_provider_strategy = st;
     }
     if let Some(dc) = inp.deployment_configuration {
         s.deployment_configuration = deployment_config(Some(dc))?;

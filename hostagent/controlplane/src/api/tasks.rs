@@ -1,13 +1,19 @@
 //! RunTask, StopTask, DescribeTasks, ListTasks.
 
-use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
+use super::common::{
+    active_cluster, input, launch_type, network, paginate, service_name, strategy,
+};
 use super::task_definitions::runnable_td;
+use crate::capacity;
 use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::domain::DomainError;
 use crate::error::ApiError;
 use crate::lifecycle::{self, Launch};
-use crate::model::{Failure, NetworkConfiguration, PropagateTags, Tag, TaskOverride, TaskRecord};
+use crate::model::{
+    CapacityProviderStrategyItem, Failure, NetworkConfiguration, PropagateTags, Tag, TaskOverride,
+    TaskRecord,
+};
 use crate::tables::TaskKey;
 use crate::tagging::{self, TagSources};
 use crate::validate;
@@ -32,6 +38,7 @@ struct RunInput {
     propagate_tags: Option<String>,
     #[serde(rename = "enableECSManagedTags")]
     enable_ecs_managed_tags: Option<bool>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 
 /// RunTask.
@@ -43,6 +50,11 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     }
     launch_type(inp.launch_type.as_deref())?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let strat = strategy(
+        &cluster,
+        inp.launch_type.as_deref(),
+        inp.capacity_provider_strategy,
+    )?;
     let td = runnable_td(ctx, c, inp.task_definition.as_deref())?;
     let net = network(inp.network_configuration.as_ref())?;
     let overrides = inp.overrides.unwrap_or_default();
@@ -78,7 +90,7 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     c.quotas()
         .check_cpu(c.account_cpu(ctx.account), cpu.saturating_mul(count as u64))?;
     let group = inp.group.unwrap_or_else(|| format!("family:{}", td.family));
-    let launch = Launch {
+    let mut launch = Launch {
         cluster: &cluster.cluster_name,
         td: &td,
         net: &net,
@@ -88,11 +100,19 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
         service: None,
         spread: None,
         tags,
+        capacity_provider: None,
     };
+    let mut per_provider = std::collections::HashMap::new();
     let (mut tasks, mut failures) = (vec![], vec![]);
     for _ in 0..count {
+        launch.capacity_provider = capacity::pick(&strat, &per_provider).map(str::to_string);
         match lifecycle::launch(ctx, c, &launch) {
-            Ok(rec) => tasks.push(rec.task),
+            Ok(rec) => {
+                if let Some(p) = &launch.capacity_provider {
+                    *per_provider.entry(p.clone()).or_insert(0) += 1;
+                }
+                tasks.push(rec.task)
+            }
             Err(DomainError::NoCapacity(no)) => failures.push(Failure {
                 arn: None,
                 reason: no.reason().into(),

@@ -57,6 +57,20 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// An item of a `capacityProviderStrategy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityProviderStrategyItem {
+    /// `FARGATE` or `FARGATE_SPOT`.
+    pub capacity_provider: String,
+    /// Share of the tasks above the bases.
+    #[serde(default)]
+    pub weight: i64,
+    /// Tasks placed on it first.
+    #[serde(default)]
+    pub base: i64,
+}
+
 /// A cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -88,6 +102,10 @@ pub struct Cluster {
     /// Capacity providers.
     #[serde(default)]
     pub capacity_providers: Vec<String>,
+    /// The strategy of RunTask and CreateService calls that name neither a launch
+    /// type nor a strategy.
+    #[serde(default)]
+    pub default_capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     /// Statistics.
     #[serde(default)]
     pub statistics: Vec<KeyValuePair>,

@@ -158,6 +158,9 @@ pub struct Service {
     /// Load balancers.
     #[serde(default)]
     pub load_balancers: Vec<LoadBalancer>,
+    /// Its capacity provider strategy (empty: launch type FARGATE).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<super::CapacityProviderStrategyItem>,
     /// Whose tags its tasks get.
     #[serde(default)]
     pub propagate_tags: PropagateTags,

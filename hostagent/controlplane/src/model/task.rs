@@ -152,6 +152,9 @@ pub struct Task {
     pub stopped_at: Option<f64>,
     /// `FARGATE`.
     pub launch_type: String,
+    /// The capacity provider it runs on, when it was started with a strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
     /// Platform version.
     pub platform_version: String,
     /// The host's AZ.

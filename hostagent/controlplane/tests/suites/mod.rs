@@ -4,6 +4,7 @@
 
 mod agents;
 mod bounds;
+mod capacity;
 mod errors;
 mod frontend;
 mod lifecycle;
