@@ -15,8 +15,14 @@ use serde_json::{json, Value};
 /// A resource that has tags, as read from the store.
 enum Tagged {
     Cluster(Cluster),
-    Service { cluster: String, service: Service },
-    TaskDefinition { family: String, revision: u32 },
+    Service {
+        cluster: String,
+        service: Box<Service>,
+    },
+    TaskDefinition {
+        family: String,
+        revision: u32,
+    },
     Task(TaskKey, Box<TaskRecord>),
 }
 
@@ -82,7 +88,7 @@ fn resolve(ctx: &Ctx<'_>, c: &CellState, arn: &str) -> Result<Tagged, ApiError> 
                 .filter(|s| s.status != ServiceStatus::Inactive)
                 .map(|service| Tagged::Service {
                     cluster: cluster.to_string(),
-                    service,
+                    service: Box::new(service),
                 }),
             None => None,
         },
