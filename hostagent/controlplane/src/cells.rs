@@ -13,7 +13,9 @@ use crate::quotas::Quotas;
 use crate::store::etcd::{EtcdStore, Fence};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
-use crate::tables::{names, Clusters, Hosts, Services, TaskDefinitions, TaskKey, Tasks};
+use crate::tables::{
+    names, AccountSettings, Clusters, Hosts, Services, TaskDefinitions, TaskKey, Tasks,
+};
 use agent_proto::{ControlMessage, Status};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -95,6 +97,11 @@ impl CellState {
     /// The cell's task definitions.
     pub fn task_definitions(&self) -> TaskDefinitions<'_> {
         TaskDefinitions(self.store.as_ref())
+    }
+
+    /// The account settings of the cell's accounts.
+    pub fn account_settings(&self) -> AccountSettings<'_> {
+        AccountSettings(self.store.as_ref())
     }
 
     /// The cell's hosts.

@@ -76,9 +76,9 @@ impl ApiError {
     pub fn bad_signature(m: impl Into<String>) -> Self {
         Self::new("InvalidSignatureException", 403, m)
     }
-    /// `UnknownOperationException` (400).
-    pub fn unknown_operation() -> Self {
-        Self::new("UnknownOperationException", 400, "")
+    /// `UnknownOperationException` (400), the message naming the operation.
+    pub fn unknown_operation(m: impl Into<String>) -> Self {
+        Self::new("UnknownOperationException", 400, m)
     }
     /// `SerializationException` (400): the body is not the JSON the operation takes.
     pub fn serialization(m: impl Into<String>) -> Self {

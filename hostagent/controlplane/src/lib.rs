@@ -16,6 +16,7 @@
 //! - [`validate`]: ECS's input rules (types aside): task definitions, containers,
 //!   request parameters (network, overrides, tags, load balancers), names and ids.
 //! - [`logs`]: container logs: the log store, agents' batches into it, the Logs API.
+//! - [`tagging`]: the tags a new task gets (given, propagated, managed).
 //! - [`lifecycle`]: a task's life: launch, stop requests, host reports, STOPPED.
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
@@ -24,6 +25,7 @@
 //! - [`certs`]: `controlplane certs`: a throwaway local CA and certificates (rcgen).
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
 //! - [`domain`]: the domain error (`DomainError`) of lifecycle, scheduler and validation.
+//! - [`capacity`]: the built-in capacity providers and strategies (base, weight).
 //! - [`placement`]: which host gets a task (best fit, AZ spread).
 //! - [`tables`]: one typed accessor per table of a cell's store (keys, records).
 //! - [`host_tables`]: the host-identity tables: bootstrap tokens, revoked hosts.
@@ -43,6 +45,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod capacity;
 pub mod cells;
 pub mod certs;
 #[cfg(any(test, feature = "test-utils"))]
@@ -67,6 +70,7 @@ pub mod server;
 pub mod store;
 pub mod sync;
 pub mod tables;
+pub mod tagging;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testagent;
 pub mod throttle;

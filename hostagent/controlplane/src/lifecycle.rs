@@ -45,6 +45,8 @@ pub struct Launch<'a> {
     pub spread: Option<&'a HashMap<String, usize>>,
     /// Tags given to the task.
     pub tags: Vec<crate::model::Tag>,
+    /// The capacity provider it runs on, when started with a strategy.
+    pub capacity_provider: Option<String>,
 }
 
 fn spec_containers(td: &TaskDefinition, ov: &TaskOverride) -> Vec<ContainerSpec> {
@@ -196,6 +198,7 @@ pub fn launch(ctx: &Ctx<'_>, c: &mut CellState, l: &Launch<'_>) -> Result<TaskRe
         execution_stopped_at: None,
         stopped_at: None,
         launch_type: "FARGATE".into(),
+        capacity_provider_name: l.capacity_provider.clone(),
         platform_version: "1.4.0".into(),
         availability_zone: az,
         attachments: vec![Attachment {

@@ -162,8 +162,28 @@ fn reconcile_one(
                     assign_public_ip: "DISABLED".into(),
                 });
             let deployment_id = s.deployments.first().map(|d| d.id.clone());
+            let tags = crate::tagging::task_tags(
+                c,
+                &crate::tagging::TagSources {
+                    account: ctx.account,
+                    cluster,
+                    td: &td,
+                    service: Some(&s),
+                    given: &[],
+                    propagate: s.propagate_tags,
+                    managed: s.enable_ecs_managed_tags,
+                },
+            )?;
             let mut started = vec![];
+            let mut per_provider: HashMap<String, usize> = HashMap::new();
+            for r in &live {
+                if let Some(p) = &r.task.capacity_provider_name {
+                    *per_provider.entry(p.clone()).or_default() += 1;
+                }
+            }
             while n_new < desired && n_new + n_old < max_total {
+                let provider = crate::capacity::pick(&s.capacity_provider_strategy, &per_provider)
+                    .map(str::to_string);
                 let l = Launch {
                     cluster,
                     td: &td,
@@ -173,10 +193,14 @@ fn reconcile_one(
                     group: format!("service:{}", s.service_name),
                     service: Some(s.service_name.clone()),
                     spread: Some(&spread),
-                    tags: vec![],
+                    tags: tags.clone(),
+                    capacity_provider: provider.clone(),
                 };
                 match lifecycle::launch(ctx, c, &l) {
                     Ok(rec) => {
+                        if let Some(p) = provider {
+                            *per_provider.entry(p).or_default() += 1;
+                        }
                         *spread
                             .entry(rec.task.availability_zone.clone())
                             .or_default() += 1;

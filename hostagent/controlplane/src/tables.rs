@@ -3,13 +3,15 @@
 //! that does not decode reads as absent and is quarantined (`crate::store`), and
 //! [`sweep`] does that for every table when a cell is loaded.
 
-use crate::model::{Cluster, HostRecord, Service, TaskDefinition, TaskRecord};
+use crate::model::{AccountSetting, Cluster, HostRecord, Service, Tag, TaskDefinition, TaskRecord};
 use crate::store::{quarantine, Store, StoreError, StoreExt, Write};
 
 /// Store table names.
 pub mod names {
     /// `{account}/{family}/{revision:010}` -> TaskDefinition.
     pub const TASK_DEFINITION: &str = "taskdef";
+    /// `{account}/{family}/{revision:010}` -> the revision's tags (`Vec<Tag>`).
+    pub const TASK_DEFINITION_TAGS: &str = "taskdef_tags";
     /// `{account}/{family}` -> last revision number (never reused).
     pub const FAMILY: &str = "family";
     /// `{account}/{name}` -> Cluster.
@@ -18,6 +20,8 @@ pub mod names {
     pub const TASK: &str = "task";
     /// `{account}/{cluster}/{name}` -> Service.
     pub const SERVICE: &str = "service";
+    /// `{account}/{name}/{principal ARN}` -> AccountSetting.
+    pub const ACCOUNT_SETTING: &str = "account_setting";
     /// `{host id}` -> HostRecord.
     pub const HOST: &str = "host";
     /// Router: `{account}` -> cell number.
@@ -232,9 +236,32 @@ impl TaskDefinitions<'_> {
             .unwrap_or(0))
     }
 
-    /// Stores a new revision and makes it the family's last, in one write.
-    pub fn register(&self, account: &str, td: &TaskDefinition) -> Result<()> {
+    /// The tags of one revision (none when it has none).
+    pub fn tags(&self, account: &str, family: &str, revision: u32) -> Result<Vec<Tag>> {
+        Ok(self
+            .0
+            .get_json(TASK_DEFINITION_TAGS, &Self::key(account, family, revision))?
+            .unwrap_or_default())
+    }
+
+    /// Replaces the tags of one revision.
+    pub fn put_tags(&self, account: &str, family: &str, revision: u32, tags: &[Tag]) -> Result<()> {
+        self.0.put_json(
+            TASK_DEFINITION_TAGS,
+            &Self::key(account, family, revision),
+            &tags,
+        )
+    }
+
+    /// Stores a new revision with its tags and makes it the family's last, in one
+    /// write.
+    pub fn register(&self, account: &str, td: &TaskDefinition, tags: &[Tag]) -> Result<()> {
         self.0.write(vec![
+            Write::put(
+                TASK_DEFINITION_TAGS,
+                Self::key(account, &td.family, td.revision),
+                &tags,
+            )?,
             Write::put(FAMILY, format!("{account}/{}", td.family), &td.revision)?,
             Write::put(
                 TASK_DEFINITION,
@@ -266,6 +293,48 @@ impl TaskDefinitions<'_> {
             .into_iter()
             .map(|(_, t)| t)
             .collect())
+    }
+}
+
+/// The account settings: [`AccountSetting`]s by account, name and principal.
+pub struct AccountSettings<'a>(pub &'a dyn Store);
+
+impl AccountSettings<'_> {
+    fn key(account: &str, name: &str, principal: &str) -> String {
+        format!("{account}/{name}/{principal}")
+    }
+
+    /// The setting `name` of one principal, if it set one.
+    pub fn get(
+        &self,
+        account: &str,
+        name: &str,
+        principal: &str,
+    ) -> Result<Option<AccountSetting>> {
+        self.0
+            .get_json(ACCOUNT_SETTING, &Self::key(account, name, principal))
+    }
+
+    /// Writes one setting (under its name and principal).
+    pub fn put(&self, account: &str, s: &AccountSetting) -> Result<()> {
+        self.0.put_json(
+            ACCOUNT_SETTING,
+            &Self::key(account, &s.name, &s.principal_arn),
+            s,
+        )
+    }
+
+    /// Deletes one setting.
+    pub fn delete(&self, account: &str, name: &str, principal: &str) -> Result<()> {
+        self.0.write(vec![Write::Delete {
+            table: ACCOUNT_SETTING,
+            key: Self::key(account, name, principal),
+        }])
+    }
+
+    /// Every setting of `account`, by key.
+    pub fn of_account(&self, account: &str) -> Result<Vec<(String, AccountSetting)>> {
+        self.0.scan_json(ACCOUNT_SETTING, &format!("{account}/"))
     }
 }
 
@@ -308,8 +377,10 @@ pub fn sweep(store: &dyn Store) -> Result<u64> {
     let before = store.quarantine_stats().get().0;
     store.scan_json::<TaskDefinition>(TASK_DEFINITION, "")?;
     store.scan_json::<u32>(FAMILY, "")?;
+    store.scan_json::<Vec<Tag>>(TASK_DEFINITION_TAGS, "")?;
     store.scan_json::<Cluster>(CLUSTER, "")?;
     store.scan_json::<Service>(SERVICE, "")?;
+    store.scan_json::<AccountSetting>(ACCOUNT_SETTING, "")?;
     Ok(store.quarantine_stats().get().0.saturating_sub(before))
 }
 

@@ -1,10 +1,13 @@
-//! CreateCluster, DescribeClusters, ListClusters, DeleteCluster.
+//! CreateCluster, DescribeClusters, ListClusters, DeleteCluster, UpdateCluster,
+//! UpdateClusterSettings, PutClusterCapacityProviders, DescribeCapacityProviders.
 
 use super::common::{active_cluster, cluster_name, input, paginate};
 use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::model::{Cluster, ClusterStatus, Failure, KeyValuePair, ServiceStatus, Tag};
+use crate::model::{
+    CapacityProviderStrategyItem, Cluster, ClusterStatus, Failure, KeyValuePair, ServiceStatus, Tag,
+};
 use crate::validate;
 use agent_proto::Status;
 use serde::Deserialize;
@@ -21,6 +24,8 @@ struct CreateInput {
     settings: Vec<KeyValuePair>,
     #[serde(default)]
     capacity_providers: Vec<String>,
+    #[serde(default)]
+    default_capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
 }
 
 /// Fills the counters of `cl` from the cell's tasks and services.
@@ -62,6 +67,10 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     validate::request::tags(&inp.tags)?;
     validate::request::cluster_settings(&inp.settings)?;
     validate::request::capacity_providers(&inp.capacity_providers)?;
+    validate::request::capacity_provider_strategy(
+        &inp.default_capacity_provider_strategy,
+        &inp.capacity_providers,
+    )?;
     if let Some(cl) = c.clusters().get(ctx.account, &name)? {
         if cl.status == ClusterStatus::Active {
             return Ok(json!({"cluster": with_counts(ctx, c, cl)?}));
@@ -74,14 +83,22 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         .filter(|(_, cl)| cl.status == ClusterStatus::Active)
         .count() as u64;
     c.quotas().check_new_cluster(active)?;
-    let settings = if inp.settings.is_empty() {
-        vec![KeyValuePair {
+    // Without a containerInsights setting, the account's (PutAccountSetting) applies.
+    let mut settings = inp.settings;
+    if !settings.iter().any(|s| s.name == "containerInsights") {
+        let value = super::account_settings::effective(
+            c,
+            ctx.account,
+            "containerInsights",
+            &crate::model::root_principal(ctx.account),
+        )?
+        .map(|s| s.value)
+        .unwrap_or_else(|| "disabled".into());
+        settings.push(KeyValuePair {
             name: "containerInsights".into(),
-            value: "disabled".into(),
-        }]
-    } else {
-        inp.settings
-    };
+            value,
+        });
+    }
     let cl = Cluster {
         cluster_arn: ctx.arn(&format!("cluster/{name}")),
         cluster_name: name,
@@ -93,6 +110,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         tags: inp.tags,
         settings,
         capacity_providers: inp.capacity_providers,
+        default_capacity_provider_strategy: inp.default_capacity_provider_strategy,
         statistics: vec![],
     };
     c.clusters().put(ctx.account, &cl)?;
@@ -103,9 +121,10 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
 #[serde(rename_all = "camelCase")]
 struct DescribeInput {
     clusters: Option<Vec<String>>,
+    include: Option<Vec<String>>,
 }
 
-/// DescribeClusters.
+/// DescribeClusters (tags with `include: ["TAGS"]`).
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
     let names = inp.clusters.unwrap_or_else(|| vec!["default".into()]);
@@ -114,6 +133,7 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             "At most 100 clusters can be described at once.",
         ));
     }
+    let with_tags = super::tags::wants_tags(inp.include.as_deref());
     let (mut clusters, mut failures) = (vec![], vec![]);
     for n in names {
         let found = match cluster_name(ctx, Some(&n)) {
@@ -121,7 +141,12 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             Err(_) => None,
         };
         match found {
-            Some(cl) => clusters.push(with_counts(ctx, c, cl)?),
+            Some(mut cl) => {
+                if !with_tags {
+                    cl.tags.clear();
+                }
+                clusters.push(with_counts(ctx, c, cl)?)
+            }
             None => failures.push(Failure {
                 arn: Some(if n.starts_with("arn:") {
                     n
@@ -184,4 +209,175 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     cl.status = ClusterStatus::Inactive;
     c.clusters().put(ctx.account, &cl)?;
     Ok(json!({"cluster": cl}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UpdateInput {
+    cluster: Option<String>,
+    settings: Option<Vec<KeyValuePair>>,
+    configuration: Option<Value>,
+    service_connect_defaults: Option<Value>,
+}
+
+/// Sets `settings` on an ACTIVE cluster (a setting replaces the one of its name).
+fn set_settings(
+    ctx: &Ctx<'_>,
+    c: &mut CellState,
+    cluster: Option<&str>,
+    settings: Vec<KeyValuePair>,
+) -> Result<Value, ApiError> {
+    let s = cluster
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("cluster can not be blank."))?;
+    validate::request::cluster_settings(&settings)?;
+    let mut cl = active_cluster(ctx, c, Some(s))?;
+    for kv in settings {
+        match cl.settings.iter_mut().find(|o| o.name == kv.name) {
+            Some(o) => o.value = kv.value,
+            None => cl.settings.push(kv),
+        }
+    }
+    c.clusters().put(ctx.account, &cl)?;
+    Ok(json!({"cluster": with_counts(ctx, c, cl)?}))
+}
+
+/// UpdateCluster: its `settings` (`configuration` and `serviceConnectDefaults`,
+/// execute-command and Service Connect, are not served and are refused).
+pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: UpdateInput = input(v)?;
+    if inp.configuration.is_some() || inp.service_connect_defaults.is_some() {
+        return Err(ApiError::invalid(
+            "configuration and serviceConnectDefaults are not supported by this control plane.",
+        ));
+    }
+    set_settings(
+        ctx,
+        c,
+        inp.cluster.as_deref(),
+        inp.settings.unwrap_or_default(),
+    )
+}
+
+/// UpdateClusterSettings.
+pub fn update_settings(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: UpdateInput = input(v)?;
+    let settings = inp
+        .settings
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("settings can not be empty."))?;
+    set_settings(ctx, c, inp.cluster.as_deref(), settings)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PutProvidersInput {
+    cluster: Option<String>,
+    capacity_providers: Option<Vec<String>>,
+    default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+}
+
+/// PutClusterCapacityProviders: the cluster's providers and default strategy, both
+/// replaced. A provider still in a service's strategy cannot be removed.
+pub fn put_capacity_providers(
+    ctx: &Ctx<'_>,
+    c: &mut CellState,
+    v: Value,
+) -> Result<Value, ApiError> {
+    let inp: PutProvidersInput = input(v)?;
+    let s = inp
+        .cluster
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::invalid("cluster can not be blank."))?;
+    let providers = inp
+        .capacity_providers
+        .ok_or_else(|| ApiError::invalid("capacityProviders can not be blank."))?;
+    let default = inp
+        .default_capacity_provider_strategy
+        .ok_or_else(|| ApiError::invalid("defaultCapacityProviderStrategy can not be blank."))?;
+    validate::request::capacity_providers(&providers)?;
+    validate::request::capacity_provider_strategy(&default, &providers)?;
+    let mut cl = active_cluster(ctx, c, Some(&s))?;
+    for (_, svc) in c.services().in_cluster(ctx.account, &cl.cluster_name)? {
+        if svc.status == ServiceStatus::Inactive {
+            continue;
+        }
+        if let Some(p) = svc
+            .capacity_provider_strategy
+            .iter()
+            .find(|i| !providers.contains(&i.capacity_provider))
+        {
+            return Err(ApiError::client(format!(
+                "The capacity provider {} is in use by service {} and cannot be removed.",
+                p.capacity_provider, svc.service_name
+            )));
+        }
+    }
+    cl.capacity_providers = providers;
+    cl.default_capacity_provider_strategy = default;
+    c.clusters().put(ctx.account, &cl)?;
+    Ok(json!({"cluster": with_counts(ctx, c, cl)?}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DescribeProvidersInput {
+    capacity_providers: Option<Vec<String>>,
+    include: Option<Vec<String>>,
+    next_token: Option<String>,
+    max_results: Option<i64>,
+}
+
+/// DescribeCapacityProviders: the built-in `FARGATE` and `FARGATE_SPOT` (by name
+/// or ARN); others are failures.
+pub fn describe_capacity_providers(
+    ctx: &Ctx<'_>,
+    _c: &mut CellState,
+    v: Value,
+) -> Result<Value, ApiError> {
+    let inp: DescribeProvidersInput = input(v)?;
+    let with_tags = super::tags::wants_tags(inp.include.as_deref());
+    let shown = |name: &str| {
+        let mut p = json!({
+            "capacityProviderArn": ctx.arn(&format!("capacity-provider/{name}")),
+            "name": name,
+            "status": "ACTIVE",
+        });
+        if with_tags {
+            p["tags"] = json!([]);
+        }
+        p
+    };
+    let Some(asked) = inp.capacity_providers.filter(|a| !a.is_empty()) else {
+        let items = crate::capacity::BUILT_IN
+            .iter()
+            .map(|n| (n.to_string(), shown(n)))
+            .collect();
+        let (providers, next) = paginate(items, inp.next_token.as_deref(), inp.max_results, 10)?;
+        return Ok(json!({"capacityProviders": providers, "failures": [], "nextToken": next}));
+    };
+    if asked.len() > 100 {
+        return Err(ApiError::invalid(
+            "At most 100 capacity providers can be described at once.",
+        ));
+    }
+    let (mut providers, mut failures) = (vec![], vec![]);
+    for a in asked {
+        let name = ctx
+            .own_resource(&a)
+            .and_then(|r| r.strip_prefix("capacity-provider/"))
+            .unwrap_or(&a);
+        match crate::capacity::BUILT_IN.iter().find(|b| **b == name) {
+            Some(b) => providers.push(shown(b)),
+            None => failures.push(Failure {
+                arn: Some(if a.starts_with("arn:") {
+                    a.clone()
+                } else {
+                    ctx.arn(&format!("capacity-provider/{a}"))
+                }),
+                reason: "MISSING".into(),
+            }),
+        }
+    }
+    Ok(json!({"capacityProviders": providers, "failures": failures}))
 }

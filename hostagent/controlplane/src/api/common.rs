@@ -5,7 +5,9 @@
 use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
-use crate::model::{AwsVpcConfiguration, Cluster, ClusterStatus, NetworkConfiguration};
+use crate::model::{
+    AwsVpcConfiguration, CapacityProviderStrategyItem, Cluster, ClusterStatus, NetworkConfiguration,
+};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -96,6 +98,31 @@ pub fn launch_type(l: Option<&str>) -> Result<(), ApiError> {
         ))),
         Some(x) => Err(ApiError::invalid(format!("Invalid launchType: {x}"))),
     }
+}
+
+/// The capacity provider strategy of a RunTask or CreateService on `cluster`: the
+/// one given (not with a `launchType`), else none with a `launchType`, else the
+/// cluster's default. Empty: launch type FARGATE, no provider.
+pub fn strategy(
+    cluster: &Cluster,
+    launch: Option<&str>,
+    given: Option<Vec<CapacityProviderStrategyItem>>,
+) -> Result<Vec<CapacityProviderStrategyItem>, ApiError> {
+    let given = given.unwrap_or_default();
+    if !given.is_empty() {
+        if launch.is_some() {
+            return Err(ApiError::invalid(
+                "Specifying both a launchType and a capacityProviderStrategy is not supported.",
+            ));
+        }
+        crate::validate::request::capacity_provider_strategy(&given, &cluster.capacity_providers)?;
+        return Ok(given);
+    }
+    launch_type(launch)?;
+    if launch.is_some() {
+        return Ok(vec![]);
+    }
+    Ok(cluster.default_capacity_provider_strategy.clone())
 }
 
 /// The service name a `service` parameter (name or ARN) denotes.

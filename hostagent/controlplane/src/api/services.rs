@@ -1,15 +1,17 @@
 //! CreateService, UpdateService, DescribeServices, ListServices, DeleteService.
 //! The scheduler (crate::scheduler) does the work of keeping them running.
 
-use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
+use super::common::{
+    active_cluster, input, launch_type, network, paginate, service_name, strategy,
+};
 use super::task_definitions::runnable_td;
 use crate::cells::CellState;
 use crate::clock::now;
 use crate::ctx::Ctx;
 use crate::error::ApiError;
 use crate::model::{
-    Deployment, DeploymentConfiguration, DeploymentStatus, Failure, LoadBalancer,
-    NetworkConfiguration, RolloutState, Service, ServiceStatus, Tag,
+    CapacityProviderStrategyItem, Deployment, DeploymentConfiguration, DeploymentStatus, Failure,
+    LoadBalancer, NetworkConfiguration, PropagateTags, RolloutState, Service, ServiceStatus, Tag,
 };
 use crate::scheduler;
 use crate::validate;
@@ -74,6 +76,23 @@ struct CreateInput {
     load_balancers: Vec<LoadBalancer>,
     #[serde(default)]
     tags: Vec<Tag>,
+    propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+}
+
+/// `propagateTags` of CreateService/UpdateService.
+fn propagate(p: Option<&str>) -> Result<Option<PropagateTags>, ApiError> {
+    p.map(|x| {
+        PropagateTags::parse(x).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid propagateTags '{}': TASK_DEFINITION, SERVICE or NONE.",
+                x.chars().take(40).collect::<String>()
+            ))
+        })
+    })
+    .transpose()
 }
 
 /// CreateService.
@@ -103,6 +122,11 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         }
     }
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let capacity_provider_strategy = strategy(
+        &cluster,
+        inp.launch_type.as_deref(),
+        inp.capacity_provider_strategy,
+    )?;
     let desired = inp.desired_count.ok_or_else(|| {
         ApiError::invalid("desiredCount must be specified for the REPLICA scheduling strategy.")
     })?;
@@ -114,6 +138,7 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     network(inp.network_configuration.as_ref())?;
     validate::request::load_balancers(&inp.load_balancers, &td)?;
     validate::request::tags(&inp.tags)?;
+    let propagate_tags = propagate(inp.propagate_tags.as_deref())?.unwrap_or_default();
     let net = inp.network_configuration.unwrap_or(NetworkConfiguration {
         awsvpc_configuration: None,
     });
@@ -152,6 +177,9 @@ pub fn create(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         scheduling_strategy: "REPLICA".into(),
         load_balancers: inp.load_balancers,
         tags: inp.tags,
+        propagate_tags,
+        enable_ecs_managed_tags: inp.enable_ecs_managed_tags.unwrap_or(false),
+        capacity_provider_strategy,
     };
     c.services().put(ctx.account, &cluster.cluster_name, &s)?;
     Ok(json!({"service": s}))
@@ -180,6 +208,10 @@ struct UpdateInput {
     network_configuration: Option<NetworkConfiguration>,
     #[serde(default)]
     force_new_deployment: bool,
+    propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 
 /// UpdateService.
@@ -196,6 +228,17 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
         }
         c.quotas().check_desired_count(d)?;
         s.desired_count = d;
+    }
+    if let Some(p) = propagate(inp.propagate_tags.as_deref())? {
+        s.propagate_tags = p;
+    }
+    if let Some(m) = inp.enable_ecs_managed_tags {
+        s.enable_ecs_managed_tags = m;
+    }
+    // A new strategy applies to the tasks started from now on.
+    if let Some(st) = inp.capacity_provider_strategy.filter(|st| !st.is_empty()) {
+        validate::request::capacity_provider_strategy(&st, &cluster.capacity_providers)?;
+        s.capacity_provider_strategy = st;
     }
     if let Some(dc) = inp.deployment_configuration {
         s.deployment_configuration = deployment_config(Some(dc))?;
@@ -238,9 +281,10 @@ pub fn update(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
 struct DescribeInput {
     cluster: Option<String>,
     services: Option<Vec<String>>,
+    include: Option<Vec<String>>,
 }
 
-/// DescribeServices.
+/// DescribeServices (tags with `include: ["TAGS"]`).
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
@@ -250,15 +294,21 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             "services must contain between 1 and 10 items.",
         ));
     }
+    let with_tags = super::tags::wants_tags(inp.include.as_deref());
     let (mut out, mut failures) = (vec![], vec![]);
     for n in names {
         match get_service(ctx, c, &cluster.cluster_name, Some(&n)) {
-            Ok(s) => out.push(scheduler::with_counts(
-                c,
-                ctx.account,
-                &cluster.cluster_name,
-                s,
-            )?),
+            Ok(mut s) => {
+                if !with_tags {
+                    s.tags.clear();
+                }
+                out.push(scheduler::with_counts(
+                    c,
+                    ctx.account,
+                    &cluster.cluster_name,
+                    s,
+                )?)
+            }
             Err(e) if e.kind == "ServiceNotFoundException" => failures.push(Failure {
                 arn: Some(if n.starts_with("arn:") {
                     n

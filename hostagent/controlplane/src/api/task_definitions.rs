@@ -93,7 +93,7 @@ pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
         placement_constraints: inp.placement_constraints,
         options: inp.options,
     };
-    c.task_definitions().register(ctx.account, &td)?;
+    c.task_definitions().register(ctx.account, &td, &inp.tags)?;
     Ok(json!({"taskDefinition": td, "tags": inp.tags}))
 }
 
@@ -101,9 +101,10 @@ pub fn register(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
 #[serde(rename_all = "camelCase")]
 struct DescribeInput {
     task_definition: Option<String>,
+    include: Option<Vec<String>>,
 }
 
-/// DescribeTaskDefinition.
+/// DescribeTaskDefinition (its tags with `include: ["TAGS"]`).
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
     let s = inp
@@ -111,7 +112,13 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
         .ok_or_else(|| ApiError::invalid("taskDefinition is required."))?;
     let td = resolve(ctx, c, &s)?
         .ok_or_else(|| ApiError::client("Unable to describe task definition."))?;
-    Ok(json!({"taskDefinition": td, "tags": []}))
+    if super::tags::wants_tags(inp.include.as_deref()) {
+        let tags = c
+            .task_definitions()
+            .tags(ctx.account, &td.family, td.revision)?;
+        return Ok(json!({"taskDefinition": td, "tags": tags}));
+    }
+    Ok(json!({ "taskDefinition": td }))
 }
 
 #[derive(Deserialize)]
@@ -212,10 +219,74 @@ pub fn deregister(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, A
         .task_definitions()
         .get(ctx.account, &family, rev)?
         .ok_or_else(|| ApiError::client("The specified task definition does not exist."))?;
+    if td.status == TaskDefinitionStatus::DeleteInProgress {
+        return Err(ApiError::client(
+            "The specified task definition does not exist.",
+        ));
+    }
     if td.status == TaskDefinitionStatus::Active {
         td.status = TaskDefinitionStatus::Inactive;
         td.deregistered_at = Some(now());
         c.task_definitions().put(ctx.account, &td)?;
     }
     Ok(json!({"taskDefinition": td}))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeleteInput {
+    task_definitions: Option<Vec<String>>,
+}
+
+/// DeleteTaskDefinitions: up to 10 INACTIVE revisions become DELETE_IN_PROGRESS
+/// (shown so, no longer runnable nor deregistrable); an ACTIVE or missing one is a
+/// failure entry.
+pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
+    let inp: DeleteInput = input(v)?;
+    let refs = inp.task_definitions.unwrap_or_default();
+    if refs.is_empty() || refs.len() > 10 {
+        return Err(ApiError::invalid(
+            "taskDefinitions must have 1 to 10 items.",
+        ));
+    }
+    let (mut done, mut failures) = (vec![], vec![]);
+    let fail = |arn: &str, reason: &str, detail: &str| json!({"arn": arn, "reason": reason, "detail": detail});
+    for s in refs {
+        let found = match parse_ref(ctx, &s) {
+            Some((family, Some(rev))) if validate::is_valid_name(&family) => {
+                c.task_definitions().get(ctx.account, &family, rev)?
+            }
+            Some((_, None)) => {
+                failures.push(fail(
+                    &s,
+                    "The specified task definition identifier is invalid. Specify a valid name or ARN and try again.",
+                    "A revision is required.",
+                ));
+                continue;
+            }
+            _ => None,
+        };
+        let Some(mut td) = found else {
+            failures.push(fail(
+                &s,
+                "TASK_DEFINITION_NOT_FOUND",
+                "The specified task definition does not exist.",
+            ));
+            continue;
+        };
+        match td.status {
+            TaskDefinitionStatus::Active => failures.push(fail(
+                &td.task_definition_arn,
+                "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
+                "Deregister it first.",
+            )),
+            TaskDefinitionStatus::Inactive => {
+                td.status = TaskDefinitionStatus::DeleteInProgress;
+                c.task_definitions().put(ctx.account, &td)?;
+                done.push(td);
+            }
+            TaskDefinitionStatus::DeleteInProgress => done.push(td),
+        }
+    }
+    Ok(json!({"taskDefinitions": done, "failures": failures}))
 }

@@ -1,14 +1,21 @@
 //! RunTask, StopTask, DescribeTasks, ListTasks.
 
-use super::common::{active_cluster, input, launch_type, network, paginate, service_name};
+use super::common::{
+    active_cluster, input, launch_type, network, paginate, service_name, strategy,
+};
 use super::task_definitions::runnable_td;
+use crate::capacity;
 use crate::cells::CellState;
 use crate::ctx::Ctx;
 use crate::domain::DomainError;
 use crate::error::ApiError;
 use crate::lifecycle::{self, Launch};
-use crate::model::{Failure, NetworkConfiguration, Tag, TaskOverride, TaskRecord};
+use crate::model::{
+    CapacityProviderStrategyItem, Failure, NetworkConfiguration, PropagateTags, Tag, TaskOverride,
+    TaskRecord,
+};
 use crate::tables::TaskKey;
+use crate::tagging::{self, TagSources};
 use crate::validate;
 use agent_proto::Status;
 use serde::Deserialize;
@@ -28,6 +35,10 @@ struct RunInput {
     group: Option<String>,
     #[serde(default)]
     tags: Vec<Tag>,
+    propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags")]
+    enable_ecs_managed_tags: Option<bool>,
+    capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 
 /// RunTask.
@@ -39,6 +50,11 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     }
     launch_type(inp.launch_type.as_deref())?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
+    let strat = strategy(
+        &cluster,
+        inp.launch_type.as_deref(),
+        inp.capacity_provider_strategy,
+    )?;
     let td = runnable_td(ctx, c, inp.task_definition.as_deref())?;
     let net = network(inp.network_configuration.as_ref())?;
     let overrides = inp.overrides.unwrap_or_default();
@@ -46,12 +62,35 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
     validate::request::started_by(inp.started_by.as_deref())?;
     validate::request::group(inp.group.as_deref())?;
     validate::request::tags(&inp.tags)?;
+    let propagate = match inp.propagate_tags.as_deref() {
+        None | Some("NONE") => PropagateTags::None,
+        Some("TASK_DEFINITION") => PropagateTags::TaskDefinition,
+        Some(x) => {
+            return Err(ApiError::invalid(format!(
+                "Invalid propagateTags '{}': RunTask takes TASK_DEFINITION or NONE.",
+                x.chars().take(40).collect::<String>()
+            )))
+        }
+    };
+    let tags = tagging::task_tags(
+        c,
+        &TagSources {
+            account: ctx.account,
+            cluster: &cluster.cluster_name,
+            td: &td,
+            service: None,
+            given: &inp.tags,
+            propagate,
+            managed: inp.enable_ecs_managed_tags.unwrap_or(false),
+        },
+    )?;
+    validate::request::tag_count(&tags)?;
     // The whole call fits the account's vCPU quota, or none of it runs.
     let cpu = u64::from(td.cpu.parse::<u32>().unwrap_or(0));
     c.quotas()
         .check_cpu(c.account_cpu(ctx.account), cpu.saturating_mul(count as u64))?;
     let group = inp.group.unwrap_or_else(|| format!("family:{}", td.family));
-    let launch = Launch {
+    let mut launch = Launch {
         cluster: &cluster.cluster_name,
         td: &td,
         net: &net,
@@ -60,12 +99,20 @@ pub fn run(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError
         group,
         service: None,
         spread: None,
-        tags: inp.tags,
+        tags,
+        capacity_provider: None,
     };
+    let mut per_provider = std::collections::HashMap::new();
     let (mut tasks, mut failures) = (vec![], vec![]);
     for _ in 0..count {
+        launch.capacity_provider = capacity::pick(&strat, &per_provider).map(str::to_string);
         match lifecycle::launch(ctx, c, &launch) {
-            Ok(rec) => tasks.push(rec.task),
+            Ok(rec) => {
+                if let Some(p) = &launch.capacity_provider {
+                    *per_provider.entry(p.clone()).or_insert(0) += 1;
+                }
+                tasks.push(rec.task)
+            }
             Err(DomainError::NoCapacity(no)) => failures.push(Failure {
                 arn: None,
                 reason: no.reason().into(),
@@ -134,6 +181,7 @@ pub fn stop(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
 struct DescribeInput {
     cluster: Option<String>,
     tasks: Option<Vec<String>>,
+    include: Option<Vec<String>>,
 }
 
 /// Names of the task attributes that carry the latest metrics sample.
@@ -153,7 +201,7 @@ fn metrics_attributes(arn: &str, m: &crate::cells::TaskMetricsSample) -> Value {
     ])
 }
 
-/// DescribeTasks.
+/// DescribeTasks (tags with `include: ["TAGS"]`).
 pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiError> {
     let inp: DescribeInput = input(v)?;
     let cluster = active_cluster(ctx, c, inp.cluster.as_deref())?;
@@ -166,10 +214,14 @@ pub fn describe(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, Api
             "At most 100 tasks can be described at once.",
         ));
     }
+    let with_tags = super::tags::wants_tags(inp.include.as_deref());
     let (mut tasks, mut failures) = (vec![], vec![]);
     for s in ids {
         match get(ctx, c, &cluster.cluster_name, &s)? {
-            Some(r) => {
+            Some(mut r) => {
+                if !with_tags {
+                    r.task.tags.clear();
+                }
                 let mut t = serde_json::to_value(&r.task)
                     .map_err(|e| ApiError::server(format!("encode task: {e}")))?;
                 if let Some(m) = c.metrics(&r.task.task_arn) {
@@ -219,6 +271,16 @@ pub fn list(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiErro
         ),
     };
     let svc = inp.service_name.as_ref().map(|s| service_name(ctx, s));
+    // As ECS: a service the cluster never had is an error, not `[]` (a deleted
+    // one, still described as INACTIVE, lists its stopped tasks).
+    if let Some(s) = &svc {
+        if c.services()
+            .get(ctx.account, &cluster.cluster_name, s)?
+            .is_none()
+        {
+            return Err(ApiError::service_not_found());
+        }
+    }
     let items: Vec<(String, String)> = c
         .tasks()
         .in_cluster(ctx.account, &cluster.cluster_name)?

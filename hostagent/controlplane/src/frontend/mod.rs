@@ -84,7 +84,10 @@ fn admit(
     })?;
     *caller = Some(who.clone());
     if !known {
-        return Err(ApiError::unknown_operation());
+        return Err(match api {
+            Api::Logs => crate::logs::api::unknown(op),
+            Api::Ecs => api::unknown(op),
+        });
     }
     if !app.throttle.allow(&who.account, op) {
         return Err(ApiError::throttled());

@@ -35,6 +35,19 @@ pub fn is_known(op: &str) -> bool {
     handler(op).is_some()
 }
 
+/// The error for an operation not served here, naming it (cut to 100 printable
+/// ASCII characters: it comes from a header).
+pub fn unknown(op: &str) -> ApiError {
+    let name: String = op
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(100)
+        .collect();
+    ApiError::unknown_operation(format!(
+        "Unknown operation {name}: this control plane does not serve it."
+    ))
+}
+
 /// Runs one operation by name.
 pub fn dispatch(
     op: &str,
@@ -44,7 +57,7 @@ pub fn dispatch(
 ) -> Result<Value, ApiError> {
     match handler(op) {
         Some(h) => h(ctx, store, input),
-        None => Err(ApiError::unknown_operation()),
+        None => Err(unknown(op)),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod host;
 pub mod overrides;
 pub mod runtime_fields;
 pub mod service;
+pub mod settings;
 pub mod status;
 pub mod task;
 pub mod task_definition;
@@ -15,6 +16,7 @@ pub use container::*;
 pub use host::HostRecord;
 pub use overrides::*;
 pub use service::*;
+pub use settings::{root_principal, AccountSetting};
 pub use status::{
     AttachmentStatus, ClusterStatus, Connectivity, DeploymentStatus, HealthStatus, HostStatus,
     RolloutState, ServiceStatus, TaskDefinitionStatus,
@@ -55,6 +57,20 @@ pub struct Failure {
     pub reason: String,
 }
 
+/// An item of a `capacityProviderStrategy`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CapacityProviderStrategyItem {
+    /// `FARGATE` or `FARGATE_SPOT`.
+    pub capacity_provider: String,
+    /// Share of the tasks above the bases.
+    #[serde(default)]
+    pub weight: i64,
+    /// Tasks placed on it first.
+    #[serde(default)]
+    pub base: i64,
+}
+
 /// A cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,8 +93,8 @@ pub struct Cluster {
     /// Counter.
     #[serde(default)]
     pub active_services_count: u64,
-    /// Tags.
-    #[serde(default)]
+    /// Tags (shown where asked for with `include: ["TAGS"]`, and by creates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
     /// Settings (`containerInsights`).
     #[serde(default)]
@@ -86,6 +102,10 @@ pub struct Cluster {
     /// Capacity providers.
     #[serde(default)]
     pub capacity_providers: Vec<String>,
+    /// The strategy of RunTask and CreateService calls that name neither a launch
+    /// type nor a strategy.
+    #[serde(default)]
+    pub default_capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
     /// Statistics.
     #[serde(default)]
     pub statistics: Vec<KeyValuePair>,

@@ -31,6 +31,31 @@ impl Default for DeploymentConfiguration {
     }
 }
 
+/// `propagateTags`: whose tags a new task gets besides those it is given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PropagateTags {
+    /// The task definition's.
+    TaskDefinition,
+    /// The service's (services only).
+    Service,
+    /// None.
+    #[default]
+    None,
+}
+
+impl PropagateTags {
+    /// The value a request names, as ECS spells it.
+    pub fn parse(s: &str) -> Option<PropagateTags> {
+        match s {
+            "TASK_DEFINITION" => Some(PropagateTags::TaskDefinition),
+            "SERVICE" => Some(PropagateTags::Service),
+            "NONE" => Some(PropagateTags::None),
+            _ => None,
+        }
+    }
+}
+
 /// A deployment of a service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -133,7 +158,16 @@ pub struct Service {
     /// Load balancers.
     #[serde(default)]
     pub load_balancers: Vec<LoadBalancer>,
-    /// Tags.
+    /// Its capacity provider strategy (empty: launch type FARGATE).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capacity_provider_strategy: Vec<super::CapacityProviderStrategyItem>,
+    /// Whose tags its tasks get.
     #[serde(default)]
+    pub propagate_tags: PropagateTags,
+    /// Whether its tasks get the `aws:ecs:clusterName` and `aws:ecs:serviceName` tags.
+    #[serde(default, rename = "enableECSManagedTags")]
+    pub enable_ecs_managed_tags: bool,
+    /// Tags (shown where asked for with `include: ["TAGS"]`, and by creates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
 }

@@ -35,6 +35,8 @@ pub enum TaskDefinitionStatus {
     Active,
     /// Deregistered.
     Inactive,
+    /// Deregistered, then deleted (DeleteTaskDefinitions): shown until it is gone.
+    DeleteInProgress,
 }
 
 /// A host's status, shown as its container instance's.

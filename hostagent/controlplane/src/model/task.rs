@@ -152,6 +152,9 @@ pub struct Task {
     pub stopped_at: Option<f64>,
     /// `FARGATE`.
     pub launch_type: String,
+    /// The capacity provider it runs on, when it was started with a strategy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
     /// Platform version.
     pub platform_version: String,
     /// The host's AZ.
@@ -160,8 +163,8 @@ pub struct Task {
     pub attachments: Vec<Attachment>,
     /// Health.
     pub health_status: HealthStatus,
-    /// Tags.
-    #[serde(default)]
+    /// Tags (shown where asked for with `include: ["TAGS"]`, and by creates).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<Tag>,
     /// Always false here.
     pub enable_execute_command: bool,

@@ -6,8 +6,8 @@
 use super::rules::{self, shorten};
 use super::{parse_cpu, parse_memory, Invalid};
 use crate::model::{
-    AwsVpcConfiguration, KeyValuePair, LoadBalancer, NetworkConfiguration, TaskDefinition,
-    TaskOverride,
+    AwsVpcConfiguration, CapacityProviderStrategyItem, KeyValuePair, LoadBalancer,
+    NetworkConfiguration, TaskDefinition, TaskOverride,
 };
 
 fn bad(m: impl Into<String>) -> Invalid {
@@ -72,6 +72,32 @@ pub fn network(n: Option<&NetworkConfiguration>) -> Result<AwsVpcConfiguration, 
 /// `tags` of a request.
 pub fn tags(t: &[crate::model::Tag]) -> Result<(), Invalid> {
     rules::tags("tags", t).map_err(bad)
+}
+
+/// `tagKeys` of UntagResource: 1 to 50 keys, none reserved.
+pub fn tag_keys(keys: &[String]) -> Result<(), Invalid> {
+    if keys.is_empty() || keys.len() > 50 {
+        return Err(bad("tagKeys must have 1 to 50 items."));
+    }
+    for (i, k) in keys.iter().enumerate() {
+        rules::tag_key(&format!("tagKeys[{i}]"), k).map_err(bad)?;
+    }
+    Ok(())
+}
+
+/// The tags of a resource after a change: at most 50 set by users (the `aws:` tags
+/// ECS manages do not count).
+pub fn tag_count(all: &[crate::model::Tag]) -> Result<(), Invalid> {
+    let n = all
+        .iter()
+        .filter(|t| !t.key.to_ascii_lowercase().starts_with("aws:"))
+        .count();
+    if n > 50 {
+        return Err(bad(format!(
+            "A resource can have at most 50 tags; this change would leave {n}."
+        )));
+    }
+    Ok(())
 }
 
 /// `startedBy`: up to 128 letters, digits, `-`, `_`, `/`.
@@ -222,13 +248,73 @@ pub fn cluster_settings(settings: &[KeyValuePair]) -> Result<(), Invalid> {
     Ok(())
 }
 
-/// `capacityProviders` of CreateCluster: at most 20 names.
+/// `capacityProviders` of CreateCluster and PutClusterCapacityProviders: the
+/// built-in `FARGATE` and `FARGATE_SPOT` (no other provider can be created here),
+/// each once.
 pub fn capacity_providers(p: &[String]) -> Result<(), Invalid> {
     if p.len() > 20 {
         return Err(bad("capacityProviders can have at most 20 items."));
     }
     for (i, n) in p.iter().enumerate() {
         rules::name(&format!("capacityProviders[{i}]"), n).map_err(bad)?;
+        if !crate::capacity::BUILT_IN.contains(&n.as_str()) {
+            return Err(bad(format!(
+                "The capacity provider {n} does not exist: FARGATE and FARGATE_SPOT are served."
+            )));
+        }
+        if p[..i].contains(n) {
+            return Err(bad(format!("capacityProviders lists {n} twice.")));
+        }
+    }
+    Ok(())
+}
+
+/// A `capacityProviderStrategy` (or a cluster's default one) over the providers
+/// `associated` with the cluster: at most 20 items, each provider once and
+/// associated, `base` 0-100000 on at most one item, `weight` 0-1000 and above 0 on
+/// at least one item.
+pub fn capacity_provider_strategy(
+    items: &[CapacityProviderStrategyItem],
+    associated: &[String],
+) -> Result<(), Invalid> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    if items.len() > 20 {
+        return Err(bad("capacityProviderStrategy can have at most 20 items."));
+    }
+    for (i, it) in items.iter().enumerate() {
+        let p = &it.capacity_provider;
+        if !associated.contains(p) {
+            return Err(bad(format!(
+                "The specified capacity provider strategy cannot contain a capacity provider \
+                 that is not associated with the cluster: {}.",
+                p.chars().take(64).collect::<String>()
+            )));
+        }
+        if items[..i].iter().any(|o| &o.capacity_provider == p) {
+            return Err(bad(format!("capacityProviderStrategy lists {p} twice.")));
+        }
+        if !(0..=100_000).contains(&it.base) {
+            return Err(bad(
+                "capacityProviderStrategy base must be between 0 and 100000.",
+            ));
+        }
+        if !(0..=1000).contains(&it.weight) {
+            return Err(bad(
+                "capacityProviderStrategy weight must be between 0 and 1000.",
+            ));
+        }
+    }
+    if items.iter().filter(|i| i.base > 0).count() > 1 {
+        return Err(bad(
+            "Only one capacity provider in a capacity provider strategy can have a base defined.",
+        ));
+    }
+    if items.iter().all(|i| i.weight == 0) {
+        return Err(bad(
+            "At least one capacity provider in a capacity provider strategy must have a weight greater than zero.",
+        ));
     }
     Ok(())
 }

@@ -142,6 +142,24 @@ fn tag_chars(s: &str) -> bool {
         .all(|c| c.is_alphanumeric() || c == ' ' || "+-=._:/@".contains(c))
 }
 
+/// A tag key a caller sets or removes: 1-128 characters, not starting with `aws:`
+/// (reserved for the tags ECS manages).
+pub fn tag_key(field: &str, k: &str) -> Rule {
+    if k.is_empty() || k.chars().count() > 128 || !tag_chars(k) {
+        return Err(format!(
+            "Invalid {field} '{}': 1 to 128 letters, numbers, spaces and + - = . _ : / @.",
+            shorten(k)
+        ));
+    }
+    if k.to_ascii_lowercase().starts_with("aws:") {
+        return Err(format!(
+            "Invalid {field} '{}': the aws: prefix is reserved.",
+            shorten(k)
+        ));
+    }
+    Ok(())
+}
+
 /// Tags: at most 50; keys 1-128 characters not starting with `aws:`; values at most
 /// 256 characters; keys unique.
 pub fn tags(field: &str, tags: &[crate::model::Tag]) -> Rule {
@@ -151,18 +169,7 @@ pub fn tags(field: &str, tags: &[crate::model::Tag]) -> Rule {
     let mut seen = std::collections::HashSet::new();
     for (i, t) in tags.iter().enumerate() {
         let k = &t.key;
-        if k.is_empty() || k.chars().count() > 128 || !tag_chars(k) {
-            return Err(format!(
-                "Invalid {field}[{i}].key '{}': 1 to 128 letters, numbers, spaces and + - = . _ : / @.",
-                shorten(k)
-            ));
-        }
-        if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(format!(
-                "Invalid {field}[{i}].key '{}': the aws: prefix is reserved.",
-                shorten(k)
-            ));
-        }
+        tag_key(&format!("{field}[{i}].key"), k)?;
         if t.value.chars().count() > 256 || !tag_chars(&t.value) {
             return Err(format!(
                 "Invalid {field}[{i}].value: at most 256 letters, numbers, spaces and + - = . _ : / @."

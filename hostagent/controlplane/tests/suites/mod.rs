@@ -4,6 +4,7 @@
 
 mod agents;
 mod bounds;
+mod capacity;
 mod errors;
 mod frontend;
 mod lifecycle;
@@ -11,3 +12,6 @@ mod logs;
 mod quarantine;
 mod quotas;
 mod services;
+mod settings;
+mod tagging;
+mod task_definitions;
