@@ -1,5 +1,5 @@
 //! `controlplane --listen 127.0.0.1:PORT --data-dir DIR --account ID:KEY:SECRET`, or an
-//! operator command: `controlplane tokens ...` / `controlplane hosts ...`.
+//! operator command: `controlplane tokens|hosts|backup|restore ...`.
 
 use clap::Parser;
 use controlplane::config::{Args, Config};

@@ -386,14 +386,14 @@ impl ControlPlane {
         d["tasks"].as_array().unwrap().clone()
     }
 
-    /// `GET /metrics`.
+    /// `GET /metrics.json`.
     pub fn metrics(&self) -> Option<Value> {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(
             s,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET /metrics.json HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
         )
         .ok()?;
