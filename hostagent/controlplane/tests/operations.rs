@@ -3,9 +3,9 @@
 
 mod common;
 
+use common::prom::{hist_count, value};
 use common::*;
 use controlplane::testagent::TestAgent;
-use prometheus_parse::{Scrape, Value as PromValue};
 use std::time::Duration;
 
 /// `GET PATH` of `addr`: (status line, content type, body).
@@ -34,32 +34,11 @@ fn http_get(addr: &str, path: &str) -> (String, String, String) {
 }
 
 /// The parsed `/metrics` of the control plane at `addr`.
-fn scrape(addr: &str) -> Scrape {
+fn scrape(addr: &str) -> Vec<common::prom::Sample> {
     let (status, ctype, body) = http_get(addr, "/metrics");
     assert!(status.contains(" 200 "), "{status}");
     assert!(ctype.contains("text"), "{ctype}");
-    Scrape::parse(body.lines().map(|l| Ok(l.to_string()))).expect("prometheus text format")
-}
-
-/// The value of sample `name` whose labels include `labels` (counters, gauges),
-/// or the count of a histogram.
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    s.samples
-        .iter()
-        .filter(|x| x.metric == name)
-        .find(|x| labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
-        .map(|x| match &x.value {
-            PromValue::Counter(v) | PromValue::Gauge(v) | PromValue::Untyped(v) => *v,
-            PromValue::Histogram(h) => h.last().map(|b| b.count).unwrap_or(0.0),
-            PromValue::Summary(_) => f64::NAN,
-        })
-}
-
-/// Count of a histogram from its `_count` series (the parser may keep either form).
-fn hist_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    value(s, name, labels)
-        .or_else(|| value(s, &format!("{name}_count"), labels))
-        .unwrap_or(0.0)
+    prom::parse(&body)
 }
 
 #[test]

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod prom;
 
 use serde_json::Value;
 use std::net::TcpListener;
