@@ -6,6 +6,7 @@
 //! - `outbox`: the bounded runtime-to-agent queue ([`outbox::TaskEvents`]).
 //! - `config`, `identity`, `store`, `backoff`: flags, host identity, task registry,
 //!   reconnect delays.
+//! - `metrics`: the Prometheus metrics (message timings, channel state, agent counts).
 //! - `runtime`: the [`runtime::TaskRuntime`] seam.
 //! - `agent`: the task side (launch, stop, the event pump).
 //! - `channel`: the agent channel.
@@ -16,6 +17,7 @@ pub mod budget;
 pub mod channel;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod outbox;
 pub mod runtime;
 pub mod store;

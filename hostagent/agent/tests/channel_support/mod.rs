@@ -2,6 +2,8 @@
 //! port with a temporary data dir, and the real `hostagent` binary as a child process.
 #![allow(dead_code)]
 
+pub mod prom;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
