@@ -29,7 +29,7 @@ fn scrape(addr: &str) -> Vec<common::prom::Sample> {
     s.read_to_string(&mut resp).unwrap();
     let (head, body) = resp.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    prom::parse(&body)
+    prom::parse(body)
 }
 
 #[test]

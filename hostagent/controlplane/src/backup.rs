@@ -13,6 +13,7 @@
 //! client API cannot load a snapshot into a running member.
 
 use crate::config::{StoreConfig, StoreSettings};
+use nix::fcntl::{Flock, FlockArg};
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 use std::fs::File;
@@ -65,18 +66,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     }
 }
 
-/// The shared lock a running control plane holds on its data directory.
+/// The shared lock (`flock`) a running control plane holds on its data directory;
+/// released when dropped (or when the process ends, however it ends).
 #[derive(Debug)]
-pub struct DataDirLock(#[allow(dead_code)] File);
+pub struct DataDirLock(#[allow(dead_code)] Flock<File>);
 
 impl DataDirLock {
     /// Takes the data directory's lock shared (several replicas may share a
     /// directory); fails while a restore holds it.
     pub fn shared(dir: &Path) -> std::io::Result<DataDirLock> {
         let f = lock_file(dir)?;
-        f.try_lock_shared()
-            .map_err(|e| std::io::Error::other(format!("{}: {e}", dir.display())))?;
-        Ok(DataDirLock(f))
+        let held = Flock::lock(f, FlockArg::LockSharedNonblock).map_err(|(_, e)| {
+            std::io::Error::other(format!("{}: locked by a restore: {e}", dir.display()))
+        })?;
+        Ok(DataDirLock(held))
     }
 }
 
@@ -206,9 +209,9 @@ fn stage_and_pack(
 pub fn restore(s: &StoreSettings, from: &Path) -> Result<Vec<String>, BackupError> {
     let dir = &s.data_dir;
     let lock = lock_file(dir).map_err(io(dir))?;
-    if lock.try_lock().is_err() {
+    let Ok(lock) = Flock::lock(lock, FlockArg::LockExclusiveNonblock) else {
         return Err(BackupError::Live(dir.clone()));
-    }
+    };
     let file = File::open(from).map_err(io(from))?;
     let mut tar = tar::Archive::new(file);
     let mut names = vec![];
