@@ -47,8 +47,9 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 --config and store flags):\n  \
 controlplane tokens create --cell N --max-hosts N --expires-in 24h --max-cpu UNITS --max-memory-mib MIB\n  \
 controlplane tokens list | controlplane tokens delete TOKEN_ID\n  \
-controlplane hosts list | controlplane hosts revoke HOST_ID\n\
-See `controlplane tokens --help` and `controlplane hosts --help`."
+controlplane hosts list | controlplane hosts revoke HOST_ID\n  \
+controlplane backup --out FILE (while running) | controlplane restore --from FILE (stopped)\n\
+See `controlplane tokens --help`, `controlplane hosts --help`, `controlplane backup --help`."
 )]
 pub struct Args {
     /// Address to serve the ECS API and the agent channel on.
