@@ -28,12 +28,16 @@ use serde_json::json;
 
 use crate::daemon::Netd;
 use crate::error::Error;
+use crate::metrics::{self, Metrics};
 use crate::model::SetGroupsRequest;
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let body = json!({"error": self.code(), "message": self.to_string()});
-        (self.status(), Json(body)).into_response()
+        let mut resp = (self.status(), Json(body)).into_response();
+        resp.extensions_mut()
+            .insert(crate::metrics::ErrorCode(self.code()));
+        resp
     }
 }
 
@@ -118,9 +122,16 @@ async fn not_found() -> Error {
     Error::NotFound("no such API path".into())
 }
 
-/// The API router.
+/// The API router, with metrics of its own.
 pub fn router(d: Arc<Netd>) -> Router {
+    router_with(d, Arc::new(Metrics::new()))
+}
+
+/// The API router, recording into `m` (which `GET /metrics` shows).
+pub fn router_with(d: Arc<Netd>, m: Arc<Metrics>) -> Router {
+    let (d2, m2) = (d.clone(), m.clone());
     Router::new()
+        .route("/metrics", get(move || metrics::handler(d2, m2)))
         .route("/v1/health", get(health))
         .route("/v1/subnets", get(subnets))
         .route("/v1/tasks", get(list_tasks))
@@ -139,4 +150,5 @@ pub fn router(d: Arc<Netd>) -> Router {
         )
         .fallback(not_found)
         .with_state(d)
+        .layer(axum::middleware::from_fn_with_state(m, metrics::track))
 }

@@ -4,6 +4,8 @@
 //!
 //! Module map (each module uses only those listed below it):
 //! - [`api`]: the HTTP/JSON routes on the Unix socket, each a call into the daemon.
+//! - [`metrics`]: Prometheus metrics: API latency per route, errors per code, tasks,
+//!   ENIs and groups (`GET /metrics` on the socket and on `--metrics-listen`).
 //! - [`client`]: the Rust client of that API (host agent, tests, benchmark).
 //! - [`daemon`]: the core: validate -> persist -> kernel -> nft for every change, with roll
 //!   back, and the reconciliation at start.
@@ -25,6 +27,7 @@ pub mod daemon;
 pub mod error;
 pub mod ipam;
 pub mod link;
+pub mod metrics;
 pub mod model;
 pub mod netns;
 pub mod nft;

@@ -1,7 +1,7 @@
 //! netd binary: loads the config, reconciles, serves the API until SIGTERM/SIGINT.
 //!
 //! No modules of its own: everything but the flags is the library (module map in `lib.rs`);
-//! this file uses [`netd::Config`], [`netd::daemon::Netd`] and [`netd::api`].
+//! this file uses [`netd::Config`], [`netd::daemon::Netd`], [`netd::api`] and [`netd::metrics`].
 
 use std::io;
 use std::os::unix::fs::PermissionsExt;
@@ -11,6 +11,9 @@ use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{error, info};
 
+use std::sync::Arc;
+
+use netd::metrics::{self, Metrics};
 use netd::{api, daemon::Netd, Config};
 
 /// Host network daemon: per-task ENIs, IPAM, security groups (nftables), NAT.
@@ -23,6 +26,11 @@ struct Args {
     /// Override the API socket path of the config file.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Also serve `GET /metrics` (Prometheus text) on this TCP address, e.g.
+    /// 127.0.0.1:9101 (loopback recommended: it has no authentication). Off by default;
+    /// the API socket serves `/metrics` too.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
     /// Validate the config file and exit.
     #[arg(long)]
     check_config: bool,
@@ -44,6 +52,12 @@ enum MainError {
     #[error("bind {}: {source}", path.display())]
     Bind {
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("metrics listener {addr}: {source}")]
+    MetricsBind {
+        addr: std::net::SocketAddr,
         #[source]
         source: io::Error,
     },
@@ -75,6 +89,19 @@ async fn run(args: Args) -> Result<(), MainError> {
         source,
     })?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))?;
+    let m = Arc::new(Metrics::new());
+    if let Some(addr) = args.metrics_listen {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| MainError::MetricsBind { addr, source })?;
+        info!(%addr, "metrics listening");
+        let app = metrics::router(d.clone(), m.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                error!("metrics listener: {e}");
+            }
+        });
+    }
     info!(socket = %socket.display(), "netd listening");
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -85,7 +112,7 @@ async fn run(args: Args) -> Result<(), MainError> {
         }
         info!("shutting down; ENIs and state stay for the running tasks");
     };
-    axum::serve(listener, api::router(d))
+    axum::serve(listener, api::router_with(d, m))
         .with_graceful_shutdown(shutdown)
         .await?;
     let _ = std::fs::remove_file(&socket);

@@ -3,6 +3,7 @@
 //! Modules, in dependency order (the library first, see `lib.rs` for its map):
 //! - `hostagent` (the library): `image`, `host`, `vm`.
 //! - `cmd::vm_flags`: the microVM runtime's flags, shared by the daemon and `vm-run`.
+//! - `cmd::metrics`: the daemon's `--metrics-listen` listener (`GET /metrics`).
 //! - `cmd::daemon`: `hostagent [flags]`: registers with the control plane, holds the
 //!   agent channel, applies launches and stops (SIGTERM: clean exit; SIGUSR1: drain).
 //! - `cmd::relay`: `hostagent vm-relay ...`: one task's guest-channel relay, started by

@@ -352,7 +352,7 @@ async fn metrics(addr: &str) -> serde_json::Value {
     };
     let _ = s
         .write_all(
-            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+            format!("GET /metrics.json HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
                 .as_bytes(),
         )
         .await;

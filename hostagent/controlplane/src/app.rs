@@ -49,12 +49,17 @@ pub struct App {
     pub leadership: std::sync::Mutex<Option<Leadership>>,
     /// The audit log of mutating calls.
     pub audit: AuditLog,
+    /// The Prometheus metrics recorded as calls are answered.
+    pub metrics: crate::metrics::Metrics,
+    /// Held while running: `restore` refuses to write under a live control plane.
+    pub data_lock: crate::backup::DataDirLock,
 }
 
 impl App {
     /// Opens the state under `cfg.data_dir` (created if needed).
     pub fn open(cfg: &Config) -> Result<App, StoreError> {
         std::fs::create_dir_all(&cfg.data_dir)?;
+        let data_lock = crate::backup::DataDirLock::shared(&cfg.data_dir)?;
         let audit = AuditLog::open(&cfg.audit_log)?;
         let opened = crate::cells::open_stores(cfg)?;
         let cells: Vec<Arc<Cell>> = opened.cells;
@@ -81,6 +86,8 @@ impl App {
             log_counters: LogCounters::default(),
             leadership: std::sync::Mutex::new(opened.leadership),
             audit,
+            metrics: crate::metrics::Metrics::new(),
+            data_lock,
         })
     }
 }

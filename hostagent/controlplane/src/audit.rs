@@ -161,6 +161,11 @@ impl AuditLog {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Lines queued and not yet taken by the writer.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Lines written to the file.
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)

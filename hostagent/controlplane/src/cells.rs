@@ -358,7 +358,10 @@ impl CellState {
         memory: u32,
         spread: Option<&HashMap<String, usize>>,
     ) -> Result<(String, String), NoCapacity> {
-        let host = self.placement.place(cpu, memory, spread)?;
+        let started = std::time::Instant::now();
+        let host = self.placement.place(cpu, memory, spread);
+        crate::placement::observe(started);
+        let host = host?;
         let az = self
             .placement
             .host(&host)

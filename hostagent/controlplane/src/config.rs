@@ -48,8 +48,9 @@ pub const AUDIT_LOG_FILE: &str = "audit.log";
 --config and store flags):\n  \
 controlplane tokens create --cell N --max-hosts N --expires-in 24h --max-cpu UNITS --max-memory-mib MIB\n  \
 controlplane tokens list | controlplane tokens delete TOKEN_ID\n  \
-controlplane hosts list | controlplane hosts revoke HOST_ID\n\
-See `controlplane tokens --help` and `controlplane hosts --help`.\n\
+controlplane hosts list | controlplane hosts revoke HOST_ID\n  \
+controlplane backup --out FILE (while running) | controlplane restore --from FILE (stopped)\n\
+See `controlplane tokens --help`, `controlplane hosts --help`, `controlplane backup --help`.\n\
 controlplane certs --out DIR --host NAME --ip ADDR makes a throwaway local CA, a server \
 certificate and an etcd client certificate (see `controlplane certs --help`)."
 )]

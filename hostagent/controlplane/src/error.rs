@@ -4,6 +4,11 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+/// The error type of an answer, kept in the response's extensions so that the
+/// metrics count it without reading the body.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorKind(pub &'static str);
+
 /// An error returned to an API caller.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
@@ -136,11 +141,13 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"__type": self.kind, "message": self.message}).to_string();
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
-        (
+        let mut resp = (
             status,
             [("content-type", "application/x-amz-json-1.1")],
             body,
         )
-            .into_response()
+            .into_response();
+        resp.extensions_mut().insert(ErrorKind(self.kind));
+        resp
     }
 }

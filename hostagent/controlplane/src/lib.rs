@@ -9,7 +9,11 @@
 //! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
 //! - [`frontend`]: one ECS or Logs call over HTTP: body bounds (size, depth), SigV4,
 //!   throttle, decode, dispatch.
+//! - [`metrics`]: Prometheus metrics: call latency and errors per operation,
+//!   placement latency, cell/host/log/audit counters at each scrape (`GET /metrics`).
 //! - [`app`]: the shared state every handler and loop takes (`App`).
+//! - [`backup`]: `backup --out FILE` / `restore --from FILE`: SQLite online backups
+//!   or an etcd snapshot in one tar file; the data directory's lock.
 //! - [`audit`]: the audit log: a JSON line per mutating call, one writer thread.
 //! - [`api`]: the ECS operations, one module per resource, and their operation table.
 //! - [`scheduler`]: the service scheduler (desired counts, deployments, draining hosts).
@@ -45,6 +49,7 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod capacity;
 pub mod cells;
 pub mod certs;
@@ -61,6 +66,7 @@ pub mod hosts;
 pub mod leader;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod model;
 pub mod operator;
 pub mod placement;

@@ -1,5 +1,5 @@
 //! `controlplane --listen ADDR --tls-cert PEM --tls-key PEM --data-dir DIR --account ID:KEY:SECRET`,
-//! an operator command (`controlplane tokens ...` / `controlplane hosts ...`), or
+//! an operator command (`controlplane tokens|hosts|backup|restore ...`), or
 //! `controlplane certs --out DIR --host NAME --ip ADDR` (a throwaway CA and
 //! certificates, see `controlplane::certs`).
 

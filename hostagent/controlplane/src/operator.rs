@@ -28,6 +28,9 @@ pub enum OperatorError {
     /// A value out of range; the message says which.
     #[error("{0}")]
     Invalid(String),
+    /// A backup or a restore failed.
+    #[error("{0}")]
+    Backup(#[from] crate::backup::BackupError),
     /// No such token or host.
     #[error("{0}")]
     NotFound(String),
@@ -46,6 +49,27 @@ pub enum Operator {
     /// Registered hosts.
     #[command(subcommand)]
     Hosts(HostsCmd),
+    /// Writes a consistent copy of the state (the SQLite files, or an etcd
+    /// snapshot and the log stores) into one tar file, while the control plane runs.
+    Backup {
+        /// The backup file to write (must not exist).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Where the store is.
+        #[command(flatten)]
+        store: Args,
+    },
+    /// Writes a backup's files back into the data directory. Refuses while a
+    /// control plane runs over it; an etcd snapshot is left in the data directory
+    /// for `etcdutl snapshot restore`.
+    Restore {
+        /// The backup file to read.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Where the store is.
+        #[command(flatten)]
+        store: Args,
+    },
 }
 
 /// `controlplane tokens ...`.
@@ -265,6 +289,26 @@ fn revoke_host(cells: &Cells, host: &str) -> Result<bool, OperatorError> {
 
 fn run(op: Operator) -> Result<(), OperatorError> {
     match op {
+        Operator::Backup { out, store } => {
+            let s = StoreSettings::from_args(&store)?;
+            let names = crate::backup::backup(&s, &out)?;
+            eprintln!("backed up {} into {}", names.join(", "), out.display());
+        }
+        Operator::Restore { from, store } => {
+            let s = StoreSettings::from_args(&store)?;
+            let names = crate::backup::restore(&s, &from)?;
+            eprintln!(
+                "restored {} into {}",
+                names.join(", "),
+                s.data_dir.display()
+            );
+            if names.iter().any(|n| n == crate::backup::ETCD_SNAPSHOT) {
+                eprintln!(
+                    "the etcd snapshot is in {}: restore it with `etcdutl snapshot restore` into a new etcd data directory",
+                    s.data_dir.join(crate::backup::ETCD_SNAPSHOT).display()
+                );
+            }
+        }
         Operator::Tokens(TokensCmd::Create {
             cell,
             max_hosts,
@@ -350,7 +394,7 @@ fn run(op: Operator) -> Result<(), OperatorError> {
 /// `hosts`); returns its exit status, or None for the server's command line.
 pub fn dispatch() -> Option<i32> {
     let first = std::env::args().nth(1)?;
-    if first != "tokens" && first != "hosts" {
+    if !["tokens", "hosts", "backup", "restore"].contains(&first.as_str()) {
         return None;
     }
     let op = match Operator::try_parse() {

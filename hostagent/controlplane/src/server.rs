@@ -15,14 +15,21 @@ use std::time::{Duration, Instant};
 pub fn routes(app: Arc<App>) -> axum::Router {
     use axum::routing::{get, post};
     axum::Router::new()
-        .route("/", post(frontend::call))
+        .route(
+            "/",
+            post(frontend::call).layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                crate::metrics::track,
+            )),
+        )
         .route(agent_proto::REGISTER_PATH, post(hosts::register))
         .route(agent_proto::CHANNEL_PATH, get(hosts::channel))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics.json", get(metrics))
         .with_state(app)
 }
 
-/// `GET /metrics`: counters as JSON (no tenant data).
+/// `GET /metrics.json`: counters as JSON (no tenant data; kept for compatibility).
 async fn metrics(axum::extract::State(app): axum::extract::State<Arc<App>>) -> String {
     let connected: usize = app
         .router

@@ -4,6 +4,8 @@
 //! plugged into the ENI's bridge next to the tap, configured exactly as the guest would be.
 #![allow(dead_code)]
 
+pub mod prom;
+
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -64,6 +66,8 @@ pub struct Env {
     pub subnets: Vec<(String, String)>,
     child: Option<Child>,
     pub log: PathBuf,
+    /// More flags for netd (set before `start`).
+    pub args: Vec<String>,
 }
 
 impl Env {
@@ -105,6 +109,7 @@ impl Env {
             if_prefix,
             subnets,
             child: None,
+            args: Vec::new(),
             dir,
         }
     }
@@ -119,6 +124,7 @@ impl Env {
         let child = Command::new(env!("CARGO_BIN_EXE_netd"))
             .arg("--config")
             .arg(&self.config)
+            .args(&self.args)
             .stderr(log)
             .spawn()
             .expect("spawn netd");

@@ -27,6 +27,10 @@ pub struct DaemonCli {
     args: Args,
     #[command(flatten)]
     vm: VmArgs,
+    /// Serve `GET /metrics` (Prometheus text) on this TCP address, e.g.
+    /// 127.0.0.1:9102 (loopback recommended: it has no authentication). Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the daemon until it is stopped (SIGTERM, interrupt) or drained; exits the
@@ -66,6 +70,7 @@ pub fn run(cli: DaemonCli) {
             std::process::exit(1);
         }
     };
+    let metrics_listen = cli.metrics_listen;
     rt.block_on(async move {
         let args = cli.args;
         let level = args.level.parse().unwrap_or(tracing::Level::INFO);
@@ -84,9 +89,9 @@ pub fn run(cli: DaemonCli) {
                         std::process::exit(1);
                     }
                 };
-                serve(args, capacity, runtime, Some(rx)).await
+                serve(args, capacity, runtime, Some(rx), metrics_listen).await
             }
-            None => serve(args, capacity, UnavailableRuntime, None).await,
+            None => serve(args, capacity, UnavailableRuntime, None, metrics_listen).await,
         }
     })
 }
@@ -107,6 +112,7 @@ async fn serve<R: TaskRuntime>(
     capacity: Capacity,
     runtime: R,
     events: Option<TaskEventsRx>,
+    metrics_listen: Option<std::net::SocketAddr>,
 ) {
     if let Err(e) = std::fs::create_dir_all(&args.state_dir) {
         eprintln!("hostagent: --state-dir {}: {e}", args.state_dir.display());
@@ -137,6 +143,12 @@ async fn serve<R: TaskRuntime>(
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
     let agent = Agent::new(store, runtime, capacity, out_tx);
     agent.recover().await;
+    if let Some(addr) = metrics_listen {
+        if let Err(e) = super::metrics::serve(addr, agent.clone()).await {
+            eprintln!("hostagent: --metrics-listen {addr}: {e}");
+            std::process::exit(1);
+        }
+    }
     if let Some(rx) = events {
         tokio::spawn(agent.clone().pump_events(rx));
     }

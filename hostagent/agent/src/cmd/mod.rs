@@ -4,11 +4,13 @@
 //! | module | command |
 //! | --- | --- |
 //! | `vm_flags` | the microVM runtime's flags (daemon and `vm-run`) |
+//! | `metrics` | the daemon's `--metrics-listen` listener (`GET /metrics`) |
 //! | `daemon` | `hostagent [flags]`: the agent daemon |
 //! | `relay` | `hostagent vm-relay ...`: one task's guest-channel relay (started by the daemon) |
 //! | `vm_run` | `hostagent vm-run ...`: one task, no control plane |
 
 pub mod daemon;
+pub mod metrics;
 pub mod relay;
 pub mod vm_flags;
 pub mod vm_run;

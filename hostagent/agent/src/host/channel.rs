@@ -228,7 +228,7 @@ pub async fn run<R: TaskRuntime>(
     let mut backoff = Backoff::new(cfg.min_backoff, cfg.max_backoff);
     let mut unsent: VecDeque<AgentMessage> = VecDeque::new();
     loop {
-        match session(
+        let end = session(
             &cfg,
             &mut id,
             &agent,
@@ -237,8 +237,9 @@ pub async fn run<R: TaskRuntime>(
             &mut shutdown,
             &mut backoff,
         )
-        .await
-        {
+        .await;
+        crate::host::metrics::channel_down();
+        match end {
             SessionEnd::Exit(e) => return Ok(e),
             SessionEnd::Refused(why)
                 if why.contains("expired") && cfg.bootstrap_token.is_some() =>
@@ -309,6 +310,7 @@ async fn session<R: TaskRuntime>(
         _ = shutdown.changed() => return SessionEnd::Exit(Exit::Shutdown),
     };
     tracing::info!(host = %id.host_id, "channel connected");
+    crate::host::metrics::channel_up();
     backoff.reset();
     let (mut sink, mut stream) = ws.split();
     let interval = Duration::from_secs(id.heartbeat_interval_secs.max(1));

@@ -7,6 +7,7 @@
 //! - `tls`: TLS to the control plane (the `--controlplane-ca` trust, wss://).
 //! - `config`, `identity`, `store`, `backoff`: flags, host identity, task registry,
 //!   reconnect delays.
+//! - `metrics`: the Prometheus metrics (message timings, channel state, agent counts).
 //! - `runtime`: the [`runtime::TaskRuntime`] seam.
 //! - `agent`: the task side (launch, stop, the event pump).
 //! - `channel`: the agent channel.
@@ -17,6 +18,7 @@ pub mod budget;
 pub mod channel;
 pub mod config;
 pub mod identity;
+pub mod metrics;
 pub mod outbox;
 pub mod runtime;
 pub mod store;

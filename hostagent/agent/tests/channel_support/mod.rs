@@ -2,6 +2,8 @@
 //! port with a temporary data dir, and the real `hostagent` binary as a child process.
 #![allow(dead_code)]
 
+pub mod prom;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -135,13 +137,13 @@ impl ControlPlane {
         assert_eq!(r, 0, "kill");
     }
 
-    /// `GET /metrics`.
+    /// `GET /metrics.json`.
     pub fn metrics(&self) -> Option<Value> {
         let mut s = std::net::TcpStream::connect(&self.addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(
             s,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "GET /metrics.json HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
             self.addr
         )
         .ok()?;

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+pub mod prom;
 
 use serde_json::Value;
 use std::net::TcpListener;
@@ -442,14 +443,14 @@ impl ControlPlane {
         d["tasks"].as_array().unwrap().clone()
     }
 
-    /// `GET /metrics` (over TLS when it serves HTTPS).
+    /// `GET /metrics.json` (over TLS when it serves HTTPS).
     pub fn metrics(&self) -> Option<Value> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let conn = self.conn();
         let get = async move {
             let mut s = conn.open().await.ok()?;
             let req = format!(
-                "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+                "GET /metrics.json HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
                 conn.addr
             );
             s.write_all(req.as_bytes()).await.ok()?;

@@ -189,8 +189,38 @@ impl<R: TaskRuntime> Agent<R> {
         }
     }
 
-    /// Applies one control-plane message.
+    /// The counts `GET /metrics` shows.
+    pub fn stats(&self) -> crate::host::metrics::AgentStats {
+        crate::host::metrics::AgentStats {
+            tasks_active: self.active_tasks().len(),
+            launches_in_progress: lock(&self.inflight).len(),
+            stops_in_progress: lock(&self.stopping).len(),
+            telemetry_queued: self.telemetry_queued.load(Ordering::Relaxed),
+            logs_dropped: self.logs_dropped(),
+            metrics_dropped: self.metrics_dropped(),
+            outbox_dropped: self
+                .outbox_dropped
+                .get()
+                .map(|a| a.load(Ordering::Relaxed))
+                .unwrap_or(0),
+            draining: self.is_draining(),
+        }
+    }
+
+    /// Applies one control-plane message (timed by kind for the metrics).
     pub fn handle(self: &Arc<Self>, msg: ControlMessage) {
+        let started = std::time::Instant::now();
+        let kind = match &msg {
+            ControlMessage::LaunchTask { .. } => "LaunchTask",
+            ControlMessage::StopTask { .. } => "StopTask",
+            ControlMessage::Error { .. } => "Error",
+            ControlMessage::CredentialRotated { .. } => "CredentialRotated",
+        };
+        self.apply(msg);
+        crate::host::metrics::observe_control(kind, started);
+    }
+
+    fn apply(self: &Arc<Self>, msg: ControlMessage) {
         match msg {
             ControlMessage::LaunchTask { task } => self.launch(task),
             ControlMessage::StopTask { task_arn, reason } => self.stop(&task_arn, reason),
