@@ -350,6 +350,7 @@ async fn mutated_signed_calls_pass_only_when_unchanged() {
         data.to_str().unwrap(),
         "--account",
         &format!("{ACCOUNT}:{KEY}:{SECRET}"),
+        "--dev-plain-http",
     ])
     .unwrap();
     let app = Arc::new(App::open(&Config::from_args(&args).unwrap()).unwrap());

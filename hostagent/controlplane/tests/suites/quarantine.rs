@@ -34,12 +34,14 @@ fn corrupt(cp: &ControlPlane, table: &str, key: &str, bytes: &[u8]) {
     match &cp.etcd {
         Some(e) => {
             let k = format!("{}/0/{table}/{key}", etcd::PREFIX);
-            let (ep, v) = (e.endpoint.clone(), bytes.to_vec());
-            block_on(async move {
-                let mut c = etcd_client::Client::connect([ep], None).await?;
-                c.put(k, v, None).await.map(|_| ())
-            })
-            .expect("etcd put");
+            let v = bytes.to_vec();
+            let mut c = connect(
+                std::slice::from_ref(&e.endpoint),
+                &e.client_tls,
+                Duration::from_secs(5),
+            )
+            .expect("etcd client");
+            block_on(async move { c.put(k, v, None).await.map(|_| ()) }).expect("etcd put");
         }
         None => {
             let c = rusqlite::Connection::open(cp.dir.join("cell-0.db")).expect("open");
