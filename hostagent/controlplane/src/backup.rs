@@ -142,14 +142,16 @@ fn copy_db(src: &Path, dst: &Path) -> Result<(), BackupError> {
     })
 }
 
-/// Writes the etcd member's snapshot to `dst`.
-fn etcd_snapshot(endpoints: &[String], dst: &Path) -> Result<(), BackupError> {
-    let endpoints = endpoints.to_vec();
+/// Writes the etcd member's snapshot to `dst` (over TLS with the store's client
+/// certificate, as the control plane connects).
+fn etcd_snapshot(
+    endpoints: &[String],
+    tls: &crate::store::etcd::EtcdTls,
+    dst: &Path,
+) -> Result<(), BackupError> {
+    let mut c = crate::store::etcd::connect(endpoints, tls, Duration::from_secs(600))
+        .map_err(|e| BackupError::Etcd(e.to_string()))?;
     let bytes = crate::store::etcd::block_on(async move {
-        let opts = etcd_client::ConnectOptions::new()
-            .with_connect_timeout(Duration::from_secs(5))
-            .with_timeout(Duration::from_secs(600));
-        let mut c = etcd_client::Client::connect(endpoints, Some(opts)).await?;
         let mut stream = c.snapshot().await?;
         let mut out = vec![];
         while let Some(r) = stream.message().await? {
@@ -186,8 +188,8 @@ fn stage_and_pack(
     for n in &names {
         copy_db(&s.data_dir.join(n), &staging.join(n))?;
     }
-    if let StoreConfig::Etcd { endpoints, .. } = &s.store {
-        etcd_snapshot(endpoints, &staging.join(ETCD_SNAPSHOT))?;
+    if let StoreConfig::Etcd { endpoints, tls, .. } = &s.store {
+        etcd_snapshot(endpoints, tls, &staging.join(ETCD_SNAPSHOT))?;
         names.push(ETCD_SNAPSHOT.to_string());
     }
     let partial = PathBuf::from(format!("{}.partial", out.display()));
