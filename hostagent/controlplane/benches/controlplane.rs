@@ -458,7 +458,7 @@ async fn fanin_bench() {
 fn logs_bench() {
     use controlplane::logs::api::dispatch;
     use controlplane::logs::common::LogsCtx;
-    use controlplane::logs::store::LogStore;
+    use controlplane::logs::store::{Create, LogStore};
     let n = env("BENCH_LOG_LINES", 200_000);
     let dir = std::env::temp_dir().join(format!("cp-logs-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -480,7 +480,14 @@ fn logs_bench() {
             .collect();
         let stream = format!("app/web/task{}", (i / batch) % 10);
         store
-            .append("111122223333", "/ecs/web", &stream, &events, true, now)
+            .append(
+                "111122223333",
+                "/ecs/web",
+                &stream,
+                &events,
+                Create::GroupAndStream,
+                now,
+            )
             .map_err(|_| "append")
             .expect("append");
         i += batch;

@@ -96,8 +96,32 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
             }
         }));
     }
+    let (stop, app) = (stop.clone(), app.clone());
+    handles.push(std::thread::spawn(move || {
+        let mut last = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            if last.elapsed() < LOG_SWEEP_INTERVAL {
+                continue;
+            }
+            last = Instant::now();
+            for store in &app.logs {
+                match store.sweep_expired(crate::clock::now_ms(), LOG_SWEEP_BATCH) {
+                    Ok(n) if n > 0 => tracing::debug!("log retention: {n} events deleted"),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("log retention sweep: {e}"),
+                }
+            }
+        }
+    }));
     handles
 }
+
+/// How often the log retention sweep runs; each run deletes at most
+/// [`LOG_SWEEP_BATCH`] expired events per log store.
+pub const LOG_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Most expired events one sweep deletes per log store.
+pub const LOG_SWEEP_BATCH: usize = 10_000;
 
 /// Why the control plane stopped serving.
 #[derive(Debug, thiserror::Error)]

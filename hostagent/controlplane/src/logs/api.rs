@@ -1,6 +1,7 @@
 //! The CloudWatch Logs operations (JSON 1.1, `X-Amz-Target: Logs_20140328.<Op>`):
-//! CreateLogGroup, DescribeLogGroups, DescribeLogStreams, GetLogEvents,
-//! FilterLogEvents. Every call sees only the caller's account's groups.
+//! the operation table (group, stream, event, retention and tag operations; see
+//! [`OPERATIONS`]) and the group/stream listing operations. Every call sees only
+//! the caller's account's groups.
 
 use super::common::{
     bad_token, check_group_name, decode, group_not_found, limit, store_err, LogsCtx,
@@ -21,6 +22,21 @@ const OPERATIONS: &[(&str, Handler)] = &[
     ("DescribeLogStreams", describe_log_streams),
     ("GetLogEvents", super::read::get_log_events),
     ("FilterLogEvents", super::read::filter_log_events),
+    ("CreateLogStream", super::write::create_log_stream),
+    ("PutLogEvents", super::write::put_log_events),
+    ("DeleteLogGroup", super::admin::delete_log_group),
+    ("DeleteLogStream", super::admin::delete_log_stream),
+    ("PutRetentionPolicy", super::admin::put_retention_policy),
+    (
+        "DeleteRetentionPolicy",
+        super::admin::delete_retention_policy,
+    ),
+    ("TagLogGroup", super::tags::tag_log_group),
+    ("UntagLogGroup", super::tags::untag_log_group),
+    ("ListTagsLogGroup", super::tags::list_tags_log_group),
+    ("TagResource", super::tags::tag_resource),
+    ("UntagResource", super::tags::untag_resource),
+    ("ListTagsForResource", super::tags::list_tags_for_resource),
 ];
 
 fn handler(op: &str) -> Option<Handler> {
@@ -65,6 +81,7 @@ pub fn dispatch(
 #[serde(rename_all = "camelCase")]
 struct CreateInput {
     log_group_name: Option<String>,
+    tags: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn create_log_group(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<Value, ApiError> {
@@ -73,6 +90,8 @@ fn create_log_group(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<Val
         .log_group_name
         .ok_or_else(|| ApiError::invalid("logGroupName is required."))?;
     check_group_name(&name)?;
+    let tags = inp.tags.unwrap_or_default();
+    super::tags::check_tags(&tags)?;
     if !store
         .create_group(ctx.account, &name, ctx.now_ms)
         .map_err(store_err)?
@@ -80,6 +99,9 @@ fn create_log_group(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<Val
         return Err(ApiError::resource_already_exists(
             "The specified log group already exists",
         ));
+    }
+    if !tags.is_empty() {
+        super::tags::apply(ctx, store, &name, &tags, &[])?;
     }
     Ok(json!({}))
 }
@@ -120,7 +142,7 @@ fn describe_log_groups(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<
                    "metricFilterCount": 0, "storedBytes": g.stored_bytes,
                    "arn": format!("{}:*", ctx.group_arn(&g.name)),
                    "logGroupArn": ctx.group_arn(&g.name),
-                   "logGroupClass": "STANDARD"})
+                   "logGroupClass": "STANDARD", "retentionInDays": g.retention_days})
         })
         .collect();
     Ok(json!({"logGroups": out, "nextToken": token}))

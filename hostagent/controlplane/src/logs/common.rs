@@ -84,6 +84,29 @@ pub(crate) fn check_group_name(s: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Whether `s` is a valid log stream name (1-512 bytes, no `:` or `*`).
+pub fn is_valid_stream_name(s: &str) -> bool {
+    (1..=512).contains(&s.len()) && !s.contains([':', '*'])
+}
+
+pub(crate) fn check_stream_name(s: &str) -> Result<(), ApiError> {
+    if is_valid_stream_name(s) {
+        Ok(())
+    } else {
+        let shown: String = s.chars().take(600).collect();
+        Err(ApiError::invalid(format!(
+            "1 validation error detected: Value '{shown}' at 'logStreamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [^:*]* and have length between 1 and 512"
+        )))
+    }
+}
+
+/// The stream name of an input (required).
+pub(crate) fn stream_name(v: Option<String>) -> Result<String, ApiError> {
+    let s = v.ok_or_else(|| ApiError::invalid("logStreamName is required."))?;
+    check_stream_name(&s)?;
+    Ok(s)
+}
+
 pub(crate) fn limit(v: Option<i64>, max: i64) -> Result<usize, ApiError> {
     match v {
         None => Ok(max as usize),
@@ -111,5 +134,8 @@ mod tests {
     fn group_names() {
         assert!(is_valid_group_name("/ecs/web-app_1#x.y"));
         assert!(!is_valid_group_name("a b") && !is_valid_group_name(""));
+        assert!(is_valid_stream_name("app/web/0123 x"));
+        assert!(!is_valid_stream_name("a:b") && !is_valid_stream_name("a*"));
+        assert!(!is_valid_stream_name("") && !is_valid_stream_name(&"x".repeat(513)));
     }
 }

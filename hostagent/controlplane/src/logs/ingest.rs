@@ -3,7 +3,7 @@
 //! with `awslogs` options; it goes into the task's own account, in the container's
 //! group and in the stream `prefix/container-name/task-id`.
 
-use super::store::{AppendError, LogStore};
+use super::store::{AppendError, Create, LogStore};
 use crate::cells::Cell;
 use crate::lifecycle::own_task;
 use agent_proto::{truncate_log_line, AwsLogs, ControlMessage, LogLine, MAX_LOG_BATCH_LINES};
@@ -145,13 +145,17 @@ pub fn ingest(
             &t.group,
             &t.stream,
             &events,
-            t.create_group,
+            if t.create_group {
+                Create::GroupAndStream
+            } else {
+                Create::Stream
+            },
             now,
         ) {
             Ok(n) => {
                 counters.stored.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(AppendError::NoGroup) => {
+            Err(AppendError::NoGroup | AppendError::NoStream) => {
                 tracing::warn!(account = %t.account, group = %t.group,
                     "log group does not exist (and awslogs-create-group is not true): {} lines dropped",
                     events.len());

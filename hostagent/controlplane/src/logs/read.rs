@@ -78,9 +78,10 @@ pub fn get_log_events(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<V
         None | Some("") => None,
         Some(t) => Some(parse_stream_token(t).ok_or_else(bad_token)?),
     };
-    if !store.group_exists(ctx.account, &group).map_err(store_err)? {
-        return Err(group_not_found());
-    }
+    let retained_from = store
+        .retained_from(ctx.account, &group, ctx.now_ms)
+        .map_err(store_err)?
+        .ok_or_else(group_not_found)?;
     if !store
         .stream_exists(ctx.account, &group, &stream)
         .map_err(store_err)?
@@ -92,8 +93,10 @@ pub fn get_log_events(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Result<V
     } else {
         (false, (i64::MAX, i64::MAX))
     });
+    // Events older than the group's retention are not returned (the sweep deletes
+    // them later).
     let (start, end) = (
-        inp.start_time.unwrap_or(i64::MIN),
+        inp.start_time.unwrap_or(i64::MIN).max(retained_from),
         inp.end_time.unwrap_or(i64::MAX),
     );
     let events = store
@@ -164,11 +167,14 @@ pub fn filter_log_events(ctx: &LogsCtx<'_>, store: &LogStore, v: Value) -> Resul
             })
             .ok_or_else(bad_token)?,
     };
-    if !store.group_exists(ctx.account, &group).map_err(store_err)? {
-        return Err(group_not_found());
-    }
+    let retained_from = store
+        .retained_from(ctx.account, &group, ctx.now_ms)
+        .map_err(store_err)?
+        .ok_or_else(group_not_found)?;
+    // Events older than the group's retention are not returned (the sweep deletes
+    // them later).
     let (start, end) = (
-        inp.start_time.unwrap_or(i64::MIN),
+        inp.start_time.unwrap_or(i64::MIN).max(retained_from),
         inp.end_time.unwrap_or(i64::MAX),
     );
     let (mut out, mut bytes, mut scanned) = (Vec::new(), 0usize, 0usize);

@@ -44,6 +44,8 @@ pub struct Group {
     pub created: i64,
     /// Bytes of its events.
     pub stored_bytes: i64,
+    /// Retention in days, if set.
+    pub retention_days: Option<i64>,
 }
 
 /// A log stream.
@@ -73,11 +75,24 @@ pub enum Streams<'a> {
     Prefix(&'a str),
 }
 
+/// What an append may create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Create {
+    /// Nothing: the group and the stream must exist (PutLogEvents).
+    Nothing,
+    /// The stream (the awslogs driver).
+    Stream,
+    /// The group and the stream (`awslogs-create-group`).
+    GroupAndStream,
+}
+
 /// Why an append stored nothing.
 #[derive(Debug)]
 pub enum AppendError {
     /// The group does not exist and may not be created.
     NoGroup,
+    /// The stream does not exist and may not be created.
+    NoStream,
     /// Store failure.
     Store(rusqlite::Error),
 }
@@ -111,7 +126,11 @@ impl LogStore {
                 account TEXT NOT NULL, grp TEXT NOT NULL, stream TEXT NOT NULL,
                 ts INTEGER NOT NULL, ingest INTEGER NOT NULL, message TEXT NOT NULL);
              CREATE INDEX IF NOT EXISTS log_events_stream ON log_events(account, grp, stream, ts, id);
-             CREATE INDEX IF NOT EXISTS log_events_group ON log_events(account, grp, ts, id);",
+             CREATE INDEX IF NOT EXISTS log_events_group ON log_events(account, grp, ts, id);
+             CREATE TABLE IF NOT EXISTS log_group_retention(account TEXT NOT NULL,
+                grp TEXT NOT NULL, days INTEGER NOT NULL, PRIMARY KEY(account, grp));
+             CREATE TABLE IF NOT EXISTS log_group_tags(account TEXT NOT NULL, grp TEXT NOT NULL,
+                key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY(account, grp, key));",
         )?;
         Ok(LogStore {
             conn: Mutex::new(conn),
@@ -119,7 +138,7 @@ impl LogStore {
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         crate::sync::lock(&self.conn)
     }
 
@@ -156,7 +175,9 @@ impl LogStore {
         let mut st = c.prepare(
             "SELECT g.name, g.created,
                 (SELECT COALESCE(SUM(s.bytes), 0) FROM log_streams s
-                 WHERE s.account = g.account AND s.grp = g.name)
+                 WHERE s.account = g.account AND s.grp = g.name),
+                (SELECT r.days FROM log_group_retention r
+                 WHERE r.account = g.account AND r.grp = g.name)
              FROM log_groups g
              WHERE g.account = ?1 AND substr(g.name, 1, length(?2)) = ?2 AND g.name > ?3
              ORDER BY g.name LIMIT ?4",
@@ -168,6 +189,7 @@ impl LogStore {
                     name: r.get(0)?,
                     created: r.get(1)?,
                     stored_bytes: r.get(2)?,
+                    retention_days: r.get(3)?,
                 })
             },
         )?;
@@ -227,14 +249,14 @@ impl LogStore {
     }
 
     /// Appends `events` (timestamp, line) to a stream, creating the stream (and the
-    /// group when `create_group`) as needed, in one transaction; applies retention.
+    /// group) as `create` allows, in one transaction; applies retention.
     pub fn append(
         &self,
         account: &str,
         group: &str,
         stream: &str,
         events: &[(i64, String)],
-        create_group: bool,
+        create: Create,
         now: i64,
     ) -> Result<usize, AppendError> {
         if events.is_empty() {
@@ -242,7 +264,7 @@ impl LogStore {
         }
         let mut c = self.conn();
         let tx = c.transaction()?;
-        if create_group {
+        if create == Create::GroupAndStream {
             tx.execute(
                 "INSERT OR IGNORE INTO log_groups(account, name, created) VALUES (?1, ?2, ?3)",
                 params![account, group, now],
@@ -259,10 +281,24 @@ impl LogStore {
         if !exists {
             return Err(AppendError::NoGroup);
         }
-        tx.execute(
-            "INSERT OR IGNORE INTO log_streams(account, grp, name, created) VALUES (?1, ?2, ?3, ?4)",
-            params![account, group, stream, now],
-        )?;
+        if create == Create::Nothing {
+            let found = tx
+                .query_row(
+                    "SELECT 1 FROM log_streams WHERE account = ?1 AND grp = ?2 AND name = ?3",
+                    params![account, group, stream],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some();
+            if !found {
+                return Err(AppendError::NoStream);
+            }
+        } else {
+            tx.execute(
+                "INSERT OR IGNORE INTO log_streams(account, grp, name, created) VALUES (?1, ?2, ?3, ?4)",
+                params![account, group, stream, now],
+            )?;
+        }
         let (mut lo, mut hi, mut bytes) = (i64::MAX, i64::MIN, 0i64);
         let mut last_id = 0;
         {
@@ -418,16 +454,23 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert!(matches!(
-            s.append("1", "g", "s", &ev(&[(1, "a")]), false, 100),
+            s.append("1", "g", "s", &ev(&[(1, "a")]), Create::Stream, 100),
             Err(AppendError::NoGroup)
         ));
         assert_eq!(
-            s.append("1", "g", "s", &ev(&[(10, "a"), (20, "b")]), true, 100)
-                .unwrap(),
+            s.append(
+                "1",
+                "g",
+                "s",
+                &ev(&[(10, "a"), (20, "b")]),
+                Create::GroupAndStream,
+                100
+            )
+            .unwrap(),
             2
         );
         assert_eq!(
-            s.append("1", "g", "s", &ev(&[(30, "c")]), false, 101)
+            s.append("1", "g", "s", &ev(&[(30, "c")]), Create::Stream, 101)
                 .unwrap(),
             1
         );
@@ -460,7 +503,7 @@ mod tests {
             "g",
             "t",
             &ev(&[(5, "x"), (6, "y"), (7, "z")]),
-            false,
+            Create::Stream,
             102,
         )
         .unwrap();

@@ -9,6 +9,7 @@ mod errors;
 mod frontend;
 mod lifecycle;
 mod logs;
+mod logs_api;
 mod quarantine;
 mod quotas;
 mod services;

@@ -108,17 +108,9 @@ fn operations_not_served_are_named() {
             KEY,
             SECRET,
             "logs",
-            &[
-                "put-log-events",
-                "--log-group-name",
-                "g",
-                "--log-stream-name",
-                "s",
-                "--log-events",
-                "timestamp=1,message=m",
-            ],
+            &["describe-metric-filters", "--log-group-name", "g"],
         )
         .unwrap_err();
     assert_eq!(error_type(&e), "UnknownOperationException", "{e}");
-    assert!(e.contains("PutLogEvents"), "{e}");
+    assert!(e.contains("DescribeMetricFilters"), "{e}");
 }
