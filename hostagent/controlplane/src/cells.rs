@@ -413,6 +413,25 @@ impl CellState {
         Ok(())
     }
 
+    /// Deletes up to `max` STOPPED tasks that stopped before `cutoff` (seconds since
+    /// the epoch), oldest first, and returns how many. STOPPED tasks are in no index
+    /// (host tasks, placement, the vCPU totals, metrics), so only the store changes.
+    pub fn prune_stopped(&mut self, cutoff: f64, max: usize) -> Result<usize, StoreError> {
+        let mut old: Vec<(f64, TaskKey)> = self
+            .tasks()
+            .all()?
+            .into_iter()
+            .filter(|(_, t)| t.task.last_status == Status::Stopped)
+            .map(|(k, t)| (crate::retention::stopped_time(&t), k))
+            .filter(|(at, _)| *at < cutoff)
+            .collect();
+        old.sort_by(|a, b| a.0.total_cmp(&b.0));
+        old.truncate(max);
+        let keys: Vec<TaskKey> = old.into_iter().map(|(_, k)| k).collect();
+        self.tasks().delete_many(&keys)?;
+        Ok(keys.len())
+    }
+
     /// Keeps the latest metrics sample of a running task.
     pub fn set_metrics(&mut self, task_arn: String, sample: TaskMetricsSample) {
         self.task_metrics.insert(task_arn, sample);

@@ -24,7 +24,7 @@ fn event(s: &mut Service, msg: String) {
             message: msg,
         },
     );
-    s.events.truncate(100);
+    s.events.truncate(crate::retention::SERVICE_EVENTS_KEPT);
 }
 
 /// The task definition ARN `arn` of a service names, if it is still ACTIVE.

@@ -95,6 +95,21 @@ impl Tasks<'_> {
         self.0.scan_json(TASK, &format!("{account}/{cluster}/"))
     }
 
+    /// Removes the tasks `keys` in one atomic batch (absent ones are no error).
+    pub fn delete_many(&self, keys: &[TaskKey]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.0.write(
+            keys.iter()
+                .map(|k| Write::Delete {
+                    table: TASK,
+                    key: k.as_str().to_string(),
+                })
+                .collect(),
+        )
+    }
+
     /// Every task of the cell.
     pub fn all(&self) -> Result<Vec<(TaskKey, TaskRecord)>> {
         Ok(self

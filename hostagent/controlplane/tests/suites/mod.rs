@@ -11,6 +11,7 @@ mod lifecycle;
 mod logs;
 mod quarantine;
 mod quotas;
+mod retention;
 mod services;
 mod settings;
 mod tagging;

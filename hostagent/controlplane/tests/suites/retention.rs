@@ -1,0 +1,129 @@
+//! Retention: STOPPED tasks stay visible for the configured time, then the cell's
+//! loop prunes them in bounded batches (also across a restart).
+
+use crate::common::*;
+use controlplane::testagent::TestAgent;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const FLAGS: &[&str] = &[
+    "--stopped-task-retention-ms",
+    "6000",
+    "--prune-batch",
+    "5",
+    "--quota-fargate-vcpus",
+    "64",
+    "--heartbeat-timeout-ms",
+    "30000",
+];
+
+fn describe(cp: &ControlPlane, arns: &[String]) -> Value {
+    cp.call("DescribeTasks", json!({"cluster": "c", "tasks": arns}))
+        .unwrap()
+}
+
+/// Waits until every task of `arns` has lastStatus `status` (one DescribeTasks per try).
+fn wait_all(cp: &ControlPlane, arns: &[String], status: &str) {
+    cp.wait_for(30, &format!("{} tasks {status}", arns.len()), || {
+        let d = describe(cp, arns);
+        let tasks = d["tasks"].as_array()?;
+        (tasks.len() == arns.len() && tasks.iter().all(|t| t["lastStatus"] == status)).then_some(())
+    });
+}
+
+fn listed_stopped(cp: &ControlPlane) -> usize {
+    let l = cp
+        .call(
+            "ListTasks",
+            json!({"cluster": "c", "desiredStatus": "STOPPED", "maxResults": 100}),
+        )
+        .unwrap();
+    l["taskArns"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_tasks_are_visible_then_pruned_in_batches_across_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut cp = ControlPlane::start_in(&dir, FLAGS);
+    let file = scorekeep_file(tmp.path());
+    cp.aws(&["register-task-definition", "--cli-input-json", &file])
+        .unwrap();
+    cp.call("CreateCluster", json!({"clusterName": "c"}))
+        .unwrap();
+    let hb = Duration::from_millis(250);
+    let agent = TestAgent::start(&cp.addr, TOKEN, "us-east-1a", 65536, 131072, None, hb)
+        .await
+        .unwrap();
+    // A backlog of 30 tasks (six times the prune batch), all stopped.
+    let mut arns = vec![];
+    for _ in 0..3 {
+        let r = cp
+            .call(
+                "RunTask",
+                json!({"cluster": "c", "taskDefinition": "scorekeep", "count": 10,
+                   "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}}}),
+            )
+            .unwrap();
+        assert_eq!(r["failures"].as_array().map(Vec::len), Some(0), "{r}");
+        for t in r["tasks"].as_array().unwrap() {
+            arns.push(t["taskArn"].as_str().unwrap().to_string());
+        }
+    }
+    wait_all(&cp, &arns, "RUNNING");
+    // A running task is never pruned, however old.
+    let keep = cp
+        .call(
+            "RunTask",
+            json!({"cluster": "c", "taskDefinition": "scorekeep", "count": 1,
+               "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}}}),
+        )
+        .unwrap()["tasks"][0]["taskArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for a in &arns {
+        cp.call("StopTask", json!({"cluster": "c", "task": a}))
+            .unwrap();
+    }
+    wait_all(&cp, &arns, "STOPPED");
+    // Within the retention: every one is described and listed, as ECS does.
+    let d = describe(&cp, &arns);
+    assert_eq!(d["tasks"].as_array().map(Vec::len), Some(30), "{d}");
+    assert_eq!(d["failures"].as_array().map(Vec::len), Some(0), "{d}");
+    assert_eq!(listed_stopped(&cp), 30);
+
+    // A restart in the middle: the new process prunes them all the same.
+    drop(agent);
+    assert!(cp.terminate().success(), "clean exit on SIGTERM");
+    let cp = ControlPlane::start_in(&dir, FLAGS);
+    let agent = TestAgent::start(&cp.addr, TOKEN, "us-east-1a", 65536, 131072, None, hb)
+        .await
+        .unwrap();
+    cp.wait_for(40, "every STOPPED task pruned", || {
+        (listed_stopped(&cp) == 0).then_some(())
+    });
+    let d = describe(&cp, &arns);
+    assert_eq!(d["tasks"].as_array().map(Vec::len), Some(0), "{d}");
+    let failures = d["failures"].as_array().unwrap();
+    assert_eq!(failures.len(), 30, "{d}");
+    assert!(failures.iter().all(|f| f["reason"] == "MISSING"), "{d}");
+    // The running task is still there, and the vCPU quota counts it alone: 63 of
+    // 64 vCPUs are free for new tasks, and not one more.
+    let t = cp.task_fast("c", &keep);
+    assert_eq!(t["lastStatus"], "RUNNING", "{t}");
+    let run = |count: u32| {
+        cp.call(
+            "RunTask",
+            json!({"cluster": "c", "taskDefinition": "scorekeep", "count": count,
+               "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}}}),
+        )
+    };
+    for _ in 0..7 {
+        let r = run(9).unwrap();
+        assert_eq!(r["tasks"].as_array().map(Vec::len), Some(9), "{r}");
+    }
+    let e = run(1).expect_err("the 65th vCPU is over the quota");
+    assert_eq!(e.0, "LimitExceededException", "{e:?}");
+    drop(agent);
+}
