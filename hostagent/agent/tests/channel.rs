@@ -351,12 +351,12 @@ async fn the_credential_is_rotated_before_it_expires_and_a_revoked_host_stops() 
     assert_eq!(cp.connected(), 0);
 }
 
-/// `GET /metrics` of an HTTPS control plane, with curl trusting `ca`.
+/// `GET /metrics.json` of an HTTPS control plane, with curl trusting `ca`.
 fn metrics_tls(addr: &str, ca: &std::path::Path) -> Option<Value> {
     let out = std::process::Command::new("curl")
         .args(["-s", "-m", "5", "--cacert"])
         .arg(ca)
-        .arg(format!("https://{addr}/metrics"))
+        .arg(format!("https://{addr}/metrics.json"))
         .output()
         .ok()?;
     serde_json::from_slice(&out.stdout).ok()
