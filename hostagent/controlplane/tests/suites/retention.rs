@@ -127,3 +127,54 @@ async fn stopped_tasks_are_visible_then_pruned_in_batches_across_a_restart() {
     assert_eq!(e.0, "LimitExceededException", "{e:?}");
     drop(agent);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_keeps_its_newest_100_events() {
+    // No host: every scheduler pass (20 ms) adds an "unable to place" event.
+    let cp = ControlPlane::start(&["--scheduler-interval-ms", "20"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = scorekeep_file(tmp.path());
+    cp.aws(&["register-task-definition", "--cli-input-json", &file])
+        .unwrap();
+    cp.call("CreateCluster", json!({"clusterName": "c"}))
+        .unwrap();
+    cp.call(
+        "CreateService",
+        json!({"cluster": "c", "serviceName": "s", "taskDefinition": "scorekeep",
+               "desiredCount": 1, "launchType": "FARGATE",
+               "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}}}),
+    )
+    .unwrap();
+    let events = || {
+        let d = cp
+            .call(
+                "DescribeServices",
+                json!({"cluster": "c", "services": ["s"]}),
+            )
+            .unwrap();
+        d["services"][0]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    cp.wait_for(30, "100 service events", || {
+        (events().len() >= 100).then_some(())
+    });
+    let first = events();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let later = events();
+    assert_eq!(first.len(), 100);
+    assert_eq!(later.len(), 100, "still the newest 100 after more passes");
+    assert_ne!(
+        first[0]["id"], later[0]["id"],
+        "newer events replaced older ones"
+    );
+    assert!(
+        later[0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("unable to place"),
+        "{}",
+        later[0]
+    );
+}
