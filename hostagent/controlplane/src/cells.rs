@@ -14,7 +14,8 @@ use crate::store::etcd::{EtcdStore, Fence};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
 use crate::tables::{
-    names, AccountSettings, Clusters, Hosts, Services, TaskDefinitions, TaskKey, Tasks,
+    names, AccountSettings, Clusters, Hosts, InactiveSince, Services, TaskDefinitions, TaskKey,
+    Tasks,
 };
 use agent_proto::{ControlMessage, Status};
 use std::collections::{HashMap, HashSet};
@@ -92,6 +93,11 @@ impl CellState {
     /// The cell's clusters.
     pub fn clusters(&self) -> Clusters<'_> {
         Clusters(self.store.as_ref())
+    }
+
+    /// When the cell's clusters and services became INACTIVE.
+    pub fn inactive_since(&self) -> InactiveSince<'_> {
+        InactiveSince(self.store.as_ref())
     }
 
     /// The cell's task definitions.

@@ -107,6 +107,11 @@ pub struct Args {
     /// is pruned from the store, in milliseconds (default 3600000: one hour, as ECS).
     #[arg(long)]
     pub stopped_task_retention_ms: Option<u64>,
+    /// How long an INACTIVE (deleted) service or cluster stays visible before it is
+    /// pruned, in milliseconds (default 3600000: one hour, as ECS). INACTIVE task
+    /// definitions are kept.
+    #[arg(long)]
+    pub inactive_retention_ms: Option<u64>,
     /// Most STOPPED tasks each cell prunes per pass of its background loop
     /// (default 500); a larger backlog is pruned over several passes.
     #[arg(long)]
@@ -351,6 +356,8 @@ pub struct FileConfig {
     pub log_retention_events: Option<u64>,
     /// How long a STOPPED task stays visible.
     pub stopped_task_retention_ms: Option<u64>,
+    /// How long an INACTIVE service or cluster stays visible.
+    pub inactive_retention_ms: Option<u64>,
     /// Most STOPPED tasks pruned per pass.
     pub prune_batch: Option<u64>,
     /// State store.
@@ -588,6 +595,11 @@ impl Config {
                     args.stopped_task_retention_ms,
                     file.stopped_task_retention_ms,
                     crate::retention::DEFAULT_STOPPED_TASK_RETENTION_MS,
+                ),
+                inactive: ms(
+                    args.inactive_retention_ms,
+                    file.inactive_retention_ms,
+                    crate::retention::DEFAULT_INACTIVE_RETENTION_MS,
                 ),
                 batch: args
                     .prune_batch

@@ -316,6 +316,8 @@ fn reconcile_one(
             .all(|r| r.task.desired_status == Status::Stopped)
     {
         s.status = ServiceStatus::Inactive;
+        c.inactive_since()
+            .service(ctx.account, cluster, &s.service_name, now())?;
     }
     let s = with_counts(c, ctx.account, cluster, s)?;
     if s != before {

@@ -96,7 +96,12 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
                 }
                 // Retention: one bounded batch per pass; a backlog takes several.
                 if last_prune.elapsed() >= app.retention.period() {
-                    let cutoff = app.retention.cutoff(crate::clock::now());
+                    let now = crate::clock::now();
+                    let cutoff = app.retention.inactive_cutoff(now);
+                    if let Err(e) = c.inactive_since().prune(cutoff, app.retention.batch) {
+                        tracing::error!(cell = cell.id, "pruning INACTIVE resources: {e}");
+                    }
+                    let cutoff = app.retention.cutoff(now);
                     match c.prune_stopped(cutoff, app.retention.batch) {
                         Ok(n) if n == app.retention.batch => {
                             tracing::debug!(cell = cell.id, "pruned {n} STOPPED tasks, more left");

@@ -178,3 +178,85 @@ async fn a_service_keeps_its_newest_100_events() {
         later[0]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_services_and_clusters_are_pruned_task_definitions_kept() {
+    let cp = ControlPlane::start(&[
+        "--inactive-retention-ms",
+        "3000",
+        "--scheduler-interval-ms",
+        "100",
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = scorekeep_file(tmp.path());
+    cp.aws(&["register-task-definition", "--cli-input-json", &file])
+        .unwrap();
+    for name in ["c", "gone", "back"] {
+        cp.call("CreateCluster", json!({"clusterName": name}))
+            .unwrap();
+    }
+    cp.call(
+        "CreateService",
+        json!({"cluster": "c", "serviceName": "s", "taskDefinition": "scorekeep:1",
+               "desiredCount": 0, "launchType": "FARGATE",
+               "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0a1b2c3d"]}}}),
+    )
+    .unwrap();
+    cp.call(
+        "DeregisterTaskDefinition",
+        json!({"taskDefinition": "scorekeep:1"}),
+    )
+    .unwrap();
+    cp.call("DeleteService", json!({"cluster": "c", "service": "s"}))
+        .unwrap();
+    cp.call("DeleteCluster", json!({"cluster": "gone"}))
+        .unwrap();
+    // Deleted and created again: ACTIVE, never pruned.
+    cp.call("DeleteCluster", json!({"cluster": "back"}))
+        .unwrap();
+    cp.call("CreateCluster", json!({"clusterName": "back"}))
+        .unwrap();
+    let service = || {
+        cp.call(
+            "DescribeServices",
+            json!({"cluster": "c", "services": ["s"]}),
+        )
+        .unwrap()
+    };
+    let clusters = || {
+        cp.call("DescribeClusters", json!({"clusters": ["gone", "back"]}))
+            .unwrap()
+    };
+    cp.wait_for(10, "the service INACTIVE", || {
+        (service()["services"][0]["status"] == "INACTIVE").then_some(())
+    });
+    let cl = clusters();
+    assert_eq!(cl["clusters"].as_array().map(Vec::len), Some(2), "{cl}");
+    assert!(
+        cl["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["clusterName"] == "gone" && c["status"] == "INACTIVE"),
+        "{cl}"
+    );
+    cp.wait_for(20, "the INACTIVE service pruned", || {
+        (service()["failures"][0]["reason"] == "MISSING").then_some(())
+    });
+    cp.wait_for(20, "the INACTIVE cluster pruned", || {
+        let cl = clusters();
+        (cl["clusters"].as_array().map(Vec::len) == Some(1)).then_some(cl)
+    });
+    let cl = clusters();
+    assert_eq!(cl["clusters"][0]["clusterName"], "back", "{cl}");
+    assert_eq!(cl["clusters"][0]["status"], "ACTIVE", "{cl}");
+    assert_eq!(cl["failures"][0]["reason"], "MISSING", "{cl}");
+    // The INACTIVE task definition is kept, as ECS does.
+    let td = cp
+        .call(
+            "DescribeTaskDefinition",
+            json!({"taskDefinition": "scorekeep:1"}),
+        )
+        .unwrap();
+    assert_eq!(td["taskDefinition"]["status"], "INACTIVE", "{td}");
+}
