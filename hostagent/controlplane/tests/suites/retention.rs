@@ -100,9 +100,24 @@ async fn stopped_tasks_are_visible_then_pruned_in_batches_across_a_restart() {
     let agent = TestAgent::start(&cp.addr, TOKEN, "us-east-1a", 65536, 131072, None, hb)
         .await
         .unwrap();
-    cp.wait_for(40, "every STOPPED task pruned", || {
-        (listed_stopped(&cp) == 0).then_some(())
-    });
+    // Pruned in batches of 5, one per tick of the cell's loop (1 s): the listing
+    // shrinks in steps, never all at once.
+    let mut seen = vec![listed_stopped(&cp)];
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while seen.last() != Some(&0) {
+        assert!(std::time::Instant::now() < deadline, "not pruned: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let n = listed_stopped(&cp);
+        if seen.last() != Some(&n) {
+            seen.push(n);
+        }
+    }
+    let steps: Vec<usize> = seen.windows(2).map(|w| w[0] - w[1]).collect();
+    assert!(
+        steps.iter().all(|&d| d <= 10),
+        "at most a batch (two if a poll was late) at a time: {seen:?}"
+    );
+    assert!(seen.len() >= 4, "several batches: {seen:?}");
     let d = describe(&cp, &arns);
     assert_eq!(d["tasks"].as_array().map(Vec::len), Some(0), "{d}");
     let failures = d["failures"].as_array().unwrap();
