@@ -33,6 +33,8 @@ pub struct App {
     pub heartbeat_timeout: Duration,
     /// Scheduler period.
     pub scheduler_interval: Duration,
+    /// How long STOPPED tasks stay visible, prune batches.
+    pub retention: crate::retention::Retention,
     /// Connection counter.
     pub next_conn: AtomicU64,
     /// Agent messages handled (metric).
@@ -78,6 +80,7 @@ impl App {
             heartbeat_interval: cfg.heartbeat_interval,
             heartbeat_timeout: cfg.heartbeat_timeout,
             scheduler_interval: cfg.scheduler_interval,
+            retention: cfg.retention,
             next_conn: AtomicU64::new(1),
             agent_messages: AtomicU64::new(0),
             hosts_lost: AtomicU64::new(0),

@@ -14,7 +14,8 @@ use crate::store::etcd::{EtcdStore, Fence};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{Store, StoreError, StoreExt};
 use crate::tables::{
-    names, AccountSettings, Clusters, Hosts, Services, TaskDefinitions, TaskKey, Tasks,
+    names, AccountSettings, Clusters, Hosts, InactiveSince, Services, TaskDefinitions, TaskKey,
+    Tasks,
 };
 use agent_proto::{ControlMessage, Status};
 use std::collections::{HashMap, HashSet};
@@ -92,6 +93,11 @@ impl CellState {
     /// The cell's clusters.
     pub fn clusters(&self) -> Clusters<'_> {
         Clusters(self.store.as_ref())
+    }
+
+    /// When the cell's clusters and services became INACTIVE.
+    pub fn inactive_since(&self) -> InactiveSince<'_> {
+        InactiveSince(self.store.as_ref())
     }
 
     /// The cell's task definitions.
@@ -411,6 +417,25 @@ impl CellState {
             set.remove(&k);
         }
         Ok(())
+    }
+
+    /// Deletes up to `max` STOPPED tasks that stopped before `cutoff` (seconds since
+    /// the epoch), oldest first, and returns how many. STOPPED tasks are in no index
+    /// (host tasks, placement, the vCPU totals, metrics), so only the store changes.
+    pub fn prune_stopped(&mut self, cutoff: f64, max: usize) -> Result<usize, StoreError> {
+        let mut old: Vec<(f64, TaskKey)> = self
+            .tasks()
+            .all()?
+            .into_iter()
+            .filter(|(_, t)| t.task.last_status == Status::Stopped)
+            .map(|(k, t)| (crate::retention::stopped_time(&t), k))
+            .filter(|(at, _)| *at < cutoff)
+            .collect();
+        old.sort_by(|a, b| a.0.total_cmp(&b.0));
+        old.truncate(max);
+        let keys: Vec<TaskKey> = old.into_iter().map(|(_, k)| k).collect();
+        self.tasks().delete_many(&keys)?;
+        Ok(keys.len())
     }
 
     /// Keeps the latest metrics sample of a running task.

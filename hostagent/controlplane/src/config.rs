@@ -103,6 +103,19 @@ pub struct Args {
     /// Most log events each cell's log store keeps (the oldest go first).
     #[arg(long)]
     pub log_retention_events: Option<u64>,
+    /// How long a STOPPED task stays visible (DescribeTasks, ListTasks) before it
+    /// is pruned from the store, in milliseconds (default 3600000: one hour, as ECS).
+    #[arg(long)]
+    pub stopped_task_retention_ms: Option<u64>,
+    /// How long an INACTIVE (deleted) service or cluster stays visible before it is
+    /// pruned, in milliseconds (default 3600000: one hour, as ECS). INACTIVE task
+    /// definitions are kept.
+    #[arg(long)]
+    pub inactive_retention_ms: Option<u64>,
+    /// Most STOPPED tasks each cell prunes per pass of its background loop
+    /// (default 500); a larger backlog is pruned over several passes.
+    #[arg(long)]
+    pub prune_batch: Option<u64>,
     /// State store: `sqlite` (default: files under --data-dir) or `etcd`
     /// (several replicas over one etcd cluster).
     #[arg(long)]
@@ -341,6 +354,12 @@ pub struct FileConfig {
     pub throttle: Option<ThrottleConfig>,
     /// Log store retention (events per cell).
     pub log_retention_events: Option<u64>,
+    /// How long a STOPPED task stays visible.
+    pub stopped_task_retention_ms: Option<u64>,
+    /// How long an INACTIVE service or cluster stays visible.
+    pub inactive_retention_ms: Option<u64>,
+    /// Most STOPPED tasks pruned per pass.
+    pub prune_batch: Option<u64>,
     /// State store.
     pub store: Option<StoreFileConfig>,
     /// Audit log file.
@@ -374,6 +393,8 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Most log events each cell's log store keeps.
     pub log_retention_events: u64,
+    /// How long finished resources stay visible, prune batches.
+    pub retention: crate::retention::Retention,
     /// State store.
     pub store: StoreConfig,
     /// The audit log file.
@@ -569,6 +590,23 @@ impl Config {
                 .or(file.log_retention_events)
                 .unwrap_or(DEFAULT_LOG_RETENTION_EVENTS)
                 .max(1),
+            retention: crate::retention::Retention {
+                stopped_tasks: ms(
+                    args.stopped_task_retention_ms,
+                    file.stopped_task_retention_ms,
+                    crate::retention::DEFAULT_STOPPED_TASK_RETENTION_MS,
+                ),
+                inactive: ms(
+                    args.inactive_retention_ms,
+                    file.inactive_retention_ms,
+                    crate::retention::DEFAULT_INACTIVE_RETENTION_MS,
+                ),
+                batch: args
+                    .prune_batch
+                    .or(file.prune_batch)
+                    .unwrap_or(crate::retention::DEFAULT_PRUNE_BATCH)
+                    .clamp(1, 100_000) as usize,
+            },
             store,
             audit_log: args
                 .audit_log

@@ -25,6 +25,8 @@
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
 //! - [`config`]: flags and config file.
+//! - [`retention`]: how long STOPPED tasks stay visible, prune batches, service
+//!   events kept.
 //! - [`quotas`]: account quotas (ECS's defaults, flags) and their checks.
 //! - [`certs`]: `controlplane certs`: a throwaway local CA and certificates (rcgen).
 //! - [`error`]: the ECS/Logs wire error (`ApiError`), and the one `From<DomainError>`.
@@ -71,6 +73,7 @@ pub mod model;
 pub mod operator;
 pub mod placement;
 pub mod quotas;
+pub mod retention;
 pub mod scheduler;
 pub mod server;
 pub mod store;

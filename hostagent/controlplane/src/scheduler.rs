@@ -24,7 +24,7 @@ fn event(s: &mut Service, msg: String) {
             message: msg,
         },
     );
-    s.events.truncate(100);
+    s.events.truncate(crate::retention::SERVICE_EVENTS_KEPT);
 }
 
 /// The task definition ARN `arn` of a service names, if it is still ACTIVE.
@@ -316,6 +316,8 @@ fn reconcile_one(
             .all(|r| r.task.desired_status == Status::Stopped)
     {
         s.status = ServiceStatus::Inactive;
+        c.inactive_since()
+            .service(ctx.account, cluster, &s.service_name, now())?;
     }
     let s = with_counts(c, ctx.account, cluster, s)?;
     if s != before {

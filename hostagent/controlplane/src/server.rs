@@ -72,6 +72,7 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
                 .min(app.scheduler_interval)
                 .max(Duration::from_millis(20));
             let mut last_sched = Instant::now();
+            let mut last_prune = Instant::now();
             while !stop.load(Ordering::Relaxed) {
                 std::thread::sleep(tick);
                 // Placement, the scheduler and the lost-host sweep: the leader only.
@@ -91,6 +92,30 @@ pub fn start_loops(app: &Arc<App>, stop: Arc<AtomicBool>) -> Vec<std::thread::Jo
                     last_sched = Instant::now();
                     if let Err(e) = crate::scheduler::reconcile(&mut c) {
                         tracing::error!(cell = cell.id, "scheduler: {e}");
+                    }
+                }
+                // Retention: one bounded batch per pass; a backlog takes several.
+                if last_prune.elapsed() >= app.retention.period() {
+                    let now = crate::clock::now();
+                    let cutoff = app.retention.inactive_cutoff(now);
+                    if let Err(e) = c.inactive_since().prune(cutoff, app.retention.batch) {
+                        tracing::error!(cell = cell.id, "pruning INACTIVE resources: {e}");
+                    }
+                    let cutoff = app.retention.cutoff(now);
+                    match c.prune_stopped(cutoff, app.retention.batch) {
+                        Ok(n) if n == app.retention.batch => {
+                            tracing::debug!(cell = cell.id, "pruned {n} STOPPED tasks, more left");
+                        }
+                        Ok(n) => {
+                            if n > 0 {
+                                tracing::debug!(cell = cell.id, "pruned {n} STOPPED tasks");
+                            }
+                            last_prune = Instant::now();
+                        }
+                        Err(e) => {
+                            tracing::error!(cell = cell.id, "pruning STOPPED tasks: {e}");
+                            last_prune = Instant::now();
+                        }
                     }
                 }
             }

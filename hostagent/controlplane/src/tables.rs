@@ -3,7 +3,10 @@
 //! that does not decode reads as absent and is quarantined (`crate::store`), and
 //! [`sweep`] does that for every table when a cell is loaded.
 
-use crate::model::{AccountSetting, Cluster, HostRecord, Service, Tag, TaskDefinition, TaskRecord};
+use crate::model::{
+    AccountSetting, Cluster, ClusterStatus, HostRecord, Service, ServiceStatus, Tag,
+    TaskDefinition, TaskRecord,
+};
 use crate::store::{quarantine, Store, StoreError, StoreExt, Write};
 
 /// Store table names.
@@ -24,6 +27,9 @@ pub mod names {
     pub const ACCOUNT_SETTING: &str = "account_setting";
     /// `{host id}` -> HostRecord.
     pub const HOST: &str = "host";
+    /// `cluster/{account}/{name}` or `service/{account}/{cluster}/{name}` -> when
+    /// the cluster or service became INACTIVE (seconds since the epoch).
+    pub const INACTIVE_SINCE: &str = "inactive_since";
     /// Router: `{account}` -> cell number.
     pub const ACCOUNT_CELL: &str = "account_cell";
 }
@@ -93,6 +99,21 @@ impl Tasks<'_> {
     /// The tasks of `account`'s `cluster`, by key (the keys order pages).
     pub fn in_cluster(&self, account: &str, cluster: &str) -> Result<Vec<(String, TaskRecord)>> {
         self.0.scan_json(TASK, &format!("{account}/{cluster}/"))
+    }
+
+    /// Removes the tasks `keys` in one atomic batch (absent ones are no error).
+    pub fn delete_many(&self, keys: &[TaskKey]) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.0.write(
+            keys.iter()
+                .map(|k| Write::Delete {
+                    table: TASK,
+                    key: k.as_str().to_string(),
+                })
+                .collect(),
+        )
     }
 
     /// Every task of the cell.
@@ -365,6 +386,73 @@ impl Hosts<'_> {
             .into_iter()
             .map(|(_, h)| h)
             .collect())
+    }
+}
+
+/// When clusters and services became INACTIVE, so that they can be pruned after the
+/// retention (task definitions are kept, as ECS does).
+pub struct InactiveSince<'a>(pub &'a dyn Store);
+
+impl InactiveSince<'_> {
+    /// Notes that `account`'s cluster `name` became INACTIVE at `at`.
+    pub fn cluster(&self, account: &str, name: &str, at: f64) -> Result<()> {
+        self.0
+            .put_json(INACTIVE_SINCE, &format!("cluster/{account}/{name}"), &at)
+    }
+
+    /// Notes that the service `name` of `account`'s `cluster` became INACTIVE at `at`.
+    pub fn service(&self, account: &str, cluster: &str, name: &str, at: f64) -> Result<()> {
+        self.0.put_json(
+            INACTIVE_SINCE,
+            &format!("service/{account}/{cluster}/{name}"),
+            &at,
+        )
+    }
+
+    /// Deletes up to `max` clusters and services INACTIVE since before `cutoff`
+    /// (seconds since the epoch), with their notes, in one batch; a note whose
+    /// resource is ACTIVE again (created anew under its name) is dropped alone.
+    /// Returns how many resources were deleted.
+    pub fn prune(&self, cutoff: f64, max: usize) -> Result<usize> {
+        let mut notes: Vec<(String, f64)> = self
+            .0
+            .scan_json::<f64>(INACTIVE_SINCE, "")?
+            .into_iter()
+            .filter(|(_, at)| *at < cutoff)
+            .collect();
+        notes.sort_by(|a, b| a.1.total_cmp(&b.1));
+        notes.truncate(max);
+        let mut writes = vec![];
+        let mut pruned = 0;
+        for (note, _) in notes {
+            if let Some(key) = note.strip_prefix("cluster/") {
+                let cl: Option<Cluster> = self.0.get_json(CLUSTER, key)?;
+                if cl.is_some_and(|c| c.status == ClusterStatus::Inactive) {
+                    writes.push(Write::Delete {
+                        table: CLUSTER,
+                        key: key.to_string(),
+                    });
+                    pruned += 1;
+                }
+            } else if let Some(key) = note.strip_prefix("service/") {
+                let s: Option<Service> = self.0.get_json(SERVICE, key)?;
+                if s.is_some_and(|s| s.status == ServiceStatus::Inactive) {
+                    writes.push(Write::Delete {
+                        table: SERVICE,
+                        key: key.to_string(),
+                    });
+                    pruned += 1;
+                }
+            }
+            writes.push(Write::Delete {
+                table: INACTIVE_SINCE,
+                key: note,
+            });
+        }
+        if !writes.is_empty() {
+            self.0.write(writes)?;
+        }
+        Ok(pruned)
     }
 }
 

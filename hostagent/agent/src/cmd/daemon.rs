@@ -152,6 +152,21 @@ async fn serve<R: TaskRuntime>(
     if let Some(rx) = events {
         tokio::spawn(agent.clone().pump_events(rx));
     }
+    {
+        let (agent, retention) = (
+            agent.clone(),
+            Duration::from_millis(args.task_record_retention_ms.max(1)),
+        );
+        // A quarter of the retention, between 250 ms and one minute.
+        let period = (retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(60));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                agent.prune_records(retention);
+            }
+        });
+    }
     if args.drain {
         agent.start_draining();
     }

@@ -1,8 +1,11 @@
 //! Registration and the long-lived agent channel: connect, resync, heartbeats,
 //! liveness, reconnect with capped exponential backoff and jitter, clean close,
 //! and the rotation of the host credential before it expires. A credential the
-//! control plane refuses (`401`: expired or revoked) ends the agent with an error,
-//! except an expired one when a bootstrap token was given: then it registers again.
+//! control plane refuses (`401`) is retried with the same jittered exponential
+//! backoff (from 1 s, capped), said in the log (`backing off`), since a control
+//! plane that lost its state or was restored may know the host again; except an
+//! expired one (the agent registers again when a bootstrap token was given, else
+//! it ends with an error) and a revoked host, which ends with an error.
 
 use super::agent::Agent;
 use super::backoff::Backoff;
@@ -208,6 +211,17 @@ async fn wait_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) -> 
     }
 }
 
+/// First delay before a refused credential is tried again (then doubled, capped
+/// by the configured longest backoff, jittered).
+pub const REFUSAL_BACKOFF_BASE: Duration = Duration::from_secs(1);
+
+/// The delays of the channel: after a lost connection, after a refused credential.
+/// Both start again once a connection is accepted.
+struct Backoffs {
+    lost: Backoff,
+    refused: Backoff,
+}
+
 enum SessionEnd {
     Lost(String),
     /// The control plane refused the credential (`401`), with its reason.
@@ -225,7 +239,10 @@ pub async fn run<R: TaskRuntime>(
     let Some(mut id) = identity(&cfg, &mut shutdown).await? else {
         return Ok(Exit::Shutdown);
     };
-    let mut backoff = Backoff::new(cfg.min_backoff, cfg.max_backoff);
+    let mut backoff = Backoffs {
+        lost: Backoff::new(cfg.min_backoff, cfg.max_backoff),
+        refused: Backoff::new(REFUSAL_BACKOFF_BASE.max(cfg.min_backoff), cfg.max_backoff),
+    };
     let mut unsent: VecDeque<AgentMessage> = VecDeque::new();
     loop {
         let end = session(
@@ -250,15 +267,27 @@ pub async fn run<R: TaskRuntime>(
                     None => return Ok(Exit::Shutdown),
                 }
             }
-            SessionEnd::Refused(why) => {
+            SessionEnd::Refused(why) if why.contains("revoked") || why.contains("expired") => {
                 return Err(Fatal(format!(
                     "the control plane refused the credential of host {}: {why}; the host must register again (remove {} and give --bootstrap-token)",
                     id.host_id,
                     identity::path(&cfg.state_dir).display()
                 )));
             }
+            SessionEnd::Refused(why) => {
+                let d = backoff.refused.next_delay();
+                tracing::warn!(
+                    host = %id.host_id,
+                    "the control plane refused the host credential ({why}); backing off {} ms before trying it again",
+                    d.as_millis()
+                );
+                if wait_or_shutdown(d, &mut shutdown).await {
+                    return Ok(Exit::Shutdown);
+                }
+                continue;
+            }
             SessionEnd::Lost(why) => {
-                let d = backoff.next_delay();
+                let d = backoff.lost.next_delay();
                 tracing::warn!("channel: {why}; reconnecting in {} ms", d.as_millis());
                 if wait_or_shutdown(d, &mut shutdown).await {
                     return Ok(Exit::Shutdown);
@@ -275,7 +304,7 @@ async fn session<R: TaskRuntime>(
     out: &mut mpsc::UnboundedReceiver<AgentMessage>,
     unsent: &mut VecDeque<AgentMessage>,
     shutdown: &mut watch::Receiver<bool>,
-    backoff: &mut Backoff,
+    backoff: &mut Backoffs,
 ) -> SessionEnd {
     let scheme = if cfg.tls.is_some() { "wss" } else { "ws" };
     let mut req = match format!("{scheme}://{}{CHANNEL_PATH}", cfg.addr).into_client_request() {
@@ -311,7 +340,8 @@ async fn session<R: TaskRuntime>(
     };
     tracing::info!(host = %id.host_id, "channel connected");
     crate::host::metrics::channel_up();
-    backoff.reset();
+    backoff.lost.reset();
+    backoff.refused.reset();
     let (mut sink, mut stream) = ws.split();
     let interval = Duration::from_secs(id.heartbeat_interval_secs.max(1));
     // The control plane answers our pings; silence this long means the link is dead.

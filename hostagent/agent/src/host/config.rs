@@ -64,9 +64,15 @@ pub struct Args {
     /// Start draining: accept no launch, exit once no task remains.
     #[arg(long)]
     pub drain: bool,
-    /// Longest reconnect delay, in milliseconds.
-    #[arg(long, default_value_t = 30_000)]
+    /// Longest delay between reconnects or retries of a refused credential, in
+    /// milliseconds (delays start at 250 ms, double per failure, and are jittered).
+    #[arg(long, default_value_t = 300_000)]
     pub max_backoff_ms: u64,
+    /// How long the record of a STOPPED task (`<state-dir>/tasks/*.json`) is kept,
+    /// in milliseconds: a launch the control plane re-sends meanwhile is answered
+    /// from it. Keep it at least the control plane's --stopped-task-retention-ms.
+    #[arg(long, default_value_t = 3_600_000)]
+    pub task_record_retention_ms: u64,
     /// Log level (error, warn, info, debug, trace).
     #[arg(long, default_value = "info")]
     pub level: String,

@@ -122,6 +122,38 @@ impl TaskStore {
         Ok(out)
     }
 
+    /// Removes the records of tasks that have been STOPPED for `retention` or more
+    /// at `now` (the time of a record's last write, its file's modification time, is
+    /// when it stopped: a STOPPED record is not written again). Returns how many.
+    /// Unreadable files are left for [`TaskStore::list`] to warn about.
+    pub fn prune_stopped(
+        &self,
+        retention: std::time::Duration,
+        now: std::time::SystemTime,
+    ) -> std::io::Result<usize> {
+        let mut pruned = 0;
+        for e in std::fs::read_dir(&self.dir)? {
+            let p = e?.path();
+            if p.extension().and_then(|x| x.to_str()) != Some("json") {
+                continue;
+            }
+            let Ok(modified) = std::fs::metadata(&p).and_then(|m| m.modified()) else {
+                continue;
+            };
+            let old = now
+                .duration_since(modified)
+                .is_ok_and(|age| age >= retention);
+            if !old {
+                continue;
+            }
+            if matches!(read_record(&p), Ok(r) if r.last_status == Status::Stopped) {
+                std::fs::remove_file(&p)?;
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
+    }
+
     /// ARNs of tasks that have not stopped.
     pub fn active(&self) -> std::io::Result<Vec<String>> {
         Ok(self
@@ -159,6 +191,54 @@ pub(crate) mod tests {
             },
             volumes: vec![],
         }
+    }
+
+    fn record(arn: &str, status: Status) -> TaskRecord {
+        TaskRecord {
+            spec: spec(arn),
+            last_status: status,
+            containers: vec![],
+            stopped_reason: None,
+            private_ipv4_address: None,
+        }
+    }
+
+    #[test]
+    fn stopped_records_are_pruned_after_the_retention_only() {
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().unwrap();
+        let s = TaskStore::open(tmp.path()).unwrap();
+        for (arn, st) in [
+            ("arn:old-stopped", Status::Stopped),
+            ("arn:new-stopped", Status::Stopped),
+            ("arn:old-running", Status::Running),
+        ] {
+            s.put(&record(arn, st)).unwrap();
+        }
+        // Age two of them by two hours (their files' modification time).
+        let two_hours_ago = SystemTime::now() - Duration::from_secs(7200);
+        for arn in ["arn:old-stopped", "arn:old-running"] {
+            let f = std::fs::File::options()
+                .write(true)
+                .open(s.path_of(arn))
+                .unwrap();
+            f.set_modified(two_hours_ago).unwrap();
+        }
+        let hour = Duration::from_secs(3600);
+        assert_eq!(s.prune_stopped(hour, SystemTime::now()).unwrap(), 1);
+        assert_eq!(s.get("arn:old-stopped").unwrap(), None);
+        assert!(
+            s.get("arn:new-stopped").unwrap().is_some(),
+            "within the retention"
+        );
+        assert!(
+            s.get("arn:old-running").unwrap().is_some(),
+            "never a live task"
+        );
+        // An hour later the other STOPPED one goes too.
+        let later = SystemTime::now() + hour;
+        assert_eq!(s.prune_stopped(hour, later).unwrap(), 1);
+        assert_eq!(s.list().unwrap().len(), 1);
     }
 
     #[test]

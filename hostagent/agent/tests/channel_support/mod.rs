@@ -224,14 +224,13 @@ impl HostAgent {
         let child = Command::new(env!("CARGO_BIN_EXE_hostagent"))
             .args(["--availability-zone", "us-east-1a", "--state-dir"])
             .arg(state)
-            .args([
-                "--cpu-units",
-                "4096",
-                "--memory-mib",
-                "8192",
-                "--max-backoff-ms",
-                "1000",
-            ])
+            .args(["--cpu-units", "4096", "--memory-mib", "8192"])
+            .args(
+                (!flags.contains(&"--max-backoff-ms"))
+                    .then_some(["--max-backoff-ms", "1000"])
+                    .iter()
+                    .flatten(),
+            )
             .args(["--level", "debug"])
             .args(flags)
             .stdout(Stdio::null())

@@ -208,6 +208,8 @@ pub fn delete(ctx: &Ctx<'_>, c: &mut CellState, v: Value) -> Result<Value, ApiEr
     let mut cl = cl;
     cl.status = ClusterStatus::Inactive;
     c.clusters().put(ctx.account, &cl)?;
+    c.inactive_since()
+        .cluster(ctx.account, &cl.cluster_name, crate::clock::now())?;
     Ok(json!({"cluster": cl}))
 }
 

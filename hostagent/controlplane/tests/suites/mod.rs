@@ -12,6 +12,7 @@ mod logs;
 mod logs_api;
 mod quarantine;
 mod quotas;
+mod retention;
 mod services;
 mod settings;
 mod tagging;

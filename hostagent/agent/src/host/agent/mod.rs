@@ -100,6 +100,26 @@ impl<R: TaskRuntime> Agent<R> {
         })
     }
 
+    /// Removes the records of tasks STOPPED for `retention` or more; returns how many.
+    /// Until then a launch the control plane re-sends is answered from the record.
+    pub fn prune_records(&self, retention: Duration) -> usize {
+        match self
+            .store
+            .prune_stopped(retention, std::time::SystemTime::now())
+        {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::info!("pruned {n} records of stopped tasks");
+                }
+                n
+            }
+            Err(e) => {
+                tracing::warn!("pruning task records: {e}");
+                0
+            }
+        }
+    }
+
     /// Stops accepting launches (running tasks continue until stopped).
     pub fn start_draining(&self) {
         if !self.draining.swap(true, Ordering::SeqCst) {
