@@ -4,6 +4,8 @@
 //! plugged into the ENI's bridge next to the tap, configured exactly as the guest would be.
 #![allow(dead_code)]
 
+// One parser for every crate's metrics tests.
+#[path = "../../../tests/support/prom.rs"]
 pub mod prom;
 
 use std::io::{Read, Write};

@@ -2,6 +2,8 @@
 //! port with a temporary data dir, and the real `hostagent` binary as a child process.
 #![allow(dead_code)]
 
+// One parser for every crate's metrics tests.
+#[path = "../../../../tests/support/prom.rs"]
 pub mod prom;
 
 use serde_json::Value;

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod etcd;
+// One parser for every crate's metrics tests.
+#[path = "../../../../tests/support/prom.rs"]
 pub mod prom;
 
 use serde_json::Value;

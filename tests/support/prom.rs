@@ -1,3 +1,6 @@
+//! Test support shared by several crates' integration tests (each includes it with
+//! `#[path]`).
+//!
 //! The Prometheus text exposition parsed by the reference parser (Debian's
 //! `python3-prometheus-client`, its strict OpenMetrics parser): a scrape that does not
 //! parse fails the test.
