@@ -6,7 +6,7 @@ use clap::Parser;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Why the flags and the config file do not make a configuration.
@@ -450,22 +450,27 @@ pub struct StoreSettings {
     pub store: StoreConfig,
 }
 
+impl FileConfig {
+    /// The config file at `path` (none: every setting from flags or defaults).
+    fn read(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        let Some(p) = path else {
+            return Ok(FileConfig::default());
+        };
+        let s = std::fs::read_to_string(p).map_err(|err| ConfigError::Read {
+            path: p.to_path_buf(),
+            err,
+        })?;
+        serde_json::from_str(&s).map_err(|err| ConfigError::Parse {
+            path: p.to_path_buf(),
+            err,
+        })
+    }
+}
+
 impl StoreSettings {
     /// The store settings of `args` and its config file (accounts are not needed).
     pub fn from_args(args: &Args) -> Result<StoreSettings, ConfigError> {
-        let mut file: FileConfig = match &args.config {
-            None => FileConfig::default(),
-            Some(p) => {
-                let s = std::fs::read_to_string(p).map_err(|err| ConfigError::Read {
-                    path: p.clone(),
-                    err,
-                })?;
-                serde_json::from_str(&s).map_err(|err| ConfigError::Parse {
-                    path: p.clone(),
-                    err,
-                })?
-            }
-        };
+        let mut file = FileConfig::read(args.config.as_deref())?;
         let store = StoreConfig::build(args, file.store.take().unwrap_or_default())?;
         Ok(StoreSettings {
             data_dir: args.data_dir.clone(),
@@ -507,19 +512,7 @@ fn add_account(
 impl Config {
     /// Builds the configuration from flags and the optional file.
     pub fn from_args(args: &Args) -> Result<Config, ConfigError> {
-        let mut file: FileConfig = match &args.config {
-            None => FileConfig::default(),
-            Some(p) => {
-                let s = std::fs::read_to_string(p).map_err(|err| ConfigError::Read {
-                    path: p.clone(),
-                    err,
-                })?;
-                serde_json::from_str(&s).map_err(|err| ConfigError::Parse {
-                    path: p.clone(),
-                    err,
-                })?
-            }
-        };
+        let mut file = FileConfig::read(args.config.as_deref())?;
         let listener = ListenerConfig::build(args)?;
         let store = StoreConfig::build(args, file.store.take().unwrap_or_default())?;
         let mut accounts = HashMap::new();
