@@ -45,7 +45,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()>
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // One temporary file per write: two writes of one path (two threads) never
+    // share one, so neither can rename the other's half-written file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp.{}.{n}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -239,6 +243,29 @@ pub(crate) mod tests {
         let later = SystemTime::now() + hour;
         assert_eq!(s.prune_stopped(hour, later).unwrap(), 1);
         assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn concurrent_writes_of_one_record_never_fail_or_leave_a_torn_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = TaskStore::open(tmp.path()).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50 {
+                        let mut r = record("arn:t", Status::Running);
+                        // Records of different lengths, so a torn file would show.
+                        r.stopped_reason = Some("x".repeat((i * 50 + n) % 97));
+                        s.put(&r).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(s.get("arn:t").unwrap().is_some());
     }
 
     #[test]

@@ -246,6 +246,9 @@ impl<R: TaskRuntime> Agent<R> {
 
     /// Containers of a running task changed: one registry write, one report.
     fn container_changed(&self, arn: &str, states: Vec<ContainerState>) {
+        // Read and written under the records lock: a launch that records RUNNING
+        // meanwhile is not overwritten with the PENDING this read would have seen.
+        let records = lock(&self.records);
         let mut rec = match self.store.get(arn) {
             Ok(Some(r)) if r.last_status != Status::Stopped => r,
             Ok(_) => return,
@@ -257,7 +260,7 @@ impl<R: TaskRuntime> Agent<R> {
                 None => rec.containers.push(state),
             }
         }
-        self.commit(&rec);
+        self.commit_locked(&records, &rec);
     }
 
     /// The runtime says the task ended on its own (its resources are released).

@@ -55,6 +55,9 @@ pub struct Agent<R: TaskRuntime> {
     inflight: Mutex<HashMap<String, Inflight>>,
     /// Stops in progress.
     stopping: Mutex<HashSet<String>>,
+    /// Held for every record write and every read-modify-write of a record, so that
+    /// two paths (a launch ending, the events pump) never interleave on one task.
+    records: Mutex<()>,
     /// Log batches and metrics handed to `out` and not yet taken by the channel.
     telemetry_queued: AtomicUsize,
     /// Log lines dropped (buffer full while the channel was down).
@@ -93,6 +96,7 @@ impl<R: TaskRuntime> Agent<R> {
             out,
             inflight: Mutex::new(HashMap::new()),
             stopping: Mutex::new(HashSet::new()),
+            records: Mutex::new(()),
             telemetry_queued: AtomicUsize::new(0),
             logs_dropped: AtomicU64::new(0),
             metrics_dropped: AtomicU64::new(0),
@@ -156,6 +160,13 @@ impl<R: TaskRuntime> Agent<R> {
 
     /// Records `rec` and queues its report.
     fn commit(&self, rec: &TaskRecord) {
+        let records = lock(&self.records);
+        self.commit_locked(&records, rec);
+    }
+
+    /// [`Agent::commit`] for a caller that holds the records lock (it read the
+    /// record it changes under it).
+    fn commit_locked(&self, _records: &std::sync::MutexGuard<'_, ()>, rec: &TaskRecord) {
         if let Err(e) = self.store.put(rec) {
             tracing::error!(task = %rec.spec.task_arn, "task registry write: {e}");
         }
