@@ -4,6 +4,7 @@
 //! - [`operator`]: the operator commands (`tokens create|list|delete`,
 //!   `hosts list|revoke`), over the store directly.
 //! - [`server`]: wiring: the HTTP routes, the per-cell background loops, `serve`.
+//! - [`scrape`]: `GET /metrics` and the middleware timing every API call.
 //! - [`tls`]: TLS of the API listener (rustls): configurations from PEM files, the
 //!   listener that hands over only completed handshakes.
 //! - [`hosts`]: the hosts: registration, the WebSocket channel of each agent, heartbeats.
@@ -75,6 +76,7 @@ pub mod placement;
 pub mod quotas;
 pub mod retention;
 pub mod scheduler;
+pub mod scrape;
 pub mod server;
 pub mod store;
 pub mod sync;

@@ -19,12 +19,12 @@ pub fn routes(app: Arc<App>) -> axum::Router {
             "/",
             post(frontend::call).layer(axum::middleware::from_fn_with_state(
                 app.clone(),
-                crate::metrics::track,
+                crate::scrape::track,
             )),
         )
         .route(agent_proto::REGISTER_PATH, post(hosts::register))
         .route(agent_proto::CHANNEL_PATH, get(hosts::channel))
-        .route("/metrics", get(crate::metrics::handler))
+        .route("/metrics", get(crate::scrape::handler))
         .route("/metrics.json", get(metrics))
         .with_state(app)
 }
