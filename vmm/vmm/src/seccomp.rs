@@ -380,6 +380,22 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Runs the test `name` of this module again in a child process with `env` set to
+    /// `value` (the child takes the branch that applies a filter, which may kill it), and
+    /// returns how the child ended.
+    fn rerun_in_child(
+        name: &str,
+        env: &str,
+        value: impl AsRef<std::ffi::OsStr>,
+    ) -> std::process::Output {
+        let exe = std::env::current_exe().unwrap();
+        std::process::Command::new(exe)
+            .args(["--exact", &format!("seccomp::tests::{name}"), "--nocapture"])
+            .env(env, value)
+            .output()
+            .unwrap()
+    }
+
     #[test]
     fn a_filtered_thread_is_killed_on_a_forbidden_syscall() {
         // Run in a child process: the default action kills the whole process.
@@ -389,16 +405,11 @@ mod tests {
             unsafe { libc::syscall(libc::SYS_getppid) };
             std::process::exit(0);
         }
-        let exe = std::env::current_exe().unwrap();
-        let st = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "seccomp::tests::a_filtered_thread_is_killed_on_a_forbidden_syscall",
-                "--nocapture",
-            ])
-            .env("VMM_SECCOMP_CHILD", "1")
-            .output()
-            .unwrap();
+        let st = rerun_in_child(
+            "a_filtered_thread_is_killed_on_a_forbidden_syscall",
+            "VMM_SECCOMP_CHILD",
+            "1",
+        );
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(st.status.signal(), Some(libc::SIGSYS), "{st:?}");
     }
@@ -470,16 +481,11 @@ mod tests {
         }
         let dir = std::env::temp_dir().join(format!("vmm-seccomp-dev-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let out = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "seccomp::tests::vcpu_thread_device_calls_pass_the_vcpu_filter",
-                "--nocapture",
-            ])
-            .env("VMM_SECCOMP_DEVICES_CHILD", &dir)
-            .output()
-            .unwrap();
+        let out = rerun_in_child(
+            "vcpu_thread_device_calls_pass_the_vcpu_filter",
+            "VMM_SECCOMP_DEVICES_CHILD",
+            &dir,
+        );
         let _ = std::fs::remove_dir_all(&dir);
         use std::os::unix::process::ExitStatusExt;
         assert_ne!(
@@ -580,16 +586,11 @@ mod tests {
         }
         let dir = std::env::temp_dir().join(format!("vmm-seccomp-blk-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let exe = std::env::current_exe().unwrap();
-        let out = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "seccomp::tests::vmm_thread_block_io_passes_the_vmm_filter",
-                "--nocapture",
-            ])
-            .env("VMM_SECCOMP_BLOCK_CHILD", &dir)
-            .output()
-            .unwrap();
+        let out = rerun_in_child(
+            "vmm_thread_block_io_passes_the_vmm_filter",
+            "VMM_SECCOMP_BLOCK_CHILD",
+            &dir,
+        );
         let _ = std::fs::remove_dir_all(&dir);
         use std::os::unix::process::ExitStatusExt;
         assert_ne!(
@@ -609,16 +610,11 @@ mod tests {
             unsafe { libc::syscall(libc::SYS_getppid) };
             std::process::exit(0);
         }
-        let exe = std::env::current_exe().unwrap();
-        let out = std::process::Command::new(exe)
-            .args([
-                "--exact",
-                "seccomp::tests::a_forbidden_syscall_is_named_on_stderr_with_the_configured_handler",
-                "--nocapture",
-            ])
-            .env("VMM_SECCOMP_HANDLER_CHILD", "1")
-            .output()
-            .unwrap();
+        let out = rerun_in_child(
+            "a_forbidden_syscall_is_named_on_stderr_with_the_configured_handler",
+            "VMM_SECCOMP_HANDLER_CHILD",
+            "1",
+        );
         assert_eq!(out.status.code(), Some(BAD_SYSCALL_EXIT), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
