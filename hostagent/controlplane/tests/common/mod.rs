@@ -494,3 +494,13 @@ impl ControlPlane {
         self.task(cluster, arn)
     }
 }
+
+/// `aws logs ARGS` as the first account.
+pub fn logs(cp: &ControlPlane, args: &[&str]) -> Result<Value, String> {
+    cp.aws_service(KEY, SECRET, "logs", args)
+}
+
+/// `aws logs ARGS` as the second account.
+pub fn logs2(cp: &ControlPlane, args: &[&str]) -> Result<Value, String> {
+    cp.aws_service(KEY2, SECRET2, "logs", args)
+}

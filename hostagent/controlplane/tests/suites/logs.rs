@@ -15,14 +15,6 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn logs(cp: &ControlPlane, args: &[&str]) -> Result<Value, String> {
-    cp.aws_service(KEY, SECRET, "logs", args)
-}
-
-fn logs2(cp: &ControlPlane, args: &[&str]) -> Result<Value, String> {
-    cp.aws_service(KEY2, SECRET2, "logs", args)
-}
-
 fn messages(v: &Value) -> Vec<String> {
     v["events"]
         .as_array()

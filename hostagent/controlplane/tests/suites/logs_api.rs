@@ -18,14 +18,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn logs(cp: &ControlPlane, args: &[&str]) -> Result<Value, String> {
-    cp.aws_service(KEY, SECRET, "logs", args)
-}
-
-fn logs2(cp: &ControlPlane, args: &[&str]) -> Result<Value, String> {
-    cp.aws_service(KEY2, SECRET2, "logs", args)
-}
-
 /// PutLogEvents of `events` (timestamp, message) through a file.
 fn put(
     cp: &ControlPlane,
