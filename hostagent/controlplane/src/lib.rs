@@ -22,6 +22,8 @@
 //!   request parameters (network, overrides, tags, load balancers), names and ids.
 //! - [`logs`]: container logs: the log store, agents' batches into it, the Logs API.
 //! - [`tagging`]: the tags a new task gets (given, propagated, managed).
+//! - [`task_identity`]: what a task gets at launch from the identity and secret stores
+//!   (role credentials, secret values), behind a trait.
 //! - [`lifecycle`]: a task's life: launch, stop requests, host reports, STOPPED.
 //! - [`cells`]: cells (store, placement, hosts, agents) and the account router.
 //! - [`leader`]: the etcd leadership campaign of a replica, one role per cell.
@@ -82,6 +84,7 @@ pub mod store;
 pub mod sync;
 pub mod tables;
 pub mod tagging;
+pub mod task_identity;
 #[cfg(any(test, feature = "test-utils"))]
 pub mod testagent;
 pub mod throttle;
