@@ -432,6 +432,29 @@ pub enum AgentMessage {
     /// Asks for a new host credential (the current one expires); answered with
     /// [`ControlMessage::CredentialRotated`] or [`ControlMessage::Error`].
     RotateCredential,
+    /// The health of a container with a `healthCheck` changed (the guest runs the
+    /// checks); the task's health follows from its essential containers'.
+    #[serde(rename_all = "camelCase")]
+    ContainerHealth {
+        /// Which task.
+        task_arn: String,
+        /// Which container of it.
+        container: String,
+        /// Its new health.
+        health_status: HealthStatus,
+    },
+}
+
+/// Health of a container that has a `healthCheck`, as ECS names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HealthStatus {
+    /// No verdict yet (start period, or no check has finished).
+    Unknown,
+    /// The last checks passed.
+    Healthy,
+    /// `retries` checks in a row failed.
+    Unhealthy,
 }
 
 fn is_zero(n: &u64) -> bool {

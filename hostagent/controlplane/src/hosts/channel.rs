@@ -169,6 +169,8 @@ pub fn handle(c: &mut CellState, host: &str, msg: AgentMessage) -> Vec<ControlMe
         }
         AgentMessage::Logs { .. } => err("log batches are stored by the log pipeline".into()),
         AgentMessage::RotateCredential => err("credential rotation needs the policy".into()),
+        // Stored by the health work (container and task healthStatus); ignored until then.
+        AgentMessage::ContainerHealth { .. } => vec![],
         AgentMessage::Draining => match c.set_draining(host) {
             Ok(()) => vec![],
             Err(e) => err(format!("state store error: {e}")),
