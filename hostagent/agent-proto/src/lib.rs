@@ -239,7 +239,7 @@ pub struct ContainerSpec {
 }
 
 /// The task's network attachment (`awsvpcConfiguration` of RunTask).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkSpec {
     /// Subnets the ENI may be placed in.
@@ -251,7 +251,7 @@ pub struct NetworkSpec {
 }
 
 /// Everything a host needs to start a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskSpec {
     /// The task's ARN, the key of every later message about it.
